@@ -1,0 +1,124 @@
+//! The command line: the only home of clap.
+//!
+//! Parses arguments, loads and validates the whole configuration (including every password
+//! reference) before the first connection, runs the command and maps the outcome to a documented
+//! exit code (docs/exit-codes.md).
+
+use crate::config;
+use crate::engine::EngineOptions;
+use crate::error::exit;
+use crate::progress::Progress;
+use crate::runner;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Move every mailbox of a domain from an old IMAP server to a new one: incremental,
+/// exactly-once, byte for byte.
+#[derive(Parser, Debug)]
+#[command(name = "imapshift", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). IMAPSHIFT_LOG=filter overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy every folder and message of every user that is not on the new server yet.
+    ///
+    /// Run it as often as you like before the cutover: each run copies only what is new. The old
+    /// server is only read (EXAMINE, BODY.PEEK); on the new server only folders are created and
+    /// messages appended.
+    Sync(SyncArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// The configuration file (see docs/configuration.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print the run summary as JSON on stdout (logs stay on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Show what would be done (folders to create, messages to copy) without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Users synced at the same time (overrides [sync].jobs).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+    /// Sync only this user (old login); repeat for several.
+    #[arg(short, long = "user", value_name = "LOGIN")]
+    pub users: Vec<String>,
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "warn"
+    } else {
+        match verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("IMAPSHIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Sync(args) => sync(args, cli.quiet),
+    }
+}
+
+fn sync(args: SyncArgs, quiet: bool) -> i32 {
+    let mut cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    if let Some(j) = args.jobs {
+        cfg.sync.jobs = j as usize;
+    }
+    let opts = EngineOptions {
+        batch_bytes: cfg.sync.batch_bytes,
+        batch_messages: cfg.sync.batch_messages,
+        dry_run: args.dry_run,
+    };
+    let progress = Progress::new(quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    let report = match rt.block_on(runner::run_sync(&cfg, &opts, &progress, &args.users)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return runner::exit_code_for(&e);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", runner::render_summary(&report));
+    }
+    report.exit_code
+}

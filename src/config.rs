@@ -1,0 +1,672 @@
+//! The configuration file (`imapshift.toml`) and the users list, validated before any connection.
+//!
+//! Like ripgrep's split between "low" and "high" arguments, this module turns the raw file into a
+//! [`Config`] whose every field has been checked: a bad value is reported with the file, the line
+//! and the field, plus what to write instead, and the run stops before touching a server. Passwords
+//! are never literals in the file: they are *references* (`env:`, `file:`, `cmd:`) resolved here
+//! into [`Secret`]s, so they never reach the command line, the logs or the state store.
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// How the TCP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (port 993).
+    Tls,
+    /// Plain TCP upgraded with STARTTLS before login (port 143); refused if the server lacks it.
+    Starttls,
+    /// No encryption (only sensible on loopback or a trusted network).
+    Plain,
+}
+
+/// How to log in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMech {
+    /// The IMAP `LOGIN` command.
+    Login,
+    /// `AUTHENTICATE PLAIN` (RFC 4616).
+    Plain,
+}
+
+/// One server (the old or the new side), validated.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `old` or `new`: used in messages.
+    pub side: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub auth: AuthMech,
+    pub accept_invalid_certs: bool,
+    /// Limit for any single network wait (connect, a reply line, a literal).
+    pub timeout: Duration,
+}
+
+/// One account to migrate.
+#[derive(Clone, Debug)]
+pub struct UserConfig {
+    pub old_login: String,
+    pub new_login: String,
+    pub old_password: Secret,
+    pub new_password: Secret,
+    /// Where this user was defined, for messages (`imapshift.toml:31` or `users.csv:4`).
+    pub origin: String,
+}
+
+/// Tuning of the copy path.
+#[derive(Clone, Debug)]
+pub struct SyncTuning {
+    /// Bodies fetched and appended per round trip, at most this many bytes.
+    pub batch_bytes: u64,
+    /// And at most this many messages.
+    pub batch_messages: usize,
+    /// Users synced at the same time.
+    pub jobs: usize,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub state_dir: PathBuf,
+    pub old: ServerConfig,
+    pub new: ServerConfig,
+    pub users: Vec<UserConfig>,
+    pub sync: SyncTuning,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<Spanned<String>>,
+    old: Option<Spanned<RawServer>>,
+    new: Option<Spanned<RawServer>>,
+    users: Option<Vec<Spanned<RawUser>>>,
+    users_csv: Option<Spanned<String>>,
+    sync: Option<RawSync>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    security: Option<Spanned<String>>,
+    auth: Option<Spanned<String>>,
+    accept_invalid_certs: Option<bool>,
+    timeout_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    old: Option<Spanned<String>>,
+    new: Option<Spanned<String>>,
+    old_password: Option<Spanned<String>>,
+    new_password: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    batch_bytes: Option<Spanned<i64>>,
+    batch_messages: Option<Spanned<i64>>,
+    jobs: Option<Spanned<i64>>,
+}
+
+/// Builds messages of the form `FILE:LINE: FIELD: PROBLEM`.
+struct Where<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Where<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+    fn at<T>(&self, spanned: &Spanned<T>, field: &str, problem: impl std::fmt::Display) -> Error {
+        Error::config(format!(
+            "{}:{}: {field}: {problem}",
+            self.file.display(),
+            self.line_of(spanned.span().start)
+        ))
+    }
+    fn missing(&self, span_start: usize, field: &str, fix: &str) -> Error {
+        Error::config(format!(
+            "{}:{}: {field} is missing: {fix}",
+            self.file.display(),
+            self.line_of(span_start)
+        ))
+    }
+}
+
+/// Reads and validates `path`, resolving every password reference.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(format!(
+            "cannot read the configuration file {}: {e} (pass the right file with --config)",
+            path.display()
+        ))
+    })?;
+    parse(path, &text)
+}
+
+/// Validates a configuration given as text; `path` names it in messages and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let w = Where { file: path, text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| w.line_of(s.start)).unwrap_or(0);
+        let msg = e.message().trim().to_string();
+        Error::config(format!(
+            "{}:{line}: {msg} (see docs/configuration.md for every field)",
+            path.display()
+        ))
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+
+    let state_dir = match &raw.state_dir {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            return Err(w.at(s, "state_dir", "is empty: name a folder, e.g. \"state\""))
+        }
+        Some(s) => base.join(s.get_ref()),
+        None => base.join("state"),
+    };
+
+    let old = match &raw.old {
+        Some(s) => server(&w, "old", s)?,
+        None => {
+            return Err(w.missing(
+                0,
+                "[old]",
+                "add an [old] table with host, port and security",
+            ))
+        }
+    };
+    let new = match &raw.new {
+        Some(s) => server(&w, "new", s)?,
+        None => {
+            return Err(w.missing(
+                0,
+                "[new]",
+                "add a [new] table with host, port and security",
+            ))
+        }
+    };
+
+    let mut users = Vec::new();
+    match (&raw.users, &raw.users_csv) {
+        (Some(_), Some(csv)) => {
+            return Err(w.at(
+                csv,
+                "users_csv",
+                "both [[users]] and users_csv are given: keep one of them",
+            ))
+        }
+        (Some(list), None) => {
+            for u in list {
+                users.push(inline_user(&w, &base, u)?);
+            }
+        }
+        (None, Some(csv)) => {
+            let csv_path = base.join(csv.get_ref());
+            users = csv_users(&csv_path, &base)
+                .map_err(|e| e.context(format!("{}: users_csv", path.display())))?;
+        }
+        (None, None) => {
+            return Err(w.missing(
+                0,
+                "users",
+                "add [[users]] tables (old, new, old_password, new_password) or users_csv = \"users.csv\"",
+            ))
+        }
+    }
+    if users.is_empty() {
+        return Err(Error::config(format!(
+            "{}: no users to migrate: add at least one [[users]] entry or CSV row",
+            path.display()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for u in &users {
+        if !seen.insert(u.old_login.clone()) {
+            return Err(Error::config(format!(
+                "{}: user {:?} is listed twice: each old login may appear once",
+                u.origin, u.old_login
+            )));
+        }
+    }
+
+    let mut sync = SyncTuning {
+        batch_bytes: 16 * 1024 * 1024,
+        batch_messages: 1000,
+        jobs: 4,
+    };
+    if let Some(s) = &raw.sync {
+        if let Some(v) = &s.batch_bytes {
+            sync.batch_bytes = ranged(&w, v, "[sync].batch_bytes", 65_536, 1 << 30)? as u64;
+        }
+        if let Some(v) = &s.batch_messages {
+            sync.batch_messages = ranged(&w, v, "[sync].batch_messages", 1, 100_000)? as usize;
+        }
+        if let Some(v) = &s.jobs {
+            sync.jobs = ranged(&w, v, "[sync].jobs", 1, 1024)? as usize;
+        }
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        state_dir,
+        old,
+        new,
+        users,
+        sync,
+    })
+}
+
+fn ranged(w: &Where, v: &Spanned<i64>, field: &str, lo: i64, hi: i64) -> Result<i64> {
+    let x = *v.get_ref();
+    if x < lo || x > hi {
+        return Err(w.at(v, field, format!("{x} is out of range: use {lo} to {hi}")));
+    }
+    Ok(x)
+}
+
+fn server(w: &Where, side: &'static str, s: &Spanned<RawServer>) -> Result<ServerConfig> {
+    let raw = s.get_ref();
+    let start = s.span().start;
+    let host = match &raw.host {
+        None => {
+            return Err(w.missing(
+                start,
+                &format!("[{side}].host"),
+                "name the IMAP server, e.g. host = \"imap.example.com\"",
+            ))
+        }
+        Some(h) => {
+            let v = h.get_ref().trim();
+            if v.is_empty()
+                || v.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
+                || v.contains("://")
+            {
+                return Err(w.at(
+                    h,
+                    &format!("[{side}].host"),
+                    format!("{v:?} is not a host name or address: write only the name, e.g. \"imap.example.com\" (the port goes in port =)"),
+                ));
+            }
+            v.to_string()
+        }
+    };
+    let security = match &raw.security {
+        None => Security::Tls,
+        Some(sv) => match sv.get_ref().to_ascii_lowercase().as_str() {
+            "tls" | "ssl" | "imaps" => Security::Tls,
+            "starttls" => Security::Starttls,
+            "plain" | "none" => Security::Plain,
+            other => {
+                return Err(w.at(
+                    sv,
+                    &format!("[{side}].security"),
+                    format!("{other:?} is not one of \"tls\", \"starttls\", \"plain\""),
+                ))
+            }
+        },
+    };
+    let port = match &raw.port {
+        None => {
+            if security == Security::Tls {
+                993
+            } else {
+                143
+            }
+        }
+        Some(p) => ranged(w, p, &format!("[{side}].port"), 1, 65535)? as u16,
+    };
+    let auth = match &raw.auth {
+        None => AuthMech::Login,
+        Some(a) => match a.get_ref().to_ascii_lowercase().as_str() {
+            "login" => AuthMech::Login,
+            "plain" => AuthMech::Plain,
+            other => {
+                return Err(w.at(
+                    a,
+                    &format!("[{side}].auth"),
+                    format!("{other:?} is not one of \"login\", \"plain\""),
+                ))
+            }
+        },
+    };
+    let timeout = match &raw.timeout_secs {
+        None => Duration::from_secs(120),
+        Some(t) => Duration::from_secs(ranged(w, t, &format!("[{side}].timeout_secs"), 1, 3600)? as u64),
+    };
+    Ok(ServerConfig {
+        side,
+        host,
+        port,
+        security,
+        auth,
+        accept_invalid_certs: raw.accept_invalid_certs.unwrap_or(false),
+        timeout,
+    })
+}
+
+fn inline_user(w: &Where, base: &Path, u: &Spanned<RawUser>) -> Result<UserConfig> {
+    let raw = u.get_ref();
+    let start = u.span().start;
+    let origin = format!("{}:{}", w.file.display(), w.line_of(start));
+    let login = |f: &Option<Spanned<String>>, name: &str| -> Result<String> {
+        match f {
+            None => Err(w.missing(
+                start,
+                &format!("[[users]].{name}"),
+                "every user needs old, new, old_password and new_password",
+            )),
+            Some(s) => check_login(s.get_ref())
+                .map_err(|p| w.at(s, &format!("[[users]].{name}"), p)),
+        }
+    };
+    let old_login = login(&raw.old, "old")?;
+    let new_login = login(&raw.new, "new")?;
+    let pw = |f: &Option<Spanned<String>>, name: &str| -> Result<Secret> {
+        match f {
+            None => Err(w.missing(
+                start,
+                &format!("[[users]].{name}"),
+                "give a reference: env:NAME, file:PATH or cmd:COMMAND",
+            )),
+            Some(s) => resolve_password(s.get_ref(), base)
+                .map_err(|p| w.at(s, &format!("[[users]].{name} of user {old_login:?}"), p)),
+        }
+    };
+    Ok(UserConfig {
+        old_password: pw(&raw.old_password, "old_password")?,
+        new_password: pw(&raw.new_password, "new_password")?,
+        old_login,
+        new_login,
+        origin,
+    })
+}
+
+fn check_login(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() {
+        return Err("is empty: give the login name".into());
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(format!("{s:?} contains control characters"));
+    }
+    Ok(s.to_string())
+}
+
+fn csv_users(path: &Path, base: &Path) -> Result<Vec<UserConfig>> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        Error::config(format!(
+            "cannot read {}: {e} (the path is relative to the configuration file's folder)",
+            path.display()
+        ))
+    })?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(file);
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::config(format!("{}:1: {e}", path.display())))?
+        .clone();
+    let want = ["old", "new", "old_password", "new_password"];
+    let mut idx = [0usize; 4];
+    for (i, name) in want.iter().enumerate() {
+        idx[i] = headers.iter().position(|h| h == *name).ok_or_else(|| {
+            Error::config(format!(
+                "{}:1: the header row lacks the column {name:?}: it must name old,new,old_password,new_password",
+                path.display()
+            ))
+        })?;
+    }
+    let mut users = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            Error::config(format!("{}:{line}: {e}", path.display()))
+        })?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let origin = format!("{}:{line}", path.display());
+        let get = |i: usize, name: &str| -> Result<String> {
+            rec.get(idx[i]).map(str::to_string).ok_or_else(|| {
+                Error::config(format!("{origin}: column {name} is missing in this row"))
+            })
+        };
+        let old_login = check_login(&get(0, "old")?)
+            .map_err(|p| Error::config(format!("{origin}: old: {p}")))?;
+        let new_login = check_login(&get(1, "new")?)
+            .map_err(|p| Error::config(format!("{origin}: new: {p}")))?;
+        let old_password = resolve_password(&get(2, "old_password")?, base).map_err(|p| {
+            Error::config(format!("{origin}: old_password of user {old_login:?}: {p}"))
+        })?;
+        let new_password = resolve_password(&get(3, "new_password")?, base).map_err(|p| {
+            Error::config(format!("{origin}: new_password of user {old_login:?}: {p}"))
+        })?;
+        users.push(UserConfig {
+            old_login,
+            new_login,
+            old_password,
+            new_password,
+            origin,
+        });
+    }
+    Ok(users)
+}
+
+/// Turns a password reference into the secret. The error text never contains the secret.
+pub fn resolve_password(reference: &str, base: &Path) -> std::result::Result<Secret, String> {
+    let (scheme, rest) = reference.split_once(':').ok_or_else(|| {
+        "is not a password reference: write env:NAME, file:PATH or cmd:COMMAND (literal passwords are refused so they never sit in a file or a process list)".to_string()
+    })?;
+    let secret = match scheme {
+        "env" => {
+            if rest.is_empty() {
+                return Err("env: needs a variable name, e.g. env:ALICE_PW".into());
+            }
+            std::env::var(rest).map_err(|_| {
+                format!("the environment variable {rest} is not set (export it before running)")
+            })?
+        }
+        "file" => {
+            if rest.is_empty() {
+                return Err("file: needs a path, e.g. file:secrets/alice.pw".into());
+            }
+            let p = base.join(rest);
+            let mut s = std::fs::read_to_string(&p)
+                .map_err(|e| format!("cannot read the password file {}: {e}", p.display()))?;
+            strip_newline(&mut s);
+            s
+        }
+        "cmd" => {
+            if rest.trim().is_empty() {
+                return Err("cmd: needs a command, e.g. cmd:pass show mail/alice".into());
+            }
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(rest);
+            if base.is_dir() {
+                cmd.current_dir(base);
+            }
+            let out = cmd
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot run the password command: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "the password command exited with {} (fix the command; its output is not shown)",
+                    out.status
+                ));
+            }
+            let mut s = String::from_utf8(out.stdout)
+                .map_err(|_| "the password command printed bytes that are not UTF-8".to_string())?;
+            strip_newline(&mut s);
+            s
+        }
+        _ => {
+            return Err(format!(
+                "unknown password reference {scheme:?}: write env:NAME, file:PATH or cmd:COMMAND"
+            ))
+        }
+    };
+    if secret.is_empty() {
+        return Err(format!("the {scheme}: reference gives an empty password"));
+    }
+    Ok(Secret::new(secret))
+}
+
+fn strip_newline(s: &mut String) {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config> {
+        parse(Path::new("/tmp/x/imapshift.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+state_dir = "state"
+[old]
+host = "imap.old.example"
+port = 993
+security = "tls"
+[new]
+host = "imap.new.example"
+security = "starttls"
+auth = "plain"
+[[users]]
+old = "alice@example.com"
+new = "alice@example.com"
+old_password = "env:IMAPSHIFT_TEST_PW"
+new_password = "cmd:echo s3cret"
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        std::env::set_var("IMAPSHIFT_TEST_PW", "pw1");
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.old.port, 993);
+        assert_eq!(c.new.port, 143);
+        assert_eq!(c.new.security, Security::Starttls);
+        assert_eq!(c.new.auth, AuthMech::Plain);
+        assert_eq!(c.users[0].old_password.expose(), "pw1");
+        assert_eq!(c.users[0].new_password.expose(), "s3cret");
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x/state"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_security_names_line_and_field() {
+        let t = GOOD.replace("security = \"tls\"", "security = \"tsl\"");
+        let e = p(&t).unwrap_err().to_string();
+        assert!(e.contains("imapshift.toml:6:"), "{e}");
+        assert!(e.contains("[old].security"), "{e}");
+        assert!(e.contains("tsl"), "{e}");
+    }
+
+    #[test]
+    fn literal_password_refused() {
+        let t = GOOD.replace("cmd:echo s3cret", "hunter2");
+        let e = p(&t).unwrap_err().to_string();
+        assert!(e.contains(":15:"), "{e}");
+        assert!(e.contains("new_password"), "{e}");
+        assert!(!e.contains("hunter2"), "secret leaked: {e}");
+    }
+
+    #[test]
+    fn missing_env_named() {
+        let t = GOOD.replace("IMAPSHIFT_TEST_PW", "IMAPSHIFT_SURELY_UNSET");
+        let e = p(&t).unwrap_err().to_string();
+        assert!(e.contains("IMAPSHIFT_SURELY_UNSET is not set"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = p("state_dir = \"s\"\n[old\nhost=1").unwrap_err().to_string();
+        assert!(e.contains("imapshift.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_rejected() {
+        let t = GOOD.replace("port = 993", "prot = 993");
+        let e = p(&t).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+        assert!(e.contains(":5:"), "{e}");
+    }
+
+    #[test]
+    fn bad_port_and_host() {
+        let e = p(&GOOD.replace("port = 993", "port = 99999"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[old].port") && e.contains("out of range"), "{e}");
+        let e = p(&GOOD.replace("imap.old.example", "imaps://imap.old.example"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[old].host"), "{e}");
+    }
+
+    #[test]
+    fn failing_cmd_does_not_leak() {
+        let e = resolve_password("cmd:echo topsecret; exit 3", Path::new(".")).unwrap_err();
+        assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn csv_users_with_lines() {
+        let dir = std::env::temp_dir().join(format!("imapshift-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "filepw\n").unwrap();
+        std::fs::write(
+            dir.join("users.csv"),
+            "old,new,old_password,new_password\na,a2,file:pw,file:pw\nb,b2,file:pw,nope\n",
+        )
+        .unwrap();
+        let text = GOOD.split("[[users]]").next().unwrap().to_string() + "users_csv = \"users.csv\"\n";
+        let text = text.replacen("state_dir = \"state\"\n", "state_dir = \"state\"\nusers_csv = \"users.csv\"\n", 1);
+        let text = text.trim_end().rsplit_once('\n').unwrap().0.to_string();
+        let e = parse(&dir.join("imapshift.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("users.csv:3"), "{e}");
+        std::fs::write(
+            dir.join("users.csv"),
+            "old,new,old_password,new_password\na,a2,file:pw,file:pw\n",
+        )
+        .unwrap();
+        let c = parse(&dir.join("imapshift.toml"), &text).unwrap();
+        assert_eq!(c.users.len(), 1);
+        assert_eq!(c.users[0].old_password.expose(), "filepw");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,566 @@
+//! The IMAP implementation of [`MailStore`]: the only home of async-imap.
+//!
+//! async-imap opens and authenticates the session (LOGIN or AUTHENTICATE PLAIN); from then on
+//! every command goes through the raw layer in [`wire`] over the same stream (see that module for
+//! why). A session opened for the old server is read-only by construction: it refuses CREATE,
+//! SUBSCRIBE and APPEND before anything is sent, and only ever EXAMINEs and fetches with
+//! BODY.PEEK, so the old server's `\Seen` flags and contents are never changed.
+
+pub mod stream;
+pub mod wire;
+
+use crate::config::{AuthMech, ServerConfig};
+use crate::error::{Error, Result, Retry, Scope};
+use crate::secret::Secret;
+use crate::store::{
+    AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MailStore,
+    Message, MsgSummary,
+};
+use crate::types::{is_copyable_flag, MailboxPath, Uid, UidValidity};
+use std::collections::BTreeSet;
+use stream::Buffered;
+use wire::{format_uid_set, parse_uid_set, Arg, Done, Io, Response, Value, Wire};
+
+/// Messages listed per FETCH command when listing a folder (all such commands are pipelined).
+const LIST_CHUNK: u32 = 5000;
+
+struct SessionIo(async_imap::Session<Buffered>);
+
+impl Io for SessionIo {
+    fn io(&mut self) -> &mut Buffered {
+        self.0.as_mut()
+    }
+}
+
+struct PlainAuth<'a> {
+    login: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.login.len() + self.password.len() + 2);
+        v.push(0);
+        v.extend_from_slice(self.login.as_bytes());
+        v.push(0);
+        v.extend_from_slice(self.password.as_bytes());
+        v
+    }
+}
+
+/// An authenticated IMAP session.
+pub struct ImapSession {
+    wire: Wire<SessionIo>,
+    caps: Capabilities,
+    read_only: bool,
+    label: String,
+}
+
+impl ImapSession {
+    /// Connects and logs in. `read_only` sessions (the old server) refuse every change.
+    pub async fn connect(
+        server: &ServerConfig,
+        login: &str,
+        password: &Secret,
+        read_only: bool,
+    ) -> Result<ImapSession> {
+        let label = format!(
+            "{} server {}:{} ({login})",
+            server.side, server.host, server.port
+        );
+        let (stream, greeting_pending) = stream::connect(server).await?;
+        let mut client = async_imap::Client::new(stream);
+        let t = server.timeout;
+        let lost = |what: String| Error::new(Scope::Account, Retry::Transient, format!("{label}: {what}"));
+        if greeting_pending {
+            match tokio::time::timeout(t, client.read_response()).await {
+                Err(_) => return Err(lost("no greeting (timeout): is this an IMAP port?".into())),
+                Ok(Err(e)) => return Err(lost(format!("bad greeting: {e} (is this an IMAP port? with TLS?)"))),
+                Ok(Ok(None)) => return Err(lost("server closed the connection before greeting".into())),
+                Ok(Ok(Some(_))) => {}
+            }
+        }
+        let auth_fail = |e: async_imap::error::Error| {
+            let (retry, text) = match &e {
+                async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t) => (Retry::Fix, t.clone()),
+                other => (Retry::Transient, other.to_string()),
+            };
+            Error::new(
+                Scope::Account,
+                retry,
+                format!("{label}: login failed: {} (check the login and the password reference)", text.trim()),
+            )
+        };
+        let session = match server.auth {
+            AuthMech::Login => {
+                match tokio::time::timeout(t, client.login(login, password.expose())).await {
+                    Err(_) => return Err(lost("login timed out".into())),
+                    Ok(Err((e, _))) => return Err(auth_fail(e)),
+                    Ok(Ok(s)) => s,
+                }
+            }
+            AuthMech::Plain => {
+                let auth = PlainAuth {
+                    login,
+                    password: password.expose(),
+                };
+                match tokio::time::timeout(t, client.authenticate("PLAIN", auth)).await {
+                    Err(_) => return Err(lost("authentication timed out".into())),
+                    Ok(Err((e, _))) => return Err(auth_fail(e)),
+                    Ok(Ok(s)) => s,
+                }
+            }
+        };
+        let mut wire = Wire::new(SessionIo(session), t, label.clone());
+        let done = wire.command(&[Arg::Raw("CAPABILITY")]).await?;
+        let mut caps = BTreeSet::new();
+        for r in &done.untagged {
+            if let Response::Data { kind, rest } = r {
+                if kind == "CAPABILITY" {
+                    caps.extend(rest.iter().filter_map(|v| v.as_atom()).map(str::to_ascii_uppercase));
+                }
+            }
+        }
+        wire.literal_plus = caps.contains("LITERAL+");
+        Ok(ImapSession {
+            wire,
+            caps: Capabilities(caps),
+            read_only,
+            label,
+        })
+    }
+
+    fn refuse_if_read_only(&self, what: &str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::new(
+                Scope::Fatal,
+                Retry::Fix,
+                format!("{}: internal error: {what} attempted on the read-only side", self.label),
+            ));
+        }
+        Ok(())
+    }
+
+    fn no(&self, what: &str, done: &Done, scope: Scope) -> Error {
+        Error::new(scope, Retry::Permanent, format!("{}: {what}: {}", self.label, done.describe()))
+    }
+
+    fn malformed(&mut self, what: impl std::fmt::Display) -> Error {
+        // A reply we cannot interpret: never trust this connection again.
+        Error::new(Scope::Account, Retry::Transient, format!("{}: malformed reply: {what}", self.label))
+    }
+
+    /// `UID FETCH set (UID FLAGS INTERNALDATE BODY.PEEK[])`, one round trip.
+    async fn fetch_set(&mut self, set: &str) -> Result<Vec<Message>> {
+        let done = self
+            .wire
+            .command(&[Arg::Raw("UID FETCH"), Arg::Raw(set), Arg::Raw("(UID FLAGS INTERNALDATE BODY.PEEK[])")])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no("UID FETCH (bodies) failed", &done, Scope::Folder));
+        }
+        let mut out = Vec::new();
+        for r in done.untagged {
+            let Response::Numbered { kind, rest, .. } = r else { continue };
+            if kind != "FETCH" {
+                continue;
+            }
+            let Some(f) = fetch_items(&rest) else {
+                return Err(self.malformed("FETCH item list of a body"));
+            };
+            let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else { continue };
+            let (Some(flags), Some(internaldate)) = (f.flags, f.internaldate) else {
+                return Err(self.malformed(format!("FETCH of UID {uid} lacks FLAGS or INTERNALDATE")));
+            };
+            out.push(Message { uid, flags, internaldate, body: body.to_vec() });
+        }
+        out.sort_by_key(|m| m.uid);
+        out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// True when the connection cannot be used any more (after an error): reconnect.
+    pub fn is_broken(&self) -> bool {
+        self.wire.is_broken()
+    }
+}
+
+fn status_from(untagged: &[Response], exists_fallback: bool) -> (Option<u32>, u32, Option<u32>, Option<u64>) {
+    let mut uidvalidity = None;
+    let mut uidnext = 0;
+    let mut exists = None;
+    let mut modseq = None;
+    for r in untagged {
+        match r {
+            Response::State { code: Some(c), .. } => match c.name.as_str() {
+                "UIDVALIDITY" => uidvalidity = c.args.trim().parse().ok(),
+                "UIDNEXT" => uidnext = c.args.trim().parse().unwrap_or(0),
+                "HIGHESTMODSEQ" => modseq = c.args.trim().parse().ok(),
+                _ => {}
+            },
+            Response::Numbered { n, kind, .. } if kind == "EXISTS" && exists_fallback => exists = Some(*n),
+            _ => {}
+        }
+    }
+    (uidvalidity, uidnext, exists, modseq)
+}
+
+/// Reads `KEY value` pairs of a FETCH response.
+struct FetchItems<'a> {
+    uid: Option<u32>,
+    size: Option<u32>,
+    flags: Option<Vec<String>>,
+    internaldate: Option<String>,
+    body: Option<&'a [u8]>,
+}
+
+fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
+    let list = rest.first()?.as_list()?;
+    let mut f = FetchItems {
+        uid: None,
+        size: None,
+        flags: None,
+        internaldate: None,
+        body: None,
+    };
+    let mut i = 0;
+    while i + 1 < list.len() {
+        let key = list[i].as_atom()?.to_ascii_uppercase();
+        let val = &list[i + 1];
+        match key.as_str() {
+            "UID" => f.uid = val.as_u32(),
+            "RFC822.SIZE" => f.size = val.as_u32(),
+            "FLAGS" => {
+                f.flags = Some(
+                    val.as_list()?
+                        .iter()
+                        .filter_map(Value::as_text)
+                        .filter(|fl| is_copyable_flag(fl))
+                        .collect(),
+                )
+            }
+            "INTERNALDATE" => f.internaldate = val.as_text(),
+            "BODY[]" | "BINARY[]" | "RFC822" => {
+                f.body = match val {
+                    Value::Str(b) => Some(b.as_slice()),
+                    Value::Nil => Some(&[]),
+                    _ => return None,
+                }
+            }
+            _ => {}
+        }
+        i += 2;
+    }
+    Some(f)
+}
+
+fn quote_date(d: &str) -> Option<String> {
+    // INTERNALDATE is "dd-Mon-yyyy hh:mm:ss +zzzz": nothing needs escaping, but check.
+    if d.bytes().all(|b| b.is_ascii_alphanumeric() || b" -:+".contains(&b)) && !d.is_empty() {
+        Some(format!("\"{d}\""))
+    } else {
+        None
+    }
+}
+
+impl MailStore for ImapSession {
+    fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn describe(&self) -> &str {
+        &self.label
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>> {
+        // LIST and LSUB pipelined: one round trip.
+        let t1 = self.wire.send(&[Arg::Raw("LIST"), Arg::Str(""), Arg::Str("*")]).await?;
+        let t2 = self.wire.send(&[Arg::Raw("LSUB"), Arg::Str(""), Arg::Str("*")]).await?;
+        let list = self.wire.finish(&t1).await?;
+        let lsub = self.wire.finish(&t2).await?;
+        if !list.is_ok() {
+            return Err(self.no("LIST failed", &list, Scope::Account));
+        }
+        let mut subscribed = BTreeSet::new();
+        if lsub.is_ok() {
+            for r in &lsub.untagged {
+                if let Response::Data { kind, rest } = r {
+                    if kind == "LSUB" {
+                        if let Some(n) = rest.get(2).and_then(Value::as_text) {
+                            subscribed.insert(normalize_inbox(n));
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for r in &list.untagged {
+            let Response::Data { kind, rest } = r else { continue };
+            if kind != "LIST" {
+                continue;
+            }
+            let (Some(attrs), Some(delim), Some(name)) = (rest.first().and_then(Value::as_list), rest.get(1), rest.get(2).and_then(Value::as_text)) else {
+                return Err(self.malformed(format!("LIST reply {rest:?}")));
+            };
+            let delimiter = match delim {
+                Value::Nil => None,
+                Value::Str(s) if s.len() == 1 => Some(s[0] as char),
+                Value::Str(s) if s.len() == 2 && s[0] == b'\\' => Some(s[1] as char),
+                other => return Err(self.malformed(format!("LIST delimiter {other:?}"))),
+            };
+            let name = normalize_inbox(name);
+            let Some(path) = MailboxPath::new(name.clone()) else {
+                return Err(self.malformed(format!("mailbox name {name:?}")));
+            };
+            out.push(FolderInfo {
+                subscribed: subscribed.contains(&name),
+                name: path,
+                delimiter,
+                attrs: attrs.iter().filter_map(Value::as_text).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_folder(&mut self, name: &MailboxPath) -> Result<()> {
+        self.refuse_if_read_only("CREATE")?;
+        let done = self.wire.command(&[Arg::Raw("CREATE"), Arg::Str(name.as_str())]).await?;
+        if done.is_ok() || done.code.as_ref().is_some_and(|c| c.name == "ALREADYEXISTS") {
+            return Ok(());
+        }
+        Err(self.no(&format!("CREATE {name} failed"), &done, Scope::Folder))
+    }
+
+    async fn subscribe(&mut self, name: &MailboxPath) -> Result<()> {
+        self.refuse_if_read_only("SUBSCRIBE")?;
+        let done = self.wire.command(&[Arg::Raw("SUBSCRIBE"), Arg::Str(name.as_str())]).await?;
+        if done.is_ok() {
+            return Ok(());
+        }
+        Err(self.no(&format!("SUBSCRIBE {name} failed"), &done, Scope::Folder))
+    }
+
+    async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
+        let done = self.wire.command(&[Arg::Raw("EXAMINE"), Arg::Str(name.as_str())]).await?;
+        if !done.is_ok() {
+            return Err(self.no(&format!("EXAMINE {name} failed"), &done, Scope::Folder));
+        }
+        let (uv, uidnext, exists, modseq) = status_from(&done.untagged, true);
+        let Some(uidvalidity) = uv.and_then(UidValidity::new) else {
+            return Err(self.malformed(format!("EXAMINE {name} gave no UIDVALIDITY")));
+        };
+        let Some(messages) = exists else {
+            return Err(self.malformed(format!("EXAMINE {name} gave no EXISTS")));
+        };
+        Ok(FolderStatus {
+            uidvalidity,
+            uidnext,
+            messages,
+            highestmodseq: modseq,
+        })
+    }
+
+    async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
+        let done = self
+            .wire
+            .command(&[Arg::Raw("STATUS"), Arg::Str(name.as_str()), Arg::Raw("(MESSAGES UIDNEXT UIDVALIDITY)")])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no(&format!("STATUS {name} failed"), &done, Scope::Folder));
+        }
+        for r in &done.untagged {
+            let Response::Data { kind, rest } = r else { continue };
+            if kind != "STATUS" {
+                continue;
+            }
+            let Some(items) = rest.get(1).and_then(Value::as_list) else { break };
+            let mut st = (None, 0u32, 0u32);
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    match k.as_atom().map(str::to_ascii_uppercase).as_deref() {
+                        Some("UIDVALIDITY") => st.0 = v.as_u32().and_then(UidValidity::new),
+                        Some("UIDNEXT") => st.1 = v.as_u32().unwrap_or(0),
+                        Some("MESSAGES") => st.2 = v.as_u32().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(uidvalidity) = st.0 {
+                return Ok(FolderStatus { uidvalidity, uidnext: st.1, messages: st.2, highestmodseq: None });
+            }
+        }
+        Err(self.malformed(format!("STATUS {name} gave no UIDVALIDITY")))
+    }
+
+    async fn list_messages(&mut self, status: &FolderStatus) -> Result<Vec<MsgSummary>> {
+        // Sequence-number chunks, all pipelined: robust against sparse UIDs.
+        let mut tags = Vec::new();
+        let mut start = 1u32;
+        while start <= status.messages {
+            let end = (start + LIST_CHUNK - 1).min(status.messages);
+            let range = format!("{start}:{end}");
+            tags.push(self.wire.send(&[Arg::Raw("FETCH"), Arg::Raw(&range), Arg::Raw("(UID RFC822.SIZE FLAGS)")]).await?);
+            start = end + 1;
+        }
+        let mut out = Vec::with_capacity(status.messages as usize);
+        for tag in tags {
+            let done = self.wire.finish(&tag).await?;
+            if !done.is_ok() {
+                return Err(self.no("FETCH (listing) failed", &done, Scope::Folder));
+            }
+            for r in &done.untagged {
+                let Response::Numbered { kind, rest, .. } = r else { continue };
+                if kind != "FETCH" {
+                    continue;
+                }
+                let Some(f) = fetch_items(rest) else {
+                    return Err(self.malformed(format!("FETCH item list {rest:?}")));
+                };
+                let (Some(uid), Some(size), Some(flags)) = (f.uid.and_then(Uid::new), f.size, f.flags) else {
+                    continue; // an unsolicited flag update without our items
+                };
+                out.push(MsgSummary { uid, size, flags });
+            }
+        }
+        out.sort_by_key(|m| m.uid);
+        out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    async fn fetch_messages(&mut self, uids: &[Uid]) -> Result<Vec<Message>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sorted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+        sorted.sort_unstable();
+        self.fetch_set(&format_uid_set(&sorted)).await
+    }
+
+    async fn fetch_messages_from(&mut self, from: Uid) -> Result<Vec<Message>> {
+        let range = format!("{}:*", from.get());
+        let mut msgs = self.fetch_set(&range).await?;
+        // `n:*` also returns the last message when n is beyond it.
+        msgs.retain(|m| m.uid >= from);
+        Ok(msgs)
+    }
+
+    async fn append(&mut self, folder: &MailboxPath, items: &[AppendItem<'_>]) -> Result<Vec<AppendResult>> {
+        self.refuse_if_read_only("APPEND")?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let binary = self.caps.has("BINARY");
+        let mut results: Vec<Option<AppendResult>> = vec![None; items.len()];
+        // Messages with NUL need a literal8; without BINARY they cannot be sent at all.
+        let mut sendable = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if it.body.contains(&0) && !binary {
+                results[i] = Some(AppendResult::Refused(
+                    "message contains NUL bytes and the new server lacks the BINARY extension".into(),
+                ));
+            } else {
+                sendable.push(i);
+            }
+        }
+        let flag_lists: Vec<String> = items
+            .iter()
+            .map(|it| {
+                let fl: Vec<&str> = it.flags.iter().map(String::as_str).filter(|f| is_copyable_flag(f)).collect();
+                format!("({})", fl.join(" "))
+            })
+            .collect();
+        let dates: Vec<Option<String>> = items.iter().map(|it| quote_date(it.internaldate)).collect();
+        if sendable.len() > 1 && self.caps.has("MULTIAPPEND") {
+            let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
+            for &i in &sendable {
+                args.push(Arg::Raw(&flag_lists[i]));
+                if let Some(d) = &dates[i] {
+                    args.push(Arg::Raw(d));
+                }
+                args.push(if items[i].body.contains(&0) { Arg::Literal8(items[i].body) } else { Arg::Literal(items[i].body) });
+            }
+            let done = match self.wire.send(&args).await {
+                Ok(tag) => self.wire.finish(&tag).await?,
+                Err(e) if e.scope == Scope::Message => {
+                    // A synchronizing literal was refused: read the tagged reply that ended it.
+                    self.wire.finish_refused().await?
+                }
+                Err(e) => return Err(e),
+            };
+            if done.is_ok() {
+                let (uv, uids) = appenduid(&done);
+                let uids = uids.filter(|u| u.len() == sendable.len());
+                for (k, &i) in sendable.iter().enumerate() {
+                    results[i] = Some(AppendResult::Stored {
+                        uidvalidity: uv,
+                        uid: uids.as_ref().and_then(|u| Uid::new(u[k])),
+                    });
+                }
+                return Ok(results.into_iter().map(Option::unwrap).collect());
+            }
+            if done.status == wire::Status::Bad {
+                return Err(self.no("MULTIAPPEND rejected", &done, Scope::Folder));
+            }
+            // MULTIAPPEND is all-or-nothing: find the refused ones with single appends.
+            tracing::debug!("{}: MULTIAPPEND of {} messages refused ({}); retrying one by one", self.label, sendable.len(), done.describe());
+        }
+        // Single APPENDs, pipelined where LITERAL+ allows.
+        let mut pending = Vec::new();
+        for &i in &sendable {
+            let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str()), Arg::Raw(&flag_lists[i])];
+            if let Some(d) = &dates[i] {
+                args.push(Arg::Raw(d));
+            }
+            args.push(if items[i].body.contains(&0) { Arg::Literal8(items[i].body) } else { Arg::Literal(items[i].body) });
+            match self.wire.send(&args).await {
+                Ok(tag) => pending.push((i, Some(tag))),
+                Err(e) if e.scope == Scope::Message => {
+                    let done = self.wire.finish_refused().await?;
+                    results[i] = Some(AppendResult::Refused(done.describe()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, tag) in pending {
+            let Some(tag) = tag else { continue };
+            let done = self.wire.finish(&tag).await?;
+            results[i] = Some(if done.is_ok() {
+                let (uv, uids) = appenduid(&done);
+                AppendResult::Stored {
+                    uidvalidity: uv,
+                    uid: uids.and_then(|u| if u.len() == 1 { Uid::new(u[0]) } else { None }),
+                }
+            } else {
+                AppendResult::Refused(done.describe())
+            });
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(AppendResult::Refused("not sent".into()))).collect())
+    }
+
+    async fn logout(&mut self) {
+        if !self.wire.is_broken() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.wire.command(&[Arg::Raw("LOGOUT")])).await;
+        }
+    }
+}
+
+fn appenduid(done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
+    match &done.code {
+        Some(c) if c.name == "APPENDUID" => {
+            let mut it = c.args.split_whitespace();
+            let uv = it.next().and_then(|s| s.parse().ok()).and_then(UidValidity::new);
+            let uids = it.next().and_then(parse_uid_set);
+            (uv, uids)
+        }
+        _ => (None, None),
+    }
+}
+
+fn normalize_inbox(name: String) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".into()
+    } else {
+        name
+    }
+}

@@ -1,0 +1,191 @@
+//! The byte stream under an IMAP session: plain TCP or TLS, with connect timeouts and STARTTLS.
+//!
+//! One enum instead of boxed trait objects keeps the type concrete for async-imap's `Client<T>`
+//! and lets the raw layer buffer reads and writes itself.
+
+use crate::config::{Security, ServerConfig};
+use crate::error::{Error, Retry, Scope};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufStream, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<async_native_tls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The buffered stream handed to async-imap and then to the raw layer.
+pub type Buffered = BufStream<Stream>;
+
+fn account_err(server: &ServerConfig, retry: Retry, what: String) -> Error {
+    Error::new(
+        Scope::Account,
+        retry,
+        format!(
+            "{} server {}:{}: {what}",
+            server.side, server.host, server.port
+        ),
+    )
+}
+
+/// Connects, performs TLS or STARTTLS as configured. For `Plain` and `Tls` the greeting is
+/// still unread; for `Starttls` it was consumed before the upgrade. Returns the stream and whether
+/// the greeting is still to be read.
+pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
+    let addr = (server.host.as_str(), server.port);
+    let tcp = match tokio::time::timeout(server.timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err(account_err(
+                server,
+                Retry::Transient,
+                format!(
+                    "no answer within {}s (check host, port and firewall)",
+                    server.timeout.as_secs()
+                ),
+            ))
+        }
+        Ok(Err(e)) => {
+            let fix = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused: is the IMAP server running on that port?"
+                }
+                _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => {
+                    "cannot resolve the host name: check [.host]"
+                }
+                _ => "cannot connect: check host, port and network",
+            };
+            return Err(account_err(server, Retry::Transient, format!("{fix} ({e})")));
+        }
+        Ok(Ok(s)) => s,
+    };
+    tcp.set_nodelay(true).ok();
+    match server.security {
+        Security::Plain => Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Plain(tcp)), true)),
+        Security::Tls => {
+            let tls = tls_handshake(server, tcp).await?;
+            Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))), true))
+        }
+        Security::Starttls => {
+            let mut plain = BufReader::new(tcp);
+            let t = server.timeout;
+            let mut line = Vec::new();
+            read_line(&mut plain, &mut line, t, server).await?;
+            if !line.starts_with(b"* OK") {
+                return Err(account_err(
+                    server,
+                    Retry::Transient,
+                    format!("unexpected greeting {:?}", String::from_utf8_lossy(&line).trim_end()),
+                ));
+            }
+            io(server, plain.write_all(b"S0 STARTTLS\r\n").await)?;
+            io(server, plain.flush().await)?;
+            loop {
+                line.clear();
+                read_line(&mut plain, &mut line, t, server).await?;
+                if line.starts_with(b"S0 ") {
+                    break;
+                }
+            }
+            if !line[3..].to_ascii_uppercase().starts_with(b"OK") {
+                return Err(account_err(
+                    server,
+                    Retry::Fix,
+                    format!(
+                        "STARTTLS refused: {} (use security = \"tls\" on port 993, or \"plain\" only on a trusted network)",
+                        String::from_utf8_lossy(&line[3..]).trim_end()
+                    ),
+                ));
+            }
+            if !plain.buffer().is_empty() {
+                return Err(account_err(
+                    server,
+                    Retry::Fix,
+                    "server sent data after STARTTLS OK (possible injection attack); refusing".into(),
+                ));
+            }
+            let tcp = plain.into_inner();
+            let tls = tls_handshake(server, tcp).await?;
+            Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))), false))
+        }
+    }
+}
+
+fn io<T>(server: &ServerConfig, r: std::io::Result<T>) -> Result<T, Error> {
+    r.map_err(|e| account_err(server, Retry::Transient, format!("connection lost: {e}")))
+}
+
+async fn read_line(
+    s: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+    t: std::time::Duration,
+    server: &ServerConfig,
+) -> Result<(), Error> {
+    match tokio::time::timeout(t, s.read_until(b'\n', line)).await {
+        Err(_) => Err(account_err(server, Retry::Transient, "timed out waiting for the server".into())),
+        Ok(Err(e)) => Err(account_err(server, Retry::Transient, format!("connection lost: {e}"))),
+        Ok(Ok(0)) => Err(account_err(server, Retry::Transient, "server closed the connection".into())),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+async fn tls_handshake(
+    server: &ServerConfig,
+    tcp: TcpStream,
+) -> Result<async_native_tls::TlsStream<TcpStream>, Error> {
+    let connector = async_native_tls::TlsConnector::new()
+        .danger_accept_invalid_certs(server.accept_invalid_certs)
+        .danger_accept_invalid_hostnames(server.accept_invalid_certs);
+    match tokio::time::timeout(server.timeout, connector.connect(server.host.as_str(), tcp)).await {
+        Err(_) => Err(account_err(server, Retry::Transient, "TLS handshake timed out".into())),
+        Ok(Err(e)) => Err(account_err(
+            server,
+            Retry::Fix,
+            format!(
+                "TLS handshake failed: {e} (if the certificate is self-signed or for another name, fix it, or set accept_invalid_certs = true for [{}] on a trusted network)",
+                server.side
+            ),
+        )),
+        Ok(Ok(s)) => Ok(s),
+    }
+}

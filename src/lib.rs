@@ -1,0 +1,24 @@
+//! imapshift: moves every mailbox of a domain from an old IMAP server to a new one, with no mail
+//! lost and the shortest possible downtime.
+//!
+//! Layers, top down: [`cli`] (clap) parses and validates; [`runner`] runs users in parallel and
+//! reconnects; [`engine`] executes what [`plan`] decides, journaling in [`state`] (sled) before
+//! each side effect; [`store`] is the boundary to a mail server, implemented over IMAP in
+//! [`imap`] (async-imap plus a raw command layer). See docs/architecture.md.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod failpoint;
+pub mod fingerprint;
+pub mod folders;
+pub mod imap;
+pub mod mutf7;
+pub mod plan;
+pub mod progress;
+pub mod runner;
+pub mod secret;
+pub mod state;
+pub mod store;
+pub mod types;

@@ -1,0 +1,217 @@
+//! The planner: pure functions that decide what a sync will do.
+//!
+//! A plan is a value. Given what LIST showed on both servers, what the old folder holds and which
+//! old UIDs the state store has already mapped, the planner says which folders to create and
+//! subscribe, which messages to copy and how to batch them. It does no I/O, so `--dry-run` is free
+//! and the rules are tested by tables.
+
+use crate::folders::{delimiter_of, map_name, parents};
+use crate::store::{FolderInfo, MsgSummary};
+use crate::types::{MailboxPath, Uid};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Where one old folder goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderMapping {
+    pub old: MailboxPath,
+    pub new: MailboxPath,
+    /// Mapped onto an existing special-use folder of the new server (`Sent Items` onto `Sent`).
+    pub by_special_use: Option<String>,
+}
+
+/// What to do with the folder tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderPlan {
+    /// Selectable old folders and where they go, in old-name order (INBOX first).
+    pub mappings: Vec<FolderMapping>,
+    /// New-side folders to create, parents before children.
+    pub create: Vec<MailboxPath>,
+    /// New-side folders to subscribe.
+    pub subscribe: Vec<MailboxPath>,
+    /// Old folders that cannot be mapped (two old names land on one new name).
+    pub conflicts: Vec<(MailboxPath, String)>,
+}
+
+/// Plans the folder tree.
+pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
+    let od = delimiter_of(old);
+    let nd = delimiter_of(new).or(od);
+    let new_names: BTreeSet<&str> = new.iter().map(|f| f.name.as_str()).collect();
+    let new_subscribed: BTreeSet<&str> = new.iter().filter(|f| f.subscribed).map(|f| f.name.as_str()).collect();
+    let new_by_use: BTreeMap<String, &MailboxPath> = new
+        .iter()
+        .filter_map(|f| f.special_use().map(|u| (u.to_ascii_lowercase(), &f.name)))
+        .collect();
+
+    let mut sorted: Vec<&FolderInfo> = old.iter().collect();
+    sorted.sort_by(|a, b| (!a.name.is_inbox(), a.name.as_str()).cmp(&(!b.name.is_inbox(), b.name.as_str())));
+
+    let mut plan = FolderPlan::default();
+    let mut taken: BTreeMap<String, MailboxPath> = BTreeMap::new();
+    let mut create: BTreeSet<MailboxPath> = BTreeSet::new();
+    let mut subscribe: BTreeSet<MailboxPath> = BTreeSet::new();
+    for f in sorted {
+        let mut target = map_name(&f.name, f.delimiter.or(od), nd);
+        let mut by_use = None;
+        if !new_names.contains(target.as_str()) {
+            if let Some(u) = f.special_use() {
+                if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
+                    target = (*existing).clone();
+                    by_use = Some(u.to_string());
+                }
+            }
+        }
+        if !f.selectable() {
+            // Only make sure it exists as a parent; holds no messages.
+            if !new_names.contains(target.as_str()) {
+                create.insert(target.clone());
+            }
+        } else {
+            if let Some(first) = taken.get(target.as_str()) {
+                plan.conflicts.push((
+                    f.name.clone(),
+                    format!("maps to {target:?} on the new server, as {first} does already"),
+                ));
+                continue;
+            }
+            taken.insert(target.as_str().to_string(), f.name.clone());
+            if !new_names.contains(target.as_str()) && !target.is_inbox() {
+                create.insert(target.clone());
+            }
+            plan.mappings.push(FolderMapping {
+                old: f.name.clone(),
+                new: target.clone(),
+                by_special_use: by_use,
+            });
+        }
+        if f.subscribed && !new_subscribed.contains(target.as_str()) {
+            subscribe.insert(target);
+        }
+    }
+    // Parents first: add missing parents, then order by depth.
+    let mut all: BTreeSet<MailboxPath> = BTreeSet::new();
+    for c in &create {
+        for p in parents(c, nd) {
+            if !new_names.contains(p.as_str()) {
+                all.insert(p);
+            }
+        }
+        all.insert(c.clone());
+    }
+    let depth = |m: &MailboxPath| nd.map(|d| m.as_str().matches(d).count()).unwrap_or(0);
+    let mut create: Vec<MailboxPath> = all.into_iter().collect();
+    create.sort_by(|a, b| (depth(a), a).cmp(&(depth(b), b)));
+    plan.create = create;
+    plan.subscribe = subscribe.into_iter().collect();
+    plan
+}
+
+/// Which messages of a folder to copy: those whose old UID is not mapped yet.
+/// Returns them in UID order, plus the number already present.
+pub fn plan_copies(listing: &[MsgSummary], mapped: &HashSet<Uid>) -> (Vec<MsgSummary>, usize) {
+    let mut copy: Vec<MsgSummary> = listing.iter().filter(|m| !mapped.contains(&m.uid)).cloned().collect();
+    copy.sort_by_key(|m| m.uid);
+    let already = listing.len() - copy.len();
+    (copy, already)
+}
+
+/// Splits messages into batches of at most `max_bytes` (a larger message goes alone) and
+/// `max_msgs` messages, keeping UID order.
+pub fn batches(msgs: &[MsgSummary], max_bytes: u64, max_msgs: usize) -> Vec<Vec<MsgSummary>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<MsgSummary> = Vec::new();
+    let mut bytes = 0u64;
+    for m in msgs {
+        let sz = m.size as u64;
+        if !cur.is_empty() && (bytes + sz > max_bytes || cur.len() >= max_msgs.max(1)) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += sz;
+        cur.push(m.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fi(name: &str, delim: char, attrs: &[&str], subscribed: bool) -> FolderInfo {
+        FolderInfo {
+            name: MailboxPath::new(name).unwrap(),
+            delimiter: Some(delim),
+            attrs: attrs.iter().map(|s| s.to_string()).collect(),
+            subscribed,
+        }
+    }
+
+    fn ms(uid: u32, size: u32) -> MsgSummary {
+        MsgSummary { uid: Uid::new(uid).unwrap(), size, flags: vec![] }
+    }
+
+    #[test]
+    fn folders_created_parents_first_and_subscribed() {
+        let old = vec![
+            fi("INBOX", '.', &[], true),
+            fi("Archive.2024.Q1", '.', &[], true),
+            fi("Sent Items", '.', &["\\Sent"], true),
+            fi("Work", '.', &["\\Noselect", "\\HasChildren"], false),
+            fi("Work.Projects", '.', &[], false),
+        ];
+        let new = vec![fi("INBOX", '/', &[], true), fi("Sent", '/', &["\\Sent"], true)];
+        let p = plan_folders(&old, &new);
+        let names: Vec<&str> = p.create.iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, vec!["Archive", "Work", "Archive/2024", "Work/Projects", "Archive/2024/Q1"]);
+        let sent = p.mappings.iter().find(|m| m.old.as_str() == "Sent Items").unwrap();
+        assert_eq!(sent.new.as_str(), "Sent");
+        assert_eq!(sent.by_special_use.as_deref(), Some("\\Sent"));
+        let subs: Vec<&str> = p.subscribe.iter().map(|m| m.as_str()).collect();
+        assert_eq!(subs, vec!["Archive/2024/Q1"]);
+        assert_eq!(p.mappings[0].old.as_str(), "INBOX");
+        assert!(p.conflicts.is_empty());
+    }
+
+    #[test]
+    fn existing_name_wins_over_special_use() {
+        let old = vec![fi("Sent", '/', &["\\Sent"], false)];
+        let new = vec![fi("Sent", '/', &[], false), fi("Gesendet", '/', &["\\Sent"], false)];
+        let p = plan_folders(&old, &new);
+        assert_eq!(p.mappings[0].new.as_str(), "Sent");
+        assert!(p.create.is_empty());
+    }
+
+    #[test]
+    fn conflicting_names_reported() {
+        let old = vec![fi("a/b", '.', &[], false), fi("a_b", '.', &[], false)];
+        let new = vec![fi("INBOX", '/', &[], false)];
+        let p = plan_folders(&old, &new);
+        assert_eq!(p.mappings.len(), 1);
+        assert_eq!(p.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn copies_skip_mapped() {
+        let listing = vec![ms(1, 10), ms(2, 10), ms(5, 10)];
+        let mapped: HashSet<Uid> = [Uid::new(2).unwrap()].into_iter().collect();
+        let (copy, already) = plan_copies(&listing, &mapped);
+        assert_eq!(copy.iter().map(|m| m.uid.get()).collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(already, 1);
+        let all: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
+        assert!(plan_copies(&listing, &all).0.is_empty());
+    }
+
+    #[test]
+    fn batching_by_bytes_and_count() {
+        let msgs = vec![ms(1, 40), ms(2, 40), ms(3, 40), ms(4, 200), ms(5, 1)];
+        let b = batches(&msgs, 100, 10);
+        let sizes: Vec<Vec<u32>> = b.iter().map(|v| v.iter().map(|m| m.uid.get()).collect()).collect();
+        assert_eq!(sizes, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+        let b = batches(&msgs, 10_000, 2);
+        assert_eq!(b.len(), 3);
+        assert!(batches(&[], 100, 10).is_empty());
+    }
+}

@@ -1,0 +1,252 @@
+//! Runs a whole migration: every user, in parallel, with reconnects, and the run report.
+//!
+//! This is where the IMAP sessions are opened for the engine: a user whose connection breaks
+//! (timeout, BYE, malformed reply) is reconnected with backoff and resumed; every engine step is
+//! idempotent, so a resumed user copies nothing twice. A user that cannot be synced (wrong
+//! password, unreachable host) is reported, and the other users go on.
+
+use crate::config::{Config, UserConfig};
+use crate::engine::{self, AccountTotals, EngineOptions, Failure, FolderReport};
+use crate::error::{exit, Error, Result, Retry, Scope};
+use crate::imap::ImapSession;
+use crate::progress::Progress;
+use crate::state::{AccountKey, StateStore};
+use crate::store::MailStore;
+use futures::StreamExt;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Connection attempts per user before giving up on transient errors.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// The outcome of one user.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserReport {
+    pub old_login: String,
+    pub new_login: String,
+    /// `ok`, `partial` (some messages or folders failed) or `failed` (the user could not be synced).
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub error_scope: Option<Scope>,
+    pub folders_synced: usize,
+    pub folders_created: u64,
+    pub subscribed: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub retries: u32,
+    pub failures: Vec<Failure>,
+    pub folders: Vec<FolderReport>,
+}
+
+/// The outcome of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub started_unix: u64,
+    pub seconds: f64,
+    pub users: Vec<UserReport>,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub exit_code: i32,
+}
+
+fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
+    AccountKey::new(
+        &format!("{}:{}", cfg.old.host, cfg.old.port),
+        &u.old_login,
+        &format!("{}:{}", cfg.new.host, cfg.new.port),
+        &u.new_login,
+    )
+}
+
+async fn sync_user(cfg: &Config, user: &UserConfig, state: &StateStore, opts: &EngineOptions, progress: &Progress) -> UserReport {
+    let started = Instant::now();
+    let acct = account_key(cfg, user);
+    let up = progress.user(&user.old_login);
+    let mut totals = AccountTotals::default();
+    let mut attempt = 0;
+    let mut error: Option<Error> = None;
+    loop {
+        attempt += 1;
+        let res: Result<()> = async {
+            let (mut o, mut n) = tokio::try_join!(
+                ImapSession::connect(&cfg.old, &user.old_login, &user.old_password, true),
+                ImapSession::connect(&cfg.new, &user.new_login, &user.new_password, false),
+            )?;
+            let r = engine::sync_account(&mut o, &mut n, state, &acct, opts, &up, &mut totals).await;
+            o.logout().await;
+            n.logout().await;
+            r
+        }
+        .await;
+        match res {
+            Ok(()) => break,
+            Err(e) if e.retry == Retry::Transient && attempt < MAX_ATTEMPTS => {
+                let wait = Duration::from_millis(500 * (1 << (attempt - 1)));
+                tracing::warn!(user = %user.old_login, "{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})", wait.as_secs_f64(), attempt + 1);
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let status = if error.is_some() {
+        "failed"
+    } else if !totals.failures.is_empty() {
+        "partial"
+    } else {
+        "ok"
+    };
+    up.finish(status);
+    if let Some(e) = &error {
+        tracing::error!(user = %user.old_login, "user not synced: {e}");
+    }
+    UserReport {
+        old_login: user.old_login.clone(),
+        new_login: user.new_login.clone(),
+        status,
+        error_scope: error.as_ref().map(|e| e.scope),
+        error: error.map(|e| e.message),
+        folders_synced: totals.folders.len(),
+        folders_created: totals.folders_created,
+        subscribed: totals.subscribed,
+        copied: totals.copied(),
+        skipped: totals.skipped(),
+        failed: totals.failed(),
+        bytes: totals.bytes(),
+        seconds: started.elapsed().as_secs_f64(),
+        retries: attempt - 1,
+        failures: totals.failures,
+        folders: totals.folders,
+    }
+}
+
+/// Syncs the users (all, or those named in `only`).
+pub async fn run_sync(cfg: &Config, opts: &EngineOptions, progress: &Progress, only: &[String]) -> Result<RunReport> {
+    for name in only {
+        if !cfg.users.iter().any(|u| &u.old_login == name) {
+            return Err(Error::config(format!(
+                "--user {name:?} is not in {}: name an old login from the users list",
+                cfg.path.display()
+            )));
+        }
+    }
+    let state = StateStore::open(&cfg.state_dir)?;
+    let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let users: Vec<(usize, &UserConfig)> = cfg
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| only.is_empty() || only.contains(&u.old_login))
+        .collect();
+    let state_ref = &state;
+    let mut reports: Vec<(usize, UserReport)> = futures::stream::iter(users)
+        .map(|(i, u)| async move { (i, sync_user(cfg, u, state_ref, opts, progress).await) })
+        .buffer_unordered(cfg.sync.jobs)
+        .collect()
+        .await;
+    reports.sort_by_key(|(i, _)| *i);
+    let users: Vec<UserReport> = reports.into_iter().map(|(_, r)| r).collect();
+    for u in &users {
+        if !opts.dry_run {
+            let acct = cfg.users.iter().find(|c| c.old_login == u.old_login).map(|c| account_key(cfg, c));
+            if let Some(a) = acct {
+                state.set_last_run(&a, &serde_json::to_vec(u).unwrap_or_default())?;
+            }
+        }
+    }
+    state.flush().await?;
+    let exit_code = if users.iter().any(|u| u.error_scope == Some(Scope::Fatal)) {
+        exit::FATAL
+    } else if users.iter().any(|u| u.error.is_some()) {
+        exit::ACCOUNT
+    } else if users.iter().any(|u| u.failed > 0) {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
+    let report = RunReport {
+        dry_run: opts.dry_run,
+        started_unix,
+        seconds: started.elapsed().as_secs_f64(),
+        copied: users.iter().map(|u| u.copied).sum(),
+        skipped: users.iter().map(|u| u.skipped).sum(),
+        failed: users.iter().map(|u| u.failed).sum(),
+        bytes: users.iter().map(|u| u.bytes).sum(),
+        users,
+        exit_code,
+    };
+    if !opts.dry_run {
+        let path = cfg.state_dir.join("last-run.json");
+        if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default()) {
+            tracing::warn!("cannot write the run report {}: {e}", path.display());
+        }
+    }
+    Ok(report)
+}
+
+/// The human summary printed at the end of `sync`.
+pub fn render_summary(r: &RunReport) -> String {
+    let mut out = String::new();
+    let verb = if r.dry_run { "to copy" } else { "copied" };
+    for u in &r.users {
+        out.push_str(&format!(
+            "{:<8} {} -> {}: {} folders, {} {verb}, {} skipped, {} failed, {:.1} MB, {:.1} s{}\n",
+            u.status.to_uppercase(),
+            u.old_login,
+            u.new_login,
+            u.folders_synced,
+            u.copied,
+            u.skipped,
+            u.failed,
+            u.bytes as f64 / 1e6,
+            u.seconds,
+            if u.retries > 0 { format!(", {} reconnects", u.retries) } else { String::new() }
+        ));
+        if let Some(e) = &u.error {
+            out.push_str(&format!("         error: {e}\n"));
+        }
+        for f in &u.failures {
+            match f.old_uid {
+                Some(uid) => out.push_str(&format!(
+                    "         FAILED user {} folder {:?} old UID {uid}: {}\n",
+                    u.old_login, f.folder, f.reason
+                )),
+                None => out.push_str(&format!(
+                    "         FAILED user {} folder {:?}: {}\n",
+                    u.old_login, f.folder, f.reason
+                )),
+            }
+        }
+    }
+    out.push_str(&format!(
+        "total: {} users, {} {verb}, {} skipped, {} failed, {:.1} MB in {:.1} s\n",
+        r.users.len(),
+        r.copied,
+        r.skipped,
+        r.failed,
+        r.bytes as f64 / 1e6,
+        r.seconds
+    ));
+    out
+}
+
+/// Exit code for an error that stopped the run before any user was synced.
+pub fn exit_code_for(e: &Error) -> i32 {
+    match (e.scope, e.retry) {
+        (Scope::Fatal, Retry::Fix) => exit::CONFIG,
+        (Scope::Fatal, _) => exit::FATAL,
+        _ => exit::ACCOUNT,
+    }
+}

@@ -1,0 +1,276 @@
+//! The state store: UID maps, per-folder sync state and the intent journal, in sled.
+//!
+//! This is the only home of sled. Keys are binary: an account key, the old folder's wire name,
+//! the old UIDVALIDITY and UID (big-endian, so a prefix scan returns a folder's messages in UID
+//! order). Values are JSON. No secret is ever stored here.
+//!
+//! The journal follows isync: before an APPEND the intent (which old message, its body hash, the
+//! target folder and that folder's UIDNEXT at the time) is written and flushed; after the server
+//! confirms, the map entry is written and the intent removed in one batch. After a crash, pending
+//! intents are resolved by looking for the messages on the new server before anything is copied
+//! again. sled's flush is not fully durable (DEVELOPERS.md), so the store is a cache of truth that
+//! can be rebuilt by matching messages on both sides; it is never the only proof.
+
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
+use crate::types::{MailboxPath, Uid, UidValidity};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Where one old message went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapEntry {
+    pub new_folder: String,
+    pub new_uidvalidity: Option<u32>,
+    /// Unknown when the new server lacks UIDPLUS.
+    pub new_uid: Option<u32>,
+    pub fp: Fingerprint,
+}
+
+/// An APPEND about to happen (or that happened without its confirmation being recorded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub new_folder: String,
+    /// The new folder's UIDVALIDITY and UIDNEXT before the APPEND: the message, if it arrived,
+    /// has a UID at or above this.
+    pub new_uidvalidity: u32,
+    pub new_uidnext_before: u32,
+    pub body_sha256: String,
+    pub fp: Fingerprint,
+}
+
+/// What is remembered about one old folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderState {
+    pub old_uidvalidity: u32,
+    pub old_uidnext: u32,
+    pub old_messages: u32,
+    pub new_folder: String,
+    pub new_uidvalidity: u32,
+    pub last_sync_unix: u64,
+}
+
+/// The sled database.
+#[derive(Clone)]
+pub struct StateStore {
+    db: sled::Db,
+    maps: sled::Tree,
+    intents: sled::Tree,
+    folders: sled::Tree,
+    runs: sled::Tree,
+}
+
+/// Identifies a migration pair (old account to new account on given servers) in keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountKey(Vec<u8>);
+
+impl AccountKey {
+    pub fn new(old_server: &str, old_login: &str, new_server: &str, new_login: &str) -> Self {
+        let s = format!("{old_server}/{old_login}\u{1f}{new_server}/{new_login}");
+        let mut v = s.into_bytes();
+        v.push(0);
+        AccountKey(v)
+    }
+}
+
+fn folder_key(acct: &AccountKey, folder: &MailboxPath) -> Vec<u8> {
+    let mut k = acct.0.clone();
+    k.extend_from_slice(folder.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+fn msg_key(acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Option<Uid>) -> Vec<u8> {
+    let mut k = folder_key(acct, folder);
+    k.extend_from_slice(&uv.get().to_be_bytes());
+    if let Some(u) = uid {
+        k.extend_from_slice(&u.get().to_be_bytes());
+    }
+    k
+}
+
+fn uid_of_key(k: &[u8]) -> Option<Uid> {
+    let b: [u8; 4] = k.get(k.len().checked_sub(4)?..)?.try_into().ok()?;
+    Uid::new(u32::from_be_bytes(b))
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("state values serialize")
+}
+
+fn dec<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| {
+        Error::state(format!(
+            "state store holds an unreadable record ({e}); move the state directory aside and re-run"
+        ))
+    })
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<StateStore> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::config(format!(
+                "cannot create the state directory {}: {e} (set state_dir to a writable folder)",
+                dir.display()
+            ))
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| {
+                let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock") {
+                    " (another imapshift run uses this state directory; wait for it to finish)"
+                } else {
+                    ""
+                };
+                Error::state(format!("cannot open the state store in {}: {e}{hint}", dir.display()))
+            })?;
+        Ok(StateStore {
+            maps: db.open_tree("maps")?,
+            intents: db.open_tree("intents")?,
+            folders: db.open_tree("folders")?,
+            runs: db.open_tree("runs")?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far as durable as sled can.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The old UIDs already mapped in this folder under this UIDVALIDITY.
+    pub fn mapped_uids(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity) -> Result<Vec<Uid>> {
+        let prefix = msg_key(acct, folder, uv, None);
+        let mut out = Vec::new();
+        for kv in self.maps.scan_prefix(&prefix).keys() {
+            if let Some(u) = uid_of_key(&kv?) {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn map_entry(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Uid) -> Result<Option<MapEntry>> {
+        match self.maps.get(msg_key(acct, folder, uv, Some(uid)))? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Pending intents of a folder (from an interrupted run).
+    pub fn intents(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<Vec<(UidValidity, Uid, Intent)>> {
+        let prefix = folder_key(acct, folder);
+        let mut out = Vec::new();
+        for kv in self.intents.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let rest = &k[prefix.len()..];
+            if rest.len() != 8 {
+                continue;
+            }
+            let uv = UidValidity::new(u32::from_be_bytes(rest[..4].try_into().unwrap()));
+            let uid = Uid::new(u32::from_be_bytes(rest[4..].try_into().unwrap()));
+            if let (Some(uv), Some(uid)) = (uv, uid) {
+                out.push((uv, uid, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of pending intents of an account.
+    pub fn intent_count(&self, acct: &AccountKey) -> usize {
+        self.intents.scan_prefix(&acct.0).count()
+    }
+
+    /// Records intents durably, before the APPEND.
+    pub async fn journal(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, items: &[(Uid, Intent)]) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for (uid, intent) in items {
+            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(intent));
+        }
+        self.intents.apply_batch(b)?;
+        self.flush().await
+    }
+
+    /// Commits results: map entries written, their intents (and those of refused messages) removed.
+    pub fn commit(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, mapped: &[(Uid, MapEntry)], dropped: &[Uid]) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for (uid, e) in mapped {
+            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(e));
+        }
+        self.maps.apply_batch(b)?;
+        let mut b = sled::Batch::default();
+        for uid in mapped.iter().map(|(u, _)| u).chain(dropped) {
+            b.remove(msg_key(acct, folder, uv, Some(*uid)));
+        }
+        self.intents.apply_batch(b)?;
+        Ok(())
+    }
+
+    pub fn folder_state(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<Option<FolderState>> {
+        match self.folders.get(folder_key(acct, folder))? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_folder_state(&self, acct: &AccountKey, folder: &MailboxPath, st: &FolderState) -> Result<()> {
+        self.folders.insert(folder_key(acct, folder), enc(st))?;
+        Ok(())
+    }
+
+    /// Number of mapped messages of an account.
+    pub fn mapped_count(&self, acct: &AccountKey) -> usize {
+        self.maps.scan_prefix(&acct.0).count()
+    }
+
+    /// Stores the JSON summary of an account's last run.
+    pub fn set_last_run(&self, acct: &AccountKey, json: &[u8]) -> Result<()> {
+        self.runs.insert(&acct.0, json)?;
+        Ok(())
+    }
+
+    pub fn last_run(&self, acct: &AccountKey) -> Result<Option<Vec<u8>>> {
+        Ok(self.runs.get(&acct.0)?.map(|v| v.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp() -> Fingerprint {
+        Fingerprint::of_message(b"Subject: a\r\n\r\nx", "01-Jan-2020 00:00:00 +0000")
+    }
+
+    #[tokio::test]
+    async fn journal_then_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let a = AccountKey::new("o:1", "alice", "n:2", "alice");
+        let b = AccountKey::new("o:1", "alicex", "n:2", "alice");
+        let f = MailboxPath::new("INBOX").unwrap();
+        let uv = UidValidity::new(7).unwrap();
+        let intent = Intent {
+            new_folder: "INBOX".into(),
+            new_uidvalidity: 9,
+            new_uidnext_before: 1,
+            body_sha256: "00".into(),
+            fp: fp(),
+        };
+        s.journal(&a, &f, uv, &[(Uid::new(3).unwrap(), intent.clone()), (Uid::new(4).unwrap(), intent)]).await.unwrap();
+        assert_eq!(s.intents(&a, &f).unwrap().len(), 2);
+        assert_eq!(s.intents(&b, &f).unwrap().len(), 0, "prefix must not leak across accounts");
+        let e = MapEntry { new_folder: "INBOX".into(), new_uidvalidity: Some(9), new_uid: Some(1), fp: fp() };
+        s.commit(&a, &f, uv, &[(Uid::new(3).unwrap(), e)], &[Uid::new(4).unwrap()]).unwrap();
+        assert!(s.intents(&a, &f).unwrap().is_empty());
+        assert_eq!(s.mapped_uids(&a, &f, uv).unwrap(), vec![Uid::new(3).unwrap()]);
+        assert!(s.mapped_uids(&a, &f, UidValidity::new(8).unwrap()).unwrap().is_empty());
+        // A folder whose name is a prefix of another must not see its maps.
+        let f2 = MailboxPath::new("INBOX2").unwrap();
+        assert!(s.mapped_uids(&a, &f2, uv).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,127 @@
+//! The boundary between the sync engine and a mail server.
+//!
+//! The engine never talks IMAP: it asks a [`MailStore`] for folders, listings, bodies and appends.
+//! The IMAP implementation lives in [`crate::imap`]; the boundary keeps protocol details (tags,
+//! literals, MULTIAPPEND fallbacks, server quirks) out of the planner and the executor, and lets a
+//! later backend (a Maildir, a JMAP server) slot in. Every method is batched: the engine never
+//! needs a round trip per message.
+
+use crate::error::Result;
+use crate::types::{Flag, MailboxPath, Uid, UidValidity};
+use std::collections::BTreeSet;
+
+/// A server's capabilities, upper-cased.
+#[derive(Clone, Debug, Default)]
+pub struct Capabilities(pub BTreeSet<String>);
+
+impl Capabilities {
+    pub fn has(&self, cap: &str) -> bool {
+        self.0.contains(&cap.to_ascii_uppercase())
+    }
+    pub fn list(&self) -> Vec<String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+/// One folder as LIST shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderInfo {
+    pub name: MailboxPath,
+    /// Hierarchy delimiter; `None` for a flat namespace.
+    pub delimiter: Option<char>,
+    /// LIST attributes as sent (`\HasChildren`, `\Sent`, `\Noselect`, ...).
+    pub attrs: Vec<String>,
+    pub subscribed: bool,
+}
+
+impl FolderInfo {
+    /// Whether the folder can hold messages.
+    pub fn selectable(&self) -> bool {
+        !self.attrs.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        })
+    }
+    /// The RFC 6154 special-use attribute, if any (`\Sent`, `\Drafts`, ...).
+    pub fn special_use(&self) -> Option<&str> {
+        const USES: [&str; 7] = [
+            "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+        ];
+        self.attrs
+            .iter()
+            .find(|a| USES.iter().any(|u| u.eq_ignore_ascii_case(a)))
+            .map(String::as_str)
+    }
+}
+
+/// What EXAMINE or STATUS tells about a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub uidvalidity: UidValidity,
+    /// Next UID the server will assign; 0 when the server did not say.
+    pub uidnext: u32,
+    pub messages: u32,
+    pub highestmodseq: Option<u64>,
+}
+
+/// One message as a listing shows it (no body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MsgSummary {
+    pub uid: Uid,
+    pub size: u32,
+    pub flags: Vec<Flag>,
+}
+
+/// One message with its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub uid: Uid,
+    pub flags: Vec<Flag>,
+    /// INTERNALDATE exactly as the server sent it (`17-Jul-1996 02:44:25 -0700`).
+    pub internaldate: String,
+    pub body: Vec<u8>,
+}
+
+/// One message to append.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendItem<'a> {
+    pub flags: &'a [Flag],
+    pub internaldate: &'a str,
+    pub body: &'a [u8],
+}
+
+/// The server's answer for one appended message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendResult {
+    /// Stored; the UID is known when the server has UIDPLUS.
+    Stored {
+        uidvalidity: Option<UidValidity>,
+        uid: Option<Uid>,
+    },
+    /// Refused by the server (too large, quota, bad content): the server's words.
+    Refused(String),
+}
+
+/// A mail server account, as the engine sees it.
+#[allow(async_fn_in_trait)]
+pub trait MailStore {
+    fn caps(&self) -> &Capabilities;
+    /// `old server host:port (login)`, for messages.
+    fn describe(&self) -> &str;
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>>;
+    async fn create_folder(&mut self, name: &MailboxPath) -> Result<()>;
+    async fn subscribe(&mut self, name: &MailboxPath) -> Result<()>;
+    /// Opens the folder read-only (EXAMINE) for listing and fetching.
+    async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
+    async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
+    /// UID, size and flags of every message in the examined folder, in batched requests.
+    async fn list_messages(&mut self, status: &FolderStatus) -> Result<Vec<MsgSummary>>;
+    /// Flags, INTERNALDATE and full bodies (BODY.PEEK[]) of these UIDs in the examined folder, in
+    /// one round trip. UIDs that no longer exist are absent from the answer.
+    async fn fetch_messages(&mut self, uids: &[Uid]) -> Result<Vec<Message>>;
+    /// Like [`MailStore::fetch_messages`] for every message with UID >= `from` (crash recovery).
+    async fn fetch_messages_from(&mut self, from: Uid) -> Result<Vec<Message>>;
+    /// Appends the messages to `folder` (MULTIAPPEND where offered, else pipelined APPENDs).
+    /// One result per item, in order; a refused message does not fail the others.
+    async fn append(&mut self, folder: &MailboxPath, items: &[AppendItem<'_>]) -> Result<Vec<AppendResult>>;
+    async fn logout(&mut self);
+}

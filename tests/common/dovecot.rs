@@ -1,0 +1,587 @@
+//! `Dovecot`: a real, private Dovecot instance per test.
+//!
+//! Each instance lives in its own temp dir (`/tmp/dvXXXXXX`, short on
+//! purpose: Dovecot puts unix sockets in `base_dir` and socket paths are
+//! limited to ~108 bytes), listens on free loopback ports, runs in the
+//! foreground as our child (`dovecot -F -c <conf>`) in its own process group,
+//! and is stopped on Drop: SIGTERM to the master, wait, SIGKILL if needed,
+//! then we check that no process of its group is left (and kill any).
+//!
+//! Layout of the temp dir:
+//! `dovecot.conf`, `passwd` (passwd-file, `{PLAIN}` passwords),
+//! `run/` (base_dir), `state/` (state_dir), `home/<login>/Maildir`,
+//! `dovecot.log` (log_path), `dovecot.stderr` (master's stdout/stderr, which
+//! is where configuration errors go), `ssl/{cert,key}.pem` when TLS.
+//!
+//! Running as root: Dovecot refuses to run mail processes as uid 0, so the
+//! userdb maps every user to `nobody` (uid/gid looked up in /etc/passwd,
+//! default 65534, which is >= the default `first_valid_uid = 500`) and
+//! `home/` is chowned to it. Not running as root: everything (login, auth,
+//! mail processes) runs as the current user, without chroots.
+//!
+//! The server processes run with `TZ=UTC` (`import_environment`), so
+//! INTERNALDATEs come back as `+0000` whatever the machine's zone.
+//!
+//! Set `IMAPSHIFT_KEEP_TMP=1` to keep the temp dirs for debugging (their
+//! paths are printed on stderr). `IMAPSHIFT_DOVECOT` overrides the path of
+//! the dovecot binary (default `/usr/sbin/dovecot`).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+/// Options for [`Dovecot::start`].
+#[derive(Debug, Clone, Default)]
+pub struct DovecotOpts {
+    /// Also listen for implicit TLS (`tls_port()`) and offer STARTTLS on the
+    /// plain port, with a self-signed certificate (CN=localhost,
+    /// SAN DNS:localhost + IP:127.0.0.1) made by `openssl req -x509`.
+    /// Plaintext LOGIN stays allowed on the plain port either way.
+    pub tls: bool,
+    /// Appended verbatim at the end of the config, e.g.
+    /// `"imap_capability = IMAP4rev1 LITERAL+"`. Later settings override
+    /// earlier ones.
+    pub extra_conf: String,
+}
+
+/// A running private Dovecot. See the module docs.
+pub struct Dovecot {
+    name: String,
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    port: u16,
+    tls_port: Option<u16>,
+    opts: DovecotOpts,
+    child: Option<Child>,
+    pid: u32,
+}
+
+impl Dovecot {
+    /// Starts an instance with the given `(login, password)` users. Panics
+    /// (with the log tail) if dovecot is missing or does not come up within
+    /// 10 s: tests must fail, never skip.
+    pub fn start(name: &str, users: &[(&str, &str)], opts: DovecotOpts) -> Dovecot {
+        let bin = dovecot_bin();
+        let tmp = tempfile::Builder::new()
+            .prefix("dv")
+            .tempdir_in("/tmp")
+            .expect("create temp dir for dovecot");
+        let dir = tmp.path().to_path_buf();
+        let mut d = Dovecot {
+            name: name.to_string(),
+            tmp: Some(tmp),
+            dir,
+            port: 0,
+            tls_port: None,
+            opts,
+            child: None,
+            pid: 0,
+        };
+        d.prepare_dir(users);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            d.port = free_port();
+            d.tls_port = d.opts.tls.then(free_port);
+            d.write_dovecot_conf();
+            let log_before = d.log().len();
+            match d.spawn(&bin) {
+                Ok(()) => return d,
+                // Another process may have grabbed a port between
+                // free_port() and dovecot's bind(): retry with new ports.
+                Err(e)
+                    if attempt < 4
+                        && d.log()
+                            .get(log_before..)
+                            .is_some_and(|new| new.contains("Address already in use")) =>
+                {
+                    eprintln!("dovecot {name}: port clash ({e}), retrying");
+                }
+                Err(e) => panic!(
+                    "dovecot instance {name:?} failed to start: {e}\n\
+                     dir: {}\n--- log tail ---\n{}",
+                    d.dir.display(),
+                    d.log_tail(40)
+                ),
+            }
+        }
+    }
+
+    /// Plain IMAP port (offers STARTTLS when `tls`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Implicit-TLS (imaps) port, when started with `tls`.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// The instance's temp dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// PID of the dovecot master (also its process group id); 0 if stopped.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Self-signed certificate (PEM) of a `tls` instance.
+    pub fn cert_path(&self) -> Option<PathBuf> {
+        self.opts.tls.then(|| self.dir.join("ssl/cert.pem"))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("dovecot.conf")
+    }
+
+    /// On-disk Maildir of `login` (exists once the user has logged in).
+    pub fn maildir(&self, login: &str) -> PathBuf {
+        self.dir.join("home").join(login).join("Maildir")
+    }
+
+    /// Adds a user to the passwd-file; Dovecot notices the change on the
+    /// next login (it re-reads the file when its mtime/size change).
+    pub fn add_user(&self, login: &str, password: &str) {
+        assert!(
+            !login.is_empty()
+                && !login
+                    .bytes()
+                    .any(|b| b == b':' || b == b'/' || b.is_ascii_whitespace() || b < 0x20),
+            "unsupported login for passwd-file: {login:?}"
+        );
+        // Plain `{PLAIN}secret` when that is unambiguous in passwd-file
+        // syntax, otherwise hex-encoded (`{PLAIN.hex}`), which Dovecot
+        // decodes to the exact bytes.
+        let pw = if !password.is_empty()
+            && password
+                .bytes()
+                .all(|b| (0x21..0x7f).contains(&b) && b != b':')
+        {
+            format!("{{PLAIN}}{password}")
+        } else {
+            format!("{{PLAIN.hex}}{}", hex::encode(password))
+        };
+        let path = self.dir.join("passwd");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open passwd-file");
+        writeln!(f, "{login}:{pw}").expect("write passwd-file");
+    }
+
+    /// Contents of the log file, plus the master's stdout/stderr if any.
+    pub fn log(&self) -> String {
+        let mut s = fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default();
+        let stderr = fs::read_to_string(self.dir.join("dovecot.stderr")).unwrap_or_default();
+        if !stderr.trim().is_empty() {
+            s.push_str("--- dovecot stdout/stderr ---\n");
+            s.push_str(&stderr);
+        }
+        s
+    }
+
+    /// Last `n` lines of [`Dovecot::log`].
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Live (non-zombie) processes of this instance: the master and
+    /// everything in its process group. Empty once stopped.
+    pub fn processes(&self) -> Vec<u32> {
+        if self.pid == 0 {
+            return Vec::new();
+        }
+        group_members(self.pid)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Stops the instance (idempotent): SIGTERM, wait up to 10 s, SIGKILL
+    /// the whole process group if needed, then make sure no process of the
+    /// group survives. Panics if one does (unless already panicking).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = self.pid as i32;
+        signal(pid, SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                exited = true;
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        if !exited {
+            eprintln!(
+                "dovecot {}: master {pid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
+                self.name
+            );
+            signal(-pid, SIGKILL);
+            let _ = child.wait();
+        }
+        // The master kills and reaps its children on SIGTERM; sweep the
+        // process group anyway in case something was left behind.
+        let mut left = wait_group_empty(self.pid, Duration::from_secs(5));
+        if !left.is_empty() {
+            signal(-pid, SIGKILL);
+            left = wait_group_empty(self.pid, Duration::from_secs(5));
+        }
+        let stray = group_members(self.pid);
+        if !left.is_empty() || !stray.is_empty() {
+            let msg = format!(
+                "dovecot {}: processes of group {pid} survived stop(): {stray:?}",
+                self.name
+            );
+            if std::thread::panicking() {
+                eprintln!("{msg}");
+            } else {
+                panic!("{msg}");
+            }
+        }
+        self.pid = 0;
+    }
+
+    /// Stops and starts again with the same config, ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn(&dovecot_bin()) {
+            panic!(
+                "dovecot instance {:?} failed to restart: {e}\n--- log tail ---\n{}",
+                self.name,
+                self.log_tail(40)
+            );
+        }
+    }
+
+    // ----- internals -----
+
+    fn prepare_dir(&mut self, users: &[(&str, &str)]) {
+        let dir = &self.dir;
+        // Mail processes run as an unprivileged user and must traverse it.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in ["state", "home"] {
+            fs::create_dir(dir.join(sub)).unwrap();
+        }
+        let (uid, gid) = mail_ids();
+        if is_root() {
+            std::os::unix::fs::chown(dir.join("home"), Some(uid), Some(gid))
+                .expect("chown home dir to the mail user");
+        }
+        let passwd = dir.join("passwd");
+        fs::write(&passwd, "").unwrap();
+        fs::set_permissions(&passwd, fs::Permissions::from_mode(0o644)).unwrap();
+        for (login, pw) in users {
+            self.add_user(login, pw);
+        }
+        if self.opts.tls {
+            make_cert(&dir.join("ssl"));
+        }
+    }
+
+    fn write_dovecot_conf(&self) {
+        let d = self.dir.display();
+        let (uid, gid) = mail_ids();
+        let instance: String = self
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(24)
+            .collect();
+        let mut c = format!(
+            "# Generated by tests/common/dovecot.rs for test instance {name:?}\n\
+             protocols = imap\n\
+             listen = 127.0.0.1\n\
+             base_dir = {d}/run\n\
+             state_dir = {d}/state\n\
+             instance_name = dv-{instance}\n\
+             log_path = {d}/dovecot.log\n\
+             import_environment = TZ=UTC\n\
+             auth_verbose = yes\n\
+             auth_mechanisms = plain login\n\
+             disable_plaintext_auth = no\n\
+             mail_location = maildir:~/Maildir\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/home/%u\n}}\n",
+            name = self.name,
+        );
+        if self.opts.tls {
+            c.push_str(&format!(
+                "ssl = yes\nssl_cert = <{d}/ssl/cert.pem\nssl_key = <{d}/ssl/key.pem\n"
+            ));
+        } else {
+            c.push_str("ssl = no\n");
+        }
+        let chroot = if is_root() { "" } else { "  chroot =\n" };
+        c.push_str(&format!(
+            "service imap-login {{\n{chroot}  inet_listener imap {{\n    port = {}\n  }}\n  \
+             inet_listener imaps {{\n    port = {}\n    ssl = yes\n  }}\n}}\n",
+            self.port,
+            self.tls_port.unwrap_or(0)
+        ));
+        if !is_root() {
+            let user = name_for_id("/etc/passwd", uid).unwrap_or_else(|| {
+                panic!("running as uid {uid}, which has no /etc/passwd entry; dovecot needs one")
+            });
+            let group = name_for_id("/etc/group", gid).unwrap_or_else(|| user.clone());
+            c.push_str(&format!(
+                "default_login_user = {user}\ndefault_internal_user = {user}\n\
+                 default_internal_group = {group}\nservice anvil {{\n  chroot =\n}}\n"
+            ));
+        }
+        if !self.opts.extra_conf.is_empty() {
+            c.push_str("# extra_conf\n");
+            c.push_str(&self.opts.extra_conf);
+            c.push('\n');
+        }
+        fs::write(self.config_path(), c).expect("write dovecot.conf");
+    }
+
+    /// Spawns `dovecot -F` and waits for the greeting on the plain port
+    /// (and a TCP accept on the TLS port).
+    fn spawn(&mut self, bin: &Path) -> Result<(), String> {
+        assert!(self.child.is_none(), "dovecot already running");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dovecot.stderr"))
+            .unwrap();
+        let child = Command::new(bin)
+            .arg("-F")
+            .arg("-c")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        self.pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().unwrap();
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                self.pid = 0;
+                return Err(format!("dovecot exited during startup ({status})"));
+            }
+            if greeting_ok(self.port)
+                && self
+                    .tls_port
+                    .is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!(
+                    "no `* OK` greeting on 127.0.0.1:{} within {START_TIMEOUT:?}",
+                    self.port
+                ));
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            eprintln!(
+                "--- dovecot {:?} ({}) log tail ---\n{}",
+                self.name,
+                self.dir.display(),
+                self.log_tail(30)
+            );
+        }
+        self.stop();
+        if std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("keeping dovecot dir {}", tmp.keep().display());
+            }
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bind :0, read the port, drop the
+/// listener). Never returns the same port twice within this process.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        let mut set = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if set.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+fn dovecot_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("IMAPSHIFT_DOVECOT") {
+        return PathBuf::from(p);
+    }
+    let default = PathBuf::from("/usr/sbin/dovecot");
+    if default.exists() {
+        return default;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("dovecot"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "dovecot not found (/usr/sbin/dovecot, $PATH, or $IMAPSHIFT_DOVECOT): \
+             install Debian's dovecot-imapd; integration tests need a real IMAP server"
+        )
+    })
+}
+
+fn make_cert(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl to make a test certificate: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl req -x509 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Connects and checks that the server greets with `* OK`.
+fn greeting_ok(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let ok = BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("* OK");
+    let _ = (&s).write_all(b"x LOGOUT\r\n");
+    ok
+}
+
+/// Live members of process group `pgid`, from /proc (zombies excluded).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..."; comm may contain spaces/parens.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X" {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn wait_group_empty(pgid: u32, timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = group_members(pgid);
+        if m.is_empty() || Instant::now() > deadline {
+            return m;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+    fn geteuid() -> u32;
+    fn getegid() -> u32;
+}
+
+fn signal(pid: i32, sig: i32) {
+    // Never signal "all processes" (-1) or our own group (0).
+    assert!(pid != 0 && pid != -1, "refusing to kill({pid})");
+    // SAFETY: plain syscall wrapper; ESRCH (already gone) is fine.
+    unsafe {
+        kill(pid, sig);
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
+/// uid/gid that owns the mail: `nobody` when root, else ourselves.
+fn mail_ids() -> (u32, u32) {
+    if is_root() {
+        passwd_ids("nobody").unwrap_or((65534, 65534))
+    } else {
+        // SAFETY: geteuid/getegid cannot fail.
+        unsafe { (geteuid(), getegid()) }
+    }
+}
+
+fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == user).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// Name for a numeric id in /etc/passwd or /etc/group.
+fn name_for_id(file: &str, id: u32) -> Option<String> {
+    let text = fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == id.to_string()).then(|| f[0].to_string())
+    })
+}

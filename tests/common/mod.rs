@@ -1,0 +1,181 @@
+//! Shared integration-test harness for `imapshift`.
+//!
+//! It exists so that every test exercises the real thing: real Dovecot
+//! servers (private instances started per test, see [`Dovecot`]) and the
+//! real `imapshift` binary (see [`run_imapshift`]), with an independent,
+//! from-scratch IMAP client ([`TestImap`]) as the judge of what ended up on
+//! a server. Nothing here uses the crate under test.
+//!
+//! Each test binary does `mod common;` and uses a subset, hence the
+//! `dead_code` allowance. `tests/harness_selftest.rs` tests this harness.
+
+#![allow(dead_code, unused_imports)]
+
+mod dovecot;
+mod imap;
+
+pub use dovecot::{free_port, Dovecot, DovecotOpts};
+pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The optional real-mail corpus: `$IMAPSHIFT_CORPUS` if set (and
+/// non-empty), in which case `<dir>/real` must exist or we panic (a
+/// misconfigured corpus must fail the run, not silently skip it).
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("IMAPSHIFT_CORPUS").filter(|v| !v.is_empty())?;
+    let dir = PathBuf::from(dir);
+    let real = dir.join("real");
+    assert!(
+        real.is_dir(),
+        "IMAPSHIFT_CORPUS={} but {} is not a directory",
+        dir.display(),
+        real.display()
+    );
+    Some(dir)
+}
+
+/// All regular files under `<dir>/real`, recursively, sorted by path.
+/// (Symlinks to files count; symlinked directories are not followed.)
+pub fn corpus_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let entries =
+            std::fs::read_dir(d).unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display()));
+        for e in entries {
+            let p = e.expect("read_dir entry").path();
+            let meta = std::fs::symlink_metadata(&p).expect("stat corpus entry");
+            if meta.is_dir() {
+                walk(&p, out);
+            } else if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir.join("real"), &mut out);
+    out.sort();
+    out
+}
+
+/// Path of the `imapshift` binary built for these tests.
+pub fn imapshift_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_imapshift"))
+}
+
+/// Runs `imapshift args...` with extra environment variables, stdin closed,
+/// in the current directory. Panics if it runs longer than
+/// `$IMAPSHIFT_TEST_TIMEOUT_SECS` (default 300 s), showing its output.
+pub fn run_imapshift(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    run_imapshift_impl(None, args, envs)
+}
+
+/// Like [`run_imapshift`] but with `cwd` as the working directory.
+pub fn run_imapshift_in(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    run_imapshift_impl(Some(cwd), args, envs)
+}
+
+fn run_imapshift_impl(cwd: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let timeout = std::env::var("IMAPSHIFT_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(300));
+    let mut cmd = Command::new(imapshift_bin());
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", imapshift_bin().display()));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for imapshift") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = out.join().unwrap_or_default();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "imapshift {args:?} still running after {timeout:?}; killed.\n\
+                 --- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Writes `<dir>/imapshift.toml` (the tool's config contract) for migrating
+/// from `old` to `new`, both plain IMAP on 127.0.0.1. `users` are
+/// `(old login, new login, old password env var, new password env var)`.
+pub fn write_config(
+    dir: &Path,
+    old: &Dovecot,
+    new: &Dovecot,
+    users: &[(&str, &str, &str, &str)],
+) -> PathBuf {
+    let mut s = format!(
+        "state_dir = \"state\"\n\
+         [old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+         [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n",
+        old.port(),
+        new.port()
+    );
+    for (old_login, new_login, old_env, new_env) in users {
+        s.push_str(&format!(
+            "[[users]]\nold = {}\nnew = {}\nold_password = {}\nnew_password = {}\n",
+            toml_str(old_login),
+            toml_str(new_login),
+            toml_str(&format!("env:{old_env}")),
+            toml_str(&format!("env:{new_env}")),
+        ));
+    }
+    let path = dir.join("imapshift.toml");
+    std::fs::write(&path, s).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

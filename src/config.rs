@@ -205,11 +205,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     let new = match &raw.new {
         Some(s) => server(&w, "new", s)?,
         None => {
-            return Err(w.missing(
-                0,
-                "[new]",
-                "add a [new] table with host, port and security",
-            ))
+            return Err(w.missing(0, "[new]", "add a [new] table with host, port and security"))
         }
     };
 
@@ -358,7 +354,9 @@ fn server(w: &Where, side: &'static str, s: &Spanned<RawServer>) -> Result<Serve
     };
     let timeout = match &raw.timeout_secs {
         None => Duration::from_secs(120),
-        Some(t) => Duration::from_secs(ranged(w, t, &format!("[{side}].timeout_secs"), 1, 3600)? as u64),
+        Some(t) => {
+            Duration::from_secs(ranged(w, t, &format!("[{side}].timeout_secs"), 1, 3600)? as u64)
+        }
     };
     Ok(ServerConfig {
         side,
@@ -382,8 +380,9 @@ fn inline_user(w: &Where, base: &Path, u: &Spanned<RawUser>) -> Result<UserConfi
                 &format!("[[users]].{name}"),
                 "every user needs old, new, old_password and new_password",
             )),
-            Some(s) => check_login(s.get_ref())
-                .map_err(|p| w.at(s, &format!("[[users]].{name}"), p)),
+            Some(s) => {
+                check_login(s.get_ref()).map_err(|p| w.at(s, &format!("[[users]].{name}"), p))
+            }
         }
     };
     let old_login = login(&raw.old, "old")?;
@@ -614,7 +613,9 @@ new_password = "cmd:echo s3cret"
 
     #[test]
     fn syntax_error_has_line() {
-        let e = p("state_dir = \"s\"\n[old\nhost=1").unwrap_err().to_string();
+        let e = p("state_dir = \"s\"\n[old\nhost=1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("imapshift.toml:2:"), "{e}");
     }
 
@@ -631,7 +632,10 @@ new_password = "cmd:echo s3cret"
         let e = p(&GOOD.replace("port = 993", "port = 99999"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("[old].port") && e.contains("out of range"), "{e}");
+        assert!(
+            e.contains("[old].port") && e.contains("out of range"),
+            "{e}"
+        );
         let e = p(&GOOD.replace("imap.old.example", "imaps://imap.old.example"))
             .unwrap_err()
             .to_string();
@@ -654,10 +658,17 @@ new_password = "cmd:echo s3cret"
             "old,new,old_password,new_password\na,a2,file:pw,file:pw\nb,b2,file:pw,nope\n",
         )
         .unwrap();
-        let text = GOOD.split("[[users]]").next().unwrap().to_string() + "users_csv = \"users.csv\"\n";
-        let text = text.replacen("state_dir = \"state\"\n", "state_dir = \"state\"\nusers_csv = \"users.csv\"\n", 1);
+        let text =
+            GOOD.split("[[users]]").next().unwrap().to_string() + "users_csv = \"users.csv\"\n";
+        let text = text.replacen(
+            "state_dir = \"state\"\n",
+            "state_dir = \"state\"\nusers_csv = \"users.csv\"\n",
+            1,
+        );
         let text = text.trim_end().rsplit_once('\n').unwrap().0.to_string();
-        let e = parse(&dir.join("imapshift.toml"), &text).unwrap_err().to_string();
+        let e = parse(&dir.join("imapshift.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("users.csv:3"), "{e}");
         std::fs::write(
             dir.join("users.csv"),

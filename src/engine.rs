@@ -152,7 +152,18 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
             new: m.new.display(),
             ..Default::default()
         };
-        let r = sync_folder(old, new, state, acct, m, opts, progress, &mut report, &mut totals.failures).await;
+        let r = sync_folder(
+            old,
+            new,
+            state,
+            acct,
+            m,
+            opts,
+            progress,
+            &mut report,
+            &mut totals.failures,
+        )
+        .await;
         match r {
             Ok(()) => totals.folders.push(report),
             Err(e) if e.scope <= Scope::Folder => {
@@ -200,8 +211,15 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     }
 
     if opts.dry_run {
-        let mapped: HashSet<Uid> = state.mapped_uids(acct, &m.old, st.uidvalidity)?.into_iter().collect();
-        let listing = if st.messages == 0 { Vec::new() } else { old.list_messages(&st).await? };
+        let mapped: HashSet<Uid> = state
+            .mapped_uids(acct, &m.old, st.uidvalidity)?
+            .into_iter()
+            .collect();
+        let listing = if st.messages == 0 {
+            Vec::new()
+        } else {
+            old.list_messages(&st).await?
+        };
         let (copy, already) = plan_copies(&listing, &mapped);
         report.copied = copy.len() as u64;
         report.bytes = copy.iter().map(|c| c.size as u64).sum();
@@ -215,8 +233,15 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         resolve_intents(new, state, acct, m, &new_st, intents, report).await?;
     }
 
-    let mapped: HashSet<Uid> = state.mapped_uids(acct, &m.old, st.uidvalidity)?.into_iter().collect();
-    let listing = if st.messages == 0 { Vec::new() } else { old.list_messages(&st).await? };
+    let mapped: HashSet<Uid> = state
+        .mapped_uids(acct, &m.old, st.uidvalidity)?
+        .into_iter()
+        .collect();
+    let listing = if st.messages == 0 {
+        Vec::new()
+    } else {
+        old.list_messages(&st).await?
+    };
     let (copy, already) = plan_copies(&listing, &mapped);
     report.skipped = already as u64;
     progress.add_total(copy.len() as u64);
@@ -246,7 +271,10 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                 if msgs.is_empty() {
                     continue;
                 }
-                let fps: Vec<Fingerprint> = msgs.iter().map(|x| Fingerprint::of_message(&x.body, &x.internaldate)).collect();
+                let fps: Vec<Fingerprint> = msgs
+                    .iter()
+                    .map(|x| Fingerprint::of_message(&x.body, &x.internaldate))
+                    .collect();
                 let journal: Vec<(Uid, Intent)> = msgs
                     .iter()
                     .zip(&fps)
@@ -263,11 +291,17 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                         )
                     })
                     .collect();
-                state.journal(acct, &m.old, st.uidvalidity, &journal).await?;
+                state
+                    .journal(acct, &m.old, st.uidvalidity, &journal)
+                    .await?;
                 crate::failpoint::hit("after-journal");
                 let items: Vec<AppendItem<'_>> = msgs
                     .iter()
-                    .map(|x| AppendItem { flags: &x.flags, internaldate: &x.internaldate, body: &x.body })
+                    .map(|x| AppendItem {
+                        flags: &x.flags,
+                        internaldate: &x.internaldate,
+                        body: &x.body,
+                    })
                     .collect();
                 let results = new.append(&m.new, &items).await?;
                 crate::failpoint::hit("after-append");
@@ -295,7 +329,11 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                             ));
                         }
                         AppendResult::Refused(why) => {
-                            tracing::warn!("folder {}: old UID {} refused by the new server: {why}", m.old, x.uid);
+                            tracing::warn!(
+                                "folder {}: old UID {} refused by the new server: {why}",
+                                m.old,
+                                x.uid
+                            );
                             dropped.push(x.uid);
                             failures.push(Failure {
                                 folder: m.old.display(),
@@ -351,9 +389,9 @@ async fn resolve_intents<N: MailStore>(
     intents: Vec<(crate::types::UidValidity, Uid, Intent)>,
     report: &mut FolderReport,
 ) -> Result<()> {
-    let (live, stale): (Vec<_>, Vec<_>) = intents
-        .into_iter()
-        .partition(|(_, _, i)| i.new_folder == m.new.as_str() && i.new_uidvalidity == new_st.uidvalidity.get());
+    let (live, stale): (Vec<_>, Vec<_>) = intents.into_iter().partition(|(_, _, i)| {
+        i.new_folder == m.new.as_str() && i.new_uidvalidity == new_st.uidvalidity.get()
+    });
     // Intents for a folder that was since recreated or remapped: the copy (if any) is gone.
     for (uv, uid, _) in &stale {
         state.commit(acct, &m.old, *uv, &[], &[*uid])?;
@@ -362,9 +400,16 @@ async fn resolve_intents<N: MailStore>(
     if live.is_empty() {
         return Ok(());
     }
-    let from = live.iter().map(|(_, _, i)| i.new_uidnext_before).min().unwrap_or(1).max(1);
+    let from = live
+        .iter()
+        .map(|(_, _, i)| i.new_uidnext_before)
+        .min()
+        .unwrap_or(1)
+        .max(1);
     new.examine(&m.new).await?;
-    let candidates = new.fetch_messages_from(Uid::new(from).expect("from >= 1")).await?;
+    let candidates = new
+        .fetch_messages_from(Uid::new(from).expect("from >= 1"))
+        .await?;
     // New-side UIDs already mapped by this folder must not be claimed twice.
     let mut claimed: HashSet<u32> = HashSet::new();
     for (uv, _, _) in &live {
@@ -378,7 +423,8 @@ async fn resolve_intents<N: MailStore>(
             }
         }
     }
-    let mut pool: HashMap<(String, String), Vec<(Uid, Option<crate::types::UidValidity>)>> = HashMap::new();
+    let mut pool: HashMap<(String, String), Vec<(Uid, Option<crate::types::UidValidity>)>> =
+        HashMap::new();
     for c in candidates {
         if claimed.contains(&c.uid.get()) {
             continue;
@@ -390,7 +436,8 @@ async fn resolve_intents<N: MailStore>(
     for v in pool.values_mut() {
         v.sort_by_key(|(u, _)| std::cmp::Reverse(*u));
     }
-    let mut by_uv: HashMap<crate::types::UidValidity, (Vec<(Uid, MapEntry)>, Vec<Uid>)> = HashMap::new();
+    let mut by_uv: HashMap<crate::types::UidValidity, (Vec<(Uid, MapEntry)>, Vec<Uid>)> =
+        HashMap::new();
     let mut live = live;
     live.sort_by_key(|(uv, uid, _)| (*uv, *uid));
     for (uv, uid, intent) in live {
@@ -421,7 +468,9 @@ async fn resolve_intents<N: MailStore>(
     state.flush().await?;
     tracing::info!(
         "folder {}: resolved an interrupted run: {} found on the new server, {} to copy again",
-        m.old, report.recovered, report.requeued
+        m.old,
+        report.recovered,
+        report.requeued
     );
     Ok(())
 }

@@ -102,11 +102,20 @@ mod tests {
 
     #[test]
     fn same_id_different_content_differs() {
-        let a = Fingerprint::of_message(b"Message-ID: <x@y>\r\nSubject: a\r\n\r\nA", "01-Jan-2020 00:00:00 +0000");
-        let b = Fingerprint::of_message(b"Message-ID: <x@y>\r\nSubject: b\r\n\r\nA", "01-Jan-2020 00:00:00 +0000");
+        let a = Fingerprint::of_message(
+            b"Message-ID: <x@y>\r\nSubject: a\r\n\r\nA",
+            "01-Jan-2020 00:00:00 +0000",
+        );
+        let b = Fingerprint::of_message(
+            b"Message-ID: <x@y>\r\nSubject: b\r\n\r\nA",
+            "01-Jan-2020 00:00:00 +0000",
+        );
         assert_eq!(a.message_id, b.message_id);
         assert_ne!(a, b);
-        let c = Fingerprint::of_message(b"Message-ID: <x@y>\r\nSubject: a\r\n\r\nA", "01-Jan-2020 00:00:00 +0000");
+        let c = Fingerprint::of_message(
+            b"Message-ID: <x@y>\r\nSubject: a\r\n\r\nA",
+            "01-Jan-2020 00:00:00 +0000",
+        );
         assert_eq!(a, c);
     }
 }

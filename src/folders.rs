@@ -16,7 +16,11 @@ use crate::types::MailboxPath;
 pub const DELIMITER_SUBSTITUTE: char = '_';
 
 /// The new server's wire name for an old folder.
-pub fn map_name(old: &MailboxPath, old_delim: Option<char>, new_delim: Option<char>) -> MailboxPath {
+pub fn map_name(
+    old: &MailboxPath,
+    old_delim: Option<char>,
+    new_delim: Option<char>,
+) -> MailboxPath {
     if old.is_inbox() {
         return MailboxPath::inbox();
     }
@@ -88,7 +92,12 @@ mod tests {
             ("inbox", Some('.'), Some('/'), "INBOX"),
             ("Archive.2024", Some('.'), Some('/'), "Archive/2024"),
             ("Archive/2024", Some('/'), Some('.'), "Archive.2024"),
-            ("Archiv.Entw&APw-rfe", Some('.'), Some('/'), "Archiv/Entw&APw-rfe"),
+            (
+                "Archiv.Entw&APw-rfe",
+                Some('.'),
+                Some('/'),
+                "Archiv/Entw&APw-rfe",
+            ),
             ("a/b.c", Some('.'), Some('/'), "a_b/c"),
             ("Sent Items", Some('/'), Some('.'), "Sent Items"),
             ("INBOX.Lists.rust", Some('.'), Some('/'), "INBOX/Lists/rust"),
@@ -97,13 +106,20 @@ mod tests {
             ("&-amp", Some('/'), Some('.'), "&-amp"),
         ];
         for (old, od, nd, want) in cases {
-            assert_eq!(map_name(&m(old), *od, *nd).as_str(), *want, "{old} {od:?}->{nd:?}");
+            assert_eq!(
+                map_name(&m(old), *od, *nd).as_str(),
+                *want,
+                "{old} {od:?}->{nd:?}"
+            );
         }
     }
 
     #[test]
     fn parents_top_down() {
-        let p: Vec<String> = parents(&m("a/b/c"), Some('/')).into_iter().map(|p| p.as_str().to_string()).collect();
+        let p: Vec<String> = parents(&m("a/b/c"), Some('/'))
+            .into_iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
         assert_eq!(p, vec!["a", "a/b"]);
         assert!(parents(&m("abc"), Some('/')).is_empty());
     }

@@ -37,14 +37,20 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
     let od = delimiter_of(old);
     let nd = delimiter_of(new).or(od);
     let new_names: BTreeSet<&str> = new.iter().map(|f| f.name.as_str()).collect();
-    let new_subscribed: BTreeSet<&str> = new.iter().filter(|f| f.subscribed).map(|f| f.name.as_str()).collect();
+    let new_subscribed: BTreeSet<&str> = new
+        .iter()
+        .filter(|f| f.subscribed)
+        .map(|f| f.name.as_str())
+        .collect();
     let new_by_use: BTreeMap<String, &MailboxPath> = new
         .iter()
         .filter_map(|f| f.special_use().map(|u| (u.to_ascii_lowercase(), &f.name)))
         .collect();
 
     let mut sorted: Vec<&FolderInfo> = old.iter().collect();
-    sorted.sort_by(|a, b| (!a.name.is_inbox(), a.name.as_str()).cmp(&(!b.name.is_inbox(), b.name.as_str())));
+    sorted.sort_by(|a, b| {
+        (!a.name.is_inbox(), a.name.as_str()).cmp(&(!b.name.is_inbox(), b.name.as_str()))
+    });
 
     let mut plan = FolderPlan::default();
     let mut taken: BTreeMap<String, MailboxPath> = BTreeMap::new();
@@ -109,7 +115,11 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
 /// Which messages of a folder to copy: those whose old UID is not mapped yet.
 /// Returns them in UID order, plus the number already present.
 pub fn plan_copies(listing: &[MsgSummary], mapped: &HashSet<Uid>) -> (Vec<MsgSummary>, usize) {
-    let mut copy: Vec<MsgSummary> = listing.iter().filter(|m| !mapped.contains(&m.uid)).cloned().collect();
+    let mut copy: Vec<MsgSummary> = listing
+        .iter()
+        .filter(|m| !mapped.contains(&m.uid))
+        .cloned()
+        .collect();
     copy.sort_by_key(|m| m.uid);
     let already = listing.len() - copy.len();
     (copy, already)
@@ -150,7 +160,11 @@ mod tests {
     }
 
     fn ms(uid: u32, size: u32) -> MsgSummary {
-        MsgSummary { uid: Uid::new(uid).unwrap(), size, flags: vec![] }
+        MsgSummary {
+            uid: Uid::new(uid).unwrap(),
+            size,
+            flags: vec![],
+        }
     }
 
     #[test]
@@ -162,11 +176,27 @@ mod tests {
             fi("Work", '.', &["\\Noselect", "\\HasChildren"], false),
             fi("Work.Projects", '.', &[], false),
         ];
-        let new = vec![fi("INBOX", '/', &[], true), fi("Sent", '/', &["\\Sent"], true)];
+        let new = vec![
+            fi("INBOX", '/', &[], true),
+            fi("Sent", '/', &["\\Sent"], true),
+        ];
         let p = plan_folders(&old, &new);
         let names: Vec<&str> = p.create.iter().map(|m| m.as_str()).collect();
-        assert_eq!(names, vec!["Archive", "Work", "Archive/2024", "Work/Projects", "Archive/2024/Q1"]);
-        let sent = p.mappings.iter().find(|m| m.old.as_str() == "Sent Items").unwrap();
+        assert_eq!(
+            names,
+            vec![
+                "Archive",
+                "Work",
+                "Archive/2024",
+                "Work/Projects",
+                "Archive/2024/Q1"
+            ]
+        );
+        let sent = p
+            .mappings
+            .iter()
+            .find(|m| m.old.as_str() == "Sent Items")
+            .unwrap();
         assert_eq!(sent.new.as_str(), "Sent");
         assert_eq!(sent.by_special_use.as_deref(), Some("\\Sent"));
         let subs: Vec<&str> = p.subscribe.iter().map(|m| m.as_str()).collect();
@@ -178,7 +208,10 @@ mod tests {
     #[test]
     fn existing_name_wins_over_special_use() {
         let old = vec![fi("Sent", '/', &["\\Sent"], false)];
-        let new = vec![fi("Sent", '/', &[], false), fi("Gesendet", '/', &["\\Sent"], false)];
+        let new = vec![
+            fi("Sent", '/', &[], false),
+            fi("Gesendet", '/', &["\\Sent"], false),
+        ];
         let p = plan_folders(&old, &new);
         assert_eq!(p.mappings[0].new.as_str(), "Sent");
         assert!(p.create.is_empty());
@@ -198,7 +231,10 @@ mod tests {
         let listing = vec![ms(1, 10), ms(2, 10), ms(5, 10)];
         let mapped: HashSet<Uid> = [Uid::new(2).unwrap()].into_iter().collect();
         let (copy, already) = plan_copies(&listing, &mapped);
-        assert_eq!(copy.iter().map(|m| m.uid.get()).collect::<Vec<_>>(), vec![1, 5]);
+        assert_eq!(
+            copy.iter().map(|m| m.uid.get()).collect::<Vec<_>>(),
+            vec![1, 5]
+        );
         assert_eq!(already, 1);
         let all: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
         assert!(plan_copies(&listing, &all).0.is_empty());
@@ -208,7 +244,10 @@ mod tests {
     fn batching_by_bytes_and_count() {
         let msgs = vec![ms(1, 40), ms(2, 40), ms(3, 40), ms(4, 200), ms(5, 1)];
         let b = batches(&msgs, 100, 10);
-        let sizes: Vec<Vec<u32>> = b.iter().map(|v| v.iter().map(|m| m.uid.get()).collect()).collect();
+        let sizes: Vec<Vec<u32>> = b
+            .iter()
+            .map(|v| v.iter().map(|m| m.uid.get()).collect())
+            .collect();
         assert_eq!(sizes, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
         let b = batches(&msgs, 10_000, 2);
         assert_eq!(b.len(), 3);

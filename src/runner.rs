@@ -64,7 +64,13 @@ fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
     )
 }
 
-async fn sync_user(cfg: &Config, user: &UserConfig, state: &StateStore, opts: &EngineOptions, progress: &Progress) -> UserReport {
+async fn sync_user(
+    cfg: &Config,
+    user: &UserConfig,
+    state: &StateStore,
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> UserReport {
     let started = Instant::now();
     let acct = account_key(cfg, user);
     let up = progress.user(&user.old_login);
@@ -78,7 +84,8 @@ async fn sync_user(cfg: &Config, user: &UserConfig, state: &StateStore, opts: &E
                 ImapSession::connect(&cfg.old, &user.old_login, &user.old_password, true),
                 ImapSession::connect(&cfg.new, &user.new_login, &user.new_password, false),
             )?;
-            let r = engine::sync_account(&mut o, &mut n, state, &acct, opts, &up, &mut totals).await;
+            let r =
+                engine::sync_account(&mut o, &mut n, state, &acct, opts, &up, &mut totals).await;
             o.logout().await;
             n.logout().await;
             r
@@ -129,7 +136,12 @@ async fn sync_user(cfg: &Config, user: &UserConfig, state: &StateStore, opts: &E
 }
 
 /// Syncs the users (all, or those named in `only`).
-pub async fn run_sync(cfg: &Config, opts: &EngineOptions, progress: &Progress, only: &[String]) -> Result<RunReport> {
+pub async fn run_sync(
+    cfg: &Config,
+    opts: &EngineOptions,
+    progress: &Progress,
+    only: &[String],
+) -> Result<RunReport> {
     for name in only {
         if !cfg.users.iter().any(|u| &u.old_login == name) {
             return Err(Error::config(format!(
@@ -160,7 +172,11 @@ pub async fn run_sync(cfg: &Config, opts: &EngineOptions, progress: &Progress, o
     let users: Vec<UserReport> = reports.into_iter().map(|(_, r)| r).collect();
     for u in &users {
         if !opts.dry_run {
-            let acct = cfg.users.iter().find(|c| c.old_login == u.old_login).map(|c| account_key(cfg, c));
+            let acct = cfg
+                .users
+                .iter()
+                .find(|c| c.old_login == u.old_login)
+                .map(|c| account_key(cfg, c));
             if let Some(a) = acct {
                 state.set_last_run(&a, &serde_json::to_vec(u).unwrap_or_default())?;
             }
@@ -189,7 +205,10 @@ pub async fn run_sync(cfg: &Config, opts: &EngineOptions, progress: &Progress, o
     };
     if !opts.dry_run {
         let path = cfg.state_dir.join("last-run.json");
-        if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default()) {
+        if let Err(e) = std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&report).unwrap_or_default(),
+        ) {
             tracing::warn!("cannot write the run report {}: {e}", path.display());
         }
     }
@@ -212,7 +231,11 @@ pub fn render_summary(r: &RunReport) -> String {
             u.failed,
             u.bytes as f64 / 1e6,
             u.seconds,
-            if u.retries > 0 { format!(", {} reconnects", u.retries) } else { String::new() }
+            if u.retries > 0 {
+                format!(", {} reconnects", u.retries)
+            } else {
+                String::new()
+            }
         ));
         if let Some(e) = &u.error {
             out.push_str(&format!("         error: {e}\n"));

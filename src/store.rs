@@ -44,7 +44,13 @@ impl FolderInfo {
     /// The RFC 6154 special-use attribute, if any (`\Sent`, `\Drafts`, ...).
     pub fn special_use(&self) -> Option<&str> {
         const USES: [&str; 7] = [
-            "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+            "\\All",
+            "\\Archive",
+            "\\Drafts",
+            "\\Flagged",
+            "\\Junk",
+            "\\Sent",
+            "\\Trash",
         ];
         self.attrs
             .iter()
@@ -122,6 +128,10 @@ pub trait MailStore {
     async fn fetch_messages_from(&mut self, from: Uid) -> Result<Vec<Message>>;
     /// Appends the messages to `folder` (MULTIAPPEND where offered, else pipelined APPENDs).
     /// One result per item, in order; a refused message does not fail the others.
-    async fn append(&mut self, folder: &MailboxPath, items: &[AppendItem<'_>]) -> Result<Vec<AppendResult>>;
+    async fn append(
+        &mut self,
+        folder: &MailboxPath,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<AppendResult>>;
     async fn logout(&mut self);
 }

@@ -13,8 +13,8 @@ use crate::config::{AuthMech, ServerConfig};
 use crate::error::{Error, Result, Retry, Scope};
 use crate::secret::Secret;
 use crate::store::{
-    AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MailStore,
-    Message, MsgSummary,
+    AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MailStore, Message,
+    MsgSummary,
 };
 use crate::types::{is_copyable_flag, MailboxPath, Uid, UidValidity};
 use std::collections::BTreeSet;
@@ -72,24 +72,36 @@ impl ImapSession {
         let (stream, greeting_pending) = stream::connect(server).await?;
         let mut client = async_imap::Client::new(stream);
         let t = server.timeout;
-        let lost = |what: String| Error::new(Scope::Account, Retry::Transient, format!("{label}: {what}"));
+        let lost =
+            |what: String| Error::new(Scope::Account, Retry::Transient, format!("{label}: {what}"));
         if greeting_pending {
             match tokio::time::timeout(t, client.read_response()).await {
                 Err(_) => return Err(lost("no greeting (timeout): is this an IMAP port?".into())),
-                Ok(Err(e)) => return Err(lost(format!("bad greeting: {e} (is this an IMAP port? with TLS?)"))),
-                Ok(Ok(None)) => return Err(lost("server closed the connection before greeting".into())),
+                Ok(Err(e)) => {
+                    return Err(lost(format!(
+                        "bad greeting: {e} (is this an IMAP port? with TLS?)"
+                    )))
+                }
+                Ok(Ok(None)) => {
+                    return Err(lost("server closed the connection before greeting".into()))
+                }
                 Ok(Ok(Some(_))) => {}
             }
         }
         let auth_fail = |e: async_imap::error::Error| {
             let (retry, text) = match &e {
-                async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t) => (Retry::Fix, t.clone()),
+                async_imap::error::Error::No(t) | async_imap::error::Error::Bad(t) => {
+                    (Retry::Fix, t.clone())
+                }
                 other => (Retry::Transient, other.to_string()),
             };
             Error::new(
                 Scope::Account,
                 retry,
-                format!("{label}: login failed: {} (check the login and the password reference)", text.trim()),
+                format!(
+                    "{label}: login failed: {} (check the login and the password reference)",
+                    text.trim()
+                ),
             )
         };
         let session = match server.auth {
@@ -118,7 +130,11 @@ impl ImapSession {
         for r in &done.untagged {
             if let Response::Data { kind, rest } = r {
                 if kind == "CAPABILITY" {
-                    caps.extend(rest.iter().filter_map(|v| v.as_atom()).map(str::to_ascii_uppercase));
+                    caps.extend(
+                        rest.iter()
+                            .filter_map(|v| v.as_atom())
+                            .map(str::to_ascii_uppercase),
+                    );
                 }
             }
         }
@@ -136,44 +152,70 @@ impl ImapSession {
             return Err(Error::new(
                 Scope::Fatal,
                 Retry::Fix,
-                format!("{}: internal error: {what} attempted on the read-only side", self.label),
+                format!(
+                    "{}: internal error: {what} attempted on the read-only side",
+                    self.label
+                ),
             ));
         }
         Ok(())
     }
 
     fn no(&self, what: &str, done: &Done, scope: Scope) -> Error {
-        Error::new(scope, Retry::Permanent, format!("{}: {what}: {}", self.label, done.describe()))
+        Error::new(
+            scope,
+            Retry::Permanent,
+            format!("{}: {what}: {}", self.label, done.describe()),
+        )
     }
 
     fn malformed(&mut self, what: impl std::fmt::Display) -> Error {
         // A reply we cannot interpret: never trust this connection again.
-        Error::new(Scope::Account, Retry::Transient, format!("{}: malformed reply: {what}", self.label))
+        Error::new(
+            Scope::Account,
+            Retry::Transient,
+            format!("{}: malformed reply: {what}", self.label),
+        )
     }
 
     /// `UID FETCH set (UID FLAGS INTERNALDATE BODY.PEEK[])`, one round trip.
     async fn fetch_set(&mut self, set: &str) -> Result<Vec<Message>> {
         let done = self
             .wire
-            .command(&[Arg::Raw("UID FETCH"), Arg::Raw(set), Arg::Raw("(UID FLAGS INTERNALDATE BODY.PEEK[])")])
+            .command(&[
+                Arg::Raw("UID FETCH"),
+                Arg::Raw(set),
+                Arg::Raw("(UID FLAGS INTERNALDATE BODY.PEEK[])"),
+            ])
             .await?;
         if !done.is_ok() {
             return Err(self.no("UID FETCH (bodies) failed", &done, Scope::Folder));
         }
         let mut out = Vec::new();
         for r in done.untagged {
-            let Response::Numbered { kind, rest, .. } = r else { continue };
+            let Response::Numbered { kind, rest, .. } = r else {
+                continue;
+            };
             if kind != "FETCH" {
                 continue;
             }
             let Some(f) = fetch_items(&rest) else {
                 return Err(self.malformed("FETCH item list of a body"));
             };
-            let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else { continue };
-            let (Some(flags), Some(internaldate)) = (f.flags, f.internaldate) else {
-                return Err(self.malformed(format!("FETCH of UID {uid} lacks FLAGS or INTERNALDATE")));
+            let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else {
+                continue;
             };
-            out.push(Message { uid, flags, internaldate, body: body.to_vec() });
+            let (Some(flags), Some(internaldate)) = (f.flags, f.internaldate) else {
+                return Err(
+                    self.malformed(format!("FETCH of UID {uid} lacks FLAGS or INTERNALDATE"))
+                );
+            };
+            out.push(Message {
+                uid,
+                flags,
+                internaldate,
+                body: body.to_vec(),
+            });
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
@@ -186,7 +228,10 @@ impl ImapSession {
     }
 }
 
-fn status_from(untagged: &[Response], exists_fallback: bool) -> (Option<u32>, u32, Option<u32>, Option<u64>) {
+fn status_from(
+    untagged: &[Response],
+    exists_fallback: bool,
+) -> (Option<u32>, u32, Option<u32>, Option<u64>) {
     let mut uidvalidity = None;
     let mut uidnext = 0;
     let mut exists = None;
@@ -199,7 +244,9 @@ fn status_from(untagged: &[Response], exists_fallback: bool) -> (Option<u32>, u3
                 "HIGHESTMODSEQ" => modseq = c.args.trim().parse().ok(),
                 _ => {}
             },
-            Response::Numbered { n, kind, .. } if kind == "EXISTS" && exists_fallback => exists = Some(*n),
+            Response::Numbered { n, kind, .. } if kind == "EXISTS" && exists_fallback => {
+                exists = Some(*n)
+            }
             _ => {}
         }
     }
@@ -257,7 +304,10 @@ fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
 
 fn quote_date(d: &str) -> Option<String> {
     // INTERNALDATE is "dd-Mon-yyyy hh:mm:ss +zzzz": nothing needs escaping, but check.
-    if d.bytes().all(|b| b.is_ascii_alphanumeric() || b" -:+".contains(&b)) && !d.is_empty() {
+    if d.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" -:+".contains(&b))
+        && !d.is_empty()
+    {
         Some(format!("\"{d}\""))
     } else {
         None
@@ -275,8 +325,14 @@ impl MailStore for ImapSession {
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>> {
         // LIST and LSUB pipelined: one round trip.
-        let t1 = self.wire.send(&[Arg::Raw("LIST"), Arg::Str(""), Arg::Str("*")]).await?;
-        let t2 = self.wire.send(&[Arg::Raw("LSUB"), Arg::Str(""), Arg::Str("*")]).await?;
+        let t1 = self
+            .wire
+            .send(&[Arg::Raw("LIST"), Arg::Str(""), Arg::Str("*")])
+            .await?;
+        let t2 = self
+            .wire
+            .send(&[Arg::Raw("LSUB"), Arg::Str(""), Arg::Str("*")])
+            .await?;
         let list = self.wire.finish(&t1).await?;
         let lsub = self.wire.finish(&t2).await?;
         if !list.is_ok() {
@@ -296,11 +352,17 @@ impl MailStore for ImapSession {
         }
         let mut out = Vec::new();
         for r in &list.untagged {
-            let Response::Data { kind, rest } = r else { continue };
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
             if kind != "LIST" {
                 continue;
             }
-            let (Some(attrs), Some(delim), Some(name)) = (rest.first().and_then(Value::as_list), rest.get(1), rest.get(2).and_then(Value::as_text)) else {
+            let (Some(attrs), Some(delim), Some(name)) = (
+                rest.first().and_then(Value::as_list),
+                rest.get(1),
+                rest.get(2).and_then(Value::as_text),
+            ) else {
                 return Err(self.malformed(format!("LIST reply {rest:?}")));
             };
             let delimiter = match delim {
@@ -325,8 +387,16 @@ impl MailStore for ImapSession {
 
     async fn create_folder(&mut self, name: &MailboxPath) -> Result<()> {
         self.refuse_if_read_only("CREATE")?;
-        let done = self.wire.command(&[Arg::Raw("CREATE"), Arg::Str(name.as_str())]).await?;
-        if done.is_ok() || done.code.as_ref().is_some_and(|c| c.name == "ALREADYEXISTS") {
+        let done = self
+            .wire
+            .command(&[Arg::Raw("CREATE"), Arg::Str(name.as_str())])
+            .await?;
+        if done.is_ok()
+            || done
+                .code
+                .as_ref()
+                .is_some_and(|c| c.name == "ALREADYEXISTS")
+        {
             return Ok(());
         }
         Err(self.no(&format!("CREATE {name} failed"), &done, Scope::Folder))
@@ -334,7 +404,10 @@ impl MailStore for ImapSession {
 
     async fn subscribe(&mut self, name: &MailboxPath) -> Result<()> {
         self.refuse_if_read_only("SUBSCRIBE")?;
-        let done = self.wire.command(&[Arg::Raw("SUBSCRIBE"), Arg::Str(name.as_str())]).await?;
+        let done = self
+            .wire
+            .command(&[Arg::Raw("SUBSCRIBE"), Arg::Str(name.as_str())])
+            .await?;
         if done.is_ok() {
             return Ok(());
         }
@@ -342,7 +415,10 @@ impl MailStore for ImapSession {
     }
 
     async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
-        let done = self.wire.command(&[Arg::Raw("EXAMINE"), Arg::Str(name.as_str())]).await?;
+        let done = self
+            .wire
+            .command(&[Arg::Raw("EXAMINE"), Arg::Str(name.as_str())])
+            .await?;
         if !done.is_ok() {
             return Err(self.no(&format!("EXAMINE {name} failed"), &done, Scope::Folder));
         }
@@ -364,17 +440,25 @@ impl MailStore for ImapSession {
     async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
         let done = self
             .wire
-            .command(&[Arg::Raw("STATUS"), Arg::Str(name.as_str()), Arg::Raw("(MESSAGES UIDNEXT UIDVALIDITY)")])
+            .command(&[
+                Arg::Raw("STATUS"),
+                Arg::Str(name.as_str()),
+                Arg::Raw("(MESSAGES UIDNEXT UIDVALIDITY)"),
+            ])
             .await?;
         if !done.is_ok() {
             return Err(self.no(&format!("STATUS {name} failed"), &done, Scope::Folder));
         }
         for r in &done.untagged {
-            let Response::Data { kind, rest } = r else { continue };
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
             if kind != "STATUS" {
                 continue;
             }
-            let Some(items) = rest.get(1).and_then(Value::as_list) else { break };
+            let Some(items) = rest.get(1).and_then(Value::as_list) else {
+                break;
+            };
             let mut st = (None, 0u32, 0u32);
             for pair in items.chunks(2) {
                 if let [k, v] = pair {
@@ -387,7 +471,12 @@ impl MailStore for ImapSession {
                 }
             }
             if let Some(uidvalidity) = st.0 {
-                return Ok(FolderStatus { uidvalidity, uidnext: st.1, messages: st.2, highestmodseq: None });
+                return Ok(FolderStatus {
+                    uidvalidity,
+                    uidnext: st.1,
+                    messages: st.2,
+                    highestmodseq: None,
+                });
             }
         }
         Err(self.malformed(format!("STATUS {name} gave no UIDVALIDITY")))
@@ -400,7 +489,15 @@ impl MailStore for ImapSession {
         while start <= status.messages {
             let end = (start + LIST_CHUNK - 1).min(status.messages);
             let range = format!("{start}:{end}");
-            tags.push(self.wire.send(&[Arg::Raw("FETCH"), Arg::Raw(&range), Arg::Raw("(UID RFC822.SIZE FLAGS)")]).await?);
+            tags.push(
+                self.wire
+                    .send(&[
+                        Arg::Raw("FETCH"),
+                        Arg::Raw(&range),
+                        Arg::Raw("(UID RFC822.SIZE FLAGS)"),
+                    ])
+                    .await?,
+            );
             start = end + 1;
         }
         let mut out = Vec::with_capacity(status.messages as usize);
@@ -410,14 +507,18 @@ impl MailStore for ImapSession {
                 return Err(self.no("FETCH (listing) failed", &done, Scope::Folder));
             }
             for r in &done.untagged {
-                let Response::Numbered { kind, rest, .. } = r else { continue };
+                let Response::Numbered { kind, rest, .. } = r else {
+                    continue;
+                };
                 if kind != "FETCH" {
                     continue;
                 }
                 let Some(f) = fetch_items(rest) else {
                     return Err(self.malformed(format!("FETCH item list {rest:?}")));
                 };
-                let (Some(uid), Some(size), Some(flags)) = (f.uid.and_then(Uid::new), f.size, f.flags) else {
+                let (Some(uid), Some(size), Some(flags)) =
+                    (f.uid.and_then(Uid::new), f.size, f.flags)
+                else {
                     continue; // an unsolicited flag update without our items
                 };
                 out.push(MsgSummary { uid, size, flags });
@@ -445,7 +546,11 @@ impl MailStore for ImapSession {
         Ok(msgs)
     }
 
-    async fn append(&mut self, folder: &MailboxPath, items: &[AppendItem<'_>]) -> Result<Vec<AppendResult>> {
+    async fn append(
+        &mut self,
+        folder: &MailboxPath,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<AppendResult>> {
         self.refuse_if_read_only("APPEND")?;
         if items.is_empty() {
             return Ok(Vec::new());
@@ -457,7 +562,8 @@ impl MailStore for ImapSession {
         for (i, it) in items.iter().enumerate() {
             if it.body.contains(&0) && !binary {
                 results[i] = Some(AppendResult::Refused(
-                    "message contains NUL bytes and the new server lacks the BINARY extension".into(),
+                    "message contains NUL bytes and the new server lacks the BINARY extension"
+                        .into(),
                 ));
             } else {
                 sendable.push(i);
@@ -466,11 +572,17 @@ impl MailStore for ImapSession {
         let flag_lists: Vec<String> = items
             .iter()
             .map(|it| {
-                let fl: Vec<&str> = it.flags.iter().map(String::as_str).filter(|f| is_copyable_flag(f)).collect();
+                let fl: Vec<&str> = it
+                    .flags
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| is_copyable_flag(f))
+                    .collect();
                 format!("({})", fl.join(" "))
             })
             .collect();
-        let dates: Vec<Option<String>> = items.iter().map(|it| quote_date(it.internaldate)).collect();
+        let dates: Vec<Option<String>> =
+            items.iter().map(|it| quote_date(it.internaldate)).collect();
         if sendable.len() > 1 && self.caps.has("MULTIAPPEND") {
             let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
             for &i in &sendable {
@@ -478,7 +590,11 @@ impl MailStore for ImapSession {
                 if let Some(d) = &dates[i] {
                     args.push(Arg::Raw(d));
                 }
-                args.push(if items[i].body.contains(&0) { Arg::Literal8(items[i].body) } else { Arg::Literal(items[i].body) });
+                args.push(if items[i].body.contains(&0) {
+                    Arg::Literal8(items[i].body)
+                } else {
+                    Arg::Literal(items[i].body)
+                });
             }
             let done = match self.wire.send(&args).await {
                 Ok(tag) => self.wire.finish(&tag).await?,
@@ -503,16 +619,29 @@ impl MailStore for ImapSession {
                 return Err(self.no("MULTIAPPEND rejected", &done, Scope::Folder));
             }
             // MULTIAPPEND is all-or-nothing: find the refused ones with single appends.
-            tracing::debug!("{}: MULTIAPPEND of {} messages refused ({}); retrying one by one", self.label, sendable.len(), done.describe());
+            tracing::debug!(
+                "{}: MULTIAPPEND of {} messages refused ({}); retrying one by one",
+                self.label,
+                sendable.len(),
+                done.describe()
+            );
         }
         // Single APPENDs, pipelined where LITERAL+ allows.
         let mut pending = Vec::new();
         for &i in &sendable {
-            let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str()), Arg::Raw(&flag_lists[i])];
+            let mut args: Vec<Arg<'_>> = vec![
+                Arg::Raw("APPEND"),
+                Arg::Str(folder.as_str()),
+                Arg::Raw(&flag_lists[i]),
+            ];
             if let Some(d) = &dates[i] {
                 args.push(Arg::Raw(d));
             }
-            args.push(if items[i].body.contains(&0) { Arg::Literal8(items[i].body) } else { Arg::Literal(items[i].body) });
+            args.push(if items[i].body.contains(&0) {
+                Arg::Literal8(items[i].body)
+            } else {
+                Arg::Literal(items[i].body)
+            });
             match self.wire.send(&args).await {
                 Ok(tag) => pending.push((i, Some(tag))),
                 Err(e) if e.scope == Scope::Message => {
@@ -535,12 +664,19 @@ impl MailStore for ImapSession {
                 AppendResult::Refused(done.describe())
             });
         }
-        Ok(results.into_iter().map(|r| r.unwrap_or(AppendResult::Refused("not sent".into()))).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(AppendResult::Refused("not sent".into())))
+            .collect())
     }
 
     async fn logout(&mut self) {
         if !self.wire.is_broken() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.wire.command(&[Arg::Raw("LOGOUT")])).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.wire.command(&[Arg::Raw("LOGOUT")]),
+            )
+            .await;
         }
     }
 }
@@ -549,7 +685,10 @@ fn appenduid(done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
     match &done.code {
         Some(c) if c.name == "APPENDUID" => {
             let mut it = c.args.split_whitespace();
-            let uv = it.next().and_then(|s| s.parse().ok()).and_then(UidValidity::new);
+            let uv = it
+                .next()
+                .and_then(|s| s.parse().ok())
+                .and_then(UidValidity::new);
             let uids = it.next().and_then(parse_uid_set);
             (uv, uids)
         }

@@ -7,7 +7,9 @@ use crate::config::{Security, ServerConfig};
 use crate::error::{Error, Retry, Scope};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufStream, ReadBuf};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufStream, ReadBuf,
+};
 use tokio::net::TcpStream;
 
 /// Plain TCP or TLS over TCP.
@@ -95,16 +97,26 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
                 }
                 _ => "cannot connect: check host, port and network",
             };
-            return Err(account_err(server, Retry::Transient, format!("{fix} ({e})")));
+            return Err(account_err(
+                server,
+                Retry::Transient,
+                format!("{fix} ({e})"),
+            ));
         }
         Ok(Ok(s)) => s,
     };
     tcp.set_nodelay(true).ok();
     match server.security {
-        Security::Plain => Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Plain(tcp)), true)),
+        Security::Plain => Ok((
+            BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Plain(tcp)),
+            true,
+        )),
         Security::Tls => {
             let tls = tls_handshake(server, tcp).await?;
-            Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))), true))
+            Ok((
+                BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))),
+                true,
+            ))
         }
         Security::Starttls => {
             let mut plain = BufReader::new(tcp);
@@ -115,7 +127,10 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
                 return Err(account_err(
                     server,
                     Retry::Transient,
-                    format!("unexpected greeting {:?}", String::from_utf8_lossy(&line).trim_end()),
+                    format!(
+                        "unexpected greeting {:?}",
+                        String::from_utf8_lossy(&line).trim_end()
+                    ),
                 ));
             }
             io(server, plain.write_all(b"S0 STARTTLS\r\n").await)?;
@@ -141,12 +156,16 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
                 return Err(account_err(
                     server,
                     Retry::Fix,
-                    "server sent data after STARTTLS OK (possible injection attack); refusing".into(),
+                    "server sent data after STARTTLS OK (possible injection attack); refusing"
+                        .into(),
                 ));
             }
             let tcp = plain.into_inner();
             let tls = tls_handshake(server, tcp).await?;
-            Ok((BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))), false))
+            Ok((
+                BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))),
+                false,
+            ))
         }
     }
 }
@@ -162,9 +181,21 @@ async fn read_line(
     server: &ServerConfig,
 ) -> Result<(), Error> {
     match tokio::time::timeout(t, s.read_until(b'\n', line)).await {
-        Err(_) => Err(account_err(server, Retry::Transient, "timed out waiting for the server".into())),
-        Ok(Err(e)) => Err(account_err(server, Retry::Transient, format!("connection lost: {e}"))),
-        Ok(Ok(0)) => Err(account_err(server, Retry::Transient, "server closed the connection".into())),
+        Err(_) => Err(account_err(
+            server,
+            Retry::Transient,
+            "timed out waiting for the server".into(),
+        )),
+        Ok(Err(e)) => Err(account_err(
+            server,
+            Retry::Transient,
+            format!("connection lost: {e}"),
+        )),
+        Ok(Ok(0)) => Err(account_err(
+            server,
+            Retry::Transient,
+            "server closed the connection".into(),
+        )),
         Ok(Ok(_)) => Ok(()),
     }
 }

@@ -193,7 +193,11 @@ impl<S: Io> Wire<S> {
 
     fn fail(&mut self, what: impl std::fmt::Display) -> Error {
         self.broken = true;
-        Error::new(Scope::Account, Retry::Transient, format!("{}: {what}", self.label))
+        Error::new(
+            Scope::Account,
+            Retry::Transient,
+            format!("{}: {what}", self.label),
+        )
     }
 
     /// Sends one command and reads until its tagged response.
@@ -229,7 +233,8 @@ impl<S: Io> Wire<S> {
                         }
                         buf.push(b'"');
                     } else {
-                        self.write_literal(&mut buf, s.as_bytes(), false, &tag).await?;
+                        self.write_literal(&mut buf, s.as_bytes(), false, &tag)
+                            .await?;
                     }
                 }
                 Arg::Literal(bytes) => self.write_literal(&mut buf, bytes, false, &tag).await?,
@@ -529,8 +534,8 @@ pub(crate) fn parse_response(parts: Parts) -> Result<Response, String> {
         .unwrap_or(after_tag.len());
     let word = std::str::from_utf8(&after_tag[..word_end]).map_err(|_| "non-ASCII keyword")?;
     if let Some(status) = status_word(word) {
-        let rest = String::from_utf8_lossy(after_tag.get(word_end + 1..).unwrap_or_default())
-            .into_owned();
+        let rest =
+            String::from_utf8_lossy(after_tag.get(word_end + 1..).unwrap_or_default()).into_owned();
         let (code, text) = code_and_text(&rest);
         if is_star {
             return Ok(Response::State { status, code, text });
@@ -554,7 +559,10 @@ pub(crate) fn parse_response(parts: Parts) -> Result<Response, String> {
     let values = tok.values(false)?;
     let mut it = values.into_iter();
     let head = it.next().ok_or("empty untagged reply")?;
-    let head = head.as_atom().ok_or("untagged reply starts with a non-atom")?.to_string();
+    let head = head
+        .as_atom()
+        .ok_or("untagged reply starts with a non-atom")?
+        .to_string();
     if let Ok(n) = head.parse::<u32>() {
         let kind = it
             .next()
@@ -575,7 +583,10 @@ pub(crate) fn parse_response(parts: Parts) -> Result<Response, String> {
 fn lossy(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     if s.len() > 200 {
-        format!("{}…", &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s.into_owned()
     }
@@ -590,7 +601,11 @@ struct Tokenizer<'a> {
 
 impl<'a> Tokenizer<'a> {
     fn new(parts: &'a Parts, pos: usize) -> Self {
-        Tokenizer { parts, part: 0, pos }
+        Tokenizer {
+            parts,
+            part: 0,
+            pos,
+        }
     }
 
     fn text(&self) -> &'a [u8] {
@@ -761,10 +776,18 @@ mod tests {
 
     #[test]
     fn tagged_with_appenduid() {
-        let r = parse_response(parts(&[b"x5 OK [APPENDUID 1700000000 4:6] Append completed."], &[]))
-            .unwrap();
+        let r = parse_response(parts(
+            &[b"x5 OK [APPENDUID 1700000000 4:6] Append completed."],
+            &[],
+        ))
+        .unwrap();
         match r {
-            Response::Tagged { tag, status, code, text } => {
+            Response::Tagged {
+                tag,
+                status,
+                code,
+                text,
+            } => {
                 assert_eq!(tag, "x5");
                 assert_eq!(status, Status::Ok);
                 let c = code.unwrap();
@@ -796,7 +819,10 @@ mod tests {
                 assert_eq!(l[1].as_u32(), Some(17));
                 assert_eq!(
                     l[3],
-                    Value::List(vec![Value::Atom("\\Seen".into()), Value::Atom("$Forwarded".into())])
+                    Value::List(vec![
+                        Value::Atom("\\Seen".into()),
+                        Value::Atom("$Forwarded".into())
+                    ])
                 );
                 assert_eq!(l[5].as_text().unwrap(), "17-Jul-1996 02:44:25 -0700");
                 assert_eq!(l[6], Value::Atom("BODY[]".into()));
@@ -809,11 +835,16 @@ mod tests {
     #[test]
     fn section_atom_with_spaces() {
         let r = parse_response(parts(
-            &[b"* 1 FETCH (BODY[HEADER.FIELDS (MESSAGE-ID)] {5}", b" UID 4)"],
+            &[
+                b"* 1 FETCH (BODY[HEADER.FIELDS (MESSAGE-ID)] {5}",
+                b" UID 4)",
+            ],
             &[b"ab\r\n\r"],
         ))
         .unwrap();
-        let Response::Numbered { rest, .. } = r else { panic!() };
+        let Response::Numbered { rest, .. } = r else {
+            panic!()
+        };
         let l = rest[0].as_list().unwrap();
         assert_eq!(l[0], Value::Atom("BODY[HEADER.FIELDS (MESSAGE-ID)]".into()));
         assert_eq!(l[2], Value::Atom("UID".into()));
@@ -821,23 +852,38 @@ mod tests {
 
     #[test]
     fn list_reply() {
-        let r = parse_response(parts(&[b"* LIST (\\HasNoChildren \\Sent) \".\" \"Sent Items\""], &[]))
-            .unwrap();
-        let Response::Data { kind, rest } = r else { panic!() };
+        let r = parse_response(parts(
+            &[b"* LIST (\\HasNoChildren \\Sent) \".\" \"Sent Items\""],
+            &[],
+        ))
+        .unwrap();
+        let Response::Data { kind, rest } = r else {
+            panic!()
+        };
         assert_eq!(kind, "LIST");
         assert_eq!(rest[1], Value::Str(b".".to_vec()));
         assert_eq!(rest[2].as_text().unwrap(), "Sent Items");
         let r = parse_response(parts(&[b"* LIST () NIL INBOX"], &[])).unwrap();
-        let Response::Data { rest, .. } = r else { panic!() };
+        let Response::Data { rest, .. } = r else {
+            panic!()
+        };
         assert_eq!(rest[1], Value::Nil);
     }
 
     #[test]
     fn untagged_states_and_garbage() {
         let r = parse_response(parts(&[b"* OK [UIDVALIDITY 42] UIDs valid"], &[])).unwrap();
-        assert!(matches!(r, Response::State { status: Status::Ok, code: Some(Code { ref name, ref args }), .. } if name == "UIDVALIDITY" && args == "42"));
+        assert!(
+            matches!(r, Response::State { status: Status::Ok, code: Some(Code { ref name, ref args }), .. } if name == "UIDVALIDITY" && args == "42")
+        );
         let r = parse_response(parts(&[b"* BYE shutting down"], &[])).unwrap();
-        assert!(matches!(r, Response::State { status: Status::Bye, .. }));
+        assert!(matches!(
+            r,
+            Response::State {
+                status: Status::Bye,
+                ..
+            }
+        ));
         assert!(parse_response(parts(&[b"garbage"], &[])).is_err());
         assert!(parse_response(parts(&[b"* LIST (\\Noselect \"/\" x"], &[])).is_err());
         assert!(parse_response(parts(&[b"+ go ahead"], &[])).is_ok());

@@ -120,12 +120,16 @@ impl StateStore {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| {
-                let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock") {
+                let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock")
+                {
                     " (another imapshift run uses this state directory; wait for it to finish)"
                 } else {
                     ""
                 };
-                Error::state(format!("cannot open the state store in {}: {e}{hint}", dir.display()))
+                Error::state(format!(
+                    "cannot open the state store in {}: {e}{hint}",
+                    dir.display()
+                ))
             })?;
         Ok(StateStore {
             maps: db.open_tree("maps")?,
@@ -143,7 +147,12 @@ impl StateStore {
     }
 
     /// The old UIDs already mapped in this folder under this UIDVALIDITY.
-    pub fn mapped_uids(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity) -> Result<Vec<Uid>> {
+    pub fn mapped_uids(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+    ) -> Result<Vec<Uid>> {
         let prefix = msg_key(acct, folder, uv, None);
         let mut out = Vec::new();
         for kv in self.maps.scan_prefix(&prefix).keys() {
@@ -154,7 +163,13 @@ impl StateStore {
         Ok(out)
     }
 
-    pub fn map_entry(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Uid) -> Result<Option<MapEntry>> {
+    pub fn map_entry(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+        uid: Uid,
+    ) -> Result<Option<MapEntry>> {
         match self.maps.get(msg_key(acct, folder, uv, Some(uid)))? {
             Some(v) => Ok(Some(dec(&v)?)),
             None => Ok(None),
@@ -162,7 +177,11 @@ impl StateStore {
     }
 
     /// Pending intents of a folder (from an interrupted run).
-    pub fn intents(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<Vec<(UidValidity, Uid, Intent)>> {
+    pub fn intents(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+    ) -> Result<Vec<(UidValidity, Uid, Intent)>> {
         let prefix = folder_key(acct, folder);
         let mut out = Vec::new();
         for kv in self.intents.scan_prefix(&prefix) {
@@ -186,7 +205,13 @@ impl StateStore {
     }
 
     /// Records intents durably, before the APPEND.
-    pub async fn journal(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, items: &[(Uid, Intent)]) -> Result<()> {
+    pub async fn journal(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+        items: &[(Uid, Intent)],
+    ) -> Result<()> {
         let mut b = sled::Batch::default();
         for (uid, intent) in items {
             b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(intent));
@@ -196,7 +221,14 @@ impl StateStore {
     }
 
     /// Commits results: map entries written, their intents (and those of refused messages) removed.
-    pub fn commit(&self, acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, mapped: &[(Uid, MapEntry)], dropped: &[Uid]) -> Result<()> {
+    pub fn commit(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+        mapped: &[(Uid, MapEntry)],
+        dropped: &[Uid],
+    ) -> Result<()> {
         let mut b = sled::Batch::default();
         for (uid, e) in mapped {
             b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(e));
@@ -210,14 +242,23 @@ impl StateStore {
         Ok(())
     }
 
-    pub fn folder_state(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<Option<FolderState>> {
+    pub fn folder_state(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+    ) -> Result<Option<FolderState>> {
         match self.folders.get(folder_key(acct, folder))? {
             Some(v) => Ok(Some(dec(&v)?)),
             None => Ok(None),
         }
     }
 
-    pub fn set_folder_state(&self, acct: &AccountKey, folder: &MailboxPath, st: &FolderState) -> Result<()> {
+    pub fn set_folder_state(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        st: &FolderState,
+    ) -> Result<()> {
         self.folders.insert(folder_key(acct, folder), enc(st))?;
         Ok(())
     }
@@ -261,14 +302,46 @@ mod tests {
             body_sha256: "00".into(),
             fp: fp(),
         };
-        s.journal(&a, &f, uv, &[(Uid::new(3).unwrap(), intent.clone()), (Uid::new(4).unwrap(), intent)]).await.unwrap();
+        s.journal(
+            &a,
+            &f,
+            uv,
+            &[
+                (Uid::new(3).unwrap(), intent.clone()),
+                (Uid::new(4).unwrap(), intent),
+            ],
+        )
+        .await
+        .unwrap();
         assert_eq!(s.intents(&a, &f).unwrap().len(), 2);
-        assert_eq!(s.intents(&b, &f).unwrap().len(), 0, "prefix must not leak across accounts");
-        let e = MapEntry { new_folder: "INBOX".into(), new_uidvalidity: Some(9), new_uid: Some(1), fp: fp() };
-        s.commit(&a, &f, uv, &[(Uid::new(3).unwrap(), e)], &[Uid::new(4).unwrap()]).unwrap();
+        assert_eq!(
+            s.intents(&b, &f).unwrap().len(),
+            0,
+            "prefix must not leak across accounts"
+        );
+        let e = MapEntry {
+            new_folder: "INBOX".into(),
+            new_uidvalidity: Some(9),
+            new_uid: Some(1),
+            fp: fp(),
+        };
+        s.commit(
+            &a,
+            &f,
+            uv,
+            &[(Uid::new(3).unwrap(), e)],
+            &[Uid::new(4).unwrap()],
+        )
+        .unwrap();
         assert!(s.intents(&a, &f).unwrap().is_empty());
-        assert_eq!(s.mapped_uids(&a, &f, uv).unwrap(), vec![Uid::new(3).unwrap()]);
-        assert!(s.mapped_uids(&a, &f, UidValidity::new(8).unwrap()).unwrap().is_empty());
+        assert_eq!(
+            s.mapped_uids(&a, &f, uv).unwrap(),
+            vec![Uid::new(3).unwrap()]
+        );
+        assert!(s
+            .mapped_uids(&a, &f, UidValidity::new(8).unwrap())
+            .unwrap()
+            .is_empty());
         // A folder whose name is a prefix of another must not see its maps.
         let f2 = MailboxPath::new("INBOX2").unwrap();
         assert!(s.mapped_uids(&a, &f2, uv).unwrap().is_empty());

@@ -246,10 +246,20 @@ impl Dovecot {
             signal(-pid, SIGKILL);
             let _ = child.wait();
         }
-        // The master kills and reaps its children on SIGTERM; sweep the
-        // process group anyway in case something was left behind.
-        let mut left = wait_group_empty(self.pid, Duration::from_secs(5));
+        // The master does not wait for its children: an imap process with a
+        // connected client only notices the master is gone ~10 s later. So
+        // SIGTERM whatever is left of the group (imap sends `* BYE Server
+        // shutting down.` and exits), then SIGKILL as a last resort.
+        let mut left = group_members(self.pid);
         if !left.is_empty() {
+            signal(-pid, SIGTERM);
+            left = wait_group_empty(self.pid, Duration::from_secs(5));
+        }
+        if !left.is_empty() {
+            eprintln!(
+                "dovecot {}: {left:?} ignored SIGTERM, sending SIGKILL",
+                self.name
+            );
             signal(-pid, SIGKILL);
             left = wait_group_empty(self.pid, Duration::from_secs(5));
         }

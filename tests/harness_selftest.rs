@@ -25,6 +25,18 @@
 //! * `imap_capability = ...` only changes what is ADVERTISED: with UIDPLUS
 //!   not advertised, APPEND still answers `[APPENDUID v uid]`.
 //! * `UID FETCH 1:*` on an empty mailbox is a plain `OK`.
+//! * Default post-login CAPABILITY: `IMAP4rev1 SASL-IR LOGIN-REFERRALS ID
+//!   ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS
+//!   THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN
+//!   NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH
+//!   ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE
+//!   SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+
+//!   NOTIFY`. Pre-login greeting: `IMAP4rev1 SASL-IR LOGIN-REFERRALS ID
+//!   ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN` (+ `STARTTLS` with TLS).
+//! * Stopping: on SIGTERM the master exits after ~1 s but does not wait for
+//!   its children; an imap process with a connected client lingers ~10 s
+//!   until it notices, so `Dovecot::stop` also SIGTERMs the process group.
+//! * Wrong passwords cost seconds (auth_failure_delay 2 s + anvil penalty).
 
 mod common;
 

@@ -219,7 +219,66 @@ impl ImapSession {
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
+        if self.caps.has("BINARY") {
+            self.restore_nuls(&mut out).await?;
+        }
         Ok(out)
+    }
+
+    /// Quirk `nul-as-0x80` (docs/quirks.md): Dovecot stores NUL bytes but sends them as 0x80 in
+    /// `BODY[]`. For messages with 0x80 bytes, `BINARY.PEEK[]` is fetched too (one more round
+    /// trip for the batch); where it equals the body except for NULs in place of 0x80
+    /// ([`is_nul_restoration`]), it is the message as stored and is copied (as a literal8)
+    /// instead. Otherwise (BINARY decoded something, or changed line ends) the `BODY[]` bytes
+    /// are copied and a warning names the message.
+    async fn restore_nuls(&mut self, msgs: &mut [Message]) -> Result<()> {
+        let suspects: Vec<u32> = msgs
+            .iter()
+            .filter(|m| m.body.contains(&0x80))
+            .map(|m| m.uid.get())
+            .collect();
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        let set = format_uid_set(&suspects);
+        let done = self
+            .wire
+            .command(&[
+                Arg::Raw("UID FETCH"),
+                Arg::Raw(&set),
+                Arg::Raw("(UID BINARY.PEEK[])"),
+            ])
+            .await?;
+        if !done.is_ok() {
+            // Some messages cannot be decoded (unknown encoding): keep BODY[] for all.
+            tracing::debug!("{}: BINARY fetch refused: {}", self.label, done.describe());
+            return Ok(());
+        }
+        for r in &done.untagged {
+            let Response::Numbered { kind, rest, .. } = r else {
+                continue;
+            };
+            if kind != "FETCH" {
+                continue;
+            }
+            let Some(f) = fetch_items(rest) else {
+                return Err(self.malformed("FETCH item list of BINARY[]"));
+            };
+            let (Some(uid), Some(bin)) = (f.uid, f.body) else {
+                continue;
+            };
+            if let Some(m) = msgs.iter_mut().find(|m| m.uid.get() == uid) {
+                if is_nul_restoration(&m.body, bin) {
+                    m.body = bin.to_vec();
+                } else if bin.contains(&0) {
+                    tracing::warn!(
+                        "{}: UID {uid} has NUL bytes that the server shows only as 0x80 (quirk nul-as-0x80); it is copied as the server shows it",
+                        self.label
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// True when the connection cannot be used any more (after an error): reconnect.
@@ -300,6 +359,17 @@ fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
         i += 2;
     }
     Some(f)
+}
+
+/// `bin` (BINARY.PEEK[]) is `body` (BODY.PEEK[]) with some 0x80 bytes being NULs in truth,
+/// and nothing else different: then it is the message as stored.
+pub fn is_nul_restoration(body: &[u8], bin: &[u8]) -> bool {
+    body.len() == bin.len()
+        && bin.contains(&0)
+        && body
+            .iter()
+            .zip(bin)
+            .all(|(&a, &b)| a == b || (a == 0x80 && b == 0))
 }
 
 fn quote_date(d: &str) -> Option<String> {
@@ -678,6 +748,29 @@ impl MailStore for ImapSession {
             )
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_restoration_only_when_exact() {
+        assert!(is_nul_restoration(b"a\x80b", b"a\x00b"));
+        assert!(
+            !is_nul_restoration(b"a\x80b", b"a\x80b"),
+            "nothing to restore"
+        );
+        assert!(
+            !is_nul_restoration(b"a\x80b", b"a\x00c"),
+            "other bytes changed"
+        );
+        assert!(!is_nul_restoration(b"a\x80b", b"a\x00bb"), "length changed");
+        assert!(
+            !is_nul_restoration(b"a\x81b", b"a\x00b"),
+            "only 0x80 may become NUL"
+        );
     }
 }
 

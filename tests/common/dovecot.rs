@@ -4,8 +4,10 @@
 //! purpose: Dovecot puts unix sockets in `base_dir` and socket paths are
 //! limited to ~108 bytes), listens on free loopback ports, runs in the
 //! foreground as our child (`dovecot -F -c <conf>`) in its own process group,
-//! and is stopped on Drop: SIGTERM to the master, wait, SIGKILL if needed,
-//! then we check that no process of its group is left (and kill any).
+//! and is stopped on Drop: SIGTERM to the master, wait (SIGKILL after 10 s),
+//! then SIGTERM/SIGKILL whatever is left of its process group (the master
+//! does not wait for imap processes that still have a client) and check via
+//! /proc that nothing survives.
 //!
 //! Layout of the temp dir:
 //! `dovecot.conf`, `passwd` (passwd-file, `{PLAIN}` passwords),
@@ -220,9 +222,10 @@ impl Dovecot {
         self.child.is_some()
     }
 
-    /// Stops the instance (idempotent): SIGTERM, wait up to 10 s, SIGKILL
-    /// the whole process group if needed, then make sure no process of the
-    /// group survives. Panics if one does (unless already panicking).
+    /// Stops the instance (idempotent): SIGTERM to the master, wait up to
+    /// 10 s for it (then SIGKILL), then SIGTERM / SIGKILL whatever is left
+    /// of its process group and check via /proc that nothing survives.
+    /// Panics if something does (unless already panicking).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -246,35 +249,7 @@ impl Dovecot {
             signal(-pid, SIGKILL);
             let _ = child.wait();
         }
-        // The master does not wait for its children: an imap process with a
-        // connected client only notices the master is gone ~10 s later. So
-        // SIGTERM whatever is left of the group (imap sends `* BYE Server
-        // shutting down.` and exits), then SIGKILL as a last resort.
-        let mut left = group_members(self.pid);
-        if !left.is_empty() {
-            signal(-pid, SIGTERM);
-            left = wait_group_empty(self.pid, Duration::from_secs(5));
-        }
-        if !left.is_empty() {
-            eprintln!(
-                "dovecot {}: {left:?} ignored SIGTERM, sending SIGKILL",
-                self.name
-            );
-            signal(-pid, SIGKILL);
-            left = wait_group_empty(self.pid, Duration::from_secs(5));
-        }
-        let stray = group_members(self.pid);
-        if !left.is_empty() || !stray.is_empty() {
-            let msg = format!(
-                "dovecot {}: processes of group {pid} survived stop(): {stray:?}",
-                self.name
-            );
-            if std::thread::panicking() {
-                eprintln!("{msg}");
-            } else {
-                panic!("{msg}");
-            }
-        }
+        sweep_group(self.pid, &self.name);
         self.pid = 0;
     }
 
@@ -391,7 +366,13 @@ impl Dovecot {
             .stderr(out)
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run dovecot ({}): {e}; integration tests need Debian's \
+                     dovecot-imapd (or set IMAPSHIFT_DOVECOT)",
+                    bin.display()
+                )
+            });
         self.pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
@@ -399,6 +380,7 @@ impl Dovecot {
             let child = self.child.as_mut().unwrap();
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
+                sweep_group(self.pid, &self.name);
                 self.pid = 0;
                 return Err(format!("dovecot exited during startup ({status})"));
             }
@@ -536,6 +518,32 @@ fn group_members(pgid: u32) -> Vec<u32> {
     }
     out.sort();
     out
+}
+
+/// After the master is gone: the master does not wait for its children, and
+/// an imap process with a connected client only notices ~10 s later that
+/// the master died. So SIGTERM what is left of the group (imap then sends
+/// `* BYE Server shutting down.` and exits), SIGKILL as a last resort, and
+/// panic (unless already panicking) if anything survives.
+fn sweep_group(pgid: u32, name: &str) {
+    let mut left = group_members(pgid);
+    if !left.is_empty() {
+        signal(-(pgid as i32), SIGTERM);
+        left = wait_group_empty(pgid, Duration::from_secs(5));
+    }
+    if !left.is_empty() {
+        eprintln!("dovecot {name}: {left:?} ignored SIGTERM, sending SIGKILL");
+        signal(-(pgid as i32), SIGKILL);
+        left = wait_group_empty(pgid, Duration::from_secs(5));
+    }
+    if !left.is_empty() {
+        let msg = format!("dovecot {name}: processes of group {pgid} survived stop: {left:?}");
+        if std::thread::panicking() {
+            eprintln!("{msg}");
+        } else {
+            panic!("{msg}");
+        }
+    }
 }
 
 fn wait_group_empty(pgid: u32, timeout: Duration) -> Vec<u32> {

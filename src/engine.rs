@@ -423,33 +423,36 @@ async fn resolve_intents<N: MailStore>(
             }
         }
     }
-    let mut pool: HashMap<(String, String), Vec<(Uid, Option<crate::types::UidValidity>)>> =
-        HashMap::new();
+    let mut pool: HashMap<(String, String), Vec<Uid>> = HashMap::new();
     for c in candidates {
         if claimed.contains(&c.uid.get()) {
             continue;
         }
         pool.entry((sha256_hex(&c.body), c.internaldate.clone()))
             .or_default()
-            .push((c.uid, Some(new_st.uidvalidity)));
+            .push(c.uid);
     }
     for v in pool.values_mut() {
-        v.sort_by_key(|(u, _)| std::cmp::Reverse(*u));
+        v.sort_by_key(|u| std::cmp::Reverse(*u));
     }
-    let mut by_uv: HashMap<crate::types::UidValidity, (Vec<(Uid, MapEntry)>, Vec<Uid>)> =
-        HashMap::new();
+    #[derive(Default)]
+    struct Resolution {
+        mapped: Vec<(Uid, MapEntry)>,
+        dropped: Vec<Uid>,
+    }
+    let mut by_uv: HashMap<crate::types::UidValidity, Resolution> = HashMap::new();
     let mut live = live;
     live.sort_by_key(|(uv, uid, _)| (*uv, *uid));
     for (uv, uid, intent) in live {
         let slot = by_uv.entry(uv).or_default();
         let key = (intent.body_sha256.clone(), intent.fp.internaldate.clone());
         match pool.get_mut(&key).and_then(Vec::pop) {
-            Some((new_uid, new_uv)) => {
-                slot.0.push((
+            Some(new_uid) => {
+                slot.mapped.push((
                     uid,
                     MapEntry {
                         new_folder: intent.new_folder,
-                        new_uidvalidity: new_uv.map(|v| v.get()),
+                        new_uidvalidity: Some(new_st.uidvalidity.get()),
                         new_uid: Some(new_uid.get()),
                         fp: intent.fp,
                     },
@@ -457,13 +460,13 @@ async fn resolve_intents<N: MailStore>(
                 report.recovered += 1;
             }
             None => {
-                slot.1.push(uid);
+                slot.dropped.push(uid);
                 report.requeued += 1;
             }
         }
     }
-    for (uv, (mapped, dropped)) in by_uv {
-        state.commit(acct, &m.old, uv, &mapped, &dropped)?;
+    for (uv, r) in by_uv {
+        state.commit(acct, &m.old, uv, &r.mapped, &r.dropped)?;
     }
     state.flush().await?;
     tracing::info!(

@@ -751,29 +751,6 @@ impl MailStore for ImapSession {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nul_restoration_only_when_exact() {
-        assert!(is_nul_restoration(b"a\x80b", b"a\x00b"));
-        assert!(
-            !is_nul_restoration(b"a\x80b", b"a\x80b"),
-            "nothing to restore"
-        );
-        assert!(
-            !is_nul_restoration(b"a\x80b", b"a\x00c"),
-            "other bytes changed"
-        );
-        assert!(!is_nul_restoration(b"a\x80b", b"a\x00bb"), "length changed");
-        assert!(
-            !is_nul_restoration(b"a\x81b", b"a\x00b"),
-            "only 0x80 may become NUL"
-        );
-    }
-}
-
 fn appenduid(done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
     match &done.code {
         Some(c) if c.name == "APPENDUID" => {
@@ -794,5 +771,28 @@ fn normalize_inbox(name: String) -> String {
         "INBOX".into()
     } else {
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_restoration_only_when_exact() {
+        assert!(is_nul_restoration(b"a\x80b", b"a\x00b"));
+        assert!(
+            !is_nul_restoration(b"a\x80b", b"a\x80b"),
+            "nothing to restore"
+        );
+        assert!(
+            !is_nul_restoration(b"a\x80b", b"a\x00c"),
+            "other bytes changed"
+        );
+        assert!(!is_nul_restoration(b"a\x80b", b"a\x00bb"), "length changed");
+        assert!(
+            !is_nul_restoration(b"a\x81b", b"a\x00b"),
+            "only 0x80 may become NUL"
+        );
     }
 }

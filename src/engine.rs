@@ -262,98 +262,104 @@ async fn sync_folder<O: MailStore, N: MailStore>(
             drop(tx);
         };
         let consumer = async {
-            let mut uidnext = new_st.uidnext;
-            while let Some(r) = rx.recv().await {
-                let (asked, msgs) = r?;
-                let got: HashSet<Uid> = msgs.iter().map(|m| m.uid).collect();
-                let vanished = asked.iter().filter(|u| !got.contains(u)).count() as u64;
-                report.vanished += vanished;
-                if msgs.is_empty() {
-                    continue;
-                }
-                let fps: Vec<Fingerprint> = msgs
-                    .iter()
-                    .map(|x| Fingerprint::of_message(&x.body, &x.internaldate))
-                    .collect();
-                let journal: Vec<(Uid, Intent)> = msgs
-                    .iter()
-                    .zip(&fps)
-                    .map(|(x, fp)| {
-                        (
-                            x.uid,
-                            Intent {
-                                new_folder: m.new.as_str().to_string(),
-                                new_uidvalidity: new_st.uidvalidity.get(),
-                                new_uidnext_before: uidnext,
-                                body_sha256: sha256_hex(&x.body),
-                                fp: fp.clone(),
-                            },
-                        )
-                    })
-                    .collect();
-                state
-                    .journal(acct, &m.old, st.uidvalidity, &journal)
-                    .await?;
-                crate::failpoint::hit("after-journal");
-                let items: Vec<AppendItem<'_>> = msgs
-                    .iter()
-                    .map(|x| AppendItem {
-                        flags: &x.flags,
-                        internaldate: &x.internaldate,
-                        body: &x.body,
-                    })
-                    .collect();
-                let results = new.append(&m.new, &items).await?;
-                crate::failpoint::hit("after-append");
-                let mut mapped_now = Vec::new();
-                let mut dropped = Vec::new();
-                let mut bytes = 0u64;
-                let mut uid_unknown = false;
-                for ((x, fp), res) in msgs.iter().zip(fps).zip(results) {
-                    match res {
-                        AppendResult::Stored { uidvalidity, uid } => {
-                            if let Some(u) = uid {
-                                uidnext = uidnext.max(u.get() + 1);
-                            } else {
-                                uid_unknown = true;
-                            }
-                            bytes += x.body.len() as u64;
-                            mapped_now.push((
+            let r = async {
+                let mut uidnext = new_st.uidnext;
+                while let Some(r) = rx.recv().await {
+                    let (asked, msgs) = r?;
+                    let got: HashSet<Uid> = msgs.iter().map(|m| m.uid).collect();
+                    let vanished = asked.iter().filter(|u| !got.contains(u)).count() as u64;
+                    report.vanished += vanished;
+                    if msgs.is_empty() {
+                        continue;
+                    }
+                    let fps: Vec<Fingerprint> = msgs
+                        .iter()
+                        .map(|x| Fingerprint::of_message(&x.body, &x.internaldate))
+                        .collect();
+                    let journal: Vec<(Uid, Intent)> = msgs
+                        .iter()
+                        .zip(&fps)
+                        .map(|(x, fp)| {
+                            (
                                 x.uid,
-                                MapEntry {
+                                Intent {
                                     new_folder: m.new.as_str().to_string(),
-                                    new_uidvalidity: uidvalidity.map(|v| v.get()),
-                                    new_uid: uid.map(|u| u.get()),
-                                    fp,
+                                    new_uidvalidity: new_st.uidvalidity.get(),
+                                    new_uidnext_before: uidnext,
+                                    body_sha256: sha256_hex(&x.body),
+                                    fp: fp.clone(),
                                 },
-                            ));
-                        }
-                        AppendResult::Refused(why) => {
-                            tracing::warn!(
-                                "folder {}: old UID {} refused by the new server: {why}",
-                                m.old,
-                                x.uid
-                            );
-                            dropped.push(x.uid);
-                            failures.push(Failure {
-                                folder: m.old.display(),
-                                old_uid: Some(x.uid.get()),
-                                reason: why,
-                            });
-                            report.failed += 1;
+                            )
+                        })
+                        .collect();
+                    state
+                        .journal(acct, &m.old, st.uidvalidity, &journal)
+                        .await?;
+                    crate::failpoint::hit("after-journal")?;
+                    let items: Vec<AppendItem<'_>> = msgs
+                        .iter()
+                        .map(|x| AppendItem {
+                            flags: &x.flags,
+                            internaldate: &x.internaldate,
+                            body: &x.body,
+                        })
+                        .collect();
+                    let results = new.append(&m.new, &items).await?;
+                    crate::failpoint::hit("after-append")?;
+                    let mut mapped_now = Vec::new();
+                    let mut dropped = Vec::new();
+                    let mut bytes = 0u64;
+                    let mut uid_unknown = false;
+                    for ((x, fp), res) in msgs.iter().zip(fps).zip(results) {
+                        match res {
+                            AppendResult::Stored { uidvalidity, uid } => {
+                                if let Some(u) = uid {
+                                    uidnext = uidnext.max(u.get() + 1);
+                                } else {
+                                    uid_unknown = true;
+                                }
+                                bytes += x.body.len() as u64;
+                                mapped_now.push((
+                                    x.uid,
+                                    MapEntry {
+                                        new_folder: m.new.as_str().to_string(),
+                                        new_uidvalidity: uidvalidity.map(|v| v.get()),
+                                        new_uid: uid.map(|u| u.get()),
+                                        fp,
+                                    },
+                                ));
+                            }
+                            AppendResult::Refused(why) => {
+                                tracing::warn!(
+                                    "folder {}: old UID {} refused by the new server: {why}",
+                                    m.old,
+                                    x.uid
+                                );
+                                dropped.push(x.uid);
+                                failures.push(Failure {
+                                    folder: m.old.display(),
+                                    old_uid: Some(x.uid.get()),
+                                    reason: why,
+                                });
+                                report.failed += 1;
+                            }
                         }
                     }
+                    state.commit(acct, &m.old, st.uidvalidity, &mapped_now, &dropped)?;
+                    report.copied += mapped_now.len() as u64;
+                    report.bytes += bytes;
+                    progress.inc(msgs.len() as u64, bytes);
+                    if uid_unknown {
+                        // Without UIDPLUS, learn where the next batch starts (for crash recovery).
+                        uidnext = new.status(&m.new).await?.uidnext.max(uidnext);
+                    }
                 }
-                state.commit(acct, &m.old, st.uidvalidity, &mapped_now, &dropped)?;
-                report.copied += mapped_now.len() as u64;
-                report.bytes += bytes;
-                progress.inc(msgs.len() as u64, bytes);
-                if uid_unknown {
-                    // Without UIDPLUS, learn where the next batch starts (for crash recovery).
-                    uidnext = new.status(&m.new).await?.uidnext.max(uidnext);
-                }
+                Ok::<(), Error>(())
             }
-            Ok::<(), Error>(())
+            .await;
+            // Whatever happened, let a producer blocked on a full channel see the end.
+            rx.close();
+            r
         };
         let ((), res) = tokio::join!(producer, consumer);
         res?;

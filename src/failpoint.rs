@@ -1,30 +1,39 @@
 //! Test-only failpoints: a way for the kill-and-resume tests to stop the process at an exact step.
 //!
 //! When the environment variable `IMAPSHIFT_FAILPOINT` names a point (`after-journal`,
-//! `after-append`) the process exits abruptly (no flush, no cleanup, like SIGKILL) the
-//! `IMAPSHIFT_FAILPOINT_HIT`-th time (default 1) that point is reached. Unset, it costs one
-//! relaxed atomic load.
+//! `after-append`), the `IMAPSHIFT_FAILPOINT_HIT`-th time (default 1) that point is reached the
+//! process exits abruptly (no flush, no cleanup, like SIGKILL), or, with
+//! `IMAPSHIFT_FAILPOINT_ACTION=error`, the step fails with a transient error as a dropped
+//! connection would. Unset, it costs one initialised `OnceLock` read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-static CONFIG: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static CONFIG: OnceLock<Option<(String, u64, bool)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// Exits the process abruptly if this failpoint is armed and its count is reached.
-pub fn hit(name: &str) {
+/// Exits the process abruptly (or returns a transient error) if this failpoint is armed and its
+/// count is reached.
+pub fn hit(name: &str) -> crate::error::Result<()> {
     let cfg = CONFIG.get_or_init(|| {
         let point = std::env::var("IMAPSHIFT_FAILPOINT").ok()?;
         let n = std::env::var("IMAPSHIFT_FAILPOINT_HIT")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        Some((point, n))
+        let error = std::env::var("IMAPSHIFT_FAILPOINT_ACTION").is_ok_and(|a| a == "error");
+        Some((point, n, error))
     });
-    if let Some((point, n)) = cfg {
+    if let Some((point, n, error)) = cfg {
         if point == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+            if *error {
+                return Err(crate::error::Error::transient(format!(
+                    "failpoint {name} reached: injected connection error"
+                )));
+            }
             eprintln!("imapshift: failpoint {name} reached: exiting abruptly");
             std::process::abort();
         }
     }
+    Ok(())
 }

@@ -242,6 +242,9 @@ impl<S: Io> Wire<S> {
             }
         }
         buf.extend_from_slice(b"\r\n");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!("{} C: {tag} {}", self.label, summarize(args));
+        }
         self.write_all(&buf).await?;
         self.flush().await?;
         Ok(tag)
@@ -302,9 +305,8 @@ impl<S: Io> Wire<S> {
                 Response::Tagged { tag: ref t, .. } if t == tag => {
                     // The server refused the literal: the command is over.
                     kept.push(r);
-                    for k in kept.into_iter().rev() {
-                        self.held.push_front(k);
-                    }
+                    // Read after everything already held: keep arrival order.
+                    self.held.extend(kept);
                     self.refused = Some(tag.to_string());
                     return Err(Error::new(
                         Scope::Message,
@@ -315,9 +317,7 @@ impl<S: Io> Wire<S> {
                 other => kept.push(other),
             }
         }
-        for k in kept.into_iter().rev() {
-            self.held.push_front(k);
-        }
+        self.held.extend(kept);
         self.write_all(bytes).await?;
         Ok(())
     }
@@ -393,7 +393,12 @@ impl<S: Io> Wire<S> {
             Ok(Ok(p)) => p,
         };
         match parse_response(parts) {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    tracing::trace!("{} S: {}", self.label, describe_response(&r));
+                }
+                Ok(r)
+            }
             Err(e) => Err(self.fail(format!("malformed reply: {e}"))),
         }
     }
@@ -401,6 +406,31 @@ impl<S: Io> Wire<S> {
     /// The stream owner (to log out or drop).
     pub fn owner_mut(&mut self) -> &mut S {
         &mut self.owner
+    }
+}
+
+/// A command for the trace log: literals shown by size only.
+fn summarize(args: &[Arg<'_>]) -> String {
+    args.iter()
+        .map(|a| match a {
+            Arg::Raw(s) => s.to_string(),
+            Arg::Str(s) => format!("{s:?}"),
+            Arg::Literal(b) => format!("{{{}}}", b.len()),
+            Arg::Literal8(b) => format!("~{{{}}}", b.len()),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A response for the trace log, without message bodies.
+fn describe_response(r: &Response) -> String {
+    match r {
+        Response::Numbered { n, kind, .. } => format!("* {n} {kind} ..."),
+        Response::Data { kind, rest } => {
+            let s = format!("* {kind} {rest:?}");
+            s.chars().take(300).collect()
+        }
+        other => format!("{other:?}"),
     }
 }
 

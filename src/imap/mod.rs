@@ -193,13 +193,13 @@ impl ImapSession {
         }
         let mut out = Vec::new();
         for r in done.untagged {
-            let Response::Numbered { kind, rest, .. } = r else {
+            let Response::Numbered { kind, mut rest, .. } = r else {
                 continue;
             };
             if kind != "FETCH" {
                 continue;
             }
-            let Some(f) = fetch_items(&rest) else {
+            let Some(f) = fetch_items(&mut rest) else {
                 return Err(self.malformed("FETCH item list of a body"));
             };
             let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else {
@@ -254,22 +254,22 @@ impl ImapSession {
             tracing::debug!("{}: BINARY fetch refused: {}", self.label, done.describe());
             return Ok(());
         }
-        for r in &done.untagged {
-            let Response::Numbered { kind, rest, .. } = r else {
+        for r in done.untagged {
+            let Response::Numbered { kind, mut rest, .. } = r else {
                 continue;
             };
             if kind != "FETCH" {
                 continue;
             }
-            let Some(f) = fetch_items(rest) else {
+            let Some(f) = fetch_items(&mut rest) else {
                 return Err(self.malformed("FETCH item list of BINARY[]"));
             };
             let (Some(uid), Some(bin)) = (f.uid, f.body) else {
                 continue;
             };
             if let Some(m) = msgs.iter_mut().find(|m| m.uid.get() == uid) {
-                if is_nul_restoration(&m.body, bin) {
-                    m.body = bin.to_vec();
+                if is_nul_restoration(&m.body, &bin) {
+                    m.body = bin;
                 } else if bin.contains(&0) {
                     tracing::warn!(
                         "{}: UID {uid} has NUL bytes that the server shows only as 0x80 (quirk nul-as-0x80); it is copied as the server shows it",
@@ -312,17 +312,19 @@ fn status_from(
     (uidvalidity, uidnext, exists, modseq)
 }
 
-/// Reads `KEY value` pairs of a FETCH response.
-struct FetchItems<'a> {
+/// The `KEY value` pairs of a FETCH response; the body is moved out, not copied.
+struct FetchItems {
     uid: Option<u32>,
     size: Option<u32>,
     flags: Option<Vec<String>>,
     internaldate: Option<String>,
-    body: Option<&'a [u8]>,
+    body: Option<Vec<u8>>,
 }
 
-fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
-    let list = rest.first()?.as_list()?;
+fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
+    let Some(Value::List(list)) = rest.first_mut() else {
+        return None;
+    };
     let mut f = FetchItems {
         uid: None,
         size: None,
@@ -333,7 +335,7 @@ fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
     let mut i = 0;
     while i + 1 < list.len() {
         let key = list[i].as_atom()?.to_ascii_uppercase();
-        let val = &list[i + 1];
+        let val = &mut list[i + 1];
         match key.as_str() {
             "UID" => f.uid = val.as_u32(),
             "RFC822.SIZE" => f.size = val.as_u32(),
@@ -349,8 +351,8 @@ fn fetch_items(rest: &[Value]) -> Option<FetchItems<'_>> {
             "INTERNALDATE" => f.internaldate = val.as_text(),
             "BODY[]" | "BINARY[]" | "RFC822" => {
                 f.body = match val {
-                    Value::Str(b) => Some(b.as_slice()),
-                    Value::Nil => Some(&[]),
+                    Value::Str(b) => Some(std::mem::take(b)),
+                    Value::Nil => Some(Vec::new()),
                     _ => return None,
                 }
             }
@@ -576,14 +578,14 @@ impl MailStore for ImapSession {
             if !done.is_ok() {
                 return Err(self.no("FETCH (listing) failed", &done, Scope::Folder));
             }
-            for r in &done.untagged {
-                let Response::Numbered { kind, rest, .. } = r else {
+            for r in done.untagged {
+                let Response::Numbered { kind, mut rest, .. } = r else {
                     continue;
                 };
                 if kind != "FETCH" {
                     continue;
                 }
-                let Some(f) = fetch_items(rest) else {
+                let Some(f) = fetch_items(&mut rest) else {
                     return Err(self.malformed(format!("FETCH item list {rest:?}")));
                 };
                 let (Some(uid), Some(size), Some(flags)) =

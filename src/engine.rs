@@ -12,7 +12,7 @@ use crate::fingerprint::{sha256_hex, Fingerprint};
 use crate::plan::{batches, plan_copies, plan_folders, FolderMapping};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, Intent, MapEntry, StateStore};
-use crate::store::{AppendItem, AppendResult, FolderStatus, MailStore, Message};
+use crate::store::{AppendItem, AppendResult, FolderStatus, MailStore, Message, MsgSummary};
 use crate::types::{MailboxPath, Uid};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -211,16 +211,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     }
 
     if opts.dry_run {
-        let mapped: HashSet<Uid> = state
-            .mapped_uids(acct, &m.old, st.uidvalidity)?
-            .into_iter()
-            .collect();
-        let listing = if st.messages == 0 {
-            Vec::new()
-        } else {
-            old.list_messages(&st).await?
-        };
-        let (copy, already) = plan_copies(&listing, &mapped);
+        let (copy, already) = copies_to_make(old, state, acct, m, &st).await?;
         report.copied = copy.len() as u64;
         report.bytes = copy.iter().map(|c| c.size as u64).sum();
         report.skipped = already as u64;
@@ -233,16 +224,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         resolve_intents(new, state, acct, m, &new_st, intents, report).await?;
     }
 
-    let mapped: HashSet<Uid> = state
-        .mapped_uids(acct, &m.old, st.uidvalidity)?
-        .into_iter()
-        .collect();
-    let listing = if st.messages == 0 {
-        Vec::new()
-    } else {
-        old.list_messages(&st).await?
-    };
-    let (copy, already) = plan_copies(&listing, &mapped);
+    let (copy, already) = copies_to_make(old, state, acct, m, &st).await?;
     report.skipped = already as u64;
     progress.add_total(copy.len() as u64);
     let mut all_done = true;
@@ -381,6 +363,26 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         )?;
     }
     Ok(())
+}
+
+/// Lists the old folder and asks the planner which messages are not mapped yet.
+async fn copies_to_make<O: MailStore>(
+    old: &mut O,
+    state: &StateStore,
+    acct: &AccountKey,
+    m: &FolderMapping,
+    st: &FolderStatus,
+) -> Result<(Vec<MsgSummary>, usize)> {
+    let mapped: HashSet<Uid> = state
+        .mapped_uids(acct, &m.old, st.uidvalidity)?
+        .into_iter()
+        .collect();
+    let listing = if st.messages == 0 {
+        Vec::new()
+    } else {
+        old.list_messages(st).await?
+    };
+    Ok(plan_copies(&listing, &mapped))
 }
 
 /// Resolves intents left by an interrupted run: a message that reached the new server (found by

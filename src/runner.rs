@@ -241,16 +241,14 @@ pub fn render_summary(r: &RunReport) -> String {
             out.push_str(&format!("         error: {e}\n"));
         }
         for f in &u.failures {
-            match f.old_uid {
-                Some(uid) => out.push_str(&format!(
-                    "         FAILED user {} folder {:?} old UID {uid}: {}\n",
-                    u.old_login, f.folder, f.reason
-                )),
-                None => out.push_str(&format!(
-                    "         FAILED user {} folder {:?}: {}\n",
-                    u.old_login, f.folder, f.reason
-                )),
-            }
+            let uid = f
+                .old_uid
+                .map(|u| format!(" old UID {u}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "         FAILED user {} folder {:?}{uid}: {}\n",
+                u.old_login, f.folder, f.reason
+            ));
         }
     }
     out.push_str(&format!(

@@ -12,6 +12,17 @@ use common::{
 };
 use std::collections::BTreeMap;
 
+/// The old-server folder of a corpus file: one per source project, under `corpus`.
+fn folder_of(rel: &std::path::Path) -> String {
+    let source = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    format!("corpus.{}", source.replace('.', "-"))
+}
+
 #[test]
 fn corpus_round_trips_byte_for_byte() {
     let Some(dir) = corpus_dir() else {
@@ -49,14 +60,7 @@ fn corpus_round_trips_byte_for_byte() {
     let mut binary_appended = 0;
     for (i, f) in files.iter().enumerate() {
         let rel = f.strip_prefix(dir.join("real")).unwrap();
-        let source = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .replace('.', "-");
-        let folder = format!("corpus.{source}");
+        let folder = folder_of(rel);
         if !folders.contains_key(&folder) {
             c.create(&folder);
         }
@@ -177,14 +181,7 @@ fn corpus_round_trips_byte_for_byte() {
             continue;
         }
         let rel = f.strip_prefix(dir.join("real")).unwrap();
-        let source = rel
-            .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy()
-            .replace('.', "-");
-        let folder = format!("corpus.{source}");
+        let folder = folder_of(rel);
         let olds = o.fetch_all(&folder);
         let news = n.fetch_all(&folder.replace('.', "/"));
         for (x, y) in olds.iter().zip(&news) {

@@ -115,20 +115,15 @@ fn seed_alice(old: &Dovecot) -> Vec<&'static str> {
         "Message-ID: <twin@example.com>\r\n",
         "same bytes",
     );
-    c.append(
-        "Archive.2024",
-        &["\\Seen"],
-        Some("03-Mar-2021 11:11:11 -0500"),
-        &twin,
-    )
-    .unwrap();
-    c.append(
-        "Archive.2024",
-        &["\\Seen"],
-        Some("03-Mar-2021 11:11:11 -0500"),
-        &twin,
-    )
-    .unwrap();
+    for _ in 0..2 {
+        c.append(
+            "Archive.2024",
+            &["\\Seen"],
+            Some("03-Mar-2021 11:11:11 -0500"),
+            &twin,
+        )
+        .unwrap();
+    }
     // Bare-LF message and one without Message-ID.
     c.append(
         "Archive.2024",

@@ -192,16 +192,7 @@ impl ImapSession {
             return Err(self.no("UID FETCH (bodies) failed", &done, Scope::Folder));
         }
         let mut out = Vec::new();
-        for r in done.untagged {
-            let Response::Numbered { kind, mut rest, .. } = r else {
-                continue;
-            };
-            if kind != "FETCH" {
-                continue;
-            }
-            let Some(f) = fetch_items(&mut rest) else {
-                return Err(self.malformed("FETCH item list of a body"));
-            };
+        for f in self.fetch_replies(done, "a body")? {
             let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else {
                 continue;
             };
@@ -254,16 +245,7 @@ impl ImapSession {
             tracing::debug!("{}: BINARY fetch refused: {}", self.label, done.describe());
             return Ok(());
         }
-        for r in done.untagged {
-            let Response::Numbered { kind, mut rest, .. } = r else {
-                continue;
-            };
-            if kind != "FETCH" {
-                continue;
-            }
-            let Some(f) = fetch_items(&mut rest) else {
-                return Err(self.malformed("FETCH item list of BINARY[]"));
-            };
+        for f in self.fetch_replies(done, "BINARY[]")? {
             let (Some(uid), Some(bin)) = (f.uid, f.body) else {
                 continue;
             };
@@ -279,6 +261,24 @@ impl ImapSession {
             }
         }
         Ok(())
+    }
+
+    /// The FETCH replies of a finished command; any malformed one breaks the connection.
+    fn fetch_replies(&mut self, done: Done, what: &str) -> Result<Vec<FetchItems>> {
+        let mut out = Vec::with_capacity(done.untagged.len());
+        for r in done.untagged {
+            let Response::Numbered { kind, mut rest, .. } = r else {
+                continue;
+            };
+            if kind != "FETCH" {
+                continue;
+            }
+            match fetch_items(&mut rest) {
+                Some(f) => out.push(f),
+                None => return Err(self.malformed(format!("FETCH item list of {what}: {rest:?}"))),
+            }
+        }
+        Ok(out)
     }
 
     /// True when the connection cannot be used any more (after an error): reconnect.
@@ -372,6 +372,24 @@ pub fn is_nul_restoration(body: &[u8], bin: &[u8]) -> bool {
             .iter()
             .zip(bin)
             .all(|(&a, &b)| a == b || (a == 0x80 && b == 0))
+}
+
+/// One message of an APPEND: `(flags) "date" {n}` with a literal8 when it holds NUL bytes.
+fn push_message<'a>(
+    args: &mut Vec<Arg<'a>>,
+    flags: &'a str,
+    date: Option<&'a str>,
+    body: &'a [u8],
+) {
+    args.push(Arg::Raw(flags));
+    if let Some(d) = date {
+        args.push(Arg::Raw(d));
+    }
+    args.push(if body.contains(&0) {
+        Arg::Literal8(body)
+    } else {
+        Arg::Literal(body)
+    });
 }
 
 fn quote_date(d: &str) -> Option<String> {
@@ -578,16 +596,7 @@ impl MailStore for ImapSession {
             if !done.is_ok() {
                 return Err(self.no("FETCH (listing) failed", &done, Scope::Folder));
             }
-            for r in done.untagged {
-                let Response::Numbered { kind, mut rest, .. } = r else {
-                    continue;
-                };
-                if kind != "FETCH" {
-                    continue;
-                }
-                let Some(f) = fetch_items(&mut rest) else {
-                    return Err(self.malformed(format!("FETCH item list {rest:?}")));
-                };
+            for f in self.fetch_replies(done, "a listing")? {
                 let (Some(uid), Some(size), Some(flags)) =
                     (f.uid.and_then(Uid::new), f.size, f.flags)
                 else {
@@ -658,15 +667,12 @@ impl MailStore for ImapSession {
         if sendable.len() > 1 && self.caps.has("MULTIAPPEND") {
             let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
             for &i in &sendable {
-                args.push(Arg::Raw(&flag_lists[i]));
-                if let Some(d) = &dates[i] {
-                    args.push(Arg::Raw(d));
-                }
-                args.push(if items[i].body.contains(&0) {
-                    Arg::Literal8(items[i].body)
-                } else {
-                    Arg::Literal(items[i].body)
-                });
+                push_message(
+                    &mut args,
+                    &flag_lists[i],
+                    dates[i].as_deref(),
+                    items[i].body,
+                );
             }
             let done = match self.wire.send(&args).await {
                 Ok(tag) => self.wire.finish(&tag).await?,
@@ -701,19 +707,13 @@ impl MailStore for ImapSession {
         // Single APPENDs, pipelined where LITERAL+ allows.
         let mut pending = Vec::new();
         for &i in &sendable {
-            let mut args: Vec<Arg<'_>> = vec![
-                Arg::Raw("APPEND"),
-                Arg::Str(folder.as_str()),
-                Arg::Raw(&flag_lists[i]),
-            ];
-            if let Some(d) = &dates[i] {
-                args.push(Arg::Raw(d));
-            }
-            args.push(if items[i].body.contains(&0) {
-                Arg::Literal8(items[i].body)
-            } else {
-                Arg::Literal(items[i].body)
-            });
+            let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
+            push_message(
+                &mut args,
+                &flag_lists[i],
+                dates[i].as_deref(),
+                items[i].body,
+            );
             match self.wire.send(&args).await {
                 Ok(tag) => pending.push((i, Some(tag))),
                 Err(e) if e.scope == Scope::Message => {

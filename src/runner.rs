@@ -80,10 +80,23 @@ async fn sync_user(
     loop {
         attempt += 1;
         let res: Result<()> = async {
-            let (mut o, mut n) = tokio::try_join!(
+            let (o, n) = tokio::join!(
                 ImapSession::connect(&cfg.old, &user.old_login, &user.old_password, true),
                 ImapSession::connect(&cfg.new, &user.new_login, &user.new_password, false),
-            )?;
+            );
+            let (mut o, mut n) = match (o, n) {
+                (Ok(o), Ok(n)) => (o, n),
+                (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+                // Both sides failed: say both, and retry only if both may recover.
+                (Err(a), Err(b)) => {
+                    let retry = if a.retry == Retry::Transient && b.retry == Retry::Transient {
+                        Retry::Transient
+                    } else {
+                        Retry::Fix
+                    };
+                    return Err(Error::new(Scope::Account, retry, format!("{a}; and {b}")));
+                }
+            };
             let r =
                 engine::sync_account(&mut o, &mut n, state, &acct, opts, &up, &mut totals).await;
             o.logout().await;

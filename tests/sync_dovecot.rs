@@ -438,6 +438,26 @@ fn unreachable_host_is_a_clear_account_error() {
         err.contains("connection refused") && err.contains(&dead_port.to_string()),
         "{err}"
     );
+
+    // A host name that does not resolve: named, with the field to fix, and not retried.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "host = \"127.0.0.1\"",
+        "host = \"imap.nonexistent.invalid\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (code, j, _) = sync_json(&cfg, ENVS);
+    assert_eq!(code, 3, "{j}");
+    let err = j["users"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("cannot resolve the host name \"imap.nonexistent.invalid\"")
+            && err.contains("[old].host"),
+        "{err}"
+    );
+    assert_eq!(
+        j["users"][0]["retries"], 0,
+        "a name that does not resolve is not retried: {j}"
+    );
 }
 
 #[test]

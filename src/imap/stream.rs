@@ -88,20 +88,25 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
             ))
         }
         Ok(Err(e)) => {
-            let fix = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    "connection refused: is the IMAP server running on that port?"
-                }
-                _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => {
-                    "cannot resolve the host name: check [.host]"
-                }
-                _ => "cannot connect: check host, port and network",
+            let text = e.to_string();
+            let (retry, fix) = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => (
+                    Retry::Transient,
+                    "connection refused: is the IMAP server running on that port?".to_string(),
+                ),
+                _ if text.contains("lookup") || text.contains("resolve") => (
+                    Retry::Fix,
+                    format!(
+                        "cannot resolve the host name {:?}: check [{}].host",
+                        server.host, server.side
+                    ),
+                ),
+                _ => (
+                    Retry::Transient,
+                    "cannot connect: check host, port and network".to_string(),
+                ),
             };
-            return Err(account_err(
-                server,
-                Retry::Transient,
-                format!("{fix} ({e})"),
-            ));
+            return Err(account_err(server, retry, format!("{fix} ({e})")));
         }
         Ok(Ok(s)) => s,
     };

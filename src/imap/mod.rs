@@ -252,7 +252,7 @@ impl ImapSession {
             if let Some(m) = msgs.iter_mut().find(|m| m.uid.get() == uid) {
                 if is_nul_restoration(&m.body, &bin) {
                     m.body = bin;
-                } else if bin.contains(&0) {
+                } else if bin.contains(&0) && has_lone_0x80(&m.body) {
                     tracing::warn!(
                         "{}: UID {uid} has NUL bytes that the server shows only as 0x80 (quirk nul-as-0x80); it is copied as the server shows it",
                         self.label
@@ -390,6 +390,14 @@ fn push_message<'a>(
     } else {
         Arg::Literal(body)
     });
+}
+
+/// A 0x80 byte right after an ASCII byte (or first): not a UTF-8 continuation byte, so likely a
+/// NUL that the server substituted. Used only to decide whether to warn.
+fn has_lone_0x80(body: &[u8]) -> bool {
+    body.iter()
+        .enumerate()
+        .any(|(i, &b)| b == 0x80 && (i == 0 || body[i - 1] < 0x80))
 }
 
 fn quote_date(d: &str) -> Option<String> {
@@ -779,6 +787,12 @@ fn normalize_inbox(name: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lone_0x80_is_suspicious_utf8_is_not() {
+        assert!(has_lone_0x80(b"T\x80e\x80"));
+        assert!(!has_lone_0x80("caf\u{c0} \u{20ac}".as_bytes()), "UTF-8 continuation bytes");
+    }
 
     #[test]
     fn nul_restoration_only_when_exact() {

@@ -423,10 +423,13 @@ impl MailStore for ImapSession {
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>> {
         // LIST and LSUB pipelined: one round trip.
-        let t1 = self
-            .wire
-            .send(&[Arg::Raw("LIST"), Arg::Str(""), Arg::Str("*")])
-            .await?;
+        // Servers that support it are asked for special-use attributes explicitly (RFC 6154);
+        // others (Dovecot among them) send them with a plain LIST when they have them.
+        let mut list: Vec<Arg<'_>> = vec![Arg::Raw("LIST"), Arg::Str(""), Arg::Str("*")];
+        if self.caps.has("LIST-EXTENDED") && self.caps.has("SPECIAL-USE") {
+            list.push(Arg::Raw("RETURN (SPECIAL-USE)"));
+        }
+        let t1 = self.wire.send(&list).await?;
         let t2 = self
             .wire
             .send(&[Arg::Raw("LSUB"), Arg::Str(""), Arg::Str("*")])

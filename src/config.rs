@@ -253,7 +253,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     }
 
     let mut sync = SyncTuning {
-        batch_bytes: 16 * 1024 * 1024,
+        batch_bytes: 8 * 1024 * 1024,
         batch_messages: 1000,
         jobs: 4,
     };

@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result, Scope};
 use crate::fingerprint::{sha256_hex, Fingerprint};
+use crate::folders::{delimiter_of, parents};
 use crate::plan::{batches, plan_copies, plan_folders, FolderMapping};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, Intent, MapEntry, StateStore};
@@ -109,7 +110,7 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     let mut failed_new: HashSet<MailboxPath> = HashSet::new();
     if !opts.dry_run {
         for name in &plan.create {
-            match new.create_folder(name).await {
+            match create_with_parents(new, name, delimiter_of(&new_folders)).await {
                 Ok(()) => {
                     totals.folders_created += 1;
                     tracing::info!("created folder {name} on the new server");
@@ -363,6 +364,25 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         )?;
     }
     Ok(())
+}
+
+/// CREATE; if the server refuses, create the missing parents first and try once more (RFC 3501
+/// lets servers create parents themselves, most do, a few do not).
+async fn create_with_parents<N: MailStore>(
+    new: &mut N,
+    name: &MailboxPath,
+    delim: Option<char>,
+) -> Result<()> {
+    match new.create_folder(name).await {
+        Err(e) if e.scope <= Scope::Folder && !parents(name, delim).is_empty() => {
+            for p in parents(name, delim) {
+                // A parent that exists already fails harmlessly.
+                let _ = new.create_folder(&p).await;
+            }
+            new.create_folder(name).await.map_err(|_| e)
+        }
+        r => r,
+    }
 }
 
 /// Lists the old folder and asks the planner which messages are not mapped yet.

@@ -5,7 +5,7 @@
 //! subscribe, which messages to copy and how to batch them. It does no I/O, so `--dry-run` is free
 //! and the rules are tested by tables.
 
-use crate::folders::{delimiter_of, map_name, parents};
+use crate::folders::{delimiter_of, map_name};
 use crate::store::{FolderInfo, MsgSummary};
 use crate::types::{MailboxPath, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -24,7 +24,7 @@ pub struct FolderMapping {
 pub struct FolderPlan {
     /// Selectable old folders and where they go, in old-name order (INBOX first).
     pub mappings: Vec<FolderMapping>,
-    /// New-side folders to create, parents before children.
+    /// New-side folders to create (those that hold messages), shallow before deep.
     pub create: Vec<MailboxPath>,
     /// New-side folders to subscribe.
     pub subscribe: Vec<MailboxPath>,
@@ -68,10 +68,8 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
             }
         }
         if !f.selectable() {
-            // Only make sure it exists as a parent; holds no messages.
-            if !new_names.contains(target.as_str()) {
-                create.insert(target.clone());
-            }
+            // Holds no messages: the server creates it as a parent of its children (RFC 3501
+            // 6.3.3), so it stays a non-selectable parent on the new server too.
         } else {
             if let Some(first) = taken.get(target.as_str()) {
                 plan.conflicts.push((
@@ -94,18 +92,9 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
             subscribe.insert(target);
         }
     }
-    // Parents first: add missing parents, then order by depth.
-    let mut all: BTreeSet<MailboxPath> = BTreeSet::new();
-    for c in &create {
-        for p in parents(c, nd) {
-            if !new_names.contains(p.as_str()) {
-                all.insert(p);
-            }
-        }
-        all.insert(c.clone());
-    }
+    // Parents before children (the engine creates a missing parent itself if a server insists).
     let depth = |m: &MailboxPath| nd.map(|d| m.as_str().matches(d).count()).unwrap_or(0);
-    let mut create: Vec<MailboxPath> = all.into_iter().collect();
+    let mut create: Vec<MailboxPath> = create.into_iter().collect();
     create.sort_by(|a, b| (depth(a), a).cmp(&(depth(b), b)));
     plan.create = create;
     plan.subscribe = subscribe.into_iter().collect();
@@ -182,16 +171,9 @@ mod tests {
         ];
         let p = plan_folders(&old, &new);
         let names: Vec<&str> = p.create.iter().map(|m| m.as_str()).collect();
-        assert_eq!(
-            names,
-            vec![
-                "Archive",
-                "Work",
-                "Archive/2024",
-                "Work/Projects",
-                "Archive/2024/Q1"
-            ]
-        );
+        // The non-selectable "Work" and the implied "Archive", "Archive/2024" are parents the
+        // server makes; only folders that hold messages are created.
+        assert_eq!(names, vec!["Work/Projects", "Archive/2024/Q1"]);
         let sent = p
             .mappings
             .iter()

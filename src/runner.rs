@@ -71,6 +71,21 @@ async fn sync_user(
     opts: &EngineOptions,
     progress: &Progress,
 ) -> UserReport {
+    use tracing::Instrument;
+    // Every log line of this user's sync names the user.
+    let span = tracing::info_span!("sync", user = %user.old_login);
+    sync_user_inner(cfg, user, state, opts, progress)
+        .instrument(span)
+        .await
+}
+
+async fn sync_user_inner(
+    cfg: &Config,
+    user: &UserConfig,
+    state: &StateStore,
+    opts: &EngineOptions,
+    progress: &Progress,
+) -> UserReport {
     let started = Instant::now();
     let acct = account_key(cfg, user);
     let up = progress.user(&user.old_login);
@@ -108,7 +123,7 @@ async fn sync_user(
             Ok(()) => break,
             Err(e) if e.retry == Retry::Transient && attempt < MAX_ATTEMPTS => {
                 let wait = Duration::from_millis(500 * (1 << (attempt - 1)));
-                tracing::warn!(user = %user.old_login, "{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})", wait.as_secs_f64(), attempt + 1);
+                tracing::warn!("{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})", wait.as_secs_f64(), attempt + 1);
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
@@ -126,7 +141,7 @@ async fn sync_user(
     };
     up.finish(status);
     if let Some(e) = &error {
-        tracing::error!(user = %user.old_login, "user not synced: {e}");
+        tracing::error!("user not synced: {e}");
     }
     UserReport {
         old_login: user.old_login.clone(),

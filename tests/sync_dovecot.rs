@@ -288,6 +288,18 @@ fn full_migration_then_incremental_reruns() {
             "{want} missing on new: {names:?}"
         );
     }
+    // Implied parents on the old server stay implied (not selectable) on the new one.
+    let lists = n.list();
+    let parent = lists
+        .iter()
+        .find(|(_, _, name)| name == "Lists")
+        .expect("Lists listed");
+    assert!(
+        parent.0.iter().any(
+            |a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        ),
+        "Lists should remain a non-selectable parent: {parent:?}"
+    );
     assert!(
         !names.contains(&"Sent Items".to_string()),
         "special-use Sent should absorb Sent Items: {names:?}"

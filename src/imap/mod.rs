@@ -794,7 +794,10 @@ mod tests {
     #[test]
     fn lone_0x80_is_suspicious_utf8_is_not() {
         assert!(has_lone_0x80(b"T\x80e\x80"));
-        assert!(!has_lone_0x80("caf\u{c0} \u{20ac}".as_bytes()), "UTF-8 continuation bytes");
+        assert!(
+            !has_lone_0x80("caf\u{c0} \u{20ac}".as_bytes()),
+            "UTF-8 continuation bytes"
+        );
     }
 
     #[test]

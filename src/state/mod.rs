@@ -118,6 +118,8 @@ impl StateStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
+            // sled's page cache defaults to 1 GiB; the maps are small and read sequentially.
+            .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(|e| {
                 let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock")

@@ -62,6 +62,9 @@ pub struct AccountTotals {
     pub folders_created: u64,
     pub subscribed: u64,
     pub failures: Vec<Failure>,
+    /// A folder interrupted by a lost connection: its counts carry over to the retry.
+    #[serde(skip)]
+    pub partial: Option<FolderReport>,
 }
 
 impl AccountTotals {
@@ -76,6 +79,22 @@ impl AccountTotals {
     }
     pub fn bytes(&self) -> u64 {
         self.folders.iter().map(|f| f.bytes).sum()
+    }
+    /// One entry per failed message or folder: a retried attempt reports it again.
+    pub fn dedup_failures(&mut self) {
+        let mut seen = HashSet::new();
+        let mut kept: Vec<Failure> = Vec::new();
+        for f in self.failures.drain(..).rev() {
+            if seen.insert((
+                f.folder.clone(),
+                f.old_uid,
+                f.old_uid.is_none().then(|| f.reason.clone()),
+            )) {
+                kept.push(f);
+            }
+        }
+        kept.reverse();
+        self.failures = kept;
     }
 }
 
@@ -148,10 +167,13 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
             continue;
         }
         progress.folder(&m.old.display());
-        let mut report = FolderReport {
-            old: m.old.display(),
-            new: m.new.display(),
-            ..Default::default()
+        let mut report = match totals.partial.take() {
+            Some(p) if p.old == m.old.display() => p,
+            _ => FolderReport {
+                old: m.old.display(),
+                new: m.new.display(),
+                ..Default::default()
+            },
         };
         let r = sync_folder(
             old,
@@ -175,7 +197,10 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
                 });
                 totals.folders.push(report);
             }
-            Err(e) => return Err(e.context(format!("folder {}", m.old))),
+            Err(e) => {
+                totals.partial = Some(report);
+                return Err(e.context(format!("folder {}", m.old)));
+            }
         }
     }
     Ok(())
@@ -226,7 +251,8 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     }
 
     let (copy, already) = copies_to_make(old, state, acct, m, &st).await?;
-    report.skipped = already as u64;
+    // Copied by this run before a reconnect: counted as copied, not as skipped.
+    report.skipped = (already as u64).saturating_sub(report.copied + report.recovered);
     progress.add_total(copy.len() as u64);
     let mut all_done = true;
 

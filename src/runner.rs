@@ -123,7 +123,11 @@ async fn sync_user_inner(
             Ok(()) => break,
             Err(e) if e.retry == Retry::Transient && attempt < MAX_ATTEMPTS => {
                 let wait = Duration::from_millis(500 * (1 << (attempt - 1)));
-                tracing::warn!("{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})", wait.as_secs_f64(), attempt + 1);
+                tracing::warn!(
+                    "{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})",
+                    wait.as_secs_f64(),
+                    attempt + 1
+                );
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
@@ -132,6 +136,7 @@ async fn sync_user_inner(
             }
         }
     }
+    totals.dedup_failures();
     let status = if error.is_some() {
         "failed"
     } else if !totals.failures.is_empty() {

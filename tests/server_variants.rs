@@ -203,5 +203,10 @@ fn new_side_error_mid_copy_reconnects_and_finishes() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["users"][0]["retries"], 1, "{j}");
+    // Counts survive the reconnect: every message is copied or recovered once, none "skipped".
+    let folders = j["users"][0]["folders"].as_array().unwrap();
+    let sum = |k: &str| folders.iter().map(|f| f[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("copied") + sum("recovered"), 42, "{j}");
+    assert_eq!(sum("skipped"), 0, "{j}");
     assert_identical(&old, &new);
 }

@@ -15,6 +15,7 @@ use crate::store::MailStore;
 use futures::StreamExt;
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Connection attempts per user before giving up on transient errors.
 const MAX_ATTEMPTS: u32 = 4;
@@ -65,21 +66,6 @@ fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
 }
 
 async fn sync_user(
-    cfg: &Config,
-    user: &UserConfig,
-    state: &StateStore,
-    opts: &EngineOptions,
-    progress: &Progress,
-) -> UserReport {
-    use tracing::Instrument;
-    // Every log line of this user's sync names the user.
-    let span = tracing::info_span!("sync", user = %user.old_login);
-    sync_user_inner(cfg, user, state, opts, progress)
-        .instrument(span)
-        .await
-}
-
-async fn sync_user_inner(
     cfg: &Config,
     user: &UserConfig,
     state: &StateStore,
@@ -197,7 +183,14 @@ pub async fn run_sync(
         .collect();
     let state_ref = &state;
     let mut reports: Vec<(usize, UserReport)> = futures::stream::iter(users)
-        .map(|(i, u)| async move { (i, sync_user(cfg, u, state_ref, opts, progress).await) })
+        .map(|(i, u)| async move {
+            // Every log line of this user's sync names the user.
+            let span = tracing::info_span!("sync", user = %u.old_login);
+            let report = sync_user(cfg, u, state_ref, opts, progress)
+                .instrument(span)
+                .await;
+            (i, report)
+        })
         .buffer_unordered(cfg.sync.jobs)
         .collect()
         .await;

@@ -70,6 +70,8 @@ pub struct SyncTuning {
     pub batch_messages: usize,
     /// Users synced at the same time.
     pub jobs: usize,
+    /// `sync --final` deletes new copies of messages the old server expunged.
+    pub propagate_deletes_on_final: bool,
 }
 
 /// The whole validated configuration.
@@ -120,6 +122,7 @@ struct RawSync {
     batch_bytes: Option<Spanned<i64>>,
     batch_messages: Option<Spanned<i64>>,
     jobs: Option<Spanned<i64>>,
+    propagate_deletes_on_final: Option<bool>,
 }
 
 /// Builds messages of the form `FILE:LINE: FIELD: PROBLEM`.
@@ -256,6 +259,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         batch_bytes: 8 * 1024 * 1024,
         batch_messages: 1000,
         jobs: 4,
+        propagate_deletes_on_final: false,
     };
     if let Some(s) = &raw.sync {
         if let Some(v) = &s.batch_bytes {
@@ -267,6 +271,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         if let Some(v) = &s.jobs {
             sync.jobs = ranged(&w, v, "[sync].jobs", 1, 1024)? as usize;
         }
+        sync.propagate_deletes_on_final = s.propagate_deletes_on_final.unwrap_or(false);
     }
 
     Ok(Config {

@@ -10,7 +10,7 @@
 use crate::error::{Error, Result, Scope};
 use crate::fingerprint::{sha256_hex, Fingerprint};
 use crate::folders::{delimiter_of, parents};
-use crate::plan::{batches, plan_copies, plan_folders, FolderMapping};
+use crate::plan::{batches, plan_folders, plan_messages, FolderMapping, Mapped, MessagePlan};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, Intent, MapEntry, StateStore};
 use crate::store::{AppendItem, AppendResult, FolderStatus, MailStore, Message, MsgSummary};
@@ -25,6 +25,10 @@ pub struct EngineOptions {
     pub batch_messages: usize,
     /// Plan only: no CREATE, SUBSCRIBE, APPEND, no state change.
     pub dry_run: bool,
+    /// Delete new copies of messages the old server expunged.
+    pub propagate_deletes: bool,
+    /// Accept a changed old UIDVALIDITY even when few messages are recognised.
+    pub force_remap: bool,
 }
 
 /// A message or folder that failed.
@@ -50,6 +54,14 @@ pub struct FolderReport {
     /// Disappeared from the old server between listing and fetching.
     pub vanished: u64,
     pub bytes: u64,
+    /// New copies whose flags were changed to the old message's.
+    pub flags_updated: u64,
+    /// New copies deleted because the old server expunged the message (--propagate-deletes).
+    pub deleted: u64,
+    /// Copies of messages expunged on the old server, kept (deletions not propagated).
+    pub kept: u64,
+    /// Map entries rebuilt by matching content (state lost, UIDVALIDITY changed).
+    pub remapped: u64,
     /// Intents of an interrupted run resolved: found on the new server / not found.
     pub recovered: u64,
     pub requeued: u64,
@@ -162,10 +174,25 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     }
     // Folders already finished in an earlier attempt of this run are not redone.
     let done: HashSet<String> = totals.folders.iter().map(|f| f.old.clone()).collect();
-    for m in &plan.mappings {
-        if done.contains(&m.old.display()) || failed_new.contains(&m.new) {
-            continue;
-        }
+    let todo: Vec<&FolderMapping> = plan
+        .mappings
+        .iter()
+        .filter(|m| !done.contains(&m.old.display()) && !failed_new.contains(&m.new))
+        .collect();
+    // One pipelined STATUS per side for every folder: unchanged folders cost nothing more.
+    let old_names: Vec<MailboxPath> = todo.iter().map(|m| m.old.clone()).collect();
+    let new_names: Vec<MailboxPath> = todo.iter().map(|m| m.new.clone()).collect();
+    let old_st = old.status_many(&old_names).await?;
+    let new_st = if opts.dry_run {
+        Vec::new()
+    } else {
+        new.status_many(&new_names).await?
+    };
+    for (i, m) in todo.into_iter().enumerate() {
+        let statuses = Statuses {
+            old: old_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
+            new: new_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
+        };
         progress.folder(&m.old.display());
         let mut report = match totals.partial.take() {
             Some(p) if p.old == m.old.display() => p,
@@ -185,6 +212,7 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
             progress,
             &mut report,
             &mut totals.failures,
+            statuses,
         )
         .await;
         match r {
@@ -206,6 +234,26 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     Ok(())
 }
 
+/// Whether STATUS shows a folder exactly as the last complete run left it. Only servers with
+/// CONDSTORE can say that no flag changed (HIGHESTMODSEQ); others are always listed.
+fn unchanged(p: &FolderState, old: &FolderStatus, new: &FolderStatus, m: &FolderMapping) -> bool {
+    old.uidnext != 0
+        && p.old_uidvalidity == old.uidvalidity.get()
+        && p.old_uidnext == old.uidnext
+        && p.old_messages == old.messages
+        && p.new_folder == m.new.as_str()
+        && p.new_uidvalidity == new.uidvalidity.get()
+        && matches!((p.old_highestmodseq, old.highestmodseq), (Some(a), Some(b)) if a == b)
+}
+
+/// What the engine knows about a folder before opening it: STATUS of both sides, gathered for
+/// all folders in one pipelined round trip per server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Statuses {
+    pub old: Option<FolderStatus>,
+    pub new: Option<FolderStatus>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn sync_folder<O: MailStore, N: MailStore>(
     old: &mut O,
@@ -217,30 +265,34 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     progress: &UserProgress,
     report: &mut FolderReport,
     failures: &mut Vec<Failure>,
+    statuses: Statuses,
 ) -> Result<()> {
-    let st = old.examine(&m.old).await?;
-    report.messages = st.messages;
     let previous = state.folder_state(acct, &m.old)?;
     let intents = state.intents(acct, &m.old)?;
 
-    // Fast path: nothing new since a complete earlier run (any new message raises UIDNEXT).
-    if let Some(p) = &previous {
-        if intents.is_empty()
-            && st.uidnext != 0
-            && p.old_uidvalidity == st.uidvalidity.get()
-            && p.old_uidnext == st.uidnext
-            && p.new_folder == m.new.as_str()
-        {
-            report.skipped = state.mapped_uids(acct, &m.old, st.uidvalidity)?.len() as u64;
+    // Fast path: one pipelined STATUS per side showed nothing changed since the last complete run.
+    if let (Some(p), Some(o), Some(n)) = (&previous, &statuses.old, &statuses.new) {
+        if intents.is_empty() && unchanged(p, o, n, m) {
+            report.messages = o.messages;
+            report.skipped = o.messages as u64;
             return Ok(());
         }
     }
 
+    let st = old.examine(&m.old).await?;
+    report.messages = st.messages;
+    let modseq = statuses.old.and_then(|s| s.highestmodseq);
+
     if opts.dry_run {
-        let (copy, already) = copies_to_make(old, state, acct, m, &st).await?;
-        report.copied = copy.len() as u64;
-        report.bytes = copy.iter().map(|c| c.size as u64).sum();
-        report.skipped = already as u64;
+        let listing = list_old(old, &st).await?;
+        let mapped = mapped_of(&state.map_entries(acct, &m.old, st.uidvalidity)?);
+        let plan = plan_messages(&listing, &mapped, opts.propagate_deletes);
+        report.copied = plan.copy.len() as u64;
+        report.bytes = plan.copy.iter().map(|c| c.size as u64).sum();
+        report.skipped = plan.already as u64;
+        report.flags_updated = plan.flag_updates.len() as u64;
+        report.deleted = plan.deletes.len() as u64;
+        report.kept = plan.kept as u64;
         report.requeued = intents.len() as u64;
         return Ok(());
     }
@@ -249,14 +301,23 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     if !intents.is_empty() {
         resolve_intents(new, state, acct, m, &new_st, intents, report).await?;
     }
+    reconcile_maps(old, new, state, acct, m, &st, &new_st, opts, report).await?;
 
-    let (copy, already) = copies_to_make(old, state, acct, m, &st).await?;
+    let listing = list_old(old, &st).await?;
+    let entries = state.map_entries(acct, &m.old, st.uidvalidity)?;
+    let plan = plan_messages(&listing, &mapped_of(&entries), opts.propagate_deletes);
     // Copied by this run before a reconnect: counted as copied, not as skipped.
-    report.skipped = (already as u64).saturating_sub(report.copied + report.recovered);
+    report.skipped = (plan.already as u64).saturating_sub(report.copied + report.recovered);
+    report.kept = plan.kept as u64;
+    let copy = plan.copy.clone();
     progress.add_total(copy.len() as u64);
     let mut all_done = true;
 
     if !copy.is_empty() {
+        if !new.caps().has("UIDPLUS") {
+            // New UIDs will be looked up in this folder after each batch.
+            new.examine(&m.new).await?;
+        }
         let plan = batches(&copy, opts.batch_bytes, opts.batch_messages);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Uid>, Vec<Message>)>>(1);
         let producer = async {
@@ -297,6 +358,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                                     new_uidnext_before: uidnext,
                                     body_sha256: sha256_hex(&x.body),
                                     fp: fp.clone(),
+                                    flags: x.flags.clone(),
                                 },
                             )
                         })
@@ -335,6 +397,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                                         new_uidvalidity: uidvalidity.map(|v| v.get()),
                                         new_uid: uid.map(|u| u.get()),
                                         fp,
+                                        flags: x.flags.clone(),
                                     },
                                 ));
                             }
@@ -354,14 +417,23 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                             }
                         }
                     }
+                    if uid_unknown {
+                        // Without UIDPLUS: find the new copies by fingerprint (never by changing
+                        // their bytes), and learn where the next batch starts.
+                        let from = Uid::new(uidnext.max(1)).expect("non-zero");
+                        let found = new.fetch_fingerprints(from).await?;
+                        uidnext = found
+                            .iter()
+                            .map(|(u, _, _)| u.get() + 1)
+                            .max()
+                            .unwrap_or(uidnext)
+                            .max(uidnext);
+                        assign_unknown_uids(&mut mapped_now, found);
+                    }
                     state.commit(acct, &m.old, st.uidvalidity, &mapped_now, &dropped)?;
                     report.copied += mapped_now.len() as u64;
                     report.bytes += bytes;
                     progress.inc(msgs.len() as u64, bytes);
-                    if uid_unknown {
-                        // Without UIDPLUS, learn where the next batch starts (for crash recovery).
-                        uidnext = new.status(&m.new).await?.uidnext.max(uidnext);
-                    }
                 }
                 Ok::<(), Error>(())
             }
@@ -373,6 +445,21 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         let ((), res) = tokio::join!(producer, consumer);
         res?;
         all_done = report.failed == 0;
+    }
+    if !apply_changes(
+        new,
+        state,
+        acct,
+        m,
+        st.uidvalidity,
+        &plan,
+        &entries,
+        report,
+        failures,
+    )
+    .await?
+    {
+        all_done = false;
     }
     state.flush().await?;
     if all_done {
@@ -386,9 +473,234 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                 new_folder: m.new.as_str().to_string(),
                 new_uidvalidity: new_st.uidvalidity.get(),
                 last_sync_unix: now_unix(),
+                old_highestmodseq: modseq,
             },
         )?;
+    } else {
+        state.forget_folder_state(acct, &m.old)?;
     }
+    Ok(())
+}
+
+/// The old folder's UIDs, sizes and flags (no bodies).
+async fn list_old<O: MailStore>(old: &mut O, st: &FolderStatus) -> Result<Vec<MsgSummary>> {
+    if st.messages == 0 {
+        return Ok(Vec::new());
+    }
+    old.list_messages(st).await
+}
+
+fn mapped_of(entries: &[(Uid, MapEntry)]) -> Vec<Mapped> {
+    entries
+        .iter()
+        .map(|(old_uid, e)| Mapped {
+            old_uid: *old_uid,
+            new_uid: e.new_uid.and_then(Uid::new),
+            flags: e.flags.clone(),
+        })
+        .collect()
+}
+
+/// Gives copies whose new UID the server did not report the UID of the matching new message.
+fn assign_unknown_uids(
+    mapped: &mut [(Uid, MapEntry)],
+    found: Vec<(Uid, Fingerprint, Vec<String>)>,
+) {
+    let taken: HashSet<u32> = mapped.iter().filter_map(|(_, e)| e.new_uid).collect();
+    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<Uid>> = HashMap::new();
+    for (uid, fp, _) in found {
+        if !taken.contains(&uid.get()) {
+            pool.entry(fp).or_default().push_back(uid);
+        }
+    }
+    for (_, e) in mapped.iter_mut().filter(|(_, e)| e.new_uid.is_none()) {
+        if let Some(u) = pool.get_mut(&e.fp).and_then(|q| q.pop_front()) {
+            e.new_uid = Some(u.get());
+        }
+    }
+}
+
+/// Carries flag changes to the new copies and (with propagation) deletes copies of messages the
+/// old server expunged. Returns false when something failed (recorded in `failures`).
+#[allow(clippy::too_many_arguments)]
+async fn apply_changes<N: MailStore>(
+    new: &mut N,
+    state: &StateStore,
+    acct: &AccountKey,
+    m: &FolderMapping,
+    uv: crate::types::UidValidity,
+    plan: &MessagePlan,
+    entries: &[(Uid, MapEntry)],
+    report: &mut FolderReport,
+    failures: &mut Vec<Failure>,
+) -> Result<bool> {
+    if plan.flag_updates.is_empty() && plan.deletes.is_empty() {
+        return Ok(true);
+    }
+    let mut ok = true;
+    new.select(&m.new).await?;
+    if !plan.flag_updates.is_empty() {
+        let updates: Vec<(Uid, Vec<String>)> = plan
+            .flag_updates
+            .iter()
+            .map(|(_, n, f)| (*n, f.clone()))
+            .collect();
+        match new.store_flags(&updates).await {
+            Ok(()) => {
+                crate::failpoint::hit("after-store")?;
+                let by_old: HashMap<Uid, &MapEntry> =
+                    entries.iter().map(|(u, e)| (*u, e)).collect();
+                let changed: Vec<(Uid, MapEntry)> = plan
+                    .flag_updates
+                    .iter()
+                    .filter_map(|(o, _, f)| {
+                        by_old.get(o).map(|e| {
+                            let mut e = (*e).clone();
+                            e.flags = f.clone();
+                            (*o, e)
+                        })
+                    })
+                    .collect();
+                state.commit(acct, &m.old, uv, &changed, &[])?;
+                report.flags_updated += changed.len() as u64;
+            }
+            Err(e) if e.scope <= Scope::Folder => {
+                ok = false;
+                failures.push(Failure {
+                    folder: m.old.display(),
+                    old_uid: None,
+                    reason: e.message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !plan.deletes.is_empty() {
+        let new_uids: Vec<Uid> = plan.deletes.iter().map(|(_, n)| *n).collect();
+        match new.expunge_uids(&new_uids).await {
+            Ok(()) => {
+                crate::failpoint::hit("after-expunge")?;
+                let old_uids: Vec<Uid> = plan.deletes.iter().map(|(o, _)| *o).collect();
+                state.remove_maps(acct, &m.old, uv, &old_uids)?;
+                report.deleted += old_uids.len() as u64;
+            }
+            Err(e) if e.scope <= Scope::Folder => {
+                ok = false;
+                failures.push(Failure {
+                    folder: m.old.display(),
+                    old_uid: None,
+                    reason: e.message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ok)
+}
+
+/// Minimum number of earlier copies before a UIDVALIDITY change is judged by evidence.
+const MIN_EVIDENCE: usize = 3;
+
+/// Makes the UID maps of a folder trustworthy before planning. Needed when the state is missing
+/// or older than the new server's contents (no maps but the new folder has mail), when the old
+/// folder's UIDVALIDITY changed (maps under an old UIDVALIDITY), or when the new folder was
+/// recreated (maps point to a void new UIDVALIDITY). Messages are matched by fingerprint as a
+/// multiset; new-side messages that match nothing are left alone (mail delivered there).
+#[allow(clippy::too_many_arguments)]
+async fn reconcile_maps<O: MailStore, N: MailStore>(
+    old: &mut O,
+    new: &mut N,
+    state: &StateStore,
+    acct: &AccountKey,
+    m: &FolderMapping,
+    st: &FolderStatus,
+    new_st: &FolderStatus,
+    opts: &EngineOptions,
+    report: &mut FolderReport,
+) -> Result<()> {
+    let uvs = state.map_uidvalidities(acct, &m.old)?;
+    let earlier: Vec<(crate::types::UidValidity, usize)> = uvs
+        .iter()
+        .copied()
+        .filter(|(uv, _)| *uv != st.uidvalidity)
+        .collect();
+    let entries = state.map_entries(acct, &m.old, st.uidvalidity)?;
+    let valid = |e: &MapEntry| {
+        e.new_folder == m.new.as_str()
+            && e.new_uidvalidity
+                .is_none_or(|v| v == new_st.uidvalidity.get())
+    };
+    let void: Vec<Uid> = entries
+        .iter()
+        .filter(|(_, e)| !valid(e))
+        .map(|(u, _)| *u)
+        .collect();
+    let lost = entries.is_empty() && new_st.messages > 0;
+    if !lost && void.is_empty() && earlier.is_empty() {
+        return Ok(());
+    }
+    let old_fps = old.fetch_fingerprints(Uid::new(1).expect("1")).await?;
+    let new_fps = if new_st.messages > 0 {
+        new.examine(&m.new).await?;
+        new.fetch_fingerprints(Uid::new(1).expect("1")).await?
+    } else {
+        Vec::new()
+    };
+    let kept: Vec<&(Uid, MapEntry)> = entries.iter().filter(|(_, e)| valid(e)).collect();
+    let claimed_old: HashSet<Uid> = kept.iter().map(|(u, _)| *u).collect();
+    let claimed_new: HashSet<u32> = kept.iter().filter_map(|(_, e)| e.new_uid).collect();
+    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<(Uid, Vec<String>)>> =
+        HashMap::new();
+    for (uid, fp, flags) in new_fps {
+        if !claimed_new.contains(&uid.get()) {
+            pool.entry(fp).or_default().push_back((uid, flags));
+        }
+    }
+    let mut matched: Vec<(Uid, MapEntry)> = Vec::new();
+    for (old_uid, fp, _) in &old_fps {
+        if claimed_old.contains(old_uid) {
+            continue;
+        }
+        if let Some((n, flags)) = pool.get_mut(fp).and_then(|q| q.pop_front()) {
+            matched.push((
+                *old_uid,
+                MapEntry {
+                    new_folder: m.new.as_str().to_string(),
+                    new_uidvalidity: Some(new_st.uidvalidity.get()),
+                    new_uid: Some(n.get()),
+                    fp: fp.clone(),
+                    flags,
+                },
+            ));
+        }
+    }
+    let before: usize = earlier.iter().map(|(_, n)| n).sum();
+    let recognised = matched.len() + kept.len();
+    if before >= MIN_EVIDENCE && recognised * 2 < before.min(old_fps.len()) && !opts.force_remap {
+        return Err(Error::new(
+            Scope::Folder,
+            crate::error::Retry::Fix,
+            format!(
+                "the old folder's UIDVALIDITY changed (now {}) and only {recognised} of its {} messages match the {before} copied before: it may be a different folder now. Not guessing: check the old server; if the folder really was replaced, run again with --force-remap (copies what is not recognised, deletes nothing)",
+                st.uidvalidity,
+                old_fps.len()
+            ),
+        ));
+    }
+    for (uv, _) in &earlier {
+        state.remove_uidvalidity(acct, &m.old, *uv)?;
+    }
+    state.remove_maps(acct, &m.old, st.uidvalidity, &void)?;
+    state.commit(acct, &m.old, st.uidvalidity, &matched, &[])?;
+    state.flush().await?;
+    report.remapped += matched.len() as u64;
+    tracing::info!(
+        "folder {}: rebuilt UID maps by content: {} messages recognised on the new server ({} earlier maps under another UIDVALIDITY, {} void)",
+        m.old,
+        matched.len(),
+        before,
+        void.len()
+    );
     Ok(())
 }
 
@@ -409,26 +721,6 @@ async fn create_with_parents<N: MailStore>(
         }
         r => r,
     }
-}
-
-/// Lists the old folder and asks the planner which messages are not mapped yet.
-async fn copies_to_make<O: MailStore>(
-    old: &mut O,
-    state: &StateStore,
-    acct: &AccountKey,
-    m: &FolderMapping,
-    st: &FolderStatus,
-) -> Result<(Vec<MsgSummary>, usize)> {
-    let mapped: HashSet<Uid> = state
-        .mapped_uids(acct, &m.old, st.uidvalidity)?
-        .into_iter()
-        .collect();
-    let listing = if st.messages == 0 {
-        Vec::new()
-    } else {
-        old.list_messages(st).await?
-    };
-    Ok(plan_copies(&listing, &mapped))
 }
 
 /// Resolves intents left by an interrupted run: a message that reached the new server (found by
@@ -509,6 +801,7 @@ async fn resolve_intents<N: MailStore>(
                         new_uidvalidity: Some(new_st.uidvalidity.get()),
                         new_uid: Some(new_uid.get()),
                         fp: intent.fp,
+                        flags: intent.flags,
                     },
                 ));
                 report.recovered += 1;

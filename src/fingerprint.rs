@@ -71,10 +71,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Fingerprint {
     /// Fingerprint of a full message as fetched.
     pub fn of_message(body: &[u8], internaldate: &str) -> Fingerprint {
-        let header = header_block(body);
+        Fingerprint::of_header(header_block(body), body.len() as u32, internaldate)
+    }
+
+    /// Fingerprint from a header block (`BODY[HEADER]`), the size and the INTERNALDATE.
+    pub fn of_header(header: &[u8], size: u32, internaldate: &str) -> Fingerprint {
         Fingerprint {
             message_id: message_id(header),
-            size: body.len() as u32,
+            size,
             internaldate: internaldate.to_string(),
             header_hash: hex::encode(&Sha256::digest(header)[..16]),
         }

@@ -7,7 +7,7 @@
 
 use crate::folders::{delimiter_of, map_name};
 use crate::store::{FolderInfo, MsgSummary};
-use crate::types::{MailboxPath, Uid};
+use crate::types::{Flag, MailboxPath, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Where one old folder goes.
@@ -98,6 +98,83 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
     create.sort_by(|a, b| (depth(a), a).cmp(&(depth(b), b)));
     plan.create = create;
     plan.subscribe = subscribe.into_iter().collect();
+    plan
+}
+
+/// An old message that an earlier run put on the new server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    pub old_uid: Uid,
+    /// Unknown when the new server could not tell (no UIDPLUS and no match).
+    pub new_uid: Option<Uid>,
+    /// The flags imapshift last set on the new copy.
+    pub flags: Vec<Flag>,
+}
+
+/// What to do with the messages of one folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessagePlan {
+    /// Old messages to copy, in UID order.
+    pub copy: Vec<MsgSummary>,
+    /// Old messages already on the new server.
+    pub already: usize,
+    /// New copies whose flags must change: (old UID, new UID, the old message's flags).
+    pub flag_updates: Vec<(Uid, Uid, Vec<Flag>)>,
+    /// Copies of messages expunged on the old server: (old UID, new UID). Deleted only with
+    /// propagation on; otherwise counted in `kept`.
+    pub deletes: Vec<(Uid, Uid)>,
+    /// Copies of expunged messages kept because propagation is off.
+    pub kept: usize,
+}
+
+/// Flags compared as sets, case-insensitively, `\Recent` ignored.
+pub fn same_flags(a: &[Flag], b: &[Flag]) -> bool {
+    let norm = |v: &[Flag]| -> BTreeSet<String> {
+        v.iter()
+            .filter(|f| crate::types::is_copyable_flag(f))
+            .map(|f| f.to_ascii_lowercase())
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+/// Plans a folder: copy what is not mapped, carry flag changes of mapped messages, and delete
+/// (only with `propagate_deletes`) the copies of messages the old server no longer has. Only
+/// mapped messages (imapshift's own copies) are ever changed or deleted.
+pub fn plan_messages(
+    listing: &[MsgSummary],
+    mapped: &[Mapped],
+    propagate_deletes: bool,
+) -> MessagePlan {
+    let by_old: std::collections::HashMap<Uid, &Mapped> =
+        mapped.iter().map(|m| (m.old_uid, m)).collect();
+    let mut plan = MessagePlan::default();
+    let mut present: HashSet<Uid> = HashSet::with_capacity(listing.len());
+    for msg in listing {
+        present.insert(msg.uid);
+        match by_old.get(&msg.uid) {
+            None => plan.copy.push(msg.clone()),
+            Some(m) => {
+                plan.already += 1;
+                if let Some(n) = m.new_uid {
+                    if !same_flags(&m.flags, &msg.flags) {
+                        plan.flag_updates.push((msg.uid, n, msg.flags.clone()));
+                    }
+                }
+            }
+        }
+    }
+    plan.copy.sort_by_key(|m| m.uid);
+    for m in mapped {
+        if present.contains(&m.old_uid) {
+            continue;
+        }
+        match (propagate_deletes, m.new_uid) {
+            (true, Some(n)) => plan.deletes.push((m.old_uid, n)),
+            _ => plan.kept += 1,
+        }
+    }
+    plan.deletes.sort();
     plan
 }
 
@@ -220,6 +297,128 @@ mod tests {
         assert_eq!(already, 1);
         let all: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
         assert!(plan_copies(&listing, &all).0.is_empty());
+    }
+
+    fn mapped(old: u32, new: u32, flags: &[&str]) -> Mapped {
+        Mapped {
+            old_uid: Uid::new(old).unwrap(),
+            new_uid: Uid::new(new),
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn msf(uid: u32, flags: &[&str]) -> MsgSummary {
+        MsgSummary {
+            uid: Uid::new(uid).unwrap(),
+            size: 10,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn message_plan_table() {
+        struct Case {
+            name: &'static str,
+            listing: Vec<MsgSummary>,
+            mapped: Vec<Mapped>,
+            propagate: bool,
+            copy: Vec<u32>,
+            flags: Vec<(u32, Vec<&'static str>)>,
+            deletes: Vec<u32>,
+            kept: usize,
+        }
+        let cases = vec![
+            Case {
+                name: "nothing mapped: copy all",
+                listing: vec![msf(1, &[]), msf(2, &["\\Seen"])],
+                mapped: vec![],
+                propagate: false,
+                copy: vec![1, 2],
+                flags: vec![],
+                deletes: vec![],
+                kept: 0,
+            },
+            Case {
+                name: "no change",
+                listing: vec![msf(1, &["\\Seen"]), msf(2, &[])],
+                mapped: vec![mapped(1, 11, &["\\seen"]), mapped(2, 12, &["\\Recent"])],
+                propagate: true,
+                copy: vec![],
+                flags: vec![],
+                deletes: vec![],
+                kept: 0,
+            },
+            Case {
+                name: "flag and keyword changes go to the new copy",
+                listing: vec![msf(1, &["\\Seen", "$Work"]), msf(2, &[])],
+                mapped: vec![mapped(1, 11, &["\\Seen"]), mapped(2, 12, &["\\Flagged"])],
+                propagate: false,
+                copy: vec![],
+                flags: vec![(11, vec!["\\Seen", "$Work"]), (12, vec![])],
+                deletes: vec![],
+                kept: 0,
+            },
+            Case {
+                name: "expunged on old, kept without propagation",
+                listing: vec![msf(2, &[])],
+                mapped: vec![mapped(1, 11, &[]), mapped(2, 12, &[])],
+                propagate: false,
+                copy: vec![],
+                flags: vec![],
+                deletes: vec![],
+                kept: 1,
+            },
+            Case {
+                name: "expunged on old, deleted with propagation",
+                listing: vec![msf(2, &[]), msf(3, &[])],
+                mapped: vec![mapped(1, 11, &[]), mapped(2, 12, &[])],
+                propagate: true,
+                copy: vec![3],
+                flags: vec![],
+                deletes: vec![11],
+                kept: 0,
+            },
+            Case {
+                name: "unknown new UID: no flag update, no delete",
+                listing: vec![msf(1, &["\\Seen"])],
+                mapped: vec![
+                    Mapped {
+                        old_uid: Uid::new(1).unwrap(),
+                        new_uid: None,
+                        flags: vec![],
+                    },
+                    Mapped {
+                        old_uid: Uid::new(2).unwrap(),
+                        new_uid: None,
+                        flags: vec![],
+                    },
+                ],
+                propagate: true,
+                copy: vec![],
+                flags: vec![],
+                deletes: vec![],
+                kept: 1,
+            },
+        ];
+        for c in cases {
+            let p = plan_messages(&c.listing, &c.mapped, c.propagate);
+            let copy: Vec<u32> = p.copy.iter().map(|m| m.uid.get()).collect();
+            assert_eq!(copy, c.copy, "{}", c.name);
+            let flags: Vec<(u32, Vec<String>)> = p
+                .flag_updates
+                .iter()
+                .map(|(_, n, f)| (n.get(), f.clone()))
+                .collect();
+            let want: Vec<(u32, Vec<String>)> = c
+                .flags
+                .iter()
+                .map(|(n, f)| (*n, f.iter().map(|s| s.to_string()).collect()))
+                .collect();
+            assert_eq!(flags, want, "{}", c.name);
+            let deletes: Vec<u32> = p.deletes.iter().map(|(_, n)| n.get()).collect();
+            assert_eq!(deletes, c.deletes, "{}", c.name);
+            assert_eq!(p.kept, c.kept, "{}", c.name);
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct UserReport {
     pub bytes: u64,
     pub seconds: f64,
     pub retries: u32,
+    pub finished_unix: u64,
     pub failures: Vec<Failure>,
     pub folders: Vec<FolderReport>,
 }
@@ -149,6 +150,7 @@ async fn sync_user(
         bytes: totals.bytes(),
         seconds: started.elapsed().as_secs_f64(),
         retries: attempt - 1,
+        finished_unix: unix_now(),
         failures: totals.failures,
         folders: totals.folders,
     }
@@ -241,6 +243,74 @@ pub async fn run_sync(
     Ok(report)
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What `imapshift status` shows for one user.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserStatus {
+    pub old_login: String,
+    pub new_login: String,
+    pub folders: usize,
+    pub mapped_messages: usize,
+    pub pending_intents: usize,
+    /// The last run's report of this user, if any.
+    pub last_run: Option<serde_json::Value>,
+}
+
+/// Reads the state store; contacts no server.
+pub fn status(cfg: &Config) -> Result<Vec<UserStatus>> {
+    let state = StateStore::open(&cfg.state_dir)?;
+    let mut out = Vec::new();
+    for u in &cfg.users {
+        let acct = account_key(cfg, u);
+        let last_run = state
+            .last_run(&acct)?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        out.push(UserStatus {
+            old_login: u.old_login.clone(),
+            new_login: u.new_login.clone(),
+            folders: state.folder_states(&acct)?.len(),
+            mapped_messages: state.mapped_count(&acct),
+            pending_intents: state.intent_count(&acct),
+            last_run,
+        });
+    }
+    Ok(out)
+}
+
+/// The table printed by `imapshift status`.
+pub fn render_status(users: &[UserStatus]) -> String {
+    let mut out = format!(
+        "{:<24} {:>7} {:>8} {:>7}  {}\n",
+        "user", "folders", "mapped", "pending", "last run"
+    );
+    for u in users {
+        let last = match &u.last_run {
+            None => "never".to_string(),
+            Some(r) => {
+                let ago = unix_now().saturating_sub(r["finished_unix"].as_u64().unwrap_or(0));
+                format!(
+                    "{} {}s ago: {} copied, {} failed",
+                    r["status"].as_str().unwrap_or("?"),
+                    ago,
+                    r["copied"],
+                    r["failed"]
+                )
+            }
+        };
+        out.push_str(&format!(
+            "{:<24} {:>7} {:>8} {:>7}  {last}\n",
+            u.old_login, u.folders, u.mapped_messages, u.pending_intents
+        ));
+    }
+    out
+}
+
 /// The human summary printed at the end of `sync`.
 pub fn render_summary(r: &RunReport) -> String {
     let mut out = String::new();
@@ -265,6 +335,24 @@ pub fn render_summary(r: &RunReport) -> String {
         ));
         if let Some(e) = &u.error {
             out.push_str(&format!("         error: {e}\n"));
+        }
+        if r.dry_run {
+            for f in u
+                .folders
+                .iter()
+                .filter(|f| f.copied + f.flags_updated + f.deleted + f.kept > 0)
+            {
+                out.push_str(&format!(
+                    "         {:?} -> {:?}: {} to copy ({:.1} MB), {} flag updates, {} to delete, {} expunged on old kept\n",
+                    f.old,
+                    f.new,
+                    f.copied,
+                    f.bytes as f64 / 1e6,
+                    f.flags_updated,
+                    f.deleted,
+                    f.kept
+                ));
+            }
         }
         for f in &u.failures {
             let uid = f

@@ -7,6 +7,7 @@
 //! needs a round trip per message.
 
 use crate::error::Result;
+use crate::fingerprint::Fingerprint;
 use crate::types::{Flag, MailboxPath, Uid, UidValidity};
 use std::collections::BTreeSet;
 
@@ -119,6 +120,21 @@ pub trait MailStore {
     /// Opens the folder read-only (EXAMINE) for listing and fetching.
     async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
     async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
+    /// STATUS of many folders in one round trip (with HIGHESTMODSEQ where CONDSTORE is offered);
+    /// one result per name, in order.
+    async fn status_many(&mut self, names: &[MailboxPath]) -> Result<Vec<Result<FolderStatus>>>;
+    /// Opens the folder read-write (new server only), for flag updates and deletions.
+    async fn select(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
+    /// UID, fingerprint (from the header block, size and INTERNALDATE) and flags of every
+    /// message of the opened folder with UID >= `from`: for matching messages when UID maps are
+    /// missing or void, or the server does not report new UIDs.
+    async fn fetch_fingerprints(&mut self, from: Uid)
+        -> Result<Vec<(Uid, Fingerprint, Vec<Flag>)>>;
+    /// Sets exactly these flags on these messages of the selected folder (batched by flag set).
+    async fn store_flags(&mut self, updates: &[(Uid, Vec<Flag>)]) -> Result<()>;
+    /// Deletes exactly these messages of the selected folder (UID EXPUNGE; refused without
+    /// UIDPLUS, where EXPUNGE would also remove other messages marked `\Deleted`).
+    async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()>;
     /// UID, size and flags of every message in the examined folder, in batched requests.
     async fn list_messages(&mut self, status: &FolderStatus) -> Result<Vec<MsgSummary>>;
     /// Flags, INTERNALDATE and full bodies (BODY.PEEK[]) of these UIDs in the examined folder, in

@@ -35,6 +35,19 @@ pub enum Command {
     /// server is only read (EXAMINE, BODY.PEEK); on the new server only folders are created and
     /// messages appended.
     Sync(SyncArgs),
+    /// Show what the state store knows per user: last run, folders, mapped messages, pending
+    /// intents. Contacts no server.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The configuration file (see docs/configuration.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +67,18 @@ pub struct SyncArgs {
     /// Sync only this user (old login); repeat for several.
     #[arg(short, long = "user", value_name = "LOGIN")]
     pub users: Vec<String>,
+    /// The final delta at cutover: as a normal sync, and deletions are propagated when
+    /// [sync].propagate_deletes_on_final is true.
+    #[arg(long)]
+    pub r#final: bool,
+    /// Delete the new server's copies of messages that were expunged on the old server (only
+    /// copies imapshift made; mail that exists only on the new server is never touched).
+    #[arg(long)]
+    pub propagate_deletes: bool,
+    /// Accept an old folder whose UIDVALIDITY changed even when few of its messages match the
+    /// earlier copies (copies what is not recognised; deletes nothing).
+    #[arg(long)]
+    pub force_remap: bool,
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -83,6 +108,7 @@ pub fn main() -> i32 {
     init_logging(cli.verbose, cli.quiet);
     match cli.command {
         Command::Sync(args) => sync(args, cli.quiet),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -101,7 +127,20 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         batch_bytes: cfg.sync.batch_bytes,
         batch_messages: cfg.sync.batch_messages,
         dry_run: args.dry_run,
+        propagate_deletes: args.propagate_deletes
+            || (args.r#final && cfg.sync.propagate_deletes_on_final),
+        force_remap: args.force_remap,
     };
+    if args.r#final {
+        tracing::info!(
+            "final delta sync (deletions {})",
+            if opts.propagate_deletes {
+                "propagated"
+            } else {
+                "not propagated"
+            }
+        );
+    }
     let progress = Progress::new(quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,4 +168,31 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         print!("{}", runner::render_summary(&report));
     }
     report.exit_code
+}
+
+fn status(args: StatusArgs) -> i32 {
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    match runner::status(&cfg) {
+        Ok(users) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&users).unwrap_or_default()
+                );
+            } else {
+                print!("{}", runner::render_status(&users));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            runner::exit_code_for(&e)
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod wire;
 
 use crate::config::{AuthMech, ServerConfig};
 use crate::error::{Error, Result, Retry, Scope};
+use crate::fingerprint::Fingerprint;
 use crate::secret::Secret;
 use crate::store::{
     AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MailStore, Message,
@@ -263,6 +264,42 @@ impl ImapSession {
         Ok(())
     }
 
+    /// The APPENDUID of an APPEND, trusted only from servers that advertise UIDPLUS.
+    fn appenduid(&self, done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
+        if !self.caps.has("UIDPLUS") {
+            return (None, None);
+        }
+        match &done.code {
+            Some(c) if c.name == "APPENDUID" => {
+                let mut it = c.args.split_whitespace();
+                let uv = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .and_then(UidValidity::new);
+                let uids = it.next().and_then(parse_uid_set);
+                (uv, uids)
+            }
+            _ => (None, None),
+        }
+    }
+
+    /// The status of a folder just opened with SELECT or EXAMINE.
+    fn opened_status(&mut self, name: &MailboxPath, done: &Done) -> Result<FolderStatus> {
+        let (uv, uidnext, exists, modseq) = status_from(&done.untagged, true);
+        let Some(uidvalidity) = uv.and_then(UidValidity::new) else {
+            return Err(self.malformed(format!("{name}: no UIDVALIDITY when opened")));
+        };
+        let Some(messages) = exists else {
+            return Err(self.malformed(format!("{name}: no EXISTS when opened")));
+        };
+        Ok(FolderStatus {
+            uidvalidity,
+            uidnext,
+            messages,
+            highestmodseq: modseq,
+        })
+    }
+
     /// The FETCH replies of a finished command; any malformed one breaks the connection.
     fn fetch_replies(&mut self, done: Done, what: &str) -> Result<Vec<FetchItems>> {
         let mut out = Vec::with_capacity(done.untagged.len());
@@ -285,6 +322,40 @@ impl ImapSession {
     pub fn is_broken(&self) -> bool {
         self.wire.is_broken()
     }
+}
+
+/// The values of a `* STATUS` reply.
+fn parse_status(done: &Done) -> Option<FolderStatus> {
+    for r in &done.untagged {
+        let Response::Data { kind, rest } = r else {
+            continue;
+        };
+        if kind != "STATUS" {
+            continue;
+        }
+        let items = rest.get(1).and_then(Value::as_list)?;
+        let mut st = FolderStatus {
+            uidvalidity: UidValidity::new(1)?,
+            uidnext: 0,
+            messages: 0,
+            highestmodseq: None,
+        };
+        let mut uv = None;
+        for pair in items.chunks(2) {
+            if let [k, v] = pair {
+                match k.as_atom().map(str::to_ascii_uppercase).as_deref() {
+                    Some("UIDVALIDITY") => uv = v.as_u32().and_then(UidValidity::new),
+                    Some("UIDNEXT") => st.uidnext = v.as_u32().unwrap_or(0),
+                    Some("MESSAGES") => st.messages = v.as_u32().unwrap_or(0),
+                    Some("HIGHESTMODSEQ") => st.highestmodseq = v.as_u64(),
+                    _ => {}
+                }
+            }
+        }
+        st.uidvalidity = uv?;
+        return Some(st);
+    }
+    None
 }
 
 fn status_from(
@@ -349,7 +420,7 @@ fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
                 )
             }
             "INTERNALDATE" => f.internaldate = val.as_text(),
-            "BODY[]" | "BINARY[]" | "RFC822" => {
+            "BODY[]" | "BINARY[]" | "RFC822" | "BODY[HEADER]" => {
                 f.body = match val {
                     Value::Str(b) => Some(std::mem::take(b)),
                     Value::Nil => Some(Vec::new()),
@@ -523,64 +594,179 @@ impl MailStore for ImapSession {
         if !done.is_ok() {
             return Err(self.no(&format!("EXAMINE {name} failed"), &done, Scope::Folder));
         }
-        let (uv, uidnext, exists, modseq) = status_from(&done.untagged, true);
-        let Some(uidvalidity) = uv.and_then(UidValidity::new) else {
-            return Err(self.malformed(format!("EXAMINE {name} gave no UIDVALIDITY")));
-        };
-        let Some(messages) = exists else {
-            return Err(self.malformed(format!("EXAMINE {name} gave no EXISTS")));
-        };
-        Ok(FolderStatus {
-            uidvalidity,
-            uidnext,
-            messages,
-            highestmodseq: modseq,
-        })
+        self.opened_status(name, &done)
     }
 
     async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
+        self.status_many(std::slice::from_ref(name))
+            .await?
+            .pop()
+            .expect("one status per name")
+    }
+
+    async fn status_many(&mut self, names: &[MailboxPath]) -> Result<Vec<Result<FolderStatus>>> {
+        let items = if self.caps.has("CONDSTORE") {
+            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        // All pipelined: one round trip for the whole folder tree.
+        let mut tags = Vec::with_capacity(names.len());
+        for name in names {
+            tags.push(
+                self.wire
+                    .send(&[Arg::Raw("STATUS"), Arg::Str(name.as_str()), Arg::Raw(items)])
+                    .await?,
+            );
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for (name, tag) in names.iter().zip(tags) {
+            let done = self.wire.finish(&tag).await?;
+            if !done.is_ok() {
+                out.push(Err(self.no(
+                    &format!("STATUS {name} failed"),
+                    &done,
+                    Scope::Folder,
+                )));
+                continue;
+            }
+            match parse_status(&done) {
+                Some(st) => out.push(Ok(st)),
+                None => return Err(self.malformed(format!("STATUS {name} gave no UIDVALIDITY"))),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn select(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
+        self.refuse_if_read_only("SELECT")?;
+        let done = self
+            .wire
+            .command(&[Arg::Raw("SELECT"), Arg::Str(name.as_str())])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no(&format!("SELECT {name} failed"), &done, Scope::Folder));
+        }
+        self.opened_status(name, &done)
+    }
+
+    async fn fetch_fingerprints(
+        &mut self,
+        from: Uid,
+    ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
+        let range = format!("{}:*", from.get());
         let done = self
             .wire
             .command(&[
-                Arg::Raw("STATUS"),
-                Arg::Str(name.as_str()),
-                Arg::Raw("(MESSAGES UIDNEXT UIDVALIDITY)"),
+                Arg::Raw("UID FETCH"),
+                Arg::Raw(&range),
+                Arg::Raw("(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"),
             ])
             .await?;
         if !done.is_ok() {
-            return Err(self.no(&format!("STATUS {name} failed"), &done, Scope::Folder));
+            return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
         }
-        for r in &done.untagged {
-            let Response::Data { kind, rest } = r else {
+        let mut out = Vec::new();
+        for f in self.fetch_replies(done, "a header")? {
+            let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (
+                f.uid.and_then(Uid::new),
+                f.size,
+                f.internaldate,
+                f.flags,
+                f.body,
+            ) else {
                 continue;
             };
-            if kind != "STATUS" {
-                continue;
-            }
-            let Some(items) = rest.get(1).and_then(Value::as_list) else {
-                break;
-            };
-            let mut st = (None, 0u32, 0u32);
-            for pair in items.chunks(2) {
-                if let [k, v] = pair {
-                    match k.as_atom().map(str::to_ascii_uppercase).as_deref() {
-                        Some("UIDVALIDITY") => st.0 = v.as_u32().and_then(UidValidity::new),
-                        Some("UIDNEXT") => st.1 = v.as_u32().unwrap_or(0),
-                        Some("MESSAGES") => st.2 = v.as_u32().unwrap_or(0),
-                        _ => {}
-                    }
-                }
-            }
-            if let Some(uidvalidity) = st.0 {
-                return Ok(FolderStatus {
-                    uidvalidity,
-                    uidnext: st.1,
-                    messages: st.2,
-                    highestmodseq: None,
-                });
+            // `n:*` also returns the last message when n is beyond it.
+            if uid >= from {
+                out.push((uid, Fingerprint::of_header(&header, size, &date), flags));
             }
         }
-        Err(self.malformed(format!("STATUS {name} gave no UIDVALIDITY")))
+        out.sort_by_key(|(u, _, _)| *u);
+        out.dedup_by_key(|(u, _, _)| *u);
+        Ok(out)
+    }
+
+    async fn store_flags(&mut self, updates: &[(Uid, Vec<String>)]) -> Result<()> {
+        self.refuse_if_read_only("STORE")?;
+        // One UID STORE per distinct flag set, all pipelined.
+        let mut groups: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+        for (uid, flags) in updates {
+            let fl: Vec<&str> = flags
+                .iter()
+                .map(String::as_str)
+                .filter(|f| is_copyable_flag(f))
+                .collect();
+            groups
+                .entry(format!("({})", fl.join(" ")))
+                .or_default()
+                .push(uid.get());
+        }
+        let mut tags = Vec::new();
+        for (flags, mut uids) in groups {
+            uids.sort_unstable();
+            let set = format_uid_set(&uids);
+            tags.push(
+                self.wire
+                    .send(&[
+                        Arg::Raw("UID STORE"),
+                        Arg::Raw(&set),
+                        Arg::Raw("FLAGS.SILENT"),
+                        Arg::Raw(&flags),
+                    ])
+                    .await?,
+            );
+        }
+        let mut failed = None;
+        for tag in tags {
+            let done = self.wire.finish(&tag).await?;
+            if !done.is_ok() && failed.is_none() {
+                failed = Some(self.no("UID STORE failed", &done, Scope::Folder));
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()> {
+        self.refuse_if_read_only("EXPUNGE")?;
+        if uids.is_empty() {
+            return Ok(());
+        }
+        if !self.caps.has("UIDPLUS") {
+            // A plain EXPUNGE would also remove messages someone else marked \Deleted.
+            return Err(Error::new(
+                Scope::Folder,
+                Retry::Fix,
+                format!(
+                    "{}: cannot delete only imapshift's messages: the server lacks UIDPLUS (UID EXPUNGE)",
+                    self.label
+                ),
+            ));
+        }
+        let mut sorted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+        sorted.sort_unstable();
+        let set = format_uid_set(&sorted);
+        let t1 = self
+            .wire
+            .send(&[
+                Arg::Raw("UID STORE"),
+                Arg::Raw(&set),
+                Arg::Raw("+FLAGS.SILENT (\\Deleted)"),
+            ])
+            .await?;
+        let t2 = self
+            .wire
+            .send(&[Arg::Raw("UID EXPUNGE"), Arg::Raw(&set)])
+            .await?;
+        let d1 = self.wire.finish(&t1).await?;
+        let d2 = self.wire.finish(&t2).await?;
+        if !d1.is_ok() {
+            return Err(self.no("UID STORE \\Deleted failed", &d1, Scope::Folder));
+        }
+        if !d2.is_ok() {
+            return Err(self.no("UID EXPUNGE failed", &d2, Scope::Folder));
+        }
+        Ok(())
     }
 
     async fn list_messages(&mut self, status: &FolderStatus) -> Result<Vec<MsgSummary>> {
@@ -694,7 +880,7 @@ impl MailStore for ImapSession {
                 Err(e) => return Err(e),
             };
             if done.is_ok() {
-                let (uv, uids) = appenduid(&done);
+                let (uv, uids) = self.appenduid(&done);
                 let uids = uids.filter(|u| u.len() == sendable.len());
                 for (k, &i) in sendable.iter().enumerate() {
                     results[i] = Some(AppendResult::Stored {
@@ -738,7 +924,7 @@ impl MailStore for ImapSession {
             let Some(tag) = tag else { continue };
             let done = self.wire.finish(&tag).await?;
             results[i] = Some(if done.is_ok() {
-                let (uv, uids) = appenduid(&done);
+                let (uv, uids) = self.appenduid(&done);
                 AppendResult::Stored {
                     uidvalidity: uv,
                     uid: uids.and_then(|u| if u.len() == 1 { Uid::new(u[0]) } else { None }),
@@ -761,21 +947,6 @@ impl MailStore for ImapSession {
             )
             .await;
         }
-    }
-}
-
-fn appenduid(done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
-    match &done.code {
-        Some(c) if c.name == "APPENDUID" => {
-            let mut it = c.args.split_whitespace();
-            let uv = it
-                .next()
-                .and_then(|s| s.parse().ok())
-                .and_then(UidValidity::new);
-            let uids = it.next().and_then(parse_uid_set);
-            (uv, uids)
-        }
-        _ => (None, None),
     }
 }
 

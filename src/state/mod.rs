@@ -22,9 +22,12 @@ use std::path::Path;
 pub struct MapEntry {
     pub new_folder: String,
     pub new_uidvalidity: Option<u32>,
-    /// Unknown when the new server lacks UIDPLUS.
+    /// Unknown when the new server lacks UIDPLUS and the copy could not be found.
     pub new_uid: Option<u32>,
     pub fp: Fingerprint,
+    /// The flags imapshift last set on the new copy (to notice changes on the old side).
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 /// An APPEND about to happen (or that happened without its confirmation being recorded).
@@ -37,6 +40,9 @@ pub struct Intent {
     pub new_uidnext_before: u32,
     pub body_sha256: String,
     pub fp: Fingerprint,
+    /// The flags sent with the APPEND.
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 /// What is remembered about one old folder.
@@ -48,6 +54,9 @@ pub struct FolderState {
     pub new_folder: String,
     pub new_uidvalidity: u32,
     pub last_sync_unix: u64,
+    /// The old folder's HIGHESTMODSEQ at the end of that run (CONDSTORE servers).
+    #[serde(default)]
+    pub old_highestmodseq: Option<u64>,
 }
 
 /// The sled database.
@@ -178,6 +187,99 @@ impl StateStore {
         }
     }
 
+    /// Every map entry of a folder under one UIDVALIDITY, in UID order.
+    pub fn map_entries(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+    ) -> Result<Vec<(Uid, MapEntry)>> {
+        let prefix = msg_key(acct, folder, uv, None);
+        let mut out = Vec::new();
+        for kv in self.maps.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            if let Some(u) = uid_of_key(&k) {
+                out.push((u, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The UIDVALIDITYs under which a folder has map entries, with their counts.
+    pub fn map_uidvalidities(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+    ) -> Result<Vec<(UidValidity, usize)>> {
+        let prefix = folder_key(acct, folder);
+        let mut out: Vec<(UidValidity, usize)> = Vec::new();
+        for k in self.maps.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let rest = &k[prefix.len()..];
+            if rest.len() != 8 {
+                continue;
+            }
+            if let Some(uv) =
+                UidValidity::new(u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")))
+            {
+                match out.last_mut() {
+                    Some((last, n)) if *last == uv => *n += 1,
+                    _ => out.push((uv, 1)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes map entries (messages deleted on the new server, or a void UIDVALIDITY).
+    pub fn remove_maps(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+        uids: &[Uid],
+    ) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for uid in uids {
+            b.remove(msg_key(acct, folder, uv, Some(*uid)));
+        }
+        self.maps.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Removes every map entry of a folder under one UIDVALIDITY.
+    pub fn remove_uidvalidity(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+    ) -> Result<()> {
+        let uids: Vec<Uid> = self
+            .map_entries(acct, folder, uv)?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        self.remove_maps(acct, folder, uv, &uids)
+    }
+
+    /// Forgets a folder's recorded state so the next run examines it fully.
+    pub fn forget_folder_state(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<()> {
+        self.folders.remove(folder_key(acct, folder))?;
+        Ok(())
+    }
+
+    /// Every recorded folder of an account with its state.
+    pub fn folder_states(&self, acct: &AccountKey) -> Result<Vec<(String, FolderState)>> {
+        let mut out = Vec::new();
+        for kv in self.folders.scan_prefix(&acct.0) {
+            let (k, v) = kv?;
+            let name =
+                String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned();
+            out.push((name, dec(&v)?));
+        }
+        Ok(out)
+    }
+
     /// Pending intents of a folder (from an interrupted run).
     pub fn intents(
         &self,
@@ -303,6 +405,7 @@ mod tests {
             new_uidnext_before: 1,
             body_sha256: "00".into(),
             fp: fp(),
+            flags: vec![],
         };
         s.journal(
             &a,
@@ -326,6 +429,7 @@ mod tests {
             new_uidvalidity: Some(9),
             new_uid: Some(1),
             fp: fp(),
+            flags: vec![],
         };
         s.commit(
             &a,
@@ -347,5 +451,9 @@ mod tests {
         // A folder whose name is a prefix of another must not see its maps.
         let f2 = MailboxPath::new("INBOX2").unwrap();
         assert!(s.mapped_uids(&a, &f2, uv).unwrap().is_empty());
+        assert_eq!(s.map_uidvalidities(&a, &f).unwrap(), vec![(uv, 1)]);
+        assert_eq!(s.map_entries(&a, &f, uv).unwrap().len(), 1);
+        s.remove_uidvalidity(&a, &f, uv).unwrap();
+        assert!(s.map_uidvalidities(&a, &f).unwrap().is_empty());
     }
 }

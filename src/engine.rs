@@ -272,7 +272,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
 
     // Fast path: one pipelined STATUS per side showed nothing changed since the last complete run.
     if let (Some(p), Some(o), Some(n)) = (&previous, &statuses.old, &statuses.new) {
-        if intents.is_empty() && unchanged(p, o, n, m) {
+        if intents.is_empty() && unchanged(p, o, n, m) && !(opts.propagate_deletes && p.kept > 0) {
             report.messages = o.messages;
             report.skipped = o.messages as u64;
             return Ok(());
@@ -474,6 +474,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                 new_uidvalidity: new_st.uidvalidity.get(),
                 last_sync_unix: now_unix(),
                 old_highestmodseq: modseq,
+                kept: report.kept,
             },
         )?;
     } else {

@@ -215,12 +215,23 @@ fn corpus_round_trips_byte_for_byte() {
     }
     eprintln!("corpus: {nul_checked} messages with NUL bytes preserved via BINARY");
 
-    // A re-run over the corpus copies nothing.
+    // A re-run over the corpus copies nothing, fetches no message body and appends nothing
+    // (the IMAP conversation is traced; literals are shown by size only).
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
+        &[envs[0], envs[1], ("IMAPSHIFT_LOG", "trace")],
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(j["copied"], 0, "{j}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let commands: Vec<&str> = log.lines().filter(|l| l.contains(" C: ")).collect();
+    assert!(!commands.is_empty(), "the trace shows the commands");
+    for bad in ["BODY.PEEK[]", "BINARY.PEEK[]", "APPEND"] {
+        assert!(
+            !commands.iter().any(|l| l.contains(bad)),
+            "no-change re-run sent {bad}:\n{}",
+            commands.join("\n")
+        );
+    }
 }

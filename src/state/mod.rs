@@ -57,6 +57,10 @@ pub struct FolderState {
     /// The old folder's HIGHESTMODSEQ at the end of that run (CONDSTORE servers).
     #[serde(default)]
     pub old_highestmodseq: Option<u64>,
+    /// Copies of messages expunged on the old server, kept because deletions were not
+    /// propagated: a run that propagates must look at the folder even if nothing changed.
+    #[serde(default)]
+    pub kept: u64,
 }
 
 /// The sled database.

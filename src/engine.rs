@@ -74,6 +74,12 @@ pub struct AccountTotals {
     pub folders_created: u64,
     pub subscribed: u64,
     pub failures: Vec<Failure>,
+    /// Folders renamed on the old server, renamed on the new one too: (old name, new name).
+    pub renamed: Vec<(String, String)>,
+    /// Folders deleted on the old server: their copies deleted on the new one (propagation on).
+    pub folders_deleted: Vec<String>,
+    /// Folders deleted on the old server whose copies are kept (propagation off).
+    pub folders_gone: Vec<String>,
     /// A folder interrupted by a lost connection: its counts carry over to the retry.
     #[serde(skip)]
     pub partial: Option<FolderReport>,
@@ -129,8 +135,26 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     totals: &mut AccountTotals,
 ) -> Result<()> {
     let old_folders = old.list_folders().await?;
-    let new_folders = new.list_folders().await?;
-    let plan = plan_folders(&old_folders, &new_folders);
+    let mut new_folders = new.list_folders().await?;
+    let mut plan = plan_folders(&old_folders, &new_folders);
+    if !opts.dry_run
+        && follow_folder_changes(
+            old,
+            new,
+            state,
+            acct,
+            opts,
+            &plan,
+            &old_folders,
+            &new_folders,
+            totals,
+        )
+        .await?
+    {
+        // A folder was renamed on the new server: plan again from its current tree.
+        new_folders = new.list_folders().await?;
+        plan = plan_folders(&old_folders, &new_folders);
+    }
     for (name, why) in &plan.conflicts {
         totals.failures.push(Failure {
             folder: name.display(),
@@ -144,6 +168,7 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
             match create_with_parents(new, name, delimiter_of(&new_folders)).await {
                 Ok(()) => {
                     totals.folders_created += 1;
+                    state.mark_created(acct, name)?;
                     tracing::info!("created folder {name} on the new server");
                 }
                 Err(e) if e.scope <= Scope::Folder => {
@@ -703,6 +728,136 @@ async fn reconcile_maps<O: MailStore, N: MailStore>(
         void.len()
     );
     Ok(())
+}
+
+/// Folders that left the old server since the last run. A folder that appeared under another
+/// name with the same UIDVALIDITY, or with mostly the same messages, was renamed: the new
+/// server's copy is renamed too and the state follows, so nothing is copied again. A folder
+/// that is simply gone has its copies deleted on the new server only with propagation on (and
+/// the folder itself only if imapshift created it and nothing else is in it); otherwise it is
+/// reported and kept. Returns whether a folder was renamed on the new server.
+#[allow(clippy::too_many_arguments)]
+async fn follow_folder_changes<O: MailStore, N: MailStore>(
+    old: &mut O,
+    new: &mut N,
+    state: &StateStore,
+    acct: &AccountKey,
+    opts: &EngineOptions,
+    plan: &crate::plan::FolderPlan,
+    old_folders: &[crate::store::FolderInfo],
+    new_folders: &[crate::store::FolderInfo],
+    totals: &mut AccountTotals,
+) -> Result<bool> {
+    // Anything the old server still lists (even unselectable or in conflict) has not vanished.
+    let current: HashSet<&str> = old_folders.iter().map(|f| f.name.as_str()).collect();
+    let mut vanished: Vec<(MailboxPath, FolderState)> = state
+        .folder_states(acct)?
+        .into_iter()
+        .filter(|(name, _)| !current.contains(name.as_str()))
+        .filter_map(|(name, st)| MailboxPath::new(name).map(|n| (n, st)))
+        .collect();
+    if vanished.is_empty() {
+        return Ok(false);
+    }
+    let new_names: HashSet<&str> = new_folders.iter().map(|f| f.name.as_str()).collect();
+    // Old folders imapshift has never seen: rename candidates.
+    let mut fresh = Vec::new();
+    for m in &plan.mappings {
+        if state.folder_state(acct, &m.old)?.is_none()
+            && state.map_uidvalidities(acct, &m.old)?.is_empty()
+        {
+            fresh.push(m);
+        }
+    }
+    let names: Vec<MailboxPath> = fresh.iter().map(|m| m.old.clone()).collect();
+    let statuses = old.status_many(&names).await?;
+    let mut renamed_any = false;
+    for (m, st) in fresh.into_iter().zip(statuses) {
+        let Ok(st) = st else { continue };
+        let mut found = vanished
+            .iter()
+            .position(|(_, v)| v.old_uidvalidity == st.uidvalidity.get());
+        if found.is_none() && st.messages > 0 {
+            // A new UIDVALIDITY: compare contents with the vanished folders' copies.
+            old.examine(&m.old).await?;
+            let fps: Vec<Fingerprint> = old
+                .fetch_fingerprints(Uid::new(1).expect("1"))
+                .await?
+                .into_iter()
+                .map(|(_, fp, _)| fp)
+                .collect();
+            for (i, (vname, _)) in vanished.iter().enumerate() {
+                let mut pool: HashMap<Fingerprint, usize> = HashMap::new();
+                let entries = state.all_map_entries(acct, vname)?;
+                for (_, _, e) in &entries {
+                    *pool.entry(e.fp.clone()).or_default() += 1;
+                }
+                let matched = fps
+                    .iter()
+                    .filter(|fp| {
+                        pool.get_mut(*fp).is_some_and(|n| {
+                            *n > 0 && {
+                                *n -= 1;
+                                true
+                            }
+                        })
+                    })
+                    .count();
+                if matched > 0 && matched * 2 >= fps.len().min(entries.len()) {
+                    found = Some(i);
+                    break;
+                }
+            }
+        }
+        let Some(i) = found else { continue };
+        let (vname, vstate) = vanished.remove(i);
+        let from = MailboxPath::new(vstate.new_folder.clone()).unwrap_or_else(|| vname.clone());
+        if !new_names.contains(from.as_str()) || new_names.contains(m.new.as_str()) {
+            // Nothing to rename, or the target exists already: the maps follow the content.
+            state.move_folder(acct, &vname, &m.old, &from)?;
+            continue;
+        }
+        new.rename_folder(&from, &m.new).await?;
+        state.move_folder(acct, &vname, &m.old, &m.new)?;
+        if state.was_created(acct, &from)? {
+            state.mark_created(acct, &m.new)?;
+        }
+        tracing::info!("folder {vname} was renamed to {} on the old server: renamed {from} to {} on the new server", m.old, m.new);
+        totals.renamed.push((vname.display(), m.old.display()));
+        renamed_any = true;
+    }
+    for (vname, vstate) in vanished {
+        let target = MailboxPath::new(vstate.new_folder.clone()).unwrap_or_else(|| vname.clone());
+        if !opts.propagate_deletes {
+            tracing::info!("folder {vname} is gone from the old server; its copies stay in {target} on the new server (--propagate-deletes removes them)");
+            totals.folders_gone.push(vname.display());
+            continue;
+        }
+        if new_names.contains(target.as_str()) {
+            let entries = state.all_map_entries(acct, &vname)?;
+            let st = new.select(&target).await?;
+            let ours: Vec<Uid> = entries
+                .iter()
+                .filter(|(_, _, e)| {
+                    e.new_folder == target.as_str()
+                        && e.new_uidvalidity.is_none_or(|v| v == st.uidvalidity.get())
+                })
+                .filter_map(|(_, _, e)| e.new_uid.and_then(Uid::new))
+                .collect();
+            new.expunge_uids(&ours).await?;
+            let left = new.status(&target).await?.messages;
+            if left == 0 && state.was_created(acct, &target)? && !target.is_inbox() {
+                new.delete_folder(&target).await?;
+            }
+        }
+        state.remove_folder(acct, &vname)?;
+        tracing::info!(
+            "folder {vname} is gone from the old server: its copies were deleted on the new server"
+        );
+        totals.folders_deleted.push(vname.display());
+    }
+    state.flush().await?;
+    Ok(renamed_any)
 }
 
 /// CREATE; if the server refuses, create the missing parents first and try once more (RFC 3501

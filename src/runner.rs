@@ -39,6 +39,12 @@ pub struct UserReport {
     pub seconds: f64,
     pub retries: u32,
     pub finished_unix: u64,
+    /// Folders renamed on the old server and followed on the new one: (from, to).
+    pub renamed_folders: Vec<(String, String)>,
+    /// Folders deleted on the old server, deleted on the new one (--propagate-deletes).
+    pub deleted_folders: Vec<String>,
+    /// Folders deleted on the old server whose copies were kept.
+    pub gone_folders: Vec<String>,
     pub failures: Vec<Failure>,
     pub folders: Vec<FolderReport>,
 }
@@ -151,6 +157,9 @@ async fn sync_user(
         seconds: started.elapsed().as_secs_f64(),
         retries: attempt - 1,
         finished_unix: unix_now(),
+        renamed_folders: totals.renamed.clone(),
+        deleted_folders: totals.folders_deleted.clone(),
+        gone_folders: totals.folders_gone.clone(),
         failures: totals.failures,
         folders: totals.folders,
     }

@@ -117,6 +117,10 @@ pub trait MailStore {
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>>;
     async fn create_folder(&mut self, name: &MailboxPath) -> Result<()>;
     async fn subscribe(&mut self, name: &MailboxPath) -> Result<()>;
+    /// Renames a folder (new server only).
+    async fn rename_folder(&mut self, from: &MailboxPath, to: &MailboxPath) -> Result<()>;
+    /// Deletes a folder (new server only; the engine only deletes empty folders it created).
+    async fn delete_folder(&mut self, name: &MailboxPath) -> Result<()>;
     /// Opens the folder read-only (EXAMINE) for listing and fetching.
     async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus>;
     async fn status(&mut self, name: &MailboxPath) -> Result<FolderStatus>;

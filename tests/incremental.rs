@@ -457,3 +457,109 @@ fn unchanged_rerun_is_one_status_per_folder() {
         commands.join("\n")
     );
 }
+
+#[test]
+fn folder_renamed_on_old_is_renamed_on_new() {
+    let (old, new) = servers("");
+    seed(&old);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new);
+    ok(&sync(&cfg, &[]));
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    let r = o.raw("RENAME \"Work\" \"Projects\"");
+    assert!(r.is_ok(), "{} {}", r.status, r.text);
+    o.logout();
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 0, "a renamed folder is not copied again: {j}");
+    assert_eq!(j["users"][0]["renamed_folders"][0][0], "Work", "{j}");
+    assert_eq!(j["users"][0]["renamed_folders"][0][1], "Projects", "{j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, name)| name).collect();
+    assert!(
+        names.contains(&"Projects".to_string()) && !names.contains(&"Work".to_string()),
+        "{names:?}"
+    );
+    n.logout();
+    assert_mirror(&old, &new, "Projects", &[]);
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 0, "{j}");
+}
+
+#[test]
+fn folder_deleted_on_old_is_kept_or_removed_with_propagation() {
+    let (old, new) = servers("");
+    seed(&old);
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    o.create("Old2");
+    o.append("Old2", &[], None, &message(700)).unwrap();
+    o.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new);
+    ok(&sync(&cfg, &[]));
+    // Work also receives mail on the new server only.
+    let only_new: &[u8] = b"Subject: new-only in Work\r\nMessage-ID: <w@example.com>\r\n\r\nx\r\n";
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    n.append("Work", &[], None, only_new).unwrap();
+    n.logout();
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    o.delete_mailbox("Work");
+    o.delete_mailbox("Old2");
+    o.logout();
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    let gone = j["users"][0]["gone_folders"].to_string();
+    assert!(gone.contains("Work") && gone.contains("Old2"), "{j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    assert_eq!(
+        n.fetch_all("Work").len(),
+        6,
+        "kept without --propagate-deletes"
+    );
+    assert_eq!(n.fetch_all("Old2").len(), 1);
+    n.logout();
+    let j = sync(&cfg, &["--propagate-deletes"]);
+    ok(&j);
+    let deleted = j["users"][0]["deleted_folders"].to_string();
+    assert!(deleted.contains("Work") && deleted.contains("Old2"), "{j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, name)| name).collect();
+    assert!(
+        !names.contains(&"Old2".to_string()),
+        "the emptied folder imapshift created is gone: {names:?}"
+    );
+    let work = n.fetch_all("Work");
+    assert_eq!(work.len(), 1, "only the new-only message stays in Work");
+    assert_eq!(work[0].body, only_new);
+    n.logout();
+    assert_mirror(&old, &new, "INBOX", &[]);
+}
+
+#[test]
+fn folder_recreated_under_another_name_is_recognised_by_content() {
+    let (old, new) = servers("");
+    seed(&old);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new);
+    ok(&sync(&cfg, &[]));
+    // "Work" becomes "Projects" with a new UIDVALIDITY (as a server without stable RENAME does).
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    let before = o.fetch_all("Work");
+    o.logout();
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    o.delete_mailbox("Work");
+    o.create("Projects");
+    for m in &before {
+        let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
+        o.append("Projects", &flags, Some(&m.internaldate), &m.body)
+            .unwrap();
+    }
+    o.logout();
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 0, "{j}");
+    assert_eq!(total(&j, "remapped"), 5, "{j}");
+    assert_eq!(j["users"][0]["renamed_folders"][0][1], "Projects", "{j}");
+    assert_mirror(&old, &new, "Projects", &[]);
+}

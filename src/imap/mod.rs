@@ -574,6 +574,40 @@ impl MailStore for ImapSession {
         Err(self.no(&format!("CREATE {name} failed"), &done, Scope::Folder))
     }
 
+    async fn rename_folder(&mut self, from: &MailboxPath, to: &MailboxPath) -> Result<()> {
+        self.refuse_if_read_only("RENAME")?;
+        let done = self
+            .wire
+            .command(&[
+                Arg::Raw("RENAME"),
+                Arg::Str(from.as_str()),
+                Arg::Str(to.as_str()),
+            ])
+            .await?;
+        if done.is_ok() {
+            return Ok(());
+        }
+        Err(self.no(
+            &format!("RENAME {from} to {to} failed"),
+            &done,
+            Scope::Folder,
+        ))
+    }
+
+    async fn delete_folder(&mut self, name: &MailboxPath) -> Result<()> {
+        self.refuse_if_read_only("DELETE")?;
+        // A selected folder cannot always be deleted: leave it first.
+        let _ = self.wire.command(&[Arg::Raw("UNSELECT")]).await;
+        let done = self
+            .wire
+            .command(&[Arg::Raw("DELETE"), Arg::Str(name.as_str())])
+            .await?;
+        if done.is_ok() {
+            return Ok(());
+        }
+        Err(self.no(&format!("DELETE {name} failed"), &done, Scope::Folder))
+    }
+
     async fn subscribe(&mut self, name: &MailboxPath) -> Result<()> {
         self.refuse_if_read_only("SUBSCRIBE")?;
         let done = self

@@ -71,6 +71,7 @@ pub struct StateStore {
     intents: sled::Tree,
     folders: sled::Tree,
     runs: sled::Tree,
+    created: sled::Tree,
 }
 
 /// Identifies a migration pair (old account to new account on given servers) in keys.
@@ -151,6 +152,7 @@ impl StateStore {
             intents: db.open_tree("intents")?,
             folders: db.open_tree("folders")?,
             runs: db.open_tree("runs")?,
+            created: db.open_tree("created")?,
             db,
         })
     }
@@ -264,6 +266,73 @@ impl StateStore {
             .map(|(u, _)| u)
             .collect();
         self.remove_maps(acct, folder, uv, &uids)
+    }
+
+    /// Records that imapshift created this folder on the new server.
+    pub fn mark_created(&self, acct: &AccountKey, new_folder: &MailboxPath) -> Result<()> {
+        self.created.insert(folder_key(acct, new_folder), &[])?;
+        Ok(())
+    }
+
+    /// Whether imapshift created this folder on the new server.
+    pub fn was_created(&self, acct: &AccountKey, new_folder: &MailboxPath) -> Result<bool> {
+        Ok(self.created.contains_key(folder_key(acct, new_folder))?)
+    }
+
+    /// Moves everything recorded about old folder `from` to old folder `to` (a rename on the old
+    /// server), pointing the maps at the new server's folder `new_folder`.
+    pub fn move_folder(
+        &self,
+        acct: &AccountKey,
+        from: &MailboxPath,
+        to: &MailboxPath,
+        new_folder: &MailboxPath,
+    ) -> Result<()> {
+        let src = folder_key(acct, from);
+        let dst = folder_key(acct, to);
+        let mut add = sled::Batch::default();
+        let mut del = sled::Batch::default();
+        for kv in self.maps.scan_prefix(&src) {
+            let (k, v) = kv?;
+            let mut e: MapEntry = dec(&v)?;
+            e.new_folder = new_folder.as_str().to_string();
+            let mut nk = dst.clone();
+            nk.extend_from_slice(&k[src.len()..]);
+            add.insert(nk, enc(&e));
+            del.remove(k);
+        }
+        self.maps.apply_batch(add)?;
+        self.maps.apply_batch(del)?;
+        if let Some(v) = self.folders.remove(&src)? {
+            let mut st: FolderState = dec(&v)?;
+            st.new_folder = new_folder.as_str().to_string();
+            self.folders.insert(&dst, enc(&st))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets an old folder entirely (it was deleted on the old server and handled).
+    pub fn remove_folder(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<()> {
+        for (uv, _) in self.map_uidvalidities(acct, folder)? {
+            self.remove_uidvalidity(acct, folder, uv)?;
+        }
+        self.folders.remove(folder_key(acct, folder))?;
+        Ok(())
+    }
+
+    /// Every map entry of a folder under every UIDVALIDITY.
+    pub fn all_map_entries(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+    ) -> Result<Vec<(UidValidity, Uid, MapEntry)>> {
+        let mut out = Vec::new();
+        for (uv, _) in self.map_uidvalidities(acct, folder)? {
+            for (uid, e) in self.map_entries(acct, folder, uv)? {
+                out.push((uv, uid, e));
+            }
+        }
+        Ok(out)
     }
 
     /// Forgets a folder's recorded state so the next run examines it fully.

@@ -1,0 +1,925 @@
+//! Exactly once under crashes: kill `imapshift sync` at any instant, re-run, and the new server
+//! must hold exactly the old server's messages (same bytes, flags, INTERNALDATE; no duplicate,
+//! no gap), and mail that exists only on the new server must be left alone.
+//!
+//! `sigkill_at_random_moments_then_resume` SIGKILLs real runs at pseudo-random moments spread
+//! over the duration of a whole sync (some resumed runs are killed a second time), then runs to
+//! completion and compares. `failpoint_at_every_journal_step` stops the process at each journaled
+//! step (`IMAPSHIFT_FAILPOINT`) and checks the exact end state after the re-run.
+//!
+//! The old server uses `.` as hierarchy delimiter and the new one `/`, so `Archive.2024` becomes
+//! `Archive/2024`. Both tests take a process-wide lock: the random-kill test calibrates its delays
+//! on the duration of one sync, which another test competing for the 2 cores would distort.
+
+mod common;
+
+use common::{imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap, TestMsg};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const OLD_NS: &str = "namespace inbox {\n  inbox = yes\n  separator = .\n}\n";
+const NEW_NS: &str = "namespace inbox {\n  inbox = yes\n  separator = /\n}\n";
+
+/// The old folders that hold mail (old names).
+const FOLDERS: [&str; 3] = ["INBOX", "Work", "Archive.2024"];
+
+/// Password of every new-side account.
+const NEW_PW: &str = "pw";
+
+/// `[sync] batch_messages` of every config here: a full sync has many batches.
+const BATCH: usize = 7;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The same folder on the new server.
+fn new_name(old: &str) -> String {
+    old.replace('.', "/")
+}
+
+/// Every account is registered when the server starts: Dovecot's passwd-file backend re-reads
+/// the file at most once a second, so a user added later may be refused for a moment.
+fn old_server(users: &[&str], pw: &str) -> Dovecot {
+    let users: Vec<(&str, &str)> = users.iter().map(|u| (*u, pw)).collect();
+    Dovecot::start(
+        "old",
+        &users,
+        DovecotOpts {
+            tls: false,
+            extra_conf: OLD_NS.into(),
+        },
+    )
+}
+
+fn new_server(users: &[String]) -> Dovecot {
+    let users: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), NEW_PW)).collect();
+    Dovecot::start(
+        "new",
+        &users,
+        DovecotOpts {
+            tls: false,
+            extra_conf: NEW_NS.into(),
+        },
+    )
+}
+
+/// xorshift64*: deterministic, seeded per trial.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+        if s == 0 {
+            s = 1;
+        }
+        let mut r = Rng(s);
+        for _ in 0..4 {
+            r.next();
+        }
+        r
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+// ----- the generated mailbox -----
+
+struct SeedMsg {
+    folder: &'static str,
+    flags: Vec<&'static str>,
+    date: String,
+    body: Vec<u8>,
+}
+
+const WORDS: &[&str] = &[
+    "migration",
+    "server",
+    "quarterly",
+    "report",
+    "invoice",
+    "meeting",
+    "Grüße",
+    "naïve",
+    "budget",
+    "deadline",
+    "zürich",
+    "draft",
+    "résumé",
+    "release",
+    "backup",
+    "ticket",
+];
+
+const FLAG_POOL: &[&str] = &[
+    "\\Seen",
+    "\\Answered",
+    "\\Flagged",
+    "\\Draft",
+    "$Forwarded",
+    "$Important",
+    "Project-X",
+    "todo",
+];
+
+fn month(m: usize) -> &'static str {
+    [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][m]
+}
+
+/// An INTERNALDATE with an explicit zone.
+fn gen_date(rng: &mut Rng) -> String {
+    let zones = ["+0000", "+0200", "-0500", "+0530", "-0930"];
+    format!(
+        "{:02}-{}-{} {:02}:{:02}:{:02} {}",
+        1 + rng.below(28),
+        month(rng.below(12)),
+        2005 + rng.below(20),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+        zones[rng.below(zones.len())]
+    )
+}
+
+/// Target body size: mostly small, some large, 1-40 KB.
+fn gen_size(rng: &mut Rng) -> usize {
+    match rng.below(10) {
+        0..=5 => 1024 + rng.below(5 * 1024),
+        6..=8 => 6 * 1024 + rng.below(14 * 1024),
+        _ => 20 * 1024 + rng.below(20 * 1024),
+    }
+}
+
+fn gen_message(rng: &mut Rng, tag: &str, i: usize, folder: &str) -> Vec<u8> {
+    let size = gen_size(rng);
+    let mut m = format!(
+        "From: Sender {i} <s{i}@old.example>\r\nTo: alice@old.example\r\n\
+         Subject: {tag} message {i} in {folder}\r\nMessage-ID: <{tag}-{i}@old.example>\r\n\
+         Date: Mon, 1 Jan 2024 10:{:02}:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        i % 60
+    )
+    .into_bytes();
+    while m.len() < size {
+        let words = 4 + rng.below(14);
+        let line: Vec<&str> = (0..words).map(|_| WORDS[rng.below(WORDS.len())]).collect();
+        m.extend_from_slice(line.join(" ").as_bytes());
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(format!("-- \r\nend of {tag} {i}\r\n").as_bytes());
+    m
+}
+
+/// `n` messages over [`FOLDERS`], deterministic for `seed`, in append order. `Work` holds two
+/// byte-identical twins (same bytes, flags and INTERNALDATE) far enough apart to land in
+/// different batches.
+fn generate(n: usize, seed: u64, tag: &str) -> Vec<SeedMsg> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let twin_body = format!(
+        "From: twin@old.example\r\nTo: alice@old.example\r\nSubject: {tag} twin\r\n\
+         Message-ID: <{tag}-twin@old.example>\r\n\r\nI have a twin.\r\n"
+    )
+    .into_bytes();
+    let twin_date = "06-Jun-2021 06:06:06 +0000".to_string();
+    let mut work_count = 0;
+    for i in 0..n {
+        let folder = match rng.below(20) {
+            0..=8 => "INBOX",
+            9..=14 => "Work",
+            _ => "Archive.2024",
+        };
+        if folder == "Work" {
+            work_count += 1;
+            if work_count == 4 || work_count == 4 + 2 * BATCH + 1 {
+                out.push(SeedMsg {
+                    folder: "Work",
+                    flags: vec!["\\Seen", "Project-X"],
+                    date: twin_date.clone(),
+                    body: twin_body.clone(),
+                });
+            }
+        }
+        let mut flags = Vec::new();
+        for f in FLAG_POOL {
+            let p = if *f == "\\Seen" { 2 } else { 5 };
+            if rng.below(p) == 0 {
+                flags.push(*f);
+            }
+        }
+        let date = gen_date(&mut rng);
+        let body = gen_message(&mut rng, tag, i, folder);
+        out.push(SeedMsg {
+            folder,
+            flags,
+            date,
+            body,
+        });
+    }
+    out
+}
+
+/// Creates the folders of `login` on the old server and appends `msgs` in order.
+fn seed(old: &Dovecot, login: &str, pw: &str, msgs: &[SeedMsg]) {
+    let mut c = TestImap::connect(old.port(), login, pw);
+    for f in &FOLDERS[1..] {
+        c.create(f);
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        c.append(m.folder, &m.flags, Some(&m.date), &m.body)
+            .unwrap_or_else(|e| panic!("seeding {login}: APPEND #{i} to {}: {e}", m.folder));
+    }
+    c.logout();
+}
+
+/// Every message of every folder in [`FOLDERS`], keyed by old folder name. `new_side` reads the
+/// translated names.
+fn snapshot(
+    server: &Dovecot,
+    login: &str,
+    pw: &str,
+    new_side: bool,
+) -> BTreeMap<String, Vec<TestMsg>> {
+    let mut c = TestImap::connect(server.port(), login, pw);
+    let mut out = BTreeMap::new();
+    for f in FOLDERS {
+        let name = if new_side { new_name(f) } else { f.to_string() };
+        let exists = c.list().iter().any(|(_, _, n)| *n == name);
+        let msgs = if exists {
+            c.fetch_all(&name)
+        } else {
+            Vec::new()
+        };
+        out.insert(f.to_string(), msgs);
+    }
+    c.logout();
+    out
+}
+
+/// Messages per folder on the new side right now (0 for a folder not created yet).
+fn new_counts(new: &Dovecot, login: &str) -> Vec<u32> {
+    let mut c = TestImap::connect(new.port(), login, NEW_PW);
+    let names: Vec<String> = c.list().into_iter().map(|(_, _, n)| n).collect();
+    let counts = FOLDERS
+        .iter()
+        .map(|f| {
+            let n = new_name(f);
+            if names.contains(&n) {
+                c.status(&n).0
+            } else {
+                0
+            }
+        })
+        .collect();
+    c.logout();
+    counts
+}
+
+fn subject(m: &TestMsg) -> String {
+    let text = String::from_utf8_lossy(&m.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("(no subject)")
+        .to_string()
+}
+
+type Key = (Vec<u8>, Vec<String>, String);
+
+fn key(m: &TestMsg) -> Key {
+    (m.body.clone(), m.flags.clone(), m.internaldate.clone())
+}
+
+/// `Err` with a diagnosis (counts, duplicated / missing / changed messages) unless `new` holds
+/// exactly `old`'s messages, in order.
+fn diff_folder(folder: &str, old: &[TestMsg], new: &[TestMsg]) -> Result<(), String> {
+    let ka: Vec<Key> = old.iter().map(key).collect();
+    let kb: Vec<Key> = new.iter().map(key).collect();
+    if ka == kb {
+        return Ok(());
+    }
+    let mut s = format!(
+        "folder {folder}: {} messages on old, {} on new",
+        old.len(),
+        new.len()
+    );
+    let mut by_body: BTreeMap<&[u8], (usize, usize, String)> = BTreeMap::new();
+    for m in old {
+        by_body.entry(&m.body).or_insert((0, 0, subject(m))).0 += 1;
+    }
+    for m in new {
+        by_body.entry(&m.body).or_insert((0, 0, subject(m))).1 += 1;
+    }
+    for (o, n, subj) in by_body.values() {
+        if n > o {
+            s.push_str(&format!("\n  DUPLICATED: {subj:?}: {n} on new, {o} on old"));
+        } else if n < o {
+            s.push_str(&format!("\n  MISSING: {subj:?}: {n} on new, {o} on old"));
+        }
+    }
+    for (i, (a, b)) in old.iter().zip(new).enumerate() {
+        if key(a) != key(b) {
+            s.push_str(&format!(
+                "\n  first difference at position {i}: old UID {} {:?} flags {:?} date {:?} \
+                 / new UID {} {:?} flags {:?} date {:?}",
+                a.uid,
+                subject(a),
+                a.flags,
+                a.internaldate,
+                b.uid,
+                subject(b),
+                b.flags,
+                b.internaldate
+            ));
+            break;
+        }
+    }
+    Err(s)
+}
+
+fn diff_all(
+    want: &BTreeMap<String, Vec<TestMsg>>,
+    got: &BTreeMap<String, Vec<TestMsg>>,
+) -> Result<(), String> {
+    let errs: Vec<String> = FOLDERS
+        .iter()
+        .filter_map(|f| diff_folder(f, &want[*f], &got[*f]).err())
+        .collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n"))
+    }
+}
+
+// ----- running imapshift -----
+
+/// Writes the config for old `old_login` -> new `new_login` in `dir` (state in `dir/state`).
+fn config(dir: &Path, old: &Dovecot, new: &Dovecot, old_login: &str, new_login: &str) -> PathBuf {
+    let cfg = write_config(dir, old, new, &[(old_login, new_login, "OLD_PW", "NEW_PW")]);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[sync]\nbatch_messages = {BATCH}\n")).unwrap();
+    cfg
+}
+
+fn envs(old_pw: &str) -> Vec<(&str, &str)> {
+    vec![("OLD_PW", old_pw), ("NEW_PW", NEW_PW)]
+}
+
+fn sync_args(cfg: &Path, propagate: bool) -> Vec<String> {
+    let mut a = vec![
+        "sync".to_string(),
+        "--config".to_string(),
+        cfg.to_str().unwrap().to_string(),
+        "--json".to_string(),
+    ];
+    if propagate {
+        a.push("--propagate-deletes".to_string());
+    }
+    a
+}
+
+fn run_sync(cfg: &Path, propagate: bool, envs: &[(&str, &str)]) -> Output {
+    let args = sync_args(cfg, propagate);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_imapshift(&args, envs)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        tail(&String::from_utf8_lossy(&out.stderr), 60)
+    )
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Asserts exit 0 and returns the JSON summary.
+fn expect_ok(out: &Output, what: &str) -> serde_json::Value {
+    assert!(out.status.success(), "{what}: sync failed\n{}", show(out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e})\n{}", show(out)));
+    assert_eq!(j["exit_code"], 0, "{what}: {j}");
+    j
+}
+
+/// Sum of a per-folder counter over all users and folders of a summary.
+fn folder_sum(j: &serde_json::Value, key: &str) -> u64 {
+    j["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|u| u["folders"].as_array().into_iter().flatten())
+        .map(|f| f[key].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The closing run of every scenario: must copy (and change) nothing, and leave no intent.
+fn final_sync_copies_nothing(cfg: &Path, propagate: bool, envs: &[(&str, &str)], what: &str) {
+    let out = run_sync(cfg, propagate, envs);
+    let j = expect_ok(&out, &format!("{what}: final sync"));
+    assert_eq!(j["copied"], 0, "{what}: the final sync copied again: {j}");
+    assert_eq!(folder_sum(&j, "flags_updated"), 0, "{what}: {j}");
+    assert_eq!(folder_sum(&j, "deleted"), 0, "{what}: {j}");
+    let st = run_imapshift(
+        &["status", "--config", cfg.to_str().unwrap(), "--json"],
+        envs,
+    );
+    assert!(st.status.success(), "{what}: status failed\n{}", show(&st));
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(
+        st[0]["pending_intents"], 0,
+        "{what}: intents left after a complete run: {st}"
+    );
+}
+
+/// One interrupted run of the random-kill test.
+struct Kill {
+    delay: Duration,
+    /// SIGKILL hit a running process (it had not finished yet).
+    killed: bool,
+    status: ExitStatus,
+    /// Messages on the new side per folder right after the kill.
+    on_new: Vec<u32>,
+    stderr: PathBuf,
+}
+
+/// Spawns a sync, waits `delay`, SIGKILLs it (if still running) and reaps it.
+fn spawn_and_kill(
+    cfg: &Path,
+    dir: &Path,
+    label: &str,
+    delay: Duration,
+    envs: &[(&str, &str)],
+    new: &Dovecot,
+    new_login: &str,
+) -> Kill {
+    let stdout = dir.join(format!("{label}.stdout"));
+    let stderr = dir.join(format!("{label}.stderr"));
+    let mut child = Command::new(imapshift_bin())
+        .args(sync_args(cfg, false))
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout).unwrap())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", imapshift_bin().display()));
+    std::thread::sleep(delay);
+    // On unix this is SIGKILL; on a child that already exited (not yet reaped) it is a no-op.
+    child.kill().expect("kill imapshift");
+    let status = child.wait().expect("wait for imapshift");
+    let killed = status.signal() == Some(9);
+    if !killed {
+        assert!(
+            status.success(),
+            "{label}: run exited on its own before the kill, but not with 0: {status}\n{}",
+            tail(&std::fs::read_to_string(&stderr).unwrap_or_default(), 60)
+        );
+    }
+    Kill {
+        delay,
+        killed,
+        status,
+        on_new: new_counts(new, new_login),
+        stderr,
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume() {
+    let _serial = serial();
+    const TRIALS: usize = 30;
+    const TOTAL: usize = 240;
+    let started = Instant::now();
+    let old = old_server(&["alice"], "old-a");
+    let mut logins = vec!["calib".to_string()];
+    logins.extend((0..TRIALS).map(|t| format!("t{t}")));
+    let new = new_server(&logins);
+    let msgs = generate(TOTAL - 2, 1, "kr");
+    assert_eq!(msgs.len(), TOTAL);
+    seed(&old, "alice", "old-a", &msgs);
+    let want = snapshot(&old, "alice", "old-a", false);
+    let per_folder: Vec<usize> = FOLDERS.iter().map(|f| want[*f].len()).collect();
+    assert_eq!(per_folder.iter().sum::<usize>(), TOTAL);
+    let bytes: usize = want.values().flatten().map(|m| m.body.len()).sum();
+    let envs = envs("old-a");
+
+    // Calibration: one uninterrupted sync into a fresh account.
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = config(cdir.path(), &old, &new, "alice", "calib");
+    let t0 = Instant::now();
+    let out = run_sync(&cfg, false, &envs);
+    let full = t0.elapsed();
+    let j = expect_ok(&out, "calibration");
+    assert_eq!(j["copied"], TOTAL, "calibration: {j}");
+    if let Err(d) = diff_all(&want, &snapshot(&new, "calib", NEW_PW, true)) {
+        panic!("calibration (uninterrupted sync) is not exact:\n{d}");
+    }
+    eprintln!(
+        "seeded {TOTAL} messages ({bytes} bytes; {per_folder:?} in {FOLDERS:?}); \
+         one uninterrupted sync takes {full:?}"
+    );
+    let span = full.mul_f64(1.2);
+
+    let mut hits = 0;
+    let mut mid_copy = 0;
+    for t in 0..TRIALS {
+        let login = format!("t{t}");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), &old, &new, "alice", &login);
+        let mut rng = Rng::new(t as u64 + 1);
+        // Stratified: trial t draws its delay from its own slice of [0, span], so the kills
+        // cover the whole sync from process start to after its end.
+        let first = span.mul_f64((t as f64 + rng.unit()) / TRIALS as f64);
+        let mut kills = vec![spawn_and_kill(
+            &cfg,
+            dir.path(),
+            "run1",
+            first,
+            &envs,
+            &new,
+            &login,
+        )];
+        if t % 3 == 2 {
+            let second = span.mul_f64(rng.unit());
+            kills.push(spawn_and_kill(
+                &cfg,
+                dir.path(),
+                "run2",
+                second,
+                &envs,
+                &new,
+                &login,
+            ));
+        }
+        let ctx = {
+            let parts: Vec<String> = kills
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    format!(
+                        "kill {} after {:?}: {} (new side then held {:?})",
+                        i + 1,
+                        k.delay,
+                        if k.killed {
+                            "killed while running".to_string()
+                        } else {
+                            format!("had already finished ({})", k.status)
+                        },
+                        k.on_new
+                    )
+                })
+                .collect();
+            format!("trial {t} (new account {login}): {}", parts.join("; "))
+        };
+        let stderr_of_kills = || {
+            kills
+                .iter()
+                .map(|k| {
+                    format!(
+                        "--- stderr of the run killed after {:?} ---\n{}",
+                        k.delay,
+                        tail(&std::fs::read_to_string(&k.stderr).unwrap_or_default(), 40)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let out = run_sync(&cfg, false, &envs);
+        if !out.status.success() {
+            panic!(
+                "{ctx}: the resumed run failed\n{}\n{}",
+                show(&out),
+                stderr_of_kills()
+            );
+        }
+        let j = expect_ok(&out, &ctx);
+        let got = snapshot(&new, &login, NEW_PW, true);
+        if let Err(d) = diff_all(&want, &got) {
+            panic!(
+                "{ctx}: after the resumed run the new side differs from the old:\n{d}\n\
+                 resumed run summary: {j}\n--- stderr of the resumed run ---\n{}\n{}",
+                tail(&String::from_utf8_lossy(&out.stderr), 40),
+                stderr_of_kills()
+            );
+        }
+        final_sync_copies_nothing(&cfg, false, &envs, &ctx);
+        let k1 = &kills[0];
+        if k1.killed {
+            hits += 1;
+            let n: u32 = k1.on_new.iter().sum();
+            if n > 0 && (n as usize) < TOTAL {
+                mid_copy += 1;
+            }
+        }
+        eprintln!(
+            "{ctx}; resumed run copied {} recovered {} => exact",
+            j["copied"],
+            folder_sum(&j, "recovered")
+        );
+    }
+    eprintln!(
+        "{TRIALS} trials in {:?}: {hits} first kills hit a running process, {mid_copy} of them \
+         in the middle of the copy",
+        started.elapsed()
+    );
+    assert!(
+        hits >= 20,
+        "only {hits} of {TRIALS} trials killed a running process (one sync took {full:?}): \
+         the test proves too little"
+    );
+}
+
+// ----- failpoints -----
+
+/// Runs a sync that must stop at `point`, then checks it did.
+fn crash_at(cfg: &Path, point: &str, hit: u32, propagate: bool, old_pw: &str, what: &str) {
+    let hit_s = hit.to_string();
+    let mut e = envs(old_pw);
+    e.push(("IMAPSHIFT_FAILPOINT", point));
+    e.push(("IMAPSHIFT_FAILPOINT_HIT", &hit_s));
+    let out = run_sync(cfg, propagate, &e);
+    assert!(
+        !out.status.success(),
+        "{what}: the failpoint did not stop the run\n{}",
+        show(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("failpoint {point} reached")),
+        "{what}: the run failed, but not at the failpoint\n{}",
+        show(&out)
+    );
+}
+
+/// The messages of a folder that are not one of the twins.
+fn plain(ms: &[TestMsg]) -> Vec<&TestMsg> {
+    ms.iter()
+        .filter(|m| !subject(m).ends_with(" twin"))
+        .collect()
+}
+
+/// Seeds a fresh old account and a fresh new one, returns (old login, new login, config dir).
+fn fresh_pair(
+    old: &Dovecot,
+    new: &Dovecot,
+    name: &str,
+    msgs: &[SeedMsg],
+) -> (String, String, tempfile::TempDir, PathBuf) {
+    let old_login = format!("o-{name}");
+    let new_login = format!("n-{name}");
+    seed(old, &old_login, "old-pw", msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old, new, &old_login, &new_login);
+    (old_login, new_login, dir, cfg)
+}
+
+#[test]
+fn failpoint_at_every_journal_step() {
+    let _serial = serial();
+    let started = Instant::now();
+    const POINTS: [&str; 2] = ["after-journal", "after-append"];
+    const HITS: [u32; 3] = [1, 2, 5];
+    let scenarios = ["shared", "store1", "store2", "expunge1", "expunge2"];
+    let old_logins: Vec<String> = scenarios.iter().map(|s| format!("o-{s}")).collect();
+    let old_logins: Vec<&str> = old_logins.iter().map(String::as_str).collect();
+    let old = old_server(&old_logins, "old-pw");
+    let mut new_logins: Vec<String> = scenarios[1..].iter().map(|s| format!("n-{s}")).collect();
+    for p in POINTS {
+        new_logins.extend(HITS.iter().map(|h| format!("n-{p}-{h}")));
+    }
+    let new = new_server(&new_logins);
+    let msgs = generate(70, 2, "fp");
+    let total = msgs.len();
+    let envs_ = envs("old-pw");
+
+    // after-journal / after-append: the old account is only read, so one serves all cases.
+    seed(&old, "o-shared", "old-pw", &msgs);
+    let want = snapshot(&old, "o-shared", "old-pw", false);
+    for point in POINTS {
+        for hit in HITS {
+            let what = format!("{point} hit {hit}");
+            let new_login = format!("n-{point}-{hit}");
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(dir.path(), &old, &new, "o-shared", &new_login);
+            crash_at(&cfg, point, hit, false, "old-pw", &what);
+            let before: u32 = new_counts(&new, &new_login).iter().sum();
+            let out = run_sync(&cfg, false, &envs_);
+            let j = expect_ok(&out, &format!("{what}: resumed run"));
+            if let Err(d) = diff_all(&want, &snapshot(&new, &new_login, NEW_PW, true)) {
+                panic!(
+                    "{what}: after the resumed run the new side differs from the old \
+                     ({before} messages on new after the abort):\n{d}\nresumed run: {}",
+                    show(&out)
+                );
+            }
+            let recovered = folder_sum(&j, "recovered");
+            let copied = j["copied"].as_u64().unwrap();
+            if point == "after-append" {
+                assert!(
+                    recovered >= 1,
+                    "{what}: the batch appended before the abort was not recovered: {j}"
+                );
+            } else {
+                assert_eq!(
+                    recovered, 0,
+                    "{what}: nothing was appended before the abort: {j}"
+                );
+            }
+            assert_eq!(
+                u64::from(before) + copied,
+                total as u64,
+                "{what}: {before} messages on new after the abort, but the resumed run \
+                 copied {copied} of {total}: {j}"
+            );
+            final_sync_copies_nothing(&cfg, false, &envs_, &what);
+            eprintln!(
+                "{what}: {before} messages on new after the abort; resumed run copied {copied}, \
+                 recovered {recovered} => exact"
+            );
+        }
+    }
+
+    // after-store: flag changes on the old side, in every folder, one twin only.
+    for hit in [1u32, 2] {
+        let what = format!("after-store hit {hit}");
+        let (ol, nl, _dir, cfg) = fresh_pair(&old, &new, &format!("store{hit}"), &msgs);
+        let j = expect_ok(
+            &run_sync(&cfg, false, &envs_),
+            &format!("{what}: first sync"),
+        );
+        assert_eq!(j["copied"], total, "{what}: {j}");
+        let before = snapshot(&old, &ol, "old-pw", false);
+        let mut c = TestImap::connect(old.port(), &ol, "old-pw");
+        let mut changed = 0;
+        for f in FOLDERS {
+            let ms = plain(&before[f]);
+            let uid = |i: usize| ms[i % ms.len()].uid;
+            c.store_flags(f, uid(1), "+FLAGS", &["\\Flagged", "todo"]);
+            c.store_flags(f, uid(3), "-FLAGS", &["\\Seen"]);
+            c.store_flags(f, uid(5), "FLAGS", &[]);
+            c.store_flags(f, uid(8), "FLAGS", &["\\Answered", "$Important"]);
+            changed += 4;
+        }
+        let twins: Vec<u32> = before["Work"]
+            .iter()
+            .filter(|m| subject(m) == "fp twin")
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(twins.len(), 2, "{what}: twins in Work: {twins:?}");
+        c.store_flags("Work", twins[1], "FLAGS", &["\\Flagged"]);
+        c.logout();
+        let want = snapshot(&old, &ol, "old-pw", false);
+        assert!(
+            diff_all(&want, &before).is_err(),
+            "{what}: flags did not change"
+        );
+        crash_at(&cfg, "after-store", hit, false, "old-pw", &what);
+        let out = run_sync(&cfg, false, &envs_);
+        let j = expect_ok(&out, &format!("{what}: resumed run"));
+        assert_eq!(j["copied"], 0, "{what}: the resumed run copied: {j}");
+        if let Err(d) = diff_all(&want, &snapshot(&new, &nl, NEW_PW, true)) {
+            panic!(
+                "{what}: after the resumed run the new side differs from the old:\n{d}\n\
+                 resumed run: {}",
+                show(&out)
+            );
+        }
+        final_sync_copies_nothing(&cfg, false, &envs_, &what);
+        eprintln!(
+            "{what}: {changed}+1 flag changes; resumed run updated {} => exact",
+            folder_sum(&j, "flags_updated")
+        );
+    }
+
+    // after-expunge: old messages expunged (one twin among them) in every folder, one message
+    // only on the new side, deletions propagated.
+    for hit in [1u32, 2] {
+        let what = format!("after-expunge hit {hit}");
+        let (ol, nl, _dir, cfg) = fresh_pair(&old, &new, &format!("expunge{hit}"), &msgs);
+        let j = expect_ok(
+            &run_sync(&cfg, false, &envs_),
+            &format!("{what}: first sync"),
+        );
+        assert_eq!(j["copied"], total, "{what}: {j}");
+        let before = snapshot(&old, &ol, "old-pw", false);
+        let mut c = TestImap::connect(old.port(), &ol, "old-pw");
+        let mut expunged: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for f in FOLDERS {
+            let ms = plain(&before[f]);
+            for i in [0, 2, ms.len() - 1] {
+                c.expunge_uid(f, ms[i].uid);
+                expunged.entry(f).or_default().push(subject(ms[i]));
+            }
+        }
+        let twin = before["Work"]
+            .iter()
+            .rev()
+            .find(|m| subject(m) == "fp twin")
+            .expect("twin in Work");
+        c.expunge_uid("Work", twin.uid);
+        expunged.entry("Work").or_default().push(subject(twin));
+        c.logout();
+        let want = snapshot(&old, &ol, "old-pw", false);
+        for f in FOLDERS {
+            assert_eq!(
+                want[f].len(),
+                before[f].len() - expunged[f].len(),
+                "{what}: expunge on old in {f}"
+            );
+        }
+        // Mail delivered to the new server directly: must survive everything.
+        let only_new = b"From: someone@new.example\r\nTo: alice@new.example\r\n\
+            Subject: delivered to the new server only\r\n\
+            Message-ID: <only-new@new.example>\r\n\r\nnot on the old server\r\n";
+        let mut n = TestImap::connect(new.port(), &nl, NEW_PW);
+        n.append(
+            "INBOX",
+            &["\\Flagged"],
+            Some("07-Jul-2022 07:07:07 +0000"),
+            only_new,
+        )
+        .expect("append the new-side-only message");
+        n.append("Work", &[], Some("08-Aug-2022 08:08:08 +0000"), only_new)
+            .expect("append the new-side-only message");
+        n.logout();
+
+        crash_at(&cfg, "after-expunge", hit, true, "old-pw", &what);
+        let out = run_sync(&cfg, true, &envs_);
+        let j = expect_ok(&out, &format!("{what}: resumed run"));
+        assert_eq!(j["copied"], 0, "{what}: the resumed run copied: {j}");
+        let mut got = snapshot(&new, &nl, NEW_PW, true);
+        // The new-side-only messages: still there, once, untouched; then compare the rest.
+        for (f, flags, date) in [
+            (
+                "INBOX",
+                vec!["\\Flagged".to_string()],
+                "07-Jul-2022 07:07:07 +0000",
+            ),
+            ("Work", vec![], "08-Aug-2022 08:08:08 +0000"),
+        ] {
+            let ms = got.get_mut(f).unwrap();
+            let idx: Vec<usize> = (0..ms.len())
+                .filter(|&i| ms[i].body == only_new.as_slice())
+                .collect();
+            assert_eq!(
+                idx.len(),
+                1,
+                "{what}: folder {f}: the new-side-only message must be there exactly once \
+                 (found {}); resumed run: {}",
+                idx.len(),
+                show(&out)
+            );
+            let m = ms.remove(idx[0]);
+            assert_eq!(
+                (m.flags.clone(), m.internaldate.as_str()),
+                (flags, date),
+                "{what}: folder {f}: the new-side-only message was changed"
+            );
+        }
+        if let Err(d) = diff_all(&want, &got) {
+            panic!(
+                "{what}: after the resumed run the new side differs from the old \
+                 (expunged on old: {expunged:?}):\n{d}\nresumed run: {}",
+                show(&out)
+            );
+        }
+        final_sync_copies_nothing(&cfg, true, &envs_, &what);
+        eprintln!(
+            "{what}: expunged {:?} on old; resumed run deleted {} => exact, new-side-only \
+             mail kept",
+            expunged.values().map(Vec::len).collect::<Vec<_>>(),
+            folder_sum(&j, "deleted")
+        );
+    }
+    eprintln!("failpoint scenarios done in {:?}", started.elapsed());
+}

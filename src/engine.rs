@@ -590,15 +590,10 @@ async fn apply_changes<N: MailStore>(
                 state.commit(acct, &m.old, uv, &changed, &[])?;
                 report.flags_updated += changed.len() as u64;
             }
-            Err(e) if e.scope <= Scope::Folder => {
+            Err(e) => {
                 ok = false;
-                failures.push(Failure {
-                    folder: m.old.display(),
-                    old_uid: None,
-                    reason: e.message,
-                });
+                folder_failure(e, m, failures)?;
             }
-            Err(e) => return Err(e),
         }
     }
     if !plan.deletes.is_empty() {
@@ -610,18 +605,26 @@ async fn apply_changes<N: MailStore>(
                 state.remove_maps(acct, &m.old, uv, &old_uids)?;
                 report.deleted += old_uids.len() as u64;
             }
-            Err(e) if e.scope <= Scope::Folder => {
+            Err(e) => {
                 ok = false;
-                failures.push(Failure {
-                    folder: m.old.display(),
-                    old_uid: None,
-                    reason: e.message,
-                });
+                folder_failure(e, m, failures)?;
             }
-            Err(e) => return Err(e),
         }
     }
     Ok(ok)
+}
+
+/// Records a folder-scoped error as that folder's failure; passes wider errors on.
+fn folder_failure(e: Error, m: &FolderMapping, failures: &mut Vec<Failure>) -> Result<()> {
+    if e.scope > Scope::Folder {
+        return Err(e);
+    }
+    failures.push(Failure {
+        folder: m.old.display(),
+        old_uid: None,
+        reason: e.message,
+    });
+    Ok(())
 }
 
 /// Minimum number of earlier copies before a UIDVALIDITY change is judged by evidence.
@@ -914,14 +917,11 @@ async fn resolve_intents<N: MailStore>(
         .await?;
     // New-side UIDs already mapped by this folder must not be claimed twice.
     let mut claimed: HashSet<u32> = HashSet::new();
-    for (uv, _, _) in &live {
-        for u in state.mapped_uids(acct, &m.old, *uv)? {
-            if let Some(e) = state.map_entry(acct, &m.old, *uv, u)? {
-                if e.new_folder == m.new.as_str() {
-                    if let Some(n) = e.new_uid {
-                        claimed.insert(n);
-                    }
-                }
+    let uvs: HashSet<crate::types::UidValidity> = live.iter().map(|(uv, _, _)| *uv).collect();
+    for uv in uvs {
+        for (_, e) in state.map_entries(acct, &m.old, uv)? {
+            if e.new_folder == m.new.as_str() {
+                claimed.extend(e.new_uid);
             }
         }
     }

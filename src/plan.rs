@@ -178,19 +178,6 @@ pub fn plan_messages(
     plan
 }
 
-/// Which messages of a folder to copy: those whose old UID is not mapped yet.
-/// Returns them in UID order, plus the number already present.
-pub fn plan_copies(listing: &[MsgSummary], mapped: &HashSet<Uid>) -> (Vec<MsgSummary>, usize) {
-    let mut copy: Vec<MsgSummary> = listing
-        .iter()
-        .filter(|m| !mapped.contains(&m.uid))
-        .cloned()
-        .collect();
-    copy.sort_by_key(|m| m.uid);
-    let already = listing.len() - copy.len();
-    (copy, already)
-}
-
 /// Splits messages into batches of at most `max_bytes` (a larger message goes alone) and
 /// `max_msgs` messages, keeping UID order.
 pub fn batches(msgs: &[MsgSummary], max_bytes: u64, max_msgs: usize) -> Vec<Vec<MsgSummary>> {
@@ -283,20 +270,6 @@ mod tests {
         let p = plan_folders(&old, &new);
         assert_eq!(p.mappings.len(), 1);
         assert_eq!(p.conflicts.len(), 1);
-    }
-
-    #[test]
-    fn copies_skip_mapped() {
-        let listing = vec![ms(1, 10), ms(2, 10), ms(5, 10)];
-        let mapped: HashSet<Uid> = [Uid::new(2).unwrap()].into_iter().collect();
-        let (copy, already) = plan_copies(&listing, &mapped);
-        assert_eq!(
-            copy.iter().map(|m| m.uid.get()).collect::<Vec<_>>(),
-            vec![1, 5]
-        );
-        assert_eq!(already, 1);
-        let all: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
-        assert!(plan_copies(&listing, &all).0.is_empty());
     }
 
     fn mapped(old: u32, new: u32, flags: &[&str]) -> Mapped {

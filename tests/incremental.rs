@@ -52,6 +52,16 @@ fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> std::path::PathBuf {
     write_config(dir, old, new, &[("alice", "alice", "A_OLD", "A_NEW")])
 }
 
+/// Two servers, alice seeded on the old one, one complete sync done.
+fn synced() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
+    let (old, new) = servers("");
+    seed(&old);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new);
+    ok(&sync(&cfg, &[]));
+    (old, new, dir, cfg)
+}
+
 fn sync(cfg: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["sync", "--config", cfg.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
@@ -111,11 +121,7 @@ fn assert_mirror(old: &Dovecot, new: &Dovecot, folder: &str, extra: &[&[u8]]) {
 
 #[test]
 fn flag_and_keyword_changes_are_carried() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let msgs = o.fetch_all("INBOX");
     o.store_flags("INBOX", msgs[0].uid, "+FLAGS", &["\\Flagged", "$Important"]);
@@ -135,11 +141,7 @@ fn flag_and_keyword_changes_are_carried() {
 
 #[test]
 fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     // Mail delivered only to the new server (after cutover): sacred.
     let only_new: &[u8] = b"From: x@example.com\r\nSubject: delivered to the new server\r\nMessage-ID: <new-only@example.com>\r\n\r\nhello\r\n";
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
@@ -199,11 +201,7 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
 
 #[test]
 fn lost_state_directory_copies_nothing_twice() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, dir, cfg) = synced();
     let only_new: &[u8] = b"Subject: only on new\r\nMessage-ID: <only@example.com>\r\n\r\nx\r\n";
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     n.append("INBOX", &[], None, only_new).unwrap();
@@ -230,11 +228,7 @@ fn lost_state_directory_copies_nothing_twice() {
 
 #[test]
 fn old_folder_recreated_with_same_mail_is_remapped() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     // Work is deleted and recreated (new UIDVALIDITY) with 4 of its 5 messages plus a new one.
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let before = o.fetch_all("Work");
@@ -264,11 +258,7 @@ fn old_folder_recreated_with_same_mail_is_remapped() {
 
 #[test]
 fn old_folder_replaced_by_different_mail_stops_that_folder() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.delete_mailbox("Work");
     o.create("Work");
@@ -310,11 +300,7 @@ fn old_folder_replaced_by_different_mail_stops_that_folder() {
 
 #[test]
 fn new_folder_recreated_is_filled_again() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     n.delete_mailbox("Work");
     n.create("Work");
@@ -379,11 +365,7 @@ fn server_without_uidplus_and_condstore() {
 
 #[test]
 fn dry_run_shows_the_plan_and_status_shows_the_state() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let m = o.fetch_all("INBOX");
     o.store_flags("INBOX", m[0].uid, "+FLAGS", &["\\Flagged"]);
@@ -431,11 +413,7 @@ fn dry_run_shows_the_plan_and_status_shows_the_state() {
 
 #[test]
 fn unchanged_rerun_is_one_status_per_folder() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap()],
         &[ENVS[0], ENVS[1], ("IMAPSHIFT_LOG", "trace")],
@@ -460,11 +438,7 @@ fn unchanged_rerun_is_one_status_per_folder() {
 
 #[test]
 fn folder_renamed_on_old_is_renamed_on_new() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let r = o.raw("RENAME \"Work\" \"Projects\"");
     assert!(r.is_ok(), "{} {}", r.status, r.text);
@@ -538,11 +512,7 @@ fn folder_deleted_on_old_is_kept_or_removed_with_propagation() {
 
 #[test]
 fn folder_recreated_under_another_name_is_recognised_by_content() {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    let (old, new, _dir, cfg) = synced();
     // "Work" becomes "Projects" with a new UIDVALIDITY (as a server without stable RENAME does).
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let before = o.fetch_all("Work");

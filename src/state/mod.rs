@@ -163,36 +163,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// The old UIDs already mapped in this folder under this UIDVALIDITY.
-    pub fn mapped_uids(
-        &self,
-        acct: &AccountKey,
-        folder: &MailboxPath,
-        uv: UidValidity,
-    ) -> Result<Vec<Uid>> {
-        let prefix = msg_key(acct, folder, uv, None);
-        let mut out = Vec::new();
-        for kv in self.maps.scan_prefix(&prefix).keys() {
-            if let Some(u) = uid_of_key(&kv?) {
-                out.push(u);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn map_entry(
-        &self,
-        acct: &AccountKey,
-        folder: &MailboxPath,
-        uv: UidValidity,
-        uid: Uid,
-    ) -> Result<Option<MapEntry>> {
-        match self.maps.get(msg_key(acct, folder, uv, Some(uid)))? {
-            Some(v) => Ok(Some(dec(&v)?)),
-            None => Ok(None),
-        }
-    }
-
     /// Every map entry of a folder under one UIDVALIDITY, in UID order.
     pub fn map_entries(
         &self,
@@ -513,17 +483,18 @@ mod tests {
         )
         .unwrap();
         assert!(s.intents(&a, &f).unwrap().is_empty());
-        assert_eq!(
-            s.mapped_uids(&a, &f, uv).unwrap(),
-            vec![Uid::new(3).unwrap()]
-        );
-        assert!(s
-            .mapped_uids(&a, &f, UidValidity::new(8).unwrap())
-            .unwrap()
-            .is_empty());
+        let uids = |f: &MailboxPath, uv: UidValidity| -> Vec<Uid> {
+            s.map_entries(&a, f, uv)
+                .unwrap()
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect()
+        };
+        assert_eq!(uids(&f, uv), vec![Uid::new(3).unwrap()]);
+        assert!(uids(&f, UidValidity::new(8).unwrap()).is_empty());
         // A folder whose name is a prefix of another must not see its maps.
         let f2 = MailboxPath::new("INBOX2").unwrap();
-        assert!(s.mapped_uids(&a, &f2, uv).unwrap().is_empty());
+        assert!(uids(&f2, uv).is_empty());
         assert_eq!(s.map_uidvalidities(&a, &f).unwrap(), vec![(uv, 1)]);
         assert_eq!(s.map_entries(&a, &f, uv).unwrap().len(), 1);
         s.remove_uidvalidity(&a, &f, uv).unwrap();

@@ -365,7 +365,7 @@ fn server_without_uidplus_and_condstore() {
 
 #[test]
 fn dry_run_shows_the_plan_and_status_shows_the_state() {
-    let (old, new, _dir, cfg) = synced();
+    let (old, _new, _dir, cfg) = synced();
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let m = o.fetch_all("INBOX");
     o.store_flags("INBOX", m[0].uid, "+FLAGS", &["\\Flagged"]);
@@ -413,7 +413,7 @@ fn dry_run_shows_the_plan_and_status_shows_the_state() {
 
 #[test]
 fn unchanged_rerun_is_one_status_per_folder() {
-    let (old, new, _dir, cfg) = synced();
+    let (_old, _new, _dir, cfg) = synced();
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap()],
         &[ENVS[0], ENVS[1], ("IMAPSHIFT_LOG", "trace")],

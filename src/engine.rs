@@ -322,7 +322,11 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         return Ok(());
     }
 
-    let new_st = new.status(&m.new).await?;
+    // The pipelined STATUS of the new side is fresh: this folder has not been touched since.
+    let new_st = match statuses.new {
+        Some(s) => s,
+        None => new.status(&m.new).await?,
+    };
     if !intents.is_empty() {
         resolve_intents(new, state, acct, m, &new_st, intents, report).await?;
     }

@@ -358,6 +358,27 @@ fn full_migration_then_incremental_reruns() {
             "password {pw} leaked"
         );
     }
+    // Not even the most verbose log shows a password (async-imap traces LOGIN in clear).
+    for filter in ["trace", "async_imap=trace", "debug"] {
+        let mut envs = ENVS.to_vec();
+        envs.push(("IMAPSHIFT_LOG", filter));
+        let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap(), "-vv"], &envs);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            all.contains(" C: ") || filter == "debug" || filter.starts_with("async"),
+            "the trace is on"
+        );
+        for pw in ["old-a", "new-a", "old-b", "new-b"] {
+            assert!(
+                !all.contains(pw),
+                "password {pw} in the log with IMAPSHIFT_LOG={filter}"
+            );
+        }
+    }
     // The state store holds no password either.
     let state = dir.path().join("state");
     for entry in walk(&state) {

@@ -94,6 +94,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter =
         EnvFilter::try_from_env("IMAPSHIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // async-imap traces every command it sends, LOGIN with its password included: never let
+    // its log through, whatever the filter asks for. Our own IMAP trace shows no secrets.
+    let filter = filter.add_directive("async_imap=off".parse().expect("static directive"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -298,6 +298,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     // Fast path: one pipelined STATUS per side showed nothing changed since the last complete run.
     if let (Some(p), Some(o), Some(n)) = (&previous, &statuses.old, &statuses.new) {
         if intents.is_empty() && unchanged(p, o, n, m) && !(opts.propagate_deletes && p.kept > 0) {
+            tracing::debug!("folder {}: unchanged since the last run (STATUS)", m.old);
             report.messages = o.messages;
             report.skipped = o.messages as u64;
             return Ok(());
@@ -307,6 +308,13 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     let st = old.examine(&m.old).await?;
     report.messages = st.messages;
     let modseq = statuses.old.and_then(|s| s.highestmodseq);
+    tracing::debug!(
+        "folder {}: STATUS modseq {:?}, EXAMINE modseq {:?}, recorded {:?}",
+        m.old,
+        modseq,
+        st.highestmodseq,
+        previous.as_ref().and_then(|p| p.old_highestmodseq)
+    );
 
     if opts.dry_run {
         let listing = list_old(old, &st).await?;
@@ -332,8 +340,11 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     }
     reconcile_maps(old, new, state, acct, m, &st, &new_st, opts, report).await?;
 
-    let listing = list_old(old, &st).await?;
     let entries = state.map_entries(acct, &m.old, st.uidvalidity)?;
+    let listing = match incremental_listing(old, previous.as_ref(), &st, &entries).await? {
+        Some(l) => l,
+        None => list_old(old, &st).await?,
+    };
     let plan = plan_messages(&listing, &mapped_of(&entries), opts.propagate_deletes);
     // Copied by this run before a reconnect: counted as copied, not as skipped.
     report.skipped = (plan.already as u64).saturating_sub(report.copied + report.recovered);
@@ -510,6 +521,56 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         state.forget_folder_state(acct, &m.old)?;
     }
     Ok(())
+}
+
+/// The old folder's present messages without listing it all, on CONDSTORE servers after a
+/// complete earlier run: the messages above the recorded UIDNEXT, the flags changed since the
+/// recorded HIGHESTMODSEQ (`CHANGEDSINCE`), and, only when the count shows expunges, the UID
+/// list. Unchanged mapped messages carry the flags imapshift last set, so the planner sees no
+/// change for them. `None` when the full listing is needed.
+async fn incremental_listing<O: MailStore>(
+    old: &mut O,
+    previous: Option<&FolderState>,
+    st: &FolderStatus,
+    entries: &[(Uid, MapEntry)],
+) -> Result<Option<Vec<MsgSummary>>> {
+    let Some(p) = previous else { return Ok(None) };
+    let (Some(modseq), true, Some(from)) = (
+        p.old_highestmodseq,
+        old.caps().has("CONDSTORE") && p.old_uidvalidity == st.uidvalidity.get(),
+        Uid::new(p.old_uidnext),
+    ) else {
+        return Ok(None);
+    };
+    let (fresh, changed) = old.list_changes(modseq, from).await?;
+    tracing::debug!(
+        "incremental listing since modseq {modseq}: {} new, {} with changed flags",
+        fresh.len(),
+        changed.len()
+    );
+    let changed: HashMap<Uid, Vec<String>> = changed.into_iter().collect();
+    let mut listing: Vec<MsgSummary> = entries
+        .iter()
+        .filter(|(u, _)| *u < from)
+        .map(|(u, e)| MsgSummary {
+            uid: *u,
+            size: e.fp.size,
+            flags: changed.get(u).cloned().unwrap_or_else(|| e.flags.clone()),
+        })
+        .collect();
+    if listing.len() + fresh.len() != st.messages as usize {
+        // Something was expunged (or copies of expunged ones are kept): ask which. If an old
+        // message is neither mapped nor new (maps were rebuilt or dropped), list it all.
+        let present = old.uid_search_all().await?;
+        let known: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
+        if present.iter().any(|u| *u < from && !known.contains(u)) {
+            return Ok(None);
+        }
+        let present: HashSet<Uid> = present.into_iter().collect();
+        listing.retain(|m| present.contains(&m.uid));
+    }
+    listing.extend(fresh);
+    Ok(Some(listing))
 }
 
 /// The old folder's UIDs, sizes and flags (no bodies).

@@ -141,6 +141,16 @@ pub trait MailStore {
     async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()>;
     /// UID, size and flags of every message in the examined folder, in batched requests.
     async fn list_messages(&mut self, status: &FolderStatus) -> Result<Vec<MsgSummary>>;
+    /// What changed in the examined folder since a CONDSTORE mod-sequence: messages with UID >=
+    /// `from` (UID, size, flags) and the UIDs and flags of older messages whose flags changed.
+    /// Two pipelined commands, no per-message round trip.
+    async fn list_changes(
+        &mut self,
+        since_modseq: u64,
+        from: Uid,
+    ) -> Result<(Vec<MsgSummary>, Vec<(Uid, Vec<Flag>)>)>;
+    /// Every UID of the examined folder (`UID SEARCH ALL`), to find expunged messages.
+    async fn uid_search_all(&mut self) -> Result<Vec<Uid>>;
     /// Flags, INTERNALDATE and full bodies (BODY.PEEK[]) of these UIDs in the examined folder, in
     /// one round trip. UIDs that no longer exist are absent from the answer.
     async fn fetch_messages(&mut self, uids: &[Uid]) -> Result<Vec<Message>>;

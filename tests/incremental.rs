@@ -119,6 +119,8 @@ fn assert_mirror(old: &Dovecot, new: &Dovecot, folder: &str, extra: &[&[u8]]) {
     assert_eq!(a_sorted, b, "{folder}: contents or flags differ");
 }
 
+/// Also the regression test for pipelined FETCHes that Dovecot runs in parallel: their replies
+/// interleave, and the flag changes used to be lost among the new-message replies.
 #[test]
 fn flag_and_keyword_changes_are_carried() {
     let (old, new, _dir, cfg) = synced();
@@ -532,4 +534,51 @@ fn folder_recreated_under_another_name_is_recognised_by_content() {
     assert_eq!(total(&j, "remapped"), 5, "{j}");
     assert_eq!(j["users"][0]["renamed_folders"][0][1], "Projects", "{j}");
     assert_mirror(&old, &new, "Projects", &[]);
+}
+
+#[test]
+fn changed_folder_is_read_incrementally_with_condstore() {
+    let (old, new, _dir, cfg) = synced();
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    let m = o.fetch_all("INBOX");
+    o.store_flags("INBOX", m[2].uid, "+FLAGS", &["\\Flagged"]);
+    o.append("INBOX", &[], None, &message(600)).unwrap();
+    o.logout();
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[ENVS[0], ENVS[1], ("IMAPSHIFT_LOG", "imapshift=trace")],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["copied"], 1, "{j}");
+    assert_eq!(total(&j, "flags_updated"), 1, "{j}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let old_cmds: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" C: ") && l.contains("old server"))
+        .collect();
+    assert!(
+        old_cmds.iter().any(|l| l.contains("CHANGEDSINCE")),
+        "{}",
+        old_cmds.join("\n")
+    );
+    assert!(
+        // The full listing is a sequence-number FETCH; the incremental reads use UID FETCH.
+        !old_cmds.iter().any(|l| l
+            .split(" C: ")
+            .nth(1)
+            .is_some_and(|c| c.split(' ').nth(1) == Some("FETCH"))),
+        "no full listing of a folder with few changes:\n{}",
+        old_cmds.join("\n")
+    );
+    assert_mirror(&old, &new, "INBOX", &[]);
+    // An expunge is found too (UID SEARCH), and propagated when asked.
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    let m = o.fetch_all("INBOX");
+    o.expunge_uid("INBOX", m[3].uid);
+    o.logout();
+    let j = sync(&cfg, &["--propagate-deletes"]);
+    ok(&j);
+    assert_eq!(total(&j, "deleted"), 1, "{j}");
+    assert_mirror(&old, &new, "INBOX", &[]);
 }

@@ -324,38 +324,29 @@ impl ImapSession {
     }
 }
 
-/// The values of a `* STATUS` reply.
-fn parse_status(done: &Done) -> Option<FolderStatus> {
-    for r in &done.untagged {
-        let Response::Data { kind, rest } = r else {
-            continue;
-        };
-        if kind != "STATUS" {
-            continue;
-        }
-        let items = rest.get(1).and_then(Value::as_list)?;
-        let mut st = FolderStatus {
-            uidvalidity: UidValidity::new(1)?,
-            uidnext: 0,
-            messages: 0,
-            highestmodseq: None,
-        };
-        let mut uv = None;
-        for pair in items.chunks(2) {
-            if let [k, v] = pair {
-                match k.as_atom().map(str::to_ascii_uppercase).as_deref() {
-                    Some("UIDVALIDITY") => uv = v.as_u32().and_then(UidValidity::new),
-                    Some("UIDNEXT") => st.uidnext = v.as_u32().unwrap_or(0),
-                    Some("MESSAGES") => st.messages = v.as_u32().unwrap_or(0),
-                    Some("HIGHESTMODSEQ") => st.highestmodseq = v.as_u64(),
-                    _ => {}
-                }
+/// The values of a `* STATUS name (items)` reply.
+fn parse_status_items(rest: &[Value]) -> Option<FolderStatus> {
+    let items = rest.get(1).and_then(Value::as_list)?;
+    let mut st = FolderStatus {
+        uidvalidity: UidValidity::new(1)?,
+        uidnext: 0,
+        messages: 0,
+        highestmodseq: None,
+    };
+    let mut uv = None;
+    for pair in items.chunks(2) {
+        if let [k, v] = pair {
+            match k.as_atom().map(str::to_ascii_uppercase).as_deref() {
+                Some("UIDVALIDITY") => uv = v.as_u32().and_then(UidValidity::new),
+                Some("UIDNEXT") => st.uidnext = v.as_u32().unwrap_or(0),
+                Some("MESSAGES") => st.messages = v.as_u32().unwrap_or(0),
+                Some("HIGHESTMODSEQ") => st.highestmodseq = v.as_u64(),
+                _ => {}
             }
         }
-        st.uidvalidity = uv?;
-        return Some(st);
     }
-    None
+    st.uidvalidity = uv?;
+    Some(st)
 }
 
 fn status_from(
@@ -510,9 +501,11 @@ impl MailStore for ImapSession {
         if !list.is_ok() {
             return Err(self.no("LIST failed", &list, Scope::Account));
         }
+        // The two may run in parallel on the server: pool their replies (told apart by kind).
+        let replies: Vec<&Response> = list.untagged.iter().chain(&lsub.untagged).collect();
         let mut subscribed = BTreeSet::new();
         if lsub.is_ok() {
-            for r in &lsub.untagged {
+            for r in replies.iter().copied() {
                 if let Response::Data { kind, rest } = r {
                     if kind == "LSUB" {
                         if let Some(n) = rest.get(2).and_then(Value::as_text) {
@@ -523,7 +516,7 @@ impl MailStore for ImapSession {
             }
         }
         let mut out = Vec::new();
-        for r in &list.untagged {
+        for r in replies {
             let Response::Data { kind, rest } = r else {
                 continue;
             };
@@ -653,20 +646,41 @@ impl MailStore for ImapSession {
                     .await?,
             );
         }
-        let mut out = Vec::with_capacity(names.len());
-        for (name, tag) in names.iter().zip(tags) {
-            let done = self.wire.finish(&tag).await?;
+        // Replies may interleave across the pipelined commands: match them by mailbox name.
+        let mut found: std::collections::HashMap<String, FolderStatus> = Default::default();
+        let mut failed: std::collections::HashMap<usize, Done> = Default::default();
+        for (i, tag) in tags.iter().enumerate() {
+            let done = self.wire.finish(tag).await?;
+            for r in &done.untagged {
+                if let Response::Data { kind, rest } = r {
+                    if kind == "STATUS" {
+                        let name = rest.first().and_then(Value::as_text).map(normalize_inbox);
+                        match (name, parse_status_items(rest)) {
+                            (Some(n), Some(st)) => {
+                                found.insert(n, st);
+                            }
+                            _ => return Err(self.malformed(format!("STATUS reply {rest:?}"))),
+                        }
+                    }
+                }
+            }
             if !done.is_ok() {
+                failed.insert(i, done);
+            }
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if let Some(done) = failed.get(&i) {
                 out.push(Err(self.no(
                     &format!("STATUS {name} failed"),
-                    &done,
+                    done,
                     Scope::Folder,
                 )));
                 continue;
             }
-            match parse_status(&done) {
-                Some(st) => out.push(Ok(st)),
-                None => return Err(self.malformed(format!("STATUS {name} gave no UIDVALIDITY"))),
+            match found.get(name.as_str()) {
+                Some(st) => out.push(Ok(*st)),
+                None => return Err(self.malformed(format!("no STATUS reply for {name}"))),
             }
         }
         Ok(out)
@@ -838,6 +852,82 @@ impl MailStore for ImapSession {
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    async fn list_changes(
+        &mut self,
+        since_modseq: u64,
+        from: Uid,
+    ) -> Result<(Vec<MsgSummary>, Vec<(Uid, Vec<String>)>)> {
+        let range = format!("{}:*", from.get());
+        let changed = format!("(CHANGEDSINCE {since_modseq})");
+        let t1 = self
+            .wire
+            .send(&[
+                Arg::Raw("UID FETCH"),
+                Arg::Raw(&range),
+                Arg::Raw("(UID RFC822.SIZE FLAGS)"),
+            ])
+            .await?;
+        let t2 = self
+            .wire
+            .send(&[
+                Arg::Raw("UID FETCH"),
+                Arg::Raw("1:*"),
+                Arg::Raw("(UID FLAGS)"),
+                Arg::Raw(&changed),
+            ])
+            .await?;
+        let d1 = self.wire.finish(&t1).await?;
+        let d2 = self.wire.finish(&t2).await?;
+        if !d1.is_ok() {
+            return Err(self.no("UID FETCH (new messages) failed", &d1, Scope::Folder));
+        }
+        if !d2.is_ok() {
+            return Err(self.no("UID FETCH CHANGEDSINCE failed", &d2, Scope::Folder));
+        }
+        // The two FETCHes may run in parallel on the server: pool their replies, sort by UID.
+        let mut replies = self.fetch_replies(d1, "new messages")?;
+        replies.extend(self.fetch_replies(d2, "changed flags")?);
+        let mut fresh = Vec::new();
+        let mut changed = Vec::new();
+        for f in replies {
+            let (Some(uid), Some(flags)) = (f.uid.and_then(Uid::new), f.flags) else {
+                continue;
+            };
+            if uid >= from {
+                if let Some(size) = f.size {
+                    fresh.push(MsgSummary { uid, size, flags });
+                }
+            } else {
+                changed.push((uid, flags));
+            }
+        }
+        fresh.sort_by_key(|m| m.uid);
+        fresh.dedup_by_key(|m| m.uid);
+        Ok((fresh, changed))
+    }
+
+    async fn uid_search_all(&mut self) -> Result<Vec<Uid>> {
+        let done = self.wire.command(&[Arg::Raw("UID SEARCH ALL")]).await?;
+        if !done.is_ok() {
+            return Err(self.no("UID SEARCH failed", &done, Scope::Folder));
+        }
+        let mut out = Vec::new();
+        for r in &done.untagged {
+            if let Response::Data { kind, rest } = r {
+                if kind == "SEARCH" {
+                    for v in rest {
+                        match v.as_u32().and_then(Uid::new) {
+                            Some(u) => out.push(u),
+                            None => return Err(self.malformed(format!("SEARCH result {v:?}"))),
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
         Ok(out)
     }
 

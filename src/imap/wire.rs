@@ -166,6 +166,10 @@ pub struct Wire<S: Io> {
     label: String,
     /// Tag of a command whose synchronizing literal the server refused.
     refused: Option<String>,
+    /// Tags sent and not finished yet.
+    outstanding: std::collections::HashSet<String>,
+    /// Completions that arrived before their `finish` was called.
+    early: std::collections::HashMap<String, Done>,
 }
 
 impl<S: Io> Wire<S> {
@@ -179,6 +183,8 @@ impl<S: Io> Wire<S> {
             held: VecDeque::new(),
             label,
             refused: None,
+            outstanding: Default::default(),
+            early: Default::default(),
         }
     }
 
@@ -245,6 +251,7 @@ impl<S: Io> Wire<S> {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!("{} C: {tag} {}", self.label, summarize(args));
         }
+        self.outstanding.insert(tag.clone());
         self.write_all(&buf).await?;
         self.flush().await?;
         Ok(tag)
@@ -332,7 +339,16 @@ impl<S: Io> Wire<S> {
     }
 
     /// Reads responses until the tagged completion of `tag`. A `BYE` ends the connection.
+    ///
+    /// Servers may run pipelined commands in parallel (Dovecot does for FETCH): their untagged
+    /// replies can interleave and they can complete out of order. A completion for another
+    /// outstanding command is kept for its own `finish`, with the untagged replies seen so far;
+    /// callers of pipelined commands therefore pool untagged replies across all of them.
     pub async fn finish(&mut self, tag: &str) -> Result<Done, Error> {
+        if let Some(done) = self.early.remove(tag) {
+            self.outstanding.remove(tag);
+            return Ok(done);
+        }
         let mut untagged = Vec::new();
         loop {
             let r = self.next_response().await?;
@@ -344,12 +360,23 @@ impl<S: Io> Wire<S> {
                     text,
                 } => {
                     if t == tag {
+                        self.outstanding.remove(tag);
                         return Ok(Done {
                             status,
                             code,
                             text,
                             untagged,
                         });
+                    }
+                    if self.outstanding.contains(&t) {
+                        let done = Done {
+                            status,
+                            code,
+                            text,
+                            untagged: std::mem::take(&mut untagged),
+                        };
+                        self.early.insert(t, done);
+                        continue;
                     }
                     return Err(self.fail(format!(
                         "reply for unknown command tag {t:?} while waiting for {tag}"

@@ -345,13 +345,35 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         Some(l) => l,
         None => list_old(old, &st).await?,
     };
-    let plan = plan_messages(&listing, &mapped_of(&entries), opts.propagate_deletes);
+    let mut plan = plan_messages(&listing, &mapped_of(&entries), opts.propagate_deletes);
+    if !plan.copy.is_empty() {
+        let adopted = adopt_existing_copies(
+            old,
+            new,
+            state,
+            acct,
+            m,
+            &st,
+            &new_st,
+            previous.as_ref(),
+            &entries,
+            &plan.copy,
+        )
+        .await?;
+        if !adopted.is_empty() {
+            report.remapped += adopted.len() as u64;
+            plan.already += adopted.len();
+            plan.copy.retain(|c| !adopted.contains(&c.uid));
+        }
+    }
     // Copied by this run before a reconnect: counted as copied, not as skipped.
-    report.skipped = (plan.already as u64).saturating_sub(report.copied + report.recovered);
+    report.skipped =
+        (plan.already as u64).saturating_sub(report.copied + report.recovered + report.remapped);
     report.kept = plan.kept as u64;
     let copy = plan.copy.clone();
     progress.add_total(copy.len() as u64);
     let mut all_done = true;
+    let mut new_uidnext = new_st.uidnext;
 
     if !copy.is_empty() {
         if !new.caps().has("UIDPLUS") {
@@ -475,7 +497,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                     report.bytes += bytes;
                     progress.inc(msgs.len() as u64, bytes);
                 }
-                Ok::<(), Error>(())
+                Ok::<u32, Error>(uidnext)
             }
             .await;
             // Whatever happened, let a producer blocked on a full channel see the end.
@@ -483,7 +505,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
             r
         };
         let ((), res) = tokio::join!(producer, consumer);
-        res?;
+        new_uidnext = res?;
         all_done = report.failed == 0;
     }
     if !apply_changes(
@@ -515,12 +537,94 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                 last_sync_unix: now_unix(),
                 old_highestmodseq: modseq,
                 kept: report.kept,
+                new_uidnext,
             },
         )?;
     } else {
         state.forget_folder_state(acct, &m.old)?;
     }
     Ok(())
+}
+
+/// Before copying, looks at the new folder's messages that imapshift does not know of: above the
+/// UIDNEXT recorded at the end of the last complete run (or above the highest mapped UID). They
+/// are mail delivered to the new server, or copies made by a run whose state was lost (a stale
+/// state directory restored from a backup, another host's copy). Those whose fingerprint equals
+/// a message about to be copied are taken as its copy (mapped, not copied again). Returns the
+/// old UIDs so adopted. Costs nothing when no unknown message is there.
+#[allow(clippy::too_many_arguments)]
+async fn adopt_existing_copies<O: MailStore, N: MailStore>(
+    old: &mut O,
+    new: &mut N,
+    state: &StateStore,
+    acct: &AccountKey,
+    m: &FolderMapping,
+    st: &FolderStatus,
+    new_st: &FolderStatus,
+    previous: Option<&FolderState>,
+    entries: &[(Uid, MapEntry)],
+    copy: &[MsgSummary],
+) -> Result<HashSet<Uid>> {
+    let claimed: HashSet<u32> = entries.iter().filter_map(|(_, e)| e.new_uid).collect();
+    let recorded = previous
+        .filter(|p| p.new_uidvalidity == new_st.uidvalidity.get() && p.new_folder == m.new.as_str())
+        .map(|p| p.new_uidnext)
+        .unwrap_or(0);
+    let watermark = recorded
+        .max(claimed.iter().max().map_or(1, |u| u + 1))
+        .max(1);
+    if new_st.messages == 0 || (new_st.uidnext != 0 && new_st.uidnext <= watermark) {
+        return Ok(HashSet::new());
+    }
+    new.examine(&m.new).await?;
+    let unknown: Vec<(Uid, Fingerprint, Vec<String>)> = new
+        .fetch_fingerprints(Uid::new(watermark).expect("watermark >= 1"))
+        .await?
+        .into_iter()
+        .filter(|(u, _, _)| !claimed.contains(&u.get()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let wanted: HashSet<Uid> = copy.iter().map(|c| c.uid).collect();
+    let first = copy.iter().map(|c| c.uid).min().expect("copy is not empty");
+    let olds: Vec<(Uid, Fingerprint, Vec<String>)> = old
+        .fetch_fingerprints(first)
+        .await?
+        .into_iter()
+        .filter(|(u, _, _)| wanted.contains(u))
+        .collect();
+    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<(Uid, Vec<String>)>> =
+        HashMap::new();
+    for (u, fp, flags) in unknown {
+        pool.entry(fp).or_default().push_back((u, flags));
+    }
+    let mut adopted = Vec::new();
+    for (old_uid, fp, _) in olds {
+        if let Some((n, flags)) = pool.get_mut(&fp).and_then(|q| q.pop_front()) {
+            adopted.push((
+                old_uid,
+                MapEntry {
+                    new_folder: m.new.as_str().to_string(),
+                    new_uidvalidity: Some(new_st.uidvalidity.get()),
+                    new_uid: Some(n.get()),
+                    fp,
+                    flags,
+                },
+            ));
+        }
+    }
+    if adopted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    state.commit(acct, &m.old, st.uidvalidity, &adopted, &[])?;
+    state.flush().await?;
+    tracing::info!(
+        "folder {}: {} messages to copy are already on the new server (copied by a run whose state is lost): mapped, not copied again",
+        m.old,
+        adopted.len()
+    );
+    Ok(adopted.into_iter().map(|(u, _)| u).collect())
 }
 
 /// The old folder's present messages without listing it all, on CONDSTORE servers after a

@@ -582,3 +582,52 @@ fn changed_folder_is_read_incrementally_with_condstore() {
     assert_eq!(total(&j, "deleted"), 1, "{j}");
     assert_mirror(&old, &new, "INBOX", &[]);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn stale_state_restored_from_a_backup_copies_nothing_twice() {
+    let (old, new, dir, cfg) = synced();
+    // A backup of the state, then more mail is copied by a run the backup does not know.
+    let backup = dir.path().join("state-backup");
+    copy_dir(&dir.path().join("state"), &backup);
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    for i in 800..806 {
+        o.append("INBOX", &[], None, &message(i)).unwrap();
+    }
+    o.logout();
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 6, "{j}");
+    // Mail delivered only to the new server meanwhile.
+    let only_new: &[u8] =
+        b"Subject: delivered to new\r\nMessage-ID: <stale-new@example.com>\r\n\r\nx\r\n";
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    n.append("INBOX", &[], None, only_new).unwrap();
+    n.logout();
+    // The state directory is replaced by the older backup, and one more message arrives.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    copy_dir(&backup, &dir.path().join("state"));
+    let mut o = TestImap::connect(old.port(), "alice", "old-a");
+    o.append("INBOX", &[], None, &message(900)).unwrap();
+    o.logout();
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 1, "only the really new message: {j}");
+    assert_eq!(total(&j, "remapped"), 6, "{j}");
+    assert_mirror(&old, &new, "INBOX", &[only_new]);
+    let j = sync(&cfg, &[]);
+    ok(&j);
+    assert_eq!(j["copied"], 0, "{j}");
+}

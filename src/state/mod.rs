@@ -61,6 +61,9 @@ pub struct FolderState {
     /// propagated: a run that propagates must look at the folder even if nothing changed.
     #[serde(default)]
     pub kept: u64,
+    /// The new folder's UIDNEXT after that run: newer messages there are unknown to imapshift.
+    #[serde(default)]
+    pub new_uidnext: u32,
 }
 
 /// The sled database.

@@ -48,6 +48,18 @@ pub struct ServerConfig {
     pub accept_invalid_certs: bool,
     /// Limit for any single network wait (connect, a reply line, a literal).
     pub timeout: Duration,
+    /// Admin login used for users without a password of their own on this side.
+    pub master: Option<MasterLogin>,
+}
+
+/// An administrator's login that opens users' mailboxes: a Dovecot master user (`auth =
+/// "login"`: LOGIN as `user<separator>admin` with the admin's password) or a SASL authorization
+/// identity (`auth = "plain"`: AUTHENTICATE PLAIN with authzid = user, authcid = admin).
+#[derive(Clone, Debug)]
+pub struct MasterLogin {
+    pub user: String,
+    pub password: Secret,
+    pub separator: String,
 }
 
 /// One account to migrate.
@@ -55,8 +67,9 @@ pub struct ServerConfig {
 pub struct UserConfig {
     pub old_login: String,
     pub new_login: String,
-    pub old_password: Secret,
-    pub new_password: Secret,
+    /// `None` when the side's master login is used.
+    pub old_password: Option<Secret>,
+    pub new_password: Option<Secret>,
     /// Where this user was defined, for messages (`imapshift.toml:31` or `users.csv:4`).
     pub origin: String,
 }
@@ -105,6 +118,9 @@ struct RawServer {
     auth: Option<Spanned<String>>,
     accept_invalid_certs: Option<bool>,
     timeout_secs: Option<Spanned<i64>>,
+    master_user: Option<Spanned<String>>,
+    master_password: Option<Spanned<String>>,
+    master_separator: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -196,7 +212,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
     };
 
     let old = match &raw.old {
-        Some(s) => server(&w, "old", s)?,
+        Some(s) => server(&w, &base, "old", s)?,
         None => {
             return Err(w.missing(
                 0,
@@ -206,7 +222,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         }
     };
     let new = match &raw.new {
-        Some(s) => server(&w, "new", s)?,
+        Some(s) => server(&w, &base, "new", s)?,
         None => {
             return Err(w.missing(0, "[new]", "add a [new] table with host, port and security"))
         }
@@ -222,13 +238,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             ))
         }
         (Some(list), None) => {
+            let masters = (old.master.is_some(), new.master.is_some());
             for u in list {
-                users.push(inline_user(&w, &base, u)?);
+                users.push(inline_user(&w, &base, masters, u)?);
             }
         }
         (None, Some(csv)) => {
             let csv_path = base.join(csv.get_ref());
-            users = csv_users(&csv_path, &base)
+            users = csv_users(&csv_path, &base, (old.master.is_some(), new.master.is_some()))
                 .map_err(|e| e.context(format!("{}: users_csv", path.display())))?;
         }
         (None, None) => {
@@ -292,7 +309,12 @@ fn ranged(w: &Where, v: &Spanned<i64>, field: &str, lo: i64, hi: i64) -> Result<
     Ok(x)
 }
 
-fn server(w: &Where, side: &'static str, s: &Spanned<RawServer>) -> Result<ServerConfig> {
+fn server(
+    w: &Where,
+    base: &Path,
+    side: &'static str,
+    s: &Spanned<RawServer>,
+) -> Result<ServerConfig> {
     let raw = s.get_ref();
     let start = s.span().start;
     let host = match &raw.host {
@@ -363,6 +385,47 @@ fn server(w: &Where, side: &'static str, s: &Spanned<RawServer>) -> Result<Serve
             Duration::from_secs(ranged(w, t, &format!("[{side}].timeout_secs"), 1, 3600)? as u64)
         }
     };
+    let master = match (&raw.master_user, &raw.master_password) {
+        (None, None) => None,
+        (Some(u), Some(p)) => {
+            let user = check_login(u.get_ref())
+                .map_err(|e| w.at(u, &format!("[{side}].master_user"), e))?;
+            let password = resolve_password(p.get_ref(), base)
+                .map_err(|e| w.at(p, &format!("[{side}].master_password"), e))?;
+            let separator = match &raw.master_separator {
+                None => "*".to_string(),
+                Some(sep)
+                    if sep.get_ref().is_empty() || sep.get_ref().contains(char::is_whitespace) =>
+                {
+                    return Err(w.at(
+                        sep,
+                        &format!("[{side}].master_separator"),
+                        "must be a non-empty string without spaces, e.g. \"*\"",
+                    ))
+                }
+                Some(sep) => sep.get_ref().clone(),
+            };
+            Some(MasterLogin {
+                user,
+                password,
+                separator,
+            })
+        }
+        (Some(u), None) => {
+            return Err(w.at(
+                u,
+                &format!("[{side}].master_password"),
+                "is missing: master_user needs master_password (env:, file: or cmd:)",
+            ))
+        }
+        (None, Some(p)) => {
+            return Err(w.at(
+                p,
+                &format!("[{side}].master_user"),
+                "is missing: master_password needs master_user",
+            ))
+        }
+    };
     Ok(ServerConfig {
         side,
         host,
@@ -371,10 +434,16 @@ fn server(w: &Where, side: &'static str, s: &Spanned<RawServer>) -> Result<Serve
         auth,
         accept_invalid_certs: raw.accept_invalid_certs.unwrap_or(false),
         timeout,
+        master,
     })
 }
 
-fn inline_user(w: &Where, base: &Path, u: &Spanned<RawUser>) -> Result<UserConfig> {
+fn inline_user(
+    w: &Where,
+    base: &Path,
+    masters: (bool, bool),
+    u: &Spanned<RawUser>,
+) -> Result<UserConfig> {
     let raw = u.get_ref();
     let start = u.span().start;
     let origin = format!("{}:{}", w.file.display(), w.line_of(start));
@@ -392,20 +461,22 @@ fn inline_user(w: &Where, base: &Path, u: &Spanned<RawUser>) -> Result<UserConfi
     };
     let old_login = login(&raw.old, "old")?;
     let new_login = login(&raw.new, "new")?;
-    let pw = |f: &Option<Spanned<String>>, name: &str| -> Result<Secret> {
+    let pw = |f: &Option<Spanned<String>>, name: &str, master: bool| -> Result<Option<Secret>> {
         match f {
+            None if master => Ok(None),
             None => Err(w.missing(
                 start,
                 &format!("[[users]].{name}"),
-                "give a reference: env:NAME, file:PATH or cmd:COMMAND",
+                "give a reference: env:NAME, file:PATH or cmd:COMMAND (or configure a master_user for that server)",
             )),
             Some(s) => resolve_password(s.get_ref(), base)
+                .map(Some)
                 .map_err(|p| w.at(s, &format!("[[users]].{name} of user {old_login:?}"), p)),
         }
     };
     Ok(UserConfig {
-        old_password: pw(&raw.old_password, "old_password")?,
-        new_password: pw(&raw.new_password, "new_password")?,
+        old_password: pw(&raw.old_password, "old_password", masters.0)?,
+        new_password: pw(&raw.new_password, "new_password", masters.1)?,
         old_login,
         new_login,
         origin,
@@ -422,7 +493,7 @@ fn check_login(s: &str) -> std::result::Result<String, String> {
     Ok(s.to_string())
 }
 
-fn csv_users(path: &Path, base: &Path) -> Result<Vec<UserConfig>> {
+fn csv_users(path: &Path, base: &Path, masters: (bool, bool)) -> Result<Vec<UserConfig>> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::config(format!(
             "cannot read {}: {e} (the path is relative to the configuration file's folder)",
@@ -465,12 +536,17 @@ fn csv_users(path: &Path, base: &Path) -> Result<Vec<UserConfig>> {
             .map_err(|p| Error::config(format!("{origin}: old: {p}")))?;
         let new_login = check_login(&get(1, "new")?)
             .map_err(|p| Error::config(format!("{origin}: new: {p}")))?;
-        let old_password = resolve_password(&get(2, "old_password")?, base).map_err(|p| {
-            Error::config(format!("{origin}: old_password of user {old_login:?}: {p}"))
-        })?;
-        let new_password = resolve_password(&get(3, "new_password")?, base).map_err(|p| {
-            Error::config(format!("{origin}: new_password of user {old_login:?}: {p}"))
-        })?;
+        let pw = |i: usize, name: &str, master: bool| -> Result<Option<Secret>> {
+            let r = get(i, name)?;
+            if r.is_empty() && master {
+                return Ok(None);
+            }
+            resolve_password(&r, base)
+                .map(Some)
+                .map_err(|p| Error::config(format!("{origin}: {name} of user {old_login:?}: {p}")))
+        };
+        let old_password = pw(2, "old_password", masters.0)?;
+        let new_password = pw(3, "new_password", masters.1)?;
         users.push(UserConfig {
             old_login,
             new_login,
@@ -585,8 +661,8 @@ new_password = "cmd:echo s3cret"
         assert_eq!(c.new.port, 143);
         assert_eq!(c.new.security, Security::Starttls);
         assert_eq!(c.new.auth, AuthMech::Plain);
-        assert_eq!(c.users[0].old_password.expose(), "pw1");
-        assert_eq!(c.users[0].new_password.expose(), "s3cret");
+        assert_eq!(c.users[0].old_password.as_ref().unwrap().expose(), "pw1");
+        assert_eq!(c.users[0].new_password.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/x/state"));
         assert!(!format!("{c:?}").contains("s3cret"));
     }
@@ -648,6 +724,32 @@ new_password = "cmd:echo s3cret"
     }
 
     #[test]
+    fn master_user_makes_user_passwords_optional() {
+        let t = GOOD.replace(
+            "security = \"tls\"\n",
+            "security = \"tls\"\nmaster_user = \"admin\"\nmaster_password = \"cmd:echo adminpw\"\n",
+        );
+        let t = t.replace("old_password = \"env:IMAPSHIFT_TEST_PW\"\n", "");
+        let c = p(&t).unwrap();
+        assert!(c.users[0].old_password.is_none());
+        let m = c.old.master.as_ref().unwrap();
+        assert_eq!((m.user.as_str(), m.separator.as_str()), ("admin", "*"));
+        assert_eq!(m.password.expose(), "adminpw");
+        // Without a master on the new side, new_password stays required.
+        let e = p(&t.replace("new_password = \"cmd:echo s3cret\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("new_password") && e.contains("master_user"),
+            "{e}"
+        );
+        let e = p(&t.replace("master_password = \"cmd:echo adminpw\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[old].master_password"), "{e}");
+    }
+
+    #[test]
     fn failing_cmd_does_not_leak() {
         let e = resolve_password("cmd:echo topsecret; exit 3", Path::new(".")).unwrap_err();
         assert!(!e.contains("topsecret"), "{e}");
@@ -682,7 +784,7 @@ new_password = "cmd:echo s3cret"
         .unwrap();
         let c = parse(&dir.join("imapshift.toml"), &text).unwrap();
         assert_eq!(c.users.len(), 1);
-        assert_eq!(c.users[0].old_password.expose(), "filepw");
+        assert_eq!(c.users[0].old_password.as_ref().unwrap().expose(), "filepw");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

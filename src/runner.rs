@@ -89,8 +89,8 @@ async fn sync_user(
         attempt += 1;
         let res: Result<()> = async {
             let (o, n) = tokio::join!(
-                ImapSession::connect(&cfg.old, &user.old_login, &user.old_password, true),
-                ImapSession::connect(&cfg.new, &user.new_login, &user.new_password, false),
+                ImapSession::connect(&cfg.old, &user.old_login, user.old_password.as_ref(), true),
+                ImapSession::connect(&cfg.new, &user.new_login, user.new_password.as_ref(), false),
             );
             let (mut o, mut n) = match (o, n) {
                 (Ok(o), Ok(n)) => (o, n),

@@ -34,6 +34,8 @@ impl Io for SessionIo {
 }
 
 struct PlainAuth<'a> {
+    /// Whose mailbox to open (empty: the login's own).
+    authzid: &'a str,
     login: &'a str,
     password: &'a str,
 }
@@ -41,7 +43,9 @@ struct PlainAuth<'a> {
 impl async_imap::Authenticator for PlainAuth<'_> {
     type Response = Vec<u8>;
     fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.login.len() + self.password.len() + 2);
+        let mut v =
+            Vec::with_capacity(self.authzid.len() + self.login.len() + self.password.len() + 2);
+        v.extend_from_slice(self.authzid.as_bytes());
         v.push(0);
         v.extend_from_slice(self.login.as_bytes());
         v.push(0);
@@ -63,11 +67,35 @@ impl ImapSession {
     pub async fn connect(
         server: &ServerConfig,
         login: &str,
-        password: &Secret,
+        password: Option<&Secret>,
         read_only: bool,
     ) -> Result<ImapSession> {
+        // The user's own password, or the side's master login on the user's behalf.
+        let (auth_login, authzid, password, via) = match (password, &server.master) {
+            (Some(p), _) => (login.to_string(), String::new(), p, String::new()),
+            (None, Some(m)) => match server.auth {
+                AuthMech::Login => (
+                    format!("{login}{}{}", m.separator, m.user),
+                    String::new(),
+                    &m.password,
+                    format!(" via master user {}", m.user),
+                ),
+                AuthMech::Plain => (
+                    m.user.clone(),
+                    login.to_string(),
+                    &m.password,
+                    format!(" via admin {} (authzid)", m.user),
+                ),
+            },
+            (None, None) => {
+                return Err(Error::config(format!(
+                    "user {login:?} has no {} password and [{}] has no master_user",
+                    server.side, server.side
+                )))
+            }
+        };
         let label = format!(
-            "{} server {}:{} ({login})",
+            "{} server {}:{} ({login}{via})",
             server.side, server.host, server.port
         );
         let (stream, greeting_pending) = stream::connect(server).await?;
@@ -107,7 +135,7 @@ impl ImapSession {
         };
         let session = match server.auth {
             AuthMech::Login => {
-                match tokio::time::timeout(t, client.login(login, password.expose())).await {
+                match tokio::time::timeout(t, client.login(&auth_login, password.expose())).await {
                     Err(_) => return Err(lost("login timed out".into())),
                     Ok(Err((e, _))) => return Err(auth_fail(e)),
                     Ok(Ok(s)) => s,
@@ -115,7 +143,8 @@ impl ImapSession {
             }
             AuthMech::Plain => {
                 let auth = PlainAuth {
-                    login,
+                    authzid: &authzid,
+                    login: &auth_login,
                     password: password.expose(),
                 };
                 match tokio::time::timeout(t, client.authenticate("PLAIN", auth)).await {

@@ -171,6 +171,52 @@ impl Where<'_> {
     }
 }
 
+/// One of N machines' part of a migration (`--shard K/N`): a stable subset of the users, chosen
+/// by a hash of the old login that does not depend on the order or number of users, with a
+/// state directory of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub k: u32,
+    pub n: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("{s:?} is not K/N with 1 <= K <= N, e.g. 2/8");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (u32, u32) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl Shard {
+    /// Whether this shard takes the user (FNV-1a of the old login, modulo N).
+    pub fn takes(&self, old_login: &str) -> bool {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in old_login.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h % u64::from(self.n) == u64::from(self.k - 1)
+    }
+
+    /// Keeps this shard's users and gives it its own state directory.
+    pub fn apply(&self, cfg: &mut Config) {
+        cfg.users.retain(|u| self.takes(&u.old_login));
+        cfg.state_dir = cfg
+            .state_dir
+            .join(format!("shard-{}-of-{}", self.k, self.n));
+    }
+}
+
 /// Reads and validates `path`, resolving every password reference.
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -747,6 +793,24 @@ new_password = "cmd:echo s3cret"
             .unwrap_err()
             .to_string();
         assert!(e.contains("[old].master_password"), "{e}");
+    }
+
+    #[test]
+    fn shards_partition_the_users() {
+        let shards: Vec<Shard> = (1..=4).map(|k| format!("{k}/4").parse().unwrap()).collect();
+        let users: Vec<String> = (0..1000).map(|i| format!("user{i}@example.com")).collect();
+        let mut counts = [0usize; 4];
+        for u in &users {
+            let owners: Vec<usize> = (0..4).filter(|&i| shards[i].takes(u)).collect();
+            assert_eq!(owners.len(), 1, "{u} must belong to exactly one shard");
+            counts[owners[0]] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 200), "roughly even: {counts:?}");
+        // Stable: the same login always lands in the same shard.
+        assert!(shards[0].takes("user0@example.com") == shards[0].takes("user0@example.com"));
+        for bad in ["0/4", "5/4", "1/0", "x/2", "3"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
     }
 
     #[test]

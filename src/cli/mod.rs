@@ -67,6 +67,10 @@ pub struct SyncArgs {
     /// Sync only this user (old login); repeat for several.
     #[arg(short, long = "user", value_name = "LOGIN")]
     pub users: Vec<String>,
+    /// Take part K of N of the users (stable by login), e.g. one shard per machine or per
+    /// Kubernetes Indexed Job; the shard keeps its state in state_dir/shard-K-of-N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<config::Shard>,
     /// The final delta at cutover: as a normal sync, and deletions are propagated when
     /// [sync].propagate_deletes_on_final is true.
     #[arg(long)]
@@ -125,6 +129,16 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
     };
     if let Some(j) = args.jobs {
         cfg.sync.jobs = j as usize;
+    }
+    if let Some(shard) = args.shard {
+        let total = cfg.users.len();
+        shard.apply(&mut cfg);
+        tracing::info!(
+            "shard {}/{}: {} of {total} users",
+            shard.k,
+            shard.n,
+            cfg.users.len()
+        );
     }
     let opts = EngineOptions {
         batch_bytes: cfg.sync.batch_bytes,

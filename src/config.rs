@@ -96,6 +96,7 @@ pub struct Config {
     pub new: ServerConfig,
     pub users: Vec<UserConfig>,
     pub sync: SyncTuning,
+    pub filters: crate::filters::Filters,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +108,17 @@ struct RawConfig {
     users: Option<Vec<Spanned<RawUser>>>,
     users_csv: Option<Spanned<String>>,
     sync: Option<RawSync>,
+    filters: Option<RawFilters>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilters {
+    include_folders: Option<Vec<Spanned<String>>>,
+    exclude_folders: Option<Vec<Spanned<String>>>,
+    max_size: Option<Spanned<i64>>,
+    max_age_days: Option<Spanned<i64>>,
+    min_age_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -337,7 +349,46 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         sync.propagate_deletes_on_final = s.propagate_deletes_on_final.unwrap_or(false);
     }
 
+    let mut filters = crate::filters::Filters::default();
+    if let Some(f) = &raw.filters {
+        let patterns = |v: &Option<Vec<Spanned<String>>>, field: &str| -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            for p in v.iter().flatten() {
+                if p.get_ref().trim().is_empty() {
+                    return Err(w.at(p, field, "an empty pattern matches nothing: remove it"));
+                }
+                out.push(p.get_ref().clone());
+            }
+            Ok(out)
+        };
+        filters.include_folders = patterns(&f.include_folders, "[filters].include_folders")?;
+        filters.exclude_folders = patterns(&f.exclude_folders, "[filters].exclude_folders")?;
+        if let Some(v) = &f.max_size {
+            filters.max_size = Some(ranged(&w, v, "[filters].max_size", 1, i64::MAX)? as u64);
+        }
+        if let Some(v) = &f.max_age_days {
+            filters.max_age_days = Some(ranged(&w, v, "[filters].max_age_days", 1, 36_500)? as u32);
+        }
+        if let Some(v) = &f.min_age_days {
+            filters.min_age_days = Some(ranged(&w, v, "[filters].min_age_days", 1, 36_500)? as u32);
+        }
+        if let (Some(min), Some(max), Some(span)) =
+            (filters.min_age_days, filters.max_age_days, &f.min_age_days)
+        {
+            if min >= max {
+                return Err(w.at(
+                    span,
+                    "[filters].min_age_days",
+                    format!(
+                        "{min} must be less than max_age_days ({max}): nothing would be copied"
+                    ),
+                ));
+            }
+        }
+    }
+
     Ok(Config {
+        filters,
         path: path.to_path_buf(),
         state_dir,
         old,

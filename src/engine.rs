@@ -29,6 +29,8 @@ pub struct EngineOptions {
     pub propagate_deletes: bool,
     /// Accept a changed old UIDVALIDITY even when few messages are recognised.
     pub force_remap: bool,
+    /// Folders and messages to take.
+    pub filters: crate::filters::Filters,
 }
 
 /// A message or folder that failed.
@@ -60,6 +62,8 @@ pub struct FolderReport {
     pub deleted: u64,
     /// Copies of messages expunged on the old server, kept (deletions not propagated).
     pub kept: u64,
+    /// Messages left out by [filters] (size, age).
+    pub filtered: u64,
     /// Map entries rebuilt by matching content (state lost, UIDVALIDITY changed).
     pub remapped: u64,
     /// Intents of an interrupted run resolved: found on the new server / not found.
@@ -136,7 +140,14 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
 ) -> Result<()> {
     let old_folders = old.list_folders().await?;
     let mut new_folders = new.list_folders().await?;
-    let mut plan = plan_folders(&old_folders, &new_folders);
+    // Folders left out by [filters] are not planned, but still count as present on the old
+    // server (they have not vanished).
+    let taken: Vec<crate::store::FolderInfo> = old_folders
+        .iter()
+        .filter(|f| opts.filters.folder_allowed(f))
+        .cloned()
+        .collect();
+    let mut plan = plan_folders(&taken, &new_folders);
     if !opts.dry_run
         && follow_folder_changes(
             old,
@@ -153,7 +164,7 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     {
         // A folder was renamed on the new server: plan again from its current tree.
         new_folders = new.list_folders().await?;
-        plan = plan_folders(&old_folders, &new_folders);
+        plan = plan_folders(&taken, &new_folders);
     }
     for (name, why) in &plan.conflicts {
         totals.failures.push(Failure {
@@ -319,7 +330,8 @@ async fn sync_folder<O: MailStore, N: MailStore>(
     if opts.dry_run {
         let listing = list_old(old, &st).await?;
         let mapped = mapped_of(&state.map_entries(acct, &m.old, st.uidvalidity)?);
-        let plan = plan_messages(&listing, &mapped, opts.propagate_deletes);
+        let mut plan = plan_messages(&listing, &mapped, opts.propagate_deletes);
+        report.filtered = apply_filters(old, opts, &mut plan.copy).await?;
         report.copied = plan.copy.len() as u64;
         report.bytes = plan.copy.iter().map(|c| c.size as u64).sum();
         report.skipped = plan.already as u64;
@@ -346,6 +358,7 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         None => list_old(old, &st).await?,
     };
     let mut plan = plan_messages(&listing, &mapped_of(&entries), opts.propagate_deletes);
+    report.filtered = apply_filters(old, opts, &mut plan.copy).await?;
     if !plan.copy.is_empty() {
         let adopted = adopt_existing_copies(
             old,
@@ -665,7 +678,7 @@ async fn incremental_listing<O: MailStore>(
     if listing.len() + fresh.len() != st.messages as usize {
         // Something was expunged (or copies of expunged ones are kept): ask which. If an old
         // message is neither mapped nor new (maps were rebuilt or dropped), list it all.
-        let present = old.uid_search_all().await?;
+        let present = old.uid_search("ALL").await?;
         let known: HashSet<Uid> = listing.iter().map(|m| m.uid).collect();
         if present.iter().any(|u| *u < from && !known.contains(u)) {
             return Ok(None);
@@ -675,6 +688,26 @@ async fn incremental_listing<O: MailStore>(
     }
     listing.extend(fresh);
     Ok(Some(listing))
+}
+
+/// Leaves out the messages that [filters] exclude (size from the listing; age by one `UID SEARCH`
+/// on the old server). Returns how many.
+async fn apply_filters<O: MailStore>(
+    old: &mut O,
+    opts: &EngineOptions,
+    copy: &mut Vec<MsgSummary>,
+) -> Result<u64> {
+    let before = copy.len();
+    if let Some(max) = opts.filters.max_size {
+        copy.retain(|c| u64::from(c.size) <= max);
+    }
+    if !copy.is_empty() {
+        if let Some(criteria) = opts.filters.age_criteria(now_unix()) {
+            let allowed: HashSet<Uid> = old.uid_search(&criteria).await?.into_iter().collect();
+            copy.retain(|c| allowed.contains(&c.uid));
+        }
+    }
+    Ok((before - copy.len()) as u64)
 }
 
 /// The old folder's UIDs, sizes and flags (no bodies).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod filters;
 pub mod fingerprint;
 pub mod folders;
 pub mod imap;

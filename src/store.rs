@@ -149,8 +149,9 @@ pub trait MailStore {
         since_modseq: u64,
         from: Uid,
     ) -> Result<(Vec<MsgSummary>, Vec<(Uid, Vec<Flag>)>)>;
-    /// Every UID of the examined folder (`UID SEARCH ALL`), to find expunged messages.
-    async fn uid_search_all(&mut self) -> Result<Vec<Uid>>;
+    /// The UIDs of the examined folder matching IMAP SEARCH criteria (`ALL` to find expunged
+    /// messages, `SINCE 1-Jan-2024` for age filters).
+    async fn uid_search(&mut self, criteria: &str) -> Result<Vec<Uid>>;
     /// Flags, INTERNALDATE and full bodies (BODY.PEEK[]) of these UIDs in the examined folder, in
     /// one round trip. UIDs that no longer exist are absent from the answer.
     async fn fetch_messages(&mut self, uids: &[Uid]) -> Result<Vec<Message>>;

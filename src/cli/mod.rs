@@ -147,6 +147,7 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         propagate_deletes: args.propagate_deletes
             || (args.r#final && cfg.sync.propagate_deletes_on_final),
         force_remap: args.force_remap,
+        filters: cfg.filters.clone(),
     };
     if args.r#final {
         tracing::info!(

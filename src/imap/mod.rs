@@ -938,8 +938,11 @@ impl MailStore for ImapSession {
         Ok((fresh, changed))
     }
 
-    async fn uid_search_all(&mut self) -> Result<Vec<Uid>> {
-        let done = self.wire.command(&[Arg::Raw("UID SEARCH ALL")]).await?;
+    async fn uid_search(&mut self, criteria: &str) -> Result<Vec<Uid>> {
+        let done = self
+            .wire
+            .command(&[Arg::Raw("UID SEARCH"), Arg::Raw(criteria)])
+            .await?;
         if !done.is_ok() {
             return Err(self.no("UID SEARCH failed", &done, Scope::Folder));
         }

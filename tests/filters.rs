@@ -1,0 +1,107 @@
+//! `[filters]`: folders by pattern, messages by size and age, as imapsync users expect; real
+//! Dovecot servers. Left-out messages are counted, never deleted.
+
+mod common;
+
+use common::{run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
+
+#[test]
+fn folders_sizes_and_ages_are_filtered() {
+    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
+    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
+    let mut c = TestImap::connect(old.port(), "alice", "old-a");
+    for f in ["Trash", "Junk E-Mail", "Archive", "Archive.2024"] {
+        c.create(f);
+    }
+    let small = |i: usize| {
+        format!("Subject: small {i}\r\nMessage-ID: <s{i}@example.com>\r\n\r\nhello\r\n")
+            .into_bytes()
+    };
+    let big = format!(
+        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}\r\n",
+        "x".repeat(20_000)
+    )
+    .into_bytes();
+    for i in 0..3 {
+        c.append("INBOX", &[], None, &small(i)).unwrap();
+    }
+    c.append("INBOX", &[], None, &big).unwrap();
+    c.append("INBOX", &[], Some("01-Jan-2015 10:00:00 +0000"), &small(99))
+        .unwrap();
+    c.append("Archive.2024", &[], None, &small(10)).unwrap();
+    c.append("Trash", &[], None, &small(20)).unwrap();
+    c.append("Junk E-Mail", &[], None, &small(21)).unwrap();
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &old,
+        &new,
+        &[("alice", "alice", "A_OLD", "A_NEW")],
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}[filters]\nexclude_folders = [\"Trash\", \"Junk*\"]\nmax_size = 10000\nmax_age_days = 3650\n"),
+    )
+    .unwrap();
+    let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["copied"], 4,
+        "3 small INBOX messages and the Archive one: {j}"
+    );
+    let filtered: u64 = j["users"][0]["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filtered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(filtered, 2, "the big one and the one from 2015: {j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, name)| name).collect();
+    assert!(
+        !names.iter().any(|x| x == "Trash" || x.starts_with("Junk")),
+        "{names:?}"
+    );
+    assert_eq!(n.fetch_all("INBOX").len(), 3);
+    assert_eq!(n.fetch_all("Archive.2024").len(), 1);
+    n.logout();
+    // Left out stays left out; nothing is deleted.
+    let out = run_imapshift(
+        &[
+            "sync",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "--propagate-deletes",
+        ],
+        &envs,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["copied"], 0, "{j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    assert_eq!(n.fetch_all("INBOX").len(), 3);
+    n.logout();
+
+    // A bad filter is a configuration error naming the field.
+    std::fs::write(
+        &cfg,
+        format!("{text}[filters]\nmin_age_days = 30\nmax_age_days = 10\n"),
+    )
+    .unwrap();
+    let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap()], &envs);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[filters].min_age_days"));
+}

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// Admin login used for users without a password of their own on this side.
     pub master: Option<MasterLogin>,
+    /// At most this many connections to this server at once (all users together).
+    pub max_connections: Option<usize>,
 }
 
 /// An administrator's login that opens users' mailboxes: a Dovecot master user (`auth =
@@ -133,6 +135,7 @@ struct RawServer {
     master_user: Option<Spanned<String>>,
     master_password: Option<Spanned<String>>,
     master_separator: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -532,6 +535,12 @@ fn server(
         accept_invalid_certs: raw.accept_invalid_certs.unwrap_or(false),
         timeout,
         master,
+        max_connections: match &raw.max_connections {
+            None => None,
+            Some(v) => {
+                Some(ranged(w, v, &format!("[{side}].max_connections"), 1, 100_000)? as usize)
+            }
+        },
     })
 }
 

@@ -72,12 +72,19 @@ fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
     )
 }
 
+/// Connection caps per server, shared by all users of the run.
+struct ConnectionCaps {
+    old: tokio::sync::Semaphore,
+    new: tokio::sync::Semaphore,
+}
+
 async fn sync_user(
     cfg: &Config,
     user: &UserConfig,
     state: &StateStore,
     opts: &EngineOptions,
     progress: &Progress,
+    caps: &ConnectionCaps,
 ) -> UserReport {
     let started = Instant::now();
     let acct = account_key(cfg, user);
@@ -88,6 +95,9 @@ async fn sync_user(
     loop {
         attempt += 1;
         let res: Result<()> = async {
+            // One connection per side, within each server's cap (held until logout).
+            let _old_slot = caps.old.acquire().await.expect("semaphore never closed");
+            let _new_slot = caps.new.acquire().await.expect("semaphore never closed");
             let (o, n) = tokio::join!(
                 ImapSession::connect(&cfg.old, &user.old_login, user.old_password.as_ref(), true),
                 ImapSession::connect(&cfg.new, &user.new_login, user.new_password.as_ref(), false),
@@ -193,11 +203,17 @@ pub async fn run_sync(
         .filter(|(_, u)| only.is_empty() || only.contains(&u.old_login))
         .collect();
     let state_ref = &state;
+    let unlimited = tokio::sync::Semaphore::MAX_PERMITS;
+    let caps = ConnectionCaps {
+        old: tokio::sync::Semaphore::new(cfg.old.max_connections.unwrap_or(unlimited)),
+        new: tokio::sync::Semaphore::new(cfg.new.max_connections.unwrap_or(unlimited)),
+    };
+    let caps = &caps;
     let mut reports: Vec<(usize, UserReport)> = futures::stream::iter(users)
         .map(|(i, u)| async move {
             // Every log line of this user's sync names the user.
             let span = tracing::info_span!("sync", user = %u.old_login);
-            let report = sync_user(cfg, u, state_ref, opts, progress)
+            let report = sync_user(cfg, u, state_ref, opts, progress, caps)
                 .instrument(span)
                 .await;
             (i, report)

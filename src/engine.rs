@@ -225,6 +225,9 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
         new.status_many(&new_names).await?
     };
     for (i, m) in todo.into_iter().enumerate() {
+        if crate::failpoint::stop_requested() {
+            return Err(crate::failpoint::interrupted());
+        }
         let statuses = Statuses {
             old: old_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
             new: new_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
@@ -410,6 +413,10 @@ async fn sync_folder<O: MailStore, N: MailStore>(
             let r = async {
                 let mut uidnext = new_st.uidnext;
                 while let Some(r) = rx.recv().await {
+                    // A clean stop: what was appended is committed; the next batch waits.
+                    if crate::failpoint::stop_requested() {
+                        return Err(crate::failpoint::interrupted());
+                    }
                     let (asked, msgs) = r?;
                     let got: HashSet<Uid> = msgs.iter().map(|m| m.uid).collect();
                     let vanished = asked.iter().filter(|u| !got.contains(u)).count() as u64;

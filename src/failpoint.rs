@@ -1,4 +1,5 @@
-//! Test-only failpoints: a way for the kill-and-resume tests to stop the process at an exact step.
+//! Where a run may stop: test-only failpoints (for the kill-and-resume tests to stop the process
+//! at an exact step) and the clean-stop flag that Ctrl-C sets.
 //!
 //! When the environment variable `IMAPSHIFT_FAILPOINT` names a point (`after-journal`,
 //! `after-append`), the `IMAPSHIFT_FAILPOINT_HIT`-th time (default 1) that point is reached the
@@ -36,4 +37,26 @@ pub fn hit(name: &str) -> crate::error::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Set by the first Ctrl-C (SIGINT/SIGTERM): finish what is in flight, start nothing new.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the run to stop cleanly.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Whether a clean stop was asked for.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// The error a step returns when the run stops at the admin's request.
+pub fn interrupted() -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::Scope::Fatal,
+        crate::error::Retry::Fix,
+        "interrupted: the run stopped cleanly at the admin's request; run again to resume",
+    )
 }

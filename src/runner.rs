@@ -140,6 +140,10 @@ async fn sync_user(
         }
     }
     totals.dedup_failures();
+    // A folder cut short (interrupted, or the last attempt failed) still reports what it did.
+    if let Some(p) = totals.partial.take() {
+        totals.folders.push(p);
+    }
     let status = if error.is_some() {
         "failed"
     } else if !totals.failures.is_empty() {
@@ -210,6 +214,7 @@ pub async fn run_sync(
     };
     let caps = &caps;
     let mut reports: Vec<(usize, UserReport)> = futures::stream::iter(users)
+        .filter(|_| std::future::ready(!crate::failpoint::stop_requested()))
         .map(|(i, u)| async move {
             // Every log line of this user's sync names the user.
             let span = tracing::info_span!("sync", user = %u.old_login);
@@ -236,7 +241,9 @@ pub async fn run_sync(
         }
     }
     state.flush().await?;
-    let exit_code = if users.iter().any(|u| u.error_scope == Some(Scope::Fatal)) {
+    let exit_code = if crate::failpoint::stop_requested() {
+        exit::INTERRUPTED
+    } else if users.iter().any(|u| u.error_scope == Some(Scope::Fatal)) {
         exit::FATAL
     } else if users.iter().any(|u| u.error.is_some()) {
         exit::ACCOUNT

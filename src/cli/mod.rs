@@ -170,6 +170,25 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             return exit::FATAL;
         }
     };
+    // First Ctrl-C (or SIGTERM): stop cleanly (in-flight batches finish and are committed, the
+    // state is flushed, the report written, exit 130). Second: abort at once; the journal makes
+    // the next run exactly-once anyway.
+    rt.spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0.. {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            if n == 0 {
+                eprintln!("imapshift: stopping cleanly after the messages in flight (press Ctrl-C again to abort)");
+                crate::failpoint::request_stop();
+            } else {
+                eprintln!("imapshift: aborted; the next run resumes exactly where this one stopped");
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
     let report = match rt.block_on(runner::run_sync(&cfg, &opts, &progress, &args.users)) {
         Ok(r) => r,
         Err(e) => {

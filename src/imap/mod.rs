@@ -192,9 +192,21 @@ impl ImapSession {
     }
 
     fn no(&self, what: &str, done: &Done, scope: Scope) -> Error {
+        // RFC 5530 codes that say "later": reconnect and resume with backoff.
+        let later = done.code.as_ref().is_some_and(|c| {
+            matches!(
+                c.name.as_str(),
+                "UNAVAILABLE" | "THROTTLED" | "INUSE" | "SERVERBUG"
+            )
+        });
+        let (scope, retry) = if later {
+            (Scope::Account, Retry::Transient)
+        } else {
+            (scope, Retry::Permanent)
+        };
         Error::new(
             scope,
-            Retry::Permanent,
+            retry,
             format!("{}: {what}: {}", self.label, done.describe()),
         )
     }

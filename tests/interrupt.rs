@@ -1,0 +1,82 @@
+//! Ctrl-C stops cleanly: the batch in flight is committed, no intent is left pending, the exit
+//! code is 130, and the next run finishes exactly. Real Dovecot servers.
+
+mod common;
+
+use common::{imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigint_stops_cleanly_and_the_next_run_finishes() {
+    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
+    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
+    let mut c = TestImap::connect(old.port(), "alice", "old-a");
+    for i in 0..300 {
+        let m = format!(
+            "Subject: m{i}\r\nMessage-ID: <int{i}@example.com>\r\n\r\n{}\r\n",
+            "y".repeat(20_000 + i)
+        );
+        c.append("INBOX", &[], None, m.as_bytes()).unwrap();
+    }
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &old,
+        &new,
+        &[("alice", "alice", "A_OLD", "A_NEW")],
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[sync]\nbatch_messages = 3\n")).unwrap();
+    let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
+    let child = Command::new(imapshift_bin())
+        .args(["sync", "--config", cfg.to_str().unwrap(), "--json"])
+        .envs(envs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some messages arrived, then Ctrl-C.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut n = TestImap::connect(new.port(), "alice", "new-a");
+        let (count, _, _) = n.status("INBOX");
+        n.logout();
+        if count >= 10 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping cleanly"), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copied = j["copied"].as_u64().unwrap();
+    assert!(copied > 0 && copied < 300, "stopped in the middle: {j}");
+    // Nothing pending: the batch in flight was committed.
+    let st = run_imapshift(
+        &["status", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    let s: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(s[0]["pending_intents"], 0, "{s}");
+    assert_eq!(s[0]["mapped_messages"].as_u64().unwrap(), copied, "{s}");
+    // The next run copies exactly the rest.
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["copied"].as_u64().unwrap(), 300 - copied, "{j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    assert_eq!(n.fetch_all("INBOX").len(), 300);
+}

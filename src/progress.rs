@@ -9,21 +9,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often a non-terminal run logs progress of a user.
-const LOG_EVERY: Duration = Duration::from_secs(5);
-
 /// The run's progress display.
 #[derive(Clone)]
 pub struct Progress {
     multi: Option<MultiProgress>,
+    /// How often a non-terminal run logs each user's progress.
+    log_every: Duration,
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal and `quiet` is off; log lines otherwise.
-    pub fn new(quiet: bool) -> Progress {
+    /// Bars when stderr is a terminal and `quiet` is off; log lines every `log_every` otherwise.
+    pub fn new(quiet: bool, log_every: Duration) -> Progress {
         let multi = (!quiet && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-        Progress { multi }
+        Progress { multi, log_every }
     }
 
     /// Whether bars are drawn (else log lines are written).
@@ -55,6 +54,7 @@ impl Progress {
                 folder: Mutex::new(String::new()),
                 last_log: Mutex::new(Instant::now()),
                 started: Instant::now(),
+                log_every: self.log_every,
             }),
         }
     }
@@ -88,6 +88,7 @@ struct Inner {
     folder: Mutex<String>,
     last_log: Mutex<Instant>,
     started: Instant,
+    log_every: Duration,
 }
 
 /// Progress of one user.
@@ -120,7 +121,7 @@ impl UserProgress {
         }
         self.redraw();
         let mut last = self.inner.last_log.lock().expect("progress lock");
-        if self.inner.bar.is_none() && last.elapsed() >= LOG_EVERY {
+        if self.inner.bar.is_none() && last.elapsed() >= self.inner.log_every {
             *last = Instant::now();
             tracing::info!(
                 user = %self.inner.name,

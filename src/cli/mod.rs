@@ -67,6 +67,9 @@ pub struct SyncArgs {
     /// Sync only this user (old login); repeat for several.
     #[arg(short, long = "user", value_name = "LOGIN")]
     pub users: Vec<String>,
+    /// Seconds between progress lines when stderr is not a terminal (on a terminal, bars).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub progress_interval: f64,
     /// Take part K of N of the users (stable by login), e.g. one shard per machine or per
     /// Kubernetes Indexed Job; the shard keeps its state in state_dir/shard-K-of-N.
     #[arg(long, value_name = "K/N")]
@@ -159,7 +162,14 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             }
         );
     }
-    let progress = Progress::new(quiet);
+    if !(0.0..=86_400.0).contains(&args.progress_interval) {
+        eprintln!("imapshift: --progress-interval must be between 0 and 86400 seconds");
+        return exit::CONFIG;
+    }
+    let progress = Progress::new(
+        quiet,
+        std::time::Duration::from_secs_f64(args.progress_interval),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub master: Option<MasterLogin>,
     /// At most this many connections to this server at once (all users together).
     pub max_connections: Option<usize>,
+    /// Rate limits for this server (all users together).
+    pub max_messages_per_sec: Option<f64>,
+    pub max_bytes_per_sec: Option<f64>,
 }
 
 /// An administrator's login that opens users' mailboxes: a Dovecot master user (`auth =
@@ -136,6 +139,8 @@ struct RawServer {
     master_password: Option<Spanned<String>>,
     master_separator: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    max_messages_per_sec: Option<Spanned<i64>>,
+    max_bytes_per_sec: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -539,6 +544,22 @@ fn server(
             None => None,
             Some(v) => {
                 Some(ranged(w, v, &format!("[{side}].max_connections"), 1, 100_000)? as usize)
+            }
+        },
+        max_messages_per_sec: match &raw.max_messages_per_sec {
+            None => None,
+            Some(v) => Some(ranged(
+                w,
+                v,
+                &format!("[{side}].max_messages_per_sec"),
+                1,
+                10_000_000,
+            )? as f64),
+        },
+        max_bytes_per_sec: match &raw.max_bytes_per_sec {
+            None => None,
+            Some(v) => {
+                Some(ranged(w, v, &format!("[{side}].max_bytes_per_sec"), 1024, i64::MAX)? as f64)
             }
         },
     })

@@ -31,6 +31,9 @@ pub struct EngineOptions {
     pub force_remap: bool,
     /// Folders and messages to take.
     pub filters: crate::filters::Filters,
+    /// Rate limits of the old and the new server, shared by all users.
+    pub old_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
+    pub new_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
 }
 
 /// A message or folder that failed.
@@ -401,6 +404,10 @@ async fn sync_folder<O: MailStore, N: MailStore>(
         let producer = async {
             for b in plan {
                 let uids: Vec<Uid> = b.iter().map(|s| s.uid).collect();
+                if let Some(rate) = &opts.old_rate {
+                    rate.take(b.len() as u64, b.iter().map(|s| u64::from(s.size)).sum())
+                        .await;
+                }
                 let r = old.fetch_messages(&uids).await.map(|msgs| (uids, msgs));
                 let stop = r.is_err();
                 if tx.send(r).await.is_err() || stop {
@@ -457,6 +464,13 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                             body: &x.body,
                         })
                         .collect();
+                    if let Some(rate) = &opts.new_rate {
+                        rate.take(
+                            items.len() as u64,
+                            items.iter().map(|i| i.body.len() as u64).sum(),
+                        )
+                        .await;
+                    }
                     let results = new.append(&m.new, &items).await?;
                     crate::failpoint::hit("after-append")?;
                     let mut mapped_now = Vec::new();

@@ -18,6 +18,7 @@ pub mod imap;
 pub mod mutf7;
 pub mod plan;
 pub mod progress;
+pub mod ratelimit;
 pub mod runner;
 pub mod secret;
 pub mod state;

@@ -151,6 +151,16 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             || (args.r#final && cfg.sync.propagate_deletes_on_final),
         force_remap: args.force_remap,
         filters: cfg.filters.clone(),
+        old_rate: crate::ratelimit::RateLimiter::new(
+            cfg.old.max_messages_per_sec,
+            cfg.old.max_bytes_per_sec,
+        )
+        .map(std::sync::Arc::new),
+        new_rate: crate::ratelimit::RateLimiter::new(
+            cfg.new.max_messages_per_sec,
+            cfg.new.max_bytes_per_sec,
+        )
+        .map(std::sync::Arc::new),
     };
     if args.r#final {
         tracing::info!(

@@ -90,6 +90,8 @@ pub struct SyncTuning {
     pub jobs: usize,
     /// `sync --final` deletes new copies of messages the old server expunged.
     pub propagate_deletes_on_final: bool,
+    /// Bytes of message bodies in flight at once, all users together.
+    pub memory_budget: u64,
 }
 
 /// The whole validated configuration.
@@ -159,6 +161,7 @@ struct RawSync {
     batch_messages: Option<Spanned<i64>>,
     jobs: Option<Spanned<i64>>,
     propagate_deletes_on_final: Option<bool>,
+    memory_budget: Option<Spanned<i64>>,
 }
 
 /// Builds messages of the form `FILE:LINE: FIELD: PROBLEM`.
@@ -343,6 +346,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         batch_messages: 1000,
         jobs: 4,
         propagate_deletes_on_final: false,
+        memory_budget: 48 * 1024 * 1024,
     };
     if let Some(s) = &raw.sync {
         if let Some(v) = &s.batch_bytes {
@@ -355,6 +359,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             sync.jobs = ranged(&w, v, "[sync].jobs", 1, 1024)? as usize;
         }
         sync.propagate_deletes_on_final = s.propagate_deletes_on_final.unwrap_or(false);
+        if let Some(v) = &s.memory_budget {
+            sync.memory_budget = ranged(&w, v, "[sync].memory_budget", 1 << 20, 1 << 40)? as u64;
+        }
     }
 
     let mut filters = crate::filters::Filters::default();

@@ -31,9 +31,40 @@ pub struct EngineOptions {
     pub force_remap: bool,
     /// Folders and messages to take.
     pub filters: crate::filters::Filters,
+    /// The run's budget for message bodies in flight, shared by all users.
+    pub memory: Option<std::sync::Arc<MemoryBudget>>,
     /// Rate limits of the old and the new server, shared by all users.
     pub old_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
     pub new_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
+}
+
+/// Bytes of message bodies in flight across all users (fetched and not yet appended), so peak
+/// memory does not grow with the number of users. Counted in KiB; a batch larger than the whole
+/// budget takes all of it (and runs alone).
+#[derive(Debug)]
+pub struct MemoryBudget {
+    kib: std::sync::Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+}
+
+impl MemoryBudget {
+    pub fn new(bytes: u64) -> MemoryBudget {
+        let total_kib = (bytes / 1024).clamp(1, u64::from(u32::MAX >> 3)) as u32;
+        MemoryBudget {
+            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Waits until `bytes` fit in the budget.
+    pub async fn acquire(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let want = (bytes.div_ceil(1024).max(1)).min(u64::from(self.total_kib)) as u32;
+        self.kib
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .expect("the budget semaphore is never closed")
+    }
 }
 
 /// A message or folder that failed.
@@ -400,15 +431,28 @@ async fn sync_folder<O: MailStore, N: MailStore>(
             new.examine(&m.new).await?;
         }
         let plan = batches(&copy, opts.batch_bytes, opts.batch_messages);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<Uid>, Vec<Message>)>>(1);
+        type Batch = (
+            Vec<Uid>,
+            Vec<Message>,
+            Option<tokio::sync::OwnedSemaphorePermit>,
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch>>(1);
         let producer = async {
             for b in plan {
                 let uids: Vec<Uid> = b.iter().map(|s| s.uid).collect();
+                let bytes: u64 = b.iter().map(|s| u64::from(s.size)).sum();
+                // The run's memory budget: bodies in flight across all users stay under it.
+                let permit = match &opts.memory {
+                    Some(m) => Some(m.acquire(bytes).await),
+                    None => None,
+                };
                 if let Some(rate) = &opts.old_rate {
-                    rate.take(b.len() as u64, b.iter().map(|s| u64::from(s.size)).sum())
-                        .await;
+                    rate.take(b.len() as u64, bytes).await;
                 }
-                let r = old.fetch_messages(&uids).await.map(|msgs| (uids, msgs));
+                let r = old
+                    .fetch_messages(&uids)
+                    .await
+                    .map(|msgs| (uids, msgs, permit));
                 let stop = r.is_err();
                 if tx.send(r).await.is_err() || stop {
                     break;
@@ -424,7 +468,8 @@ async fn sync_folder<O: MailStore, N: MailStore>(
                     if crate::failpoint::stop_requested() {
                         return Err(crate::failpoint::interrupted());
                     }
-                    let (asked, msgs) = r?;
+                    // The permit is released when this batch is done.
+                    let (asked, msgs, _permit) = r?;
                     let got: HashSet<Uid> = msgs.iter().map(|m| m.uid).collect();
                     let vanished = asked.iter().filter(|u| !got.contains(u)).count() as u64;
                     report.vanished += vanished;
@@ -1202,4 +1247,34 @@ async fn resolve_intents<N: MailStore>(
         report.requeued
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_budget_bounds_bytes_in_flight() {
+        let b = MemoryBudget::new(10 * 1024);
+        let first = b.acquire(8 * 1024).await;
+        // 4 KiB more do not fit until the first batch is done.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), b.acquire(4 * 1024)).await;
+        assert!(
+            waiting.is_err(),
+            "must wait while 8 of 10 KiB are in flight"
+        );
+        drop(first);
+        let _second = tokio::time::timeout(std::time::Duration::from_secs(1), b.acquire(4 * 1024))
+            .await
+            .expect("fits once the first batch is released");
+        // A batch larger than the whole budget takes all of it instead of waiting forever.
+        let b = MemoryBudget::new(1024 * 1024);
+        let _all = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            b.acquire(50 * 1024 * 1024),
+        )
+        .await
+        .expect("a huge batch runs alone");
+    }
 }

@@ -151,6 +151,9 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             || (args.r#final && cfg.sync.propagate_deletes_on_final),
         force_remap: args.force_remap,
         filters: cfg.filters.clone(),
+        memory: Some(std::sync::Arc::new(crate::engine::MemoryBudget::new(
+            cfg.sync.memory_budget,
+        ))),
         old_rate: crate::ratelimit::RateLimiter::new(
             cfg.old.max_messages_per_sec,
             cfg.old.max_bytes_per_sec,

@@ -11,9 +11,11 @@
 
 #![allow(dead_code, unused_imports)]
 
+mod compare;
 mod dovecot;
 mod imap;
 
+pub use compare::{diff_folder, key, subject, Key};
 pub use dovecot::{free_port, Dovecot, DovecotOpts};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
 

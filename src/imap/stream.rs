@@ -113,13 +113,13 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
     tcp.set_nodelay(true).ok();
     match server.security {
         Security::Plain => Ok((
-            BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Plain(tcp)),
+            BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Plain(tcp)),
             true,
         )),
         Security::Tls => {
             let tls = tls_handshake(server, tcp).await?;
             Ok((
-                BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))),
+                BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Tls(Box::new(tls))),
                 true,
             ))
         }
@@ -168,7 +168,7 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
             let tcp = plain.into_inner();
             let tls = tls_handshake(server, tcp).await?;
             Ok((
-                BufStream::with_capacity(256 * 1024, 256 * 1024, Stream::Tls(Box::new(tls))),
+                BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Tls(Box::new(tls))),
                 false,
             ))
         }

@@ -574,7 +574,8 @@ fn code_and_text(rest: &str) -> (Option<Code>, String) {
 }
 
 pub(crate) fn parse_response(parts: Parts) -> Result<Response, String> {
-    let first = &parts.texts[0];
+    let Parts { texts, literals } = parts;
+    let first = &texts[0];
     if first.starts_with(b"+") {
         let text = String::from_utf8_lossy(first.get(2..).unwrap_or_default()).into_owned();
         return Ok(Response::Continue(text));
@@ -612,7 +613,7 @@ pub(crate) fn parse_response(parts: Parts) -> Result<Response, String> {
         return Err(format!("unexpected reply {:?}", lossy(first)));
     }
     // Untagged data: tokenize everything after "* ".
-    let mut tok = Tokenizer::new(&parts, tag_end + 1);
+    let mut tok = Tokenizer::new(&texts, literals, tag_end + 1);
     let values = tok.values(false)?;
     let mut it = values.into_iter();
     let head = it.next().ok_or("empty untagged reply")?;
@@ -650,23 +651,26 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Turns the text pieces and literals of a response into [`Value`]s.
+/// Literals are moved into the values, never copied: a batch of bodies exists once in memory.
 struct Tokenizer<'a> {
-    parts: &'a Parts,
+    texts: &'a [Vec<u8>],
+    literals: Vec<Vec<u8>>,
     part: usize,
     pos: usize,
 }
 
 impl<'a> Tokenizer<'a> {
-    fn new(parts: &'a Parts, pos: usize) -> Self {
+    fn new(texts: &'a [Vec<u8>], literals: Vec<Vec<u8>>, pos: usize) -> Self {
         Tokenizer {
-            parts,
+            texts,
+            literals,
             part: 0,
             pos,
         }
     }
 
     fn text(&self) -> &'a [u8] {
-        &self.parts.texts[self.part]
+        &self.texts[self.part]
     }
 
     fn skip_spaces(&mut self) {
@@ -701,10 +705,10 @@ impl<'a> Tokenizer<'a> {
                 }
                 b'"' => out.push(Value::Str(self.quoted()?)),
                 b'{' | b'~' if self.at_literal() => {
-                    if self.part + 1 >= self.parts.texts.len() {
+                    if self.part + 1 >= self.texts.len() {
                         return Err("literal marker without literal".into());
                     }
-                    out.push(Value::Str(self.parts.literals[self.part].clone()));
+                    out.push(Value::Str(std::mem::take(&mut self.literals[self.part])));
                     self.part += 1;
                     self.pos = 0;
                 }
@@ -722,13 +726,11 @@ impl<'a> Tokenizer<'a> {
 
     /// At a literal marker that ends the current text piece.
     fn at_literal(&self) -> bool {
-        self.part < self.parts.literals.len()
-            && literal_marker(&self.text()[self.pos..]).is_some()
-            && {
-                let rest = &self.text()[self.pos..];
-                let rest = rest.strip_prefix(b"~").unwrap_or(rest);
-                rest.starts_with(b"{")
-            }
+        self.part < self.literals.len() && literal_marker(&self.text()[self.pos..]).is_some() && {
+            let rest = &self.text()[self.pos..];
+            let rest = rest.strip_prefix(b"~").unwrap_or(rest);
+            rest.starts_with(b"{")
+        }
     }
 
     fn quoted(&mut self) -> Result<Vec<u8>, String> {

@@ -19,7 +19,9 @@
 
 mod common;
 
-use common::{diff_folder, literal_at_end, run_imapshift, Dovecot, DovecotOpts, TestImap, TestMsg};
+use common::{
+    diff_folder, literal_at_end, run_imapshift, Dovecot, DovecotOpts, Rng, TestImap, TestMsg,
+};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -58,41 +60,6 @@ fn seed_for(seed: u64) -> u64 {
         println!("IMAPSHIFT_FAULT_SEED={extra}");
     }
     seed ^ extra.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        if s == 0 {
-            s = 1;
-        }
-        let mut r = Rng(s);
-        for _ in 0..4 {
-            r.next();
-        }
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in `lo..hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
 }
 
 // ----- the proxy -----

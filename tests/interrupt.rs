@@ -3,9 +3,12 @@
 
 mod common;
 
-use common::{imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{
+    append_config, run_imapshift, spawn_imapshift, wait_for_messages, write_config, Dovecot,
+    DovecotOpts, TestImap,
+};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn sigint_stops_cleanly_and_the_next_run_finishes() {
@@ -27,28 +30,21 @@ fn sigint_stops_cleanly_and_the_next_run_finishes() {
         &new,
         &[("alice", "alice", "A_OLD", "A_NEW")],
     );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}[sync]\nbatch_messages = 3\n")).unwrap();
+    append_config(&cfg, "[sync]\nbatch_messages = 3\n");
     let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
-    let child = Command::new(imapshift_bin())
-        .args(["sync", "--config", cfg.to_str().unwrap(), "--json"])
-        .envs(envs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
     // Wait until some messages arrived, then Ctrl-C.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut n = TestImap::connect(new.port(), "alice", "new-a");
-        let (count, _, _) = n.status("INBOX");
-        n.logout();
-        if count >= 10 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_messages(
+        new.port(),
+        "alice",
+        "new-a",
+        "INBOX",
+        10,
+        Duration::from_secs(20),
+    );
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -15,7 +15,7 @@
 mod common;
 
 use common::{
-    diff_folder, imapshift_bin, run_imapshift, subject, write_config, Dovecot, DovecotOpts,
+    diff_folder, imapshift_bin, run_imapshift, subject, write_config, Dovecot, DovecotOpts, Rng,
     TestImap, TestMsg,
 };
 use std::collections::BTreeMap;
@@ -73,41 +73,6 @@ fn new_server(users: &[String]) -> Dovecot {
             extra_conf: NEW_NS.into(),
         },
     )
-}
-
-/// xorshift64*: deterministic, seeded per trial.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        if s == 0 {
-            s = 1;
-        }
-        let mut r = Rng(s);
-        for _ in 0..4 {
-            r.next();
-        }
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 // ----- the generated mailbox -----

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
+use common::{
+    append_config, imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap,
+};
 use std::process::Command;
 
 fn setup() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
@@ -25,8 +27,7 @@ fn setup() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
         &new,
         &[("alice", "alice", "A_OLD", "A_NEW")],
     );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}[sync]\nbatch_messages = 5\n")).unwrap();
+    append_config(&cfg, "[sync]\nbatch_messages = 5\n");
     (old, new, dir, cfg)
 }
 

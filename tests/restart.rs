@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::{imapshift_bin, run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{
+    append_config, run_imapshift, spawn_imapshift, wait_for_messages, write_config, Dovecot,
+    DovecotOpts, TestImap,
+};
+use std::time::Duration;
 
 fn restart_during_sync(restart_old: bool) {
     let mut old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
@@ -26,26 +28,19 @@ fn restart_during_sync(restart_old: bool) {
         &new,
         &[("alice", "alice", "A_OLD", "A_NEW")],
     );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}[sync]\nbatch_messages = 3\n")).unwrap();
-    let child = Command::new(imapshift_bin())
-        .args(["sync", "--config", cfg.to_str().unwrap(), "--json"])
-        .envs([("A_OLD", "old-a"), ("A_NEW", "new-a")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut n = TestImap::connect(new.port(), "alice", "new-a");
-        let (count, _, _) = n.status("INBOX");
-        n.logout();
-        if count >= 15 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    append_config(&cfg, "[sync]\nbatch_messages = 3\n");
+    let child = spawn_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[("A_OLD", "old-a"), ("A_NEW", "new-a")],
+    );
+    wait_for_messages(
+        new.port(),
+        "alice",
+        "new-a",
+        "INBOX",
+        15,
+        Duration::from_secs(20),
+    );
     if restart_old {
         old.restart();
     } else {

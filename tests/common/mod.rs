@@ -14,10 +14,12 @@
 mod compare;
 mod dovecot;
 mod imap;
+mod rng;
 
 pub use compare::{diff_folder, key, subject, Key};
 pub use dovecot::{free_port, Dovecot, DovecotOpts};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
+pub use rng::Rng;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -180,4 +182,46 @@ pub fn toml_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Appends lines (e.g. a `[sync]` table) to a configuration file written by [`write_config`].
+pub fn append_config(cfg: &Path, text: &str) {
+    let old =
+        std::fs::read_to_string(cfg).unwrap_or_else(|e| panic!("read {}: {e}", cfg.display()));
+    std::fs::write(cfg, format!("{old}{text}"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
+}
+
+/// Starts `imapshift args...` in the background (stdout and stderr piped), for tests that
+/// signal, kill or disturb it while it runs.
+pub fn spawn_imapshift(args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+    Command::new(imapshift_bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", imapshift_bin().display()))
+}
+
+/// Waits (up to `timeout`) until `folder` on the server holds at least `n` messages.
+pub fn wait_for_messages(
+    port: u16,
+    user: &str,
+    pass: &str,
+    folder: &str,
+    n: u32,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut c = TestImap::connect(port, user, pass);
+        let (count, _, _) = c.status(folder);
+        c.logout();
+        if count >= n || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -154,6 +154,25 @@ impl AccountTotals {
     }
 }
 
+/// A multiset of candidates by key: each `take` hands out one not yet taken, in the order they
+/// were added (lowest UID first when added in UID order). The one matching rule behind crash
+/// recovery, map rebuilding and UID lookup: two identical messages claim one copy each.
+struct Pool<K, V>(HashMap<K, std::collections::VecDeque<V>>);
+
+impl<K: std::hash::Hash + Eq, V> Pool<K, V> {
+    fn new(items: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut m: HashMap<K, std::collections::VecDeque<V>> = HashMap::new();
+        for (k, v) in items {
+            m.entry(k).or_default().push_back(v);
+        }
+        Pool(m)
+    }
+
+    fn take(&mut self, key: &K) -> Option<V> {
+        self.0.get_mut(key).and_then(|q| q.pop_front())
+    }
+}
+
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -673,14 +692,10 @@ async fn adopt_existing_copies<O: MailStore, N: MailStore>(
         .into_iter()
         .filter(|(u, _, _)| wanted.contains(u))
         .collect();
-    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<(Uid, Vec<String>)>> =
-        HashMap::new();
-    for (u, fp, flags) in unknown {
-        pool.entry(fp).or_default().push_back((u, flags));
-    }
+    let mut pool = Pool::new(unknown.into_iter().map(|(u, fp, flags)| (fp, (u, flags))));
     let mut adopted = Vec::new();
     for (old_uid, fp, _) in olds {
-        if let Some((n, flags)) = pool.get_mut(&fp).and_then(|q| q.pop_front()) {
+        if let Some((n, flags)) = pool.take(&fp) {
             adopted.push((
                 old_uid,
                 MapEntry {
@@ -801,14 +816,14 @@ fn assign_unknown_uids(
     found: Vec<(Uid, Fingerprint, Vec<String>)>,
 ) {
     let taken: HashSet<u32> = mapped.iter().filter_map(|(_, e)| e.new_uid).collect();
-    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<Uid>> = HashMap::new();
-    for (uid, fp, _) in found {
-        if !taken.contains(&uid.get()) {
-            pool.entry(fp).or_default().push_back(uid);
-        }
-    }
+    let mut pool = Pool::new(
+        found
+            .into_iter()
+            .filter(|(uid, _, _)| !taken.contains(&uid.get()))
+            .map(|(uid, fp, _)| (fp, uid)),
+    );
     for (_, e) in mapped.iter_mut().filter(|(_, e)| e.new_uid.is_none()) {
-        if let Some(u) = pool.get_mut(&e.fp).and_then(|q| q.pop_front()) {
+        if let Some(u) = pool.take(&e.fp) {
             e.new_uid = Some(u.get());
         }
     }
@@ -946,19 +961,18 @@ async fn reconcile_maps<O: MailStore, N: MailStore>(
     let kept: Vec<&(Uid, MapEntry)> = entries.iter().filter(|(_, e)| valid(e)).collect();
     let claimed_old: HashSet<Uid> = kept.iter().map(|(u, _)| *u).collect();
     let claimed_new: HashSet<u32> = kept.iter().filter_map(|(_, e)| e.new_uid).collect();
-    let mut pool: HashMap<Fingerprint, std::collections::VecDeque<(Uid, Vec<String>)>> =
-        HashMap::new();
-    for (uid, fp, flags) in new_fps {
-        if !claimed_new.contains(&uid.get()) {
-            pool.entry(fp).or_default().push_back((uid, flags));
-        }
-    }
+    let mut pool = Pool::new(
+        new_fps
+            .into_iter()
+            .filter(|(uid, _, _)| !claimed_new.contains(&uid.get()))
+            .map(|(uid, fp, flags)| (fp, (uid, flags))),
+    );
     let mut matched: Vec<(Uid, MapEntry)> = Vec::new();
     for (old_uid, fp, _) in &old_fps {
         if claimed_old.contains(old_uid) {
             continue;
         }
-        if let Some((n, flags)) = pool.get_mut(fp).and_then(|q| q.pop_front()) {
+        if let Some((n, flags)) = pool.take(fp) {
             matched.push((
                 *old_uid,
                 MapEntry {
@@ -1058,22 +1072,9 @@ async fn follow_folder_changes<O: MailStore, N: MailStore>(
                 .map(|(_, fp, _)| fp)
                 .collect();
             for (i, (vname, _)) in vanished.iter().enumerate() {
-                let mut pool: HashMap<Fingerprint, usize> = HashMap::new();
                 let entries = state.all_map_entries(acct, vname)?;
-                for (_, _, e) in &entries {
-                    *pool.entry(e.fp.clone()).or_default() += 1;
-                }
-                let matched = fps
-                    .iter()
-                    .filter(|fp| {
-                        pool.get_mut(*fp).is_some_and(|n| {
-                            *n > 0 && {
-                                *n -= 1;
-                                true
-                            }
-                        })
-                    })
-                    .count();
+                let mut pool = Pool::new(entries.iter().map(|(_, _, e)| (e.fp.clone(), ())));
+                let matched = fps.iter().filter(|fp| pool.take(fp).is_some()).count();
                 if matched > 0 && matched * 2 >= fps.len().min(entries.len()) {
                     found = Some(i);
                     break;
@@ -1193,18 +1194,14 @@ async fn resolve_intents<N: MailStore>(
             }
         }
     }
-    let mut pool: HashMap<(String, String), Vec<Uid>> = HashMap::new();
-    for c in candidates {
-        if claimed.contains(&c.uid.get()) {
-            continue;
-        }
-        pool.entry((sha256_hex(&c.body), c.internaldate.clone()))
-            .or_default()
-            .push(c.uid);
-    }
-    for v in pool.values_mut() {
-        v.sort_by_key(|u| std::cmp::Reverse(*u));
-    }
+    let mut candidates = candidates;
+    candidates.sort_by_key(|c| c.uid);
+    let mut pool = Pool::new(
+        candidates
+            .into_iter()
+            .filter(|c| !claimed.contains(&c.uid.get()))
+            .map(|c| ((sha256_hex(&c.body), c.internaldate), c.uid)),
+    );
     #[derive(Default)]
     struct Resolution {
         mapped: Vec<(Uid, MapEntry)>,
@@ -1216,7 +1213,7 @@ async fn resolve_intents<N: MailStore>(
     for (uv, uid, intent) in live {
         let slot = by_uv.entry(uv).or_default();
         let key = (intent.body_sha256.clone(), intent.fp.internaldate.clone());
-        match pool.get_mut(&key).and_then(Vec::pop) {
+        match pool.take(&key) {
             Some(new_uid) => {
                 slot.mapped.push((
                     uid,

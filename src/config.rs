@@ -346,7 +346,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         batch_messages: 1000,
         jobs: 4,
         propagate_deletes_on_final: false,
-        memory_budget: 48 * 1024 * 1024,
+        memory_budget: 32 * 1024 * 1024,
     };
     if let Some(s) = &raw.sync {
         if let Some(v) = &s.batch_bytes {

@@ -143,8 +143,27 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             cfg.users.len()
         );
     }
+    let memory = crate::engine::MemoryPlan::new(
+        cfg.sync.memory_budget,
+        cfg.sync.batch_bytes,
+        cfg.sync.jobs.min(cfg.users.len()),
+    );
+    if memory.over_by > 0 {
+        tracing::warn!(
+            "[sync] memory_budget ({} MiB) is small for {} parallel users: expect about {} MiB \
+             more; raise memory_budget or lower jobs",
+            cfg.sync.memory_budget >> 20,
+            cfg.sync.jobs.min(cfg.users.len()),
+            memory.over_by.div_ceil(1 << 20)
+        );
+    }
+    tracing::debug!(
+        "memory: {} KiB for bodies in flight, batches of up to {} KiB",
+        memory.bodies >> 10,
+        memory.batch_bytes >> 10
+    );
     let opts = EngineOptions {
-        batch_bytes: cfg.sync.batch_bytes,
+        batch_bytes: memory.batch_bytes,
         batch_messages: cfg.sync.batch_messages,
         dry_run: args.dry_run,
         propagate_deletes: args.propagate_deletes
@@ -152,7 +171,7 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         force_remap: args.force_remap,
         filters: cfg.filters.clone(),
         memory: Some(std::sync::Arc::new(crate::engine::MemoryBudget::new(
-            cfg.sync.memory_budget,
+            memory.bodies,
         ))),
         old_rate: crate::ratelimit::RateLimiter::new(
             cfg.old.max_messages_per_sec,

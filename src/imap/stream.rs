@@ -12,6 +12,12 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 
+/// Stream buffer sizes. Small on purpose: every connection of every parallel user holds them,
+/// and message literals larger than a buffer bypass it (read_exact / write_all of a body go
+/// straight to the socket), so bigger buffers only cost memory.
+const BUF_READ: usize = 16 * 1024;
+const BUF_WRITE: usize = 16 * 1024;
+
 /// Plain TCP or TLS over TCP.
 #[derive(Debug)]
 pub enum Stream {
@@ -113,13 +119,13 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
     tcp.set_nodelay(true).ok();
     match server.security {
         Security::Plain => Ok((
-            BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Plain(tcp)),
+            BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Plain(tcp)),
             true,
         )),
         Security::Tls => {
             let tls = tls_handshake(server, tcp).await?;
             Ok((
-                BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Tls(Box::new(tls))),
+                BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Tls(Box::new(tls))),
                 true,
             ))
         }
@@ -168,7 +174,7 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
             let tcp = plain.into_inner();
             let tls = tls_handshake(server, tcp).await?;
             Ok((
-                BufStream::with_capacity(64 * 1024, 64 * 1024, Stream::Tls(Box::new(tls))),
+                BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Tls(Box::new(tls))),
                 false,
             ))
         }

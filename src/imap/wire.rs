@@ -289,8 +289,10 @@ impl<S: Io> Wire<S> {
         }
         if self.literal_plus {
             buf.extend_from_slice(format!("{{{}+}}\r\n", bytes.len()).as_bytes());
-            // Large literals go straight out instead of being copied into the buffer.
-            if bytes.len() > 64 * 1024 {
+            // The command buffer stays small: once a literal would take it past 16 KiB, what
+            // is buffered and the literal go straight to the (buffered) stream. A MULTIAPPEND
+            // of many small messages used to be copied whole into `buf` (twice the batch).
+            if buf.len() + bytes.len() > 16 * 1024 {
                 self.write_all(buf).await?;
                 buf.clear();
                 self.write_all(bytes).await?;

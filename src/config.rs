@@ -101,7 +101,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub old: ServerConfig,
     pub new: ServerConfig,
+    /// The users this run takes (all, or those of `load_selected`'s choice).
     pub users: Vec<UserConfig>,
+    /// How many users the file lists, taken or not.
+    pub users_total: usize,
     pub sync: SyncTuning,
     pub filters: crate::filters::Filters,
 }
@@ -242,17 +245,29 @@ impl Shard {
 
 /// Reads and validates `path`, resolving every password reference.
 pub fn load(path: &Path) -> Result<Config> {
+    load_selected(path, &|_| true)
+}
+
+/// Reads and validates `path`, keeping only the users for which `keep(old_login)` holds (a
+/// shard, `--user`): every user is validated, but only the kept users' password references are
+/// resolved, so a shard never reads (or runs commands for) other shards' secrets.
+pub fn load_selected(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::config(format!(
             "cannot read the configuration file {}: {e} (pass the right file with --config)",
             path.display()
         ))
     })?;
-    parse(path, &text)
+    parse_selected(path, &text, keep)
 }
 
 /// Validates a configuration given as text; `path` names it in messages and anchors relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    parse_selected(path, text, &|_| true)
+}
+
+/// `parse`, resolving passwords only for the users `keep` takes (see `load_selected`).
+pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Config> {
     let w = Where { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| w.line_of(s.start)).unwrap_or(0);
@@ -309,12 +324,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         (Some(list), None) => {
             let masters = (old.master.is_some(), new.master.is_some());
             for u in list {
-                users.push(inline_user(&w, &base, masters, u)?);
+                users.push(inline_user(&w, &base, masters, keep, u)?);
             }
         }
         (None, Some(csv)) => {
             let csv_path = base.join(csv.get_ref());
-            users = csv_users(&csv_path, &base, (old.master.is_some(), new.master.is_some()))
+            let masters = (old.master.is_some(), new.master.is_some());
+            users = csv_users(&csv_path, &base, masters, keep)
                 .map_err(|e| e.context(format!("{}: users_csv", path.display())))?;
         }
         (None, None) => {
@@ -340,6 +356,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
             )));
         }
     }
+    let users_total = users.len();
+    users.retain(|u| keep(&u.old_login));
 
     let mut sync = SyncTuning {
         batch_bytes: 8 * 1024 * 1024,
@@ -409,6 +427,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
         old,
         new,
         users,
+        users_total,
         sync,
     })
 }
@@ -576,6 +595,7 @@ fn inline_user(
     w: &Where,
     base: &Path,
     masters: (bool, bool),
+    keep: &dyn Fn(&str) -> bool,
     u: &Spanned<RawUser>,
 ) -> Result<UserConfig> {
     let raw = u.get_ref();
@@ -603,8 +623,7 @@ fn inline_user(
                 &format!("[[users]].{name}"),
                 "give a reference: env:NAME, file:PATH or cmd:COMMAND (or configure a master_user for that server)",
             )),
-            Some(s) => resolve_password(s.get_ref(), base)
-                .map(Some)
+            Some(s) => resolve_if(keep(&old_login), s.get_ref(), base)
                 .map_err(|p| w.at(s, &format!("[[users]].{name} of user {old_login:?}"), p)),
         }
     };
@@ -627,7 +646,12 @@ fn check_login(s: &str) -> std::result::Result<String, String> {
     Ok(s.to_string())
 }
 
-fn csv_users(path: &Path, base: &Path, masters: (bool, bool)) -> Result<Vec<UserConfig>> {
+fn csv_users(
+    path: &Path,
+    base: &Path,
+    masters: (bool, bool),
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<UserConfig>> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::config(format!(
             "cannot read {}: {e} (the path is relative to the configuration file's folder)",
@@ -675,8 +699,7 @@ fn csv_users(path: &Path, base: &Path, masters: (bool, bool)) -> Result<Vec<User
             if r.is_empty() && master {
                 return Ok(None);
             }
-            resolve_password(&r, base)
-                .map(Some)
+            resolve_if(keep(&old_login), &r, base)
                 .map_err(|p| Error::config(format!("{origin}: {name} of user {old_login:?}: {p}")))
         };
         let old_password = pw(2, "old_password", masters.0)?;
@@ -692,11 +715,41 @@ fn csv_users(path: &Path, base: &Path, masters: (bool, bool)) -> Result<Vec<User
     Ok(users)
 }
 
+/// Resolves a user's reference if the run takes the user; otherwise only checks its form.
+fn resolve_if(
+    taken: bool,
+    reference: &str,
+    base: &Path,
+) -> std::result::Result<Option<Secret>, String> {
+    if taken {
+        return resolve_password(reference, base).map(Some);
+    }
+    check_reference(reference).map(|()| None)
+}
+
+/// Checks the form of a password reference without reading the secret.
+pub fn check_reference(reference: &str) -> std::result::Result<(), String> {
+    let (scheme, rest) = reference.split_once(':').ok_or_else(not_a_reference)?;
+    match scheme {
+        "env" | "file" | "cmd" if rest.trim().is_empty() => {
+            Err(format!("{scheme}: needs a value, e.g. env:ALICE_PW, file:secrets/alice.pw or cmd:pass show mail/alice"))
+        }
+        "env" | "file" | "cmd" => Ok(()),
+        _ => Err(unknown_scheme(scheme)),
+    }
+}
+
+fn not_a_reference() -> String {
+    "is not a password reference: write env:NAME, file:PATH or cmd:COMMAND (literal passwords are refused so they never sit in a file or a process list)".to_string()
+}
+
+fn unknown_scheme(scheme: &str) -> String {
+    format!("unknown password reference {scheme:?}: write env:NAME, file:PATH or cmd:COMMAND")
+}
+
 /// Turns a password reference into the secret. The error text never contains the secret.
 pub fn resolve_password(reference: &str, base: &Path) -> std::result::Result<Secret, String> {
-    let (scheme, rest) = reference.split_once(':').ok_or_else(|| {
-        "is not a password reference: write env:NAME, file:PATH or cmd:COMMAND (literal passwords are refused so they never sit in a file or a process list)".to_string()
-    })?;
+    let (scheme, rest) = reference.split_once(':').ok_or_else(not_a_reference)?;
     let secret = match scheme {
         "env" => {
             if rest.is_empty() {
@@ -741,11 +794,7 @@ pub fn resolve_password(reference: &str, base: &Path) -> std::result::Result<Sec
             strip_newline(&mut s);
             s
         }
-        _ => {
-            return Err(format!(
-                "unknown password reference {scheme:?}: write env:NAME, file:PATH or cmd:COMMAND"
-            ))
-        }
+        _ => return Err(unknown_scheme(scheme)),
     };
     if secret.is_empty() {
         return Err(format!("the {scheme}: reference gives an empty password"));
@@ -786,6 +835,37 @@ new = "alice@example.com"
 old_password = "env:IMAPSHIFT_TEST_PW"
 new_password = "cmd:echo s3cret"
 "#;
+
+    #[test]
+    fn only_taken_users_have_their_passwords_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("ran");
+        let t = format!(
+            "{GOOD}[[users]]\nold = \"bob\"\nnew = \"bob\"\nold_password = \"cmd:touch {}; echo x\"\nnew_password = \"env:IMAPSHIFT_SURELY_UNSET_TOO\"\n",
+            mark.display()
+        );
+        std::env::set_var("IMAPSHIFT_TEST_PW", "pw1");
+        let path = Path::new("/tmp/x/imapshift.toml");
+        // bob is not taken: his command never runs and his unset variable is no error.
+        let c = parse_selected(path, &t, &|u| u != "bob").unwrap();
+        assert_eq!((c.users.len(), c.users_total), (1, 2));
+        assert_eq!(c.users[0].old_login, "alice@example.com");
+        assert!(
+            !mark.exists(),
+            "a password command of a user not taken was run"
+        );
+        // Taken, the same references are resolved (and fail as they should).
+        let e = parse_selected(path, &t, &|_| true).unwrap_err().to_string();
+        assert!(e.contains("IMAPSHIFT_SURELY_UNSET_TOO is not set"), "{e}");
+        assert!(mark.exists());
+        // A malformed reference is an error even for a user not taken.
+        let bad = t.replace("env:IMAPSHIFT_SURELY_UNSET_TOO", "hunter2");
+        let e = parse_selected(path, &bad, &|u| u != "bob")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a password reference"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 
     #[test]
     fn good_config_parses() {

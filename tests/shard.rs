@@ -25,7 +25,7 @@ fn shards_split_users_and_keep_separate_state() {
         new.port()
     );
     for n in &names {
-        text.push_str(&format!("[[users]]\nold = \"{n}\"\nnew = \"{n}\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n"));
+        text.push_str(&format!("[[users]]\nold = \"{n}\"\nnew = \"{n}\"\nold_password = \"cmd:echo {n} >> asked.log; echo pw\"\nnew_password = \"env:PW\"\n"));
     }
     let cfg = dir.path().join("imapshift.toml");
     std::fs::write(&cfg, text).unwrap();
@@ -50,11 +50,22 @@ fn shards_split_users_and_keep_separate_state() {
             String::from_utf8_lossy(&out.stderr)
         );
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut mine = BTreeSet::new();
         for u in j["users"].as_array().unwrap() {
             let name = u["old_login"].as_str().unwrap().to_string();
             assert!(seen.insert(name.clone()), "{name} is in two shards");
             assert_eq!(u["copied"], 1);
+            mine.insert(name);
         }
+        // Only this shard's password commands ran: other shards' secrets are never read.
+        let log = dir.path().join("asked.log");
+        let asked: BTreeSet<String> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(asked, mine, "shard {k} resolved the passwords of {asked:?}");
+        let _ = std::fs::remove_file(&log);
         assert!(
             dir.path().join(format!("state/shard-{k}-of-3")).is_dir(),
             "shard {k} has its own state"

@@ -123,24 +123,45 @@ pub fn main() -> i32 {
 }
 
 fn sync(args: SyncArgs, quiet: bool) -> i32 {
-    let mut cfg = match config::load(&args.config) {
+    // Only the users this run takes (its shard, --user) get their passwords resolved.
+    let shard = args.shard;
+    let only = &args.users;
+    let keep = |login: &str| {
+        shard.is_none_or(|s| s.takes(login)) && (only.is_empty() || only.iter().any(|u| u == login))
+    };
+    let mut cfg = match config::load_selected(&args.config, &keep) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imapshift: {e}");
             return exit::CONFIG;
         }
     };
+    if let Some(name) = only
+        .iter()
+        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
+    {
+        let why = if shard.is_some() {
+            "is not in this shard's users"
+        } else {
+            "is not in the users list"
+        };
+        eprintln!(
+            "imapshift: --user {name:?} {why} ({}): name an old login from the users list",
+            cfg.path.display()
+        );
+        return exit::CONFIG;
+    }
     if let Some(j) = args.jobs {
         cfg.sync.jobs = j as usize;
     }
-    if let Some(shard) = args.shard {
-        let total = cfg.users.len();
+    if let Some(shard) = shard {
         shard.apply(&mut cfg);
         tracing::info!(
-            "shard {}/{}: {} of {total} users",
+            "shard {}/{}: {} of {} users",
             shard.k,
             shard.n,
-            cfg.users.len()
+            cfg.users.len(),
+            cfg.users_total
         );
     }
     let memory = crate::engine::MemoryPlan::new(

@@ -1,28 +1,151 @@
-//! Progress for people: indicatif bars on a terminal, periodic `tracing` lines elsewhere.
+//! Progress for people and for machines: indicatif bars on a terminal, periodic `tracing` lines
+//! elsewhere, and JSON Lines events on stdout with `--json`.
 //!
 //! indicatif draws nothing when stderr is not a terminal (cron, CI, `| tee`), so the same counters
-//! also feed an info line every few seconds in that case. This is the only home of indicatif.
+//! also feed an info line every few seconds in that case. On a terminal only the users being
+//! synced have a bar (at most `jobs`), under one overall bar with users done, totals and ETA; a
+//! finished user's bar becomes one printed line, so 100+ users never flicker or scroll the bars.
+//! This is the only home of indicatif.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The run's progress display.
+/// The run's progress display and event stream.
 #[derive(Clone)]
 pub struct Progress {
     multi: Option<MultiProgress>,
-    /// How often a non-terminal run logs each user's progress.
+    /// How often a user's progress is logged (no terminal) or sent as an event (`--json`).
     log_every: Duration,
+    events: Option<Arc<Events>>,
+    run: Arc<Run>,
+}
+
+/// JSON Lines on stdout: one object per line, each with `event` and `ts` (Unix seconds).
+struct Events {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl Events {
+    fn emit(&self, event: &str, fields: Value) {
+        let mut obj = serde_json::Map::new();
+        obj.insert("event".into(), event.into());
+        obj.insert("ts".into(), json!(unix_now()));
+        if let Value::Object(f) = fields {
+            obj.extend(f);
+        }
+        let mut line = serde_json::to_string(&Value::Object(obj)).unwrap_or_default();
+        line.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout (the reader went away) must not stop the migration.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Run-wide counters, for the overall bar, the overall log line and ETA.
+struct Run {
+    started: Instant,
+    users_total: AtomicU64,
+    users_done: AtomicU64,
+    users_failed: AtomicU64,
+    msgs: AtomicU64,
+    bytes: AtomicU64,
+    active: Mutex<Vec<Arc<Inner>>>,
+    overall: Mutex<Option<ProgressBar>>,
+    last_log: Mutex<Instant>,
+}
+
+impl Run {
+    /// Fraction of the run done: finished users, plus each active user's share of its messages.
+    fn fraction(&self) -> f64 {
+        let total = self.users_total.load(Ordering::Relaxed).max(1) as f64;
+        let done = self.users_done.load(Ordering::Relaxed) as f64;
+        let partial: f64 = self
+            .active
+            .lock()
+            .expect("progress lock")
+            .iter()
+            .map(|u| {
+                let t = u.total.load(Ordering::Relaxed);
+                if t == 0 {
+                    0.0
+                } else {
+                    (u.msgs.load(Ordering::Relaxed) as f64 / t as f64).min(1.0)
+                }
+            })
+            .sum();
+        ((done + partial) / total).clamp(0.0, 1.0)
+    }
+
+    /// Seconds left, estimated from the fraction done so far.
+    fn eta(&self) -> Option<f64> {
+        let f = self.fraction();
+        let s = self.started.elapsed().as_secs_f64();
+        (f > 0.0 && s > 1.0).then(|| s * (1.0 - f) / f)
+    }
+
+    fn summary(&self) -> String {
+        let active = self.active.lock().expect("progress lock").len();
+        let done = self.users_done.load(Ordering::Relaxed);
+        let total = self.users_total.load(Ordering::Relaxed);
+        let waiting = total.saturating_sub(done + active as u64);
+        let failed = self.users_failed.load(Ordering::Relaxed);
+        let mut s = format!(
+            "{done}/{total} users done, {active} active, {waiting} waiting; {} messages, {:.1} MB",
+            self.msgs.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        if failed > 0 {
+            s.push_str(&format!("; {failed} not ok"));
+        }
+        s
+    }
+
+    fn redraw(&self) {
+        if let Some(b) = self.overall.lock().expect("progress lock").as_ref() {
+            b.set_position((self.fraction() * 1000.0) as u64);
+            b.set_message(self.summary());
+        }
+    }
 }
 
 impl Progress {
-    /// Bars when stderr is a terminal and `quiet` is off; log lines every `log_every` otherwise.
-    pub fn new(quiet: bool, log_every: Duration) -> Progress {
+    /// Bars when stderr is a terminal and `quiet` is off, log lines every `log_every` otherwise;
+    /// JSON Lines events on stdout when `json`.
+    pub fn new(quiet: bool, log_every: Duration, json: bool) -> Progress {
         let multi = (!quiet && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-        Progress { multi, log_every }
+        Progress {
+            multi,
+            log_every,
+            events: json.then(|| {
+                Arc::new(Events {
+                    out: Mutex::new(std::io::stdout()),
+                })
+            }),
+            run: Arc::new(Run {
+                started: Instant::now(),
+                users_total: AtomicU64::new(0),
+                users_done: AtomicU64::new(0),
+                users_failed: AtomicU64::new(0),
+                msgs: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                active: Mutex::new(Vec::new()),
+                overall: Mutex::new(None),
+                last_log: Mutex::new(Instant::now()),
+            }),
+        }
     }
 
     /// Whether bars are drawn (else log lines are written).
@@ -30,10 +153,47 @@ impl Progress {
         self.multi.is_some()
     }
 
-    /// A tracker for one user's sync.
+    /// The run begins: `users` to sync, `jobs` at a time. Draws the overall bar.
+    pub fn start_run(&self, users: usize, jobs: usize, dry_run: bool) {
+        self.run.users_total.store(users as u64, Ordering::Relaxed);
+        if let Some(m) = &self.multi {
+            let b = m.add(ProgressBar::new(1000));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20.bold} [{bar:30.green/white}] {msg} (ETA {eta})",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix("all users");
+            *self.run.overall.lock().expect("progress lock") = Some(b);
+            self.run.redraw();
+        }
+        if let Some(ev) = &self.events {
+            ev.emit(
+                "run_started",
+                json!({ "users": users, "jobs": jobs, "dry_run": dry_run }),
+            );
+        }
+    }
+
+    /// The run's report, as the last event (`summary`, with the report's fields).
+    pub fn finish_run<T: Serialize>(&self, report: &T) {
+        if let Some(b) = self.run.overall.lock().expect("progress lock").take() {
+            b.finish_and_clear();
+        }
+        if let Some(ev) = &self.events {
+            ev.emit(
+                "summary",
+                serde_json::to_value(report).unwrap_or(Value::Null),
+            );
+        }
+    }
+
+    /// A tracker for one user's sync, from its start to `finish`.
     pub fn user(&self, name: &str) -> UserProgress {
         let bar = self.multi.as_ref().map(|m| {
-            let b = m.add(ProgressBar::new(0));
+            let b = ProgressBar::new(0);
             b.set_style(
                 ProgressStyle::with_template(
                     "{prefix:>20.bold} [{bar:30.cyan/blue}] {pos}/{len} msgs {msg}",
@@ -42,20 +202,35 @@ impl Progress {
                 .progress_chars("=> "),
             );
             b.set_prefix(truncate(name, 20));
-            b
+            // Above the overall bar, which stays last.
+            let overall = self.run.overall.lock().expect("progress lock");
+            match overall.as_ref() {
+                Some(o) => m.insert_before(o, b),
+                None => m.add(b),
+            }
         });
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            bar,
+            msgs: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            folder: Mutex::new(String::new()),
+            last_log: Mutex::new(Instant::now()),
+            started: Instant::now(),
+        });
+        self.run
+            .active
+            .lock()
+            .expect("progress lock")
+            .push(inner.clone());
+        self.run.redraw();
+        if let Some(ev) = &self.events {
+            ev.emit("user_started", json!({ "user": name }));
+        }
         UserProgress {
-            inner: Arc::new(Inner {
-                name: name.to_string(),
-                bar,
-                msgs: AtomicU64::new(0),
-                total: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                folder: Mutex::new(String::new()),
-                last_log: Mutex::new(Instant::now()),
-                started: Instant::now(),
-                log_every: self.log_every,
-            }),
+            inner,
+            progress: self.clone(),
         }
     }
 
@@ -67,6 +242,49 @@ impl Progress {
             }
             None => eprintln!("{line}"),
         }
+    }
+
+    /// Every `log_every`: the overall line (no terminal) and the `run_progress` event.
+    fn maybe_log_run(&self) {
+        {
+            let mut last = self.run.last_log.lock().expect("progress lock");
+            if last.elapsed() < self.log_every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let eta = self.run.eta();
+        if self.multi.is_none() {
+            tracing::info!(
+                "progress: {}{}",
+                self.run.summary(),
+                eta.map(|s| format!(", ETA {}", human_secs(s)))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(ev) = &self.events {
+            ev.emit(
+                "run_progress",
+                json!({
+                    "users_total": self.run.users_total.load(Ordering::Relaxed),
+                    "users_done": self.run.users_done.load(Ordering::Relaxed),
+                    "users_active": self.run.active.lock().expect("progress lock").len(),
+                    "messages": self.run.msgs.load(Ordering::Relaxed),
+                    "bytes": self.run.bytes.load(Ordering::Relaxed),
+                    "fraction_done": (self.run.fraction() * 1000.0).round() / 1000.0,
+                    "eta_seconds": eta.map(|s| s.round()),
+                }),
+            );
+        }
+    }
+}
+
+fn human_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -88,13 +306,25 @@ struct Inner {
     folder: Mutex<String>,
     last_log: Mutex<Instant>,
     started: Instant,
-    log_every: Duration,
+}
+
+/// How a user's sync ended, for its last line and event.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserOutcome<'a> {
+    pub status: &'a str,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub retries: u32,
+    pub error: Option<&'a str>,
 }
 
 /// Progress of one user.
 #[derive(Clone)]
 pub struct UserProgress {
     inner: Arc<Inner>,
+    progress: Progress,
 }
 
 impl UserProgress {
@@ -110,27 +340,76 @@ impl UserProgress {
     pub fn folder(&self, name: &str) {
         *self.inner.folder.lock().expect("progress lock") = name.to_string();
         self.redraw();
+        if let Some(ev) = &self.progress.events {
+            ev.emit(
+                "folder_started",
+                json!({ "user": self.inner.name, "folder": name }),
+            );
+        }
     }
 
     /// Messages done (copied or failed) and bytes copied.
     pub fn inc(&self, msgs: u64, bytes: u64) {
         self.inner.msgs.fetch_add(msgs, Ordering::Relaxed);
         self.inner.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.run.msgs.fetch_add(msgs, Ordering::Relaxed);
+        self.progress.run.bytes.fetch_add(bytes, Ordering::Relaxed);
         if let Some(b) = &self.inner.bar {
             b.inc(msgs);
         }
         self.redraw();
-        let mut last = self.inner.last_log.lock().expect("progress lock");
-        if self.inner.bar.is_none() && last.elapsed() >= self.inner.log_every {
-            *last = Instant::now();
-            tracing::info!(
-                user = %self.inner.name,
-                "progress: {}/{} messages, {:.1} MB, {:.0} msg/s, folder {}",
+        self.progress.run.redraw();
+        let due = {
+            let mut last = self.inner.last_log.lock().expect("progress lock");
+            let due = last.elapsed() >= self.progress.log_every;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            let (done, total, bytes) = (
                 self.inner.msgs.load(Ordering::Relaxed),
                 self.inner.total.load(Ordering::Relaxed),
-                self.inner.bytes.load(Ordering::Relaxed) as f64 / 1e6,
-                self.rate(),
-                self.inner.folder.lock().expect("progress lock"),
+                self.inner.bytes.load(Ordering::Relaxed),
+            );
+            let folder = self.inner.folder.lock().expect("progress lock").clone();
+            if self.inner.bar.is_none() {
+                tracing::info!(
+                    user = %self.inner.name,
+                    "progress: {done}/{total} messages, {:.1} MB, {:.0} msg/s, folder {folder}",
+                    bytes as f64 / 1e6,
+                    self.rate(),
+                );
+            }
+            if let Some(ev) = &self.progress.events {
+                ev.emit(
+                    "progress",
+                    json!({
+                        "user": self.inner.name,
+                        "folder": folder,
+                        "messages_done": done,
+                        "messages_total": total,
+                        "bytes_done": bytes,
+                        "messages_per_sec": self.rate().round(),
+                    }),
+                );
+            }
+        }
+        self.progress.maybe_log_run();
+    }
+
+    /// The user's connection broke; it reconnects in `wait`.
+    pub fn retry(&self, attempt: u32, wait: Duration, error: &str) {
+        if let Some(ev) = &self.progress.events {
+            ev.emit(
+                "user_retry",
+                json!({
+                    "user": self.inner.name,
+                    "attempt": attempt,
+                    "wait_seconds": wait.as_secs_f64(),
+                    "error": error,
+                }),
             );
         }
     }
@@ -152,10 +431,80 @@ impl UserProgress {
         }
     }
 
-    /// Ends the bar with a final word.
-    pub fn finish(&self, word: &str) {
-        if let Some(b) = &self.inner.bar {
-            b.finish_with_message(word.to_string());
+    /// The user is done: its bar gives way to one line, the run counters move on.
+    pub fn finish(&self, outcome: &UserOutcome<'_>) {
+        let run = &self.progress.run;
+        run.active
+            .lock()
+            .expect("progress lock")
+            .retain(|u| !Arc::ptr_eq(u, &self.inner));
+        run.users_done.fetch_add(1, Ordering::Relaxed);
+        if outcome.status != "ok" {
+            run.users_failed.fetch_add(1, Ordering::Relaxed);
         }
+        let secs = self.inner.started.elapsed().as_secs_f64();
+        let line = format!(
+            "{}: {}, {} copied, {} failed, {:.1} MB in {:.1}s{}",
+            self.inner.name,
+            outcome.status,
+            outcome.copied,
+            outcome.failed,
+            outcome.bytes as f64 / 1e6,
+            secs,
+            outcome.error.map(|e| format!(": {e}")).unwrap_or_default()
+        );
+        match (&self.inner.bar, &self.progress.multi) {
+            (Some(b), Some(m)) => {
+                b.finish_and_clear();
+                m.remove(b);
+                let _ = m.println(line);
+            }
+            _ => tracing::info!(user = %self.inner.name, "finished: {line}"),
+        }
+        run.redraw();
+        if let Some(ev) = &self.progress.events {
+            let mut v = serde_json::to_value(outcome).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("user".into(), self.inner.name.clone().into());
+                o.insert("seconds".into(), json!((secs * 1000.0).round() / 1000.0));
+            }
+            ev.emit("user_finished", v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fraction_and_eta_follow_users_and_messages() {
+        let p = Progress::new(true, Duration::from_secs(3600), false);
+        p.start_run(4, 2, false);
+        let a = p.user("a");
+        let b = p.user("b");
+        a.add_total(10);
+        a.inc(5, 100);
+        b.add_total(0);
+        // a is half done: 0.5 of 4 users.
+        assert!((p.run.fraction() - 0.125).abs() < 1e-9);
+        a.inc(5, 100);
+        a.finish(&UserOutcome {
+            status: "ok",
+            copied: 10,
+            skipped: 0,
+            failed: 0,
+            bytes: 200,
+            retries: 0,
+            error: None,
+        });
+        assert!((p.run.fraction() - 0.25).abs() < 1e-9);
+        assert_eq!(
+            p.run.summary(),
+            "1/4 users done, 1 active, 2 waiting; 10 messages, 0.0 MB"
+        );
+        assert_eq!(human_secs(59.4), "59s");
+        assert_eq!(human_secs(61.0), "1m01s");
+        assert_eq!(human_secs(7300.0), "2h01m");
     }
 }

@@ -131,6 +131,7 @@ async fn sync_user(
                     wait.as_secs_f64(),
                     attempt + 1
                 );
+                up.retry(attempt + 1, wait, &e.to_string());
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
@@ -151,10 +152,19 @@ async fn sync_user(
     } else {
         "ok"
     };
-    up.finish(status);
     if let Some(e) = &error {
         tracing::error!("user not synced: {e}");
     }
+    let error_text = error.as_ref().map(|e| e.message.clone());
+    up.finish(&crate::progress::UserOutcome {
+        status,
+        copied: totals.copied(),
+        skipped: totals.skipped(),
+        failed: totals.failed(),
+        bytes: totals.bytes(),
+        retries: attempt - 1,
+        error: error_text.as_deref(),
+    });
     UserReport {
         old_login: user.old_login.clone(),
         new_login: user.new_login.clone(),
@@ -206,6 +216,7 @@ pub async fn run_sync(
         .enumerate()
         .filter(|(_, u)| only.is_empty() || only.contains(&u.old_login))
         .collect();
+    progress.start_run(users.len(), cfg.sync.jobs, opts.dry_run);
     let state_ref = &state;
     let unlimited = tokio::sync::Semaphore::MAX_PERMITS;
     let caps = ConnectionCaps {

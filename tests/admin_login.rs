@@ -81,7 +81,7 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         "{}\n{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 10, "{j}");
     assert!(
         !stderr.contains("admin-secret"),
@@ -100,7 +100,7 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         &[("ADMIN_PW", "wrong")],
     );
     assert_eq!(out.status.code(), Some(3));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     let err = j["users"][0]["error"].as_str().unwrap();
     assert!(
         err.contains("login failed") && err.contains("via master user admin"),

@@ -123,7 +123,7 @@ fn corpus_round_trips_byte_for_byte() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let j: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        common::sync_report(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     eprintln!(
         "sync: copied {} failed {} in {:.2} s",
         j["copied"],
@@ -221,7 +221,7 @@ fn corpus_round_trips_byte_for_byte() {
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[envs[0], envs[1], ("IMAPSHIFT_LOG", "trace")],
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(j["copied"], 0, "{j}");
     let log = String::from_utf8_lossy(&out.stderr);

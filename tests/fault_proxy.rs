@@ -640,7 +640,7 @@ fn show(out: &Output) -> String {
 
 fn run_sync(cfg: &Path) -> (Output, serde_json::Value) {
     let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap(), "--json"], ENVS);
-    let j = serde_json::from_slice(&out.stdout)
+    let j = common::sync_report(&out.stdout)
         .unwrap_or_else(|e| panic!("sync: stdout is not JSON ({e})\n{}", show(&out)));
     (out, j)
 }

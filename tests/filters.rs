@@ -56,7 +56,7 @@ fn folders_sizes_and_ages_are_filtered() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(
         j["copied"], 4,
         "3 small INBOX messages and the Archive one: {j}"
@@ -89,7 +89,7 @@ fn folders_sizes_and_ages_are_filtered() {
         &envs,
     );
     assert_eq!(out.status.code(), Some(0));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 3);

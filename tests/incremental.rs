@@ -68,8 +68,8 @@ fn sync(cfg: &Path, extra: &[&str]) -> serde_json::Value {
     let out = run_imapshift(&args, ENVS);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let mut j: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}"));
+    let mut j: serde_json::Value = common::sync_report(stdout.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}"));
     j["exit"] = out.status.code().unwrap_or(-1).into();
     j["stderr"] = stderr.into_owned().into();
     j
@@ -549,7 +549,7 @@ fn changed_folder_is_read_incrementally_with_condstore() {
         &[ENVS[0], ENVS[1], ("IMAPSHIFT_LOG", "imapshift=trace")],
     );
     assert_eq!(out.status.code(), Some(0));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 1, "{j}");
     assert_eq!(total(&j, "flags_updated"), 1, "{j}");
     let log = String::from_utf8_lossy(&out.stderr);

@@ -54,7 +54,7 @@ fn sigint_stops_cleanly_and_the_next_run_finishes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopping cleanly"), "{stderr}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     let copied = j["copied"].as_u64().unwrap();
     assert!(copied > 0 && copied < 300, "stopped in the middle: {j}");
     // Nothing pending: the batch in flight was committed.
@@ -71,7 +71,7 @@ fn sigint_stops_cleanly_and_the_next_run_finishes() {
         &envs,
     );
     assert_eq!(out.status.code(), Some(0));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"].as_u64().unwrap(), 300 - copied, "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 300);

@@ -334,7 +334,7 @@ fn tail(s: &str, n: usize) -> String {
 /// Asserts exit 0 and returns the JSON summary.
 fn expect_ok(out: &Output, what: &str) -> serde_json::Value {
     assert!(out.status.success(), "{what}: sync failed\n{}", show(out));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let j: serde_json::Value = common::sync_report(&out.stdout)
         .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e})\n{}", show(out)));
     assert_eq!(j["exit_code"], 0, "{what}: {j}");
     j

@@ -59,7 +59,7 @@ fn run(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[("PW", "pw")],
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let j: serde_json::Value = common::sync_report(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (old, new, j, names)
 }

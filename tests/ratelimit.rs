@@ -38,7 +38,7 @@ fn messages_per_second_limit_paces_the_copy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 60);
     // 12 batches of 5 at 40 messages/s: the last batch may start 11 × 0.125 s after the first.
     let secs = j["seconds"].as_f64().unwrap();

@@ -49,7 +49,7 @@ fn restart_during_sync(restart_old: bool) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert!(
         j["users"][0]["retries"].as_u64().unwrap() >= 1,
         "the restart forced a reconnect: {j}\n{stderr}"
@@ -72,7 +72,7 @@ fn restart_during_sync(restart_old: bool) {
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[("A_OLD", "old-a"), ("A_NEW", "new-a")],
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
 }
 

@@ -109,12 +109,12 @@ fn variant(caps: &str) {
     let cfg = config_with_batch(dir.path(), &old, &new, 7);
     let (code, out, err) = sync(&cfg, ENVS);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 32, "{j}");
     assert_identical(&old, &new);
     let (code, out, _) = sync(&cfg, ENVS);
     assert_eq!(code, Some(0));
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
 }
 
@@ -153,7 +153,7 @@ fn crash_and_resume(point: &str, hit: &str) {
     // Resume without the failpoint.
     let (code, out, err) = sync(&cfg, ENVS);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     let recovered: u64 = j["users"][0]["folders"]
         .as_array()
         .unwrap()
@@ -170,7 +170,7 @@ fn crash_and_resume(point: &str, hit: &str) {
     }
     assert_identical(&old, &new);
     let (_, out, _) = sync(&cfg, ENVS);
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
 }
 
@@ -201,7 +201,7 @@ fn new_side_error_mid_copy_reconnects_and_finishes() {
     envs.push(("IMAPSHIFT_TEST_TIMEOUT_SECS", "60"));
     let (code, out, err) = sync(&cfg, &envs);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["users"][0]["retries"], 1, "{j}");
     // Counts survive the reconnect: every message is copied or recovered once, none "skipped".
     let folders = j["users"][0]["folders"].as_array().unwrap();

@@ -49,7 +49,7 @@ fn shards_split_users_and_keep_separate_state() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
         let mut mine = BTreeSet::new();
         for u in j["users"].as_array().unwrap() {
             let name = u["old_login"].as_str().unwrap().to_string();

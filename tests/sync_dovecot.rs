@@ -217,7 +217,7 @@ fn assert_same(
 }
 
 fn summary(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    common::sync_report(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e})\n--- stdout ---\n{}\n--- stderr ---\n{}",
             String::from_utf8_lossy(&out.stdout),

@@ -55,7 +55,8 @@ pub struct SyncArgs {
     /// The configuration file (see docs/configuration.md).
     #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
     pub config: PathBuf,
-    /// Print the run summary as JSON on stdout (logs stay on stderr).
+    /// JSON Lines on stdout: progress events, then the run report as the last line
+    /// (docs/events.md); logs stay on stderr.
     #[arg(long)]
     pub json: bool,
     /// Show what would be done (folders to create, messages to copy) without changing anything.
@@ -67,7 +68,8 @@ pub struct SyncArgs {
     /// Sync only this user (old login); repeat for several.
     #[arg(short, long = "user", value_name = "LOGIN")]
     pub users: Vec<String>,
-    /// Seconds between progress lines when stderr is not a terminal (on a terminal, bars).
+    /// Seconds between progress lines when stderr is not a terminal (on a terminal, bars), and
+    /// between `progress` events with --json.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub progress_interval: f64,
     /// Take part K of N of the users (stable by login), e.g. one shard per machine or per
@@ -222,6 +224,7 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
     let progress = Progress::new(
         quiet,
         std::time::Duration::from_secs_f64(args.progress_interval),
+        args.json,
     );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -259,12 +262,9 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             return runner::exit_code_for(&e);
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
+    // With --json the report is the last event line (`"event": "summary"`).
+    progress.finish_run(&report);
+    if !args.json {
         print!("{}", runner::render_summary(&report));
     }
     report.exit_code

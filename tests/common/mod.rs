@@ -65,6 +65,30 @@ pub fn corpus_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Path of the `imapshift` binary built for these tests.
+/// The run report of `sync --json`. Its stdout is JSON Lines: one event object per line, each
+/// with `event` and `ts`, the last one `"event": "summary"` carrying the report. Checks that
+/// every line is such an event; the error names the line that is not.
+pub fn sync_report(stdout: &[u8]) -> Result<serde_json::Value, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut last = None;
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("stdout line {} is not JSON ({e}): {line}", i + 1))?;
+        let event = v["event"]
+            .as_str()
+            .ok_or_else(|| format!("stdout line {} has no \"event\": {line}", i + 1))?;
+        if v["ts"].as_f64().is_none() {
+            return Err(format!("stdout line {} has no \"ts\": {line}", i + 1));
+        }
+        last = Some((event.to_string(), v));
+    }
+    match last {
+        Some((e, v)) if e == "summary" => Ok(v),
+        Some((e, _)) => Err(format!("the last event is {e:?}, not \"summary\"")),
+        None => Err("stdout is empty: no summary event".into()),
+    }
+}
+
 pub fn imapshift_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_imapshift"))
 }

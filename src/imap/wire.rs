@@ -257,13 +257,23 @@ impl<S: Io> Wire<S> {
         Ok(tag)
     }
 
+    /// Sends `bytes`. The timeout is for inactivity: each chunk of up to `IO_CHUNK` bytes must
+    /// go out within it, so a large message on a slow link never times out while it moves.
     async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let t = self.timeout;
-        match tokio::time::timeout(t, self.owner.io().write_all(bytes)).await {
-            Err(_) => Err(self.fail("timed out while sending")),
-            Ok(Err(e)) => Err(self.fail(format!("connection lost while sending: {e}"))),
-            Ok(Ok(())) => Ok(()),
+        for chunk in bytes.chunks(IO_CHUNK) {
+            match tokio::time::timeout(t, self.owner.io().write_all(chunk)).await {
+                Err(_) => {
+                    return Err(self.fail(format!(
+                        "the server took nothing for {}s while we were sending (timeout)",
+                        t.as_secs()
+                    )))
+                }
+                Ok(Err(e)) => return Err(self.fail(format!("connection lost while sending: {e}"))),
+                Ok(Ok(())) => {}
+            }
         }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
@@ -411,15 +421,9 @@ impl<S: Io> Wire<S> {
         if self.broken {
             return Err(self.fail("connection is unusable after an earlier error"));
         }
-        let parts = match tokio::time::timeout(self.timeout, read_parts(self.owner.io())).await {
-            Err(_) => {
-                return Err(self.fail(format!(
-                    "no reply within {}s (timeout)",
-                    self.timeout.as_secs()
-                )))
-            }
-            Ok(Err(e)) => return Err(self.fail(e)),
-            Ok(Ok(p)) => p,
+        let parts = match read_parts(self.owner.io(), self.timeout).await {
+            Err(e) => return Err(self.fail(e)),
+            Ok(p) => p,
         };
         match parse_response(parts) {
             Ok(r) => {
@@ -474,11 +478,22 @@ pub(crate) struct Parts {
     pub literals: Vec<Vec<u8>>,
 }
 
-async fn read_line_limited(io: &mut Buffered, out: &mut Vec<u8>) -> Result<(), String> {
+/// Bytes moved per timed read or write: the timeout is for inactivity, not for a whole reply.
+const IO_CHUNK: usize = 256 * 1024;
+
+fn idle_timeout(idle: Duration) -> String {
+    format!("no data from the server for {}s (timeout)", idle.as_secs())
+}
+
+async fn read_line_limited(
+    io: &mut Buffered,
+    out: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), String> {
     loop {
-        let buf = io
-            .fill_buf()
+        let buf = tokio::time::timeout(idle, io.fill_buf())
             .await
+            .map_err(|_| idle_timeout(idle))?
             .map_err(|e| format!("connection lost: {e}"))?;
         if buf.is_empty() {
             return Err("server closed the connection".into());
@@ -511,12 +526,14 @@ fn literal_marker(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
-pub(crate) async fn read_parts(io: &mut Buffered) -> Result<Parts, String> {
+/// Reads one response: its lines and literals. `idle` bounds each wait for data (a line, or a
+/// chunk of a literal), so a slow link that keeps moving never times out.
+pub(crate) async fn read_parts(io: &mut Buffered, idle: Duration) -> Result<Parts, String> {
     let mut texts = Vec::new();
     let mut literals = Vec::new();
     loop {
         let mut line = Vec::new();
-        read_line_limited(io, &mut line).await?;
+        read_line_limited(io, &mut line, idle).await?;
         if line.ends_with(b"\r\n") {
             line.truncate(line.len() - 2);
         } else if line.ends_with(b"\n") {
@@ -528,9 +545,12 @@ pub(crate) async fn read_parts(io: &mut Buffered) -> Result<Parts, String> {
                     return Err(format!("literal of {n} bytes is larger than {MAX_LITERAL}"));
                 }
                 let mut lit = vec![0u8; n];
-                io.read_exact(&mut lit)
-                    .await
-                    .map_err(|e| format!("connection lost inside a literal: {e}"))?;
+                for chunk in lit.chunks_mut(IO_CHUNK) {
+                    tokio::time::timeout(idle, io.read_exact(chunk))
+                        .await
+                        .map_err(|_| idle_timeout(idle))?
+                        .map_err(|e| format!("connection lost inside a literal: {e}"))?;
+                }
                 texts.push(line);
                 literals.push(lit);
             }

@@ -92,6 +92,8 @@ pub struct SyncTuning {
     pub propagate_deletes_on_final: bool,
     /// Bytes of message bodies in flight at once, all users together.
     pub memory_budget: u64,
+    /// Connections per server one user may use, folders in parallel, when the caps allow.
+    pub connections_per_user: usize,
 }
 
 /// The whole validated configuration.
@@ -165,6 +167,7 @@ struct RawSync {
     jobs: Option<Spanned<i64>>,
     propagate_deletes_on_final: Option<bool>,
     memory_budget: Option<Spanned<i64>>,
+    connections_per_user: Option<Spanned<i64>>,
 }
 
 /// Builds messages of the form `FILE:LINE: FIELD: PROBLEM`.
@@ -365,6 +368,7 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
         jobs: 4,
         propagate_deletes_on_final: false,
         memory_budget: 32 * 1024 * 1024,
+        connections_per_user: 2,
     };
     if let Some(s) = &raw.sync {
         if let Some(v) = &s.batch_bytes {
@@ -379,6 +383,10 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
         sync.propagate_deletes_on_final = s.propagate_deletes_on_final.unwrap_or(false);
         if let Some(v) = &s.memory_budget {
             sync.memory_budget = ranged(&w, v, "[sync].memory_budget", 1 << 20, 1 << 40)? as u64;
+        }
+        if let Some(v) = &s.connections_per_user {
+            sync.connections_per_user =
+                ranged(&w, v, "[sync].connections_per_user", 1, 16)? as usize;
         }
     }
 

@@ -13,7 +13,10 @@ use crate::folders::{delimiter_of, parents};
 use crate::plan::{batches, plan_folders, plan_messages, FolderMapping, Mapped, MessagePlan};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, Intent, MapEntry, StateStore};
-use crate::store::{AppendItem, AppendResult, FolderStatus, MailStore, Message, MsgSummary};
+use crate::store::{
+    AppendItem, AppendResult, FolderStatus, MailStore, Message, MsgSummary, SessionPair,
+    SessionSource,
+};
 use crate::types::{MailboxPath, Uid};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -36,7 +39,13 @@ pub struct EngineOptions {
     /// Rate limits of the old and the new server, shared by all users.
     pub old_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
     pub new_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
+    /// Session pairs one account may use at once (folders in parallel), 1 = one pair.
+    pub connections_per_user: usize,
 }
+
+/// An account opens extra session pairs only when its folders to read hold at least this many
+/// messages not yet copied (a login costs more than it saves on a small delta).
+pub const PARALLEL_MIN_MESSAGES: u64 = 500;
 
 /// Bytes of message bodies in flight across all users (fetched and not yet appended), so peak
 /// memory does not grow with the number of users. Counted in KiB; a batch larger than the whole
@@ -160,9 +169,11 @@ pub struct AccountTotals {
     pub folders_deleted: Vec<String>,
     /// Folders deleted on the old server whose copies are kept (propagation off).
     pub folders_gone: Vec<String>,
-    /// A folder interrupted by a lost connection: its counts carry over to the retry.
+    /// The most session pairs used at once (folders in parallel).
+    pub connection_pairs: usize,
+    /// Folders interrupted by a lost connection: their counts carry over to the retry.
     #[serde(skip)]
-    pub partial: Option<FolderReport>,
+    pub partial: Vec<FolderReport>,
 }
 
 impl AccountTotals {
@@ -224,9 +235,11 @@ fn now_unix() -> u64 {
 
 /// Syncs one account over open sessions. Errors of account scope (a broken connection) end it;
 /// the caller may reconnect and call again: every step is idempotent.
-pub async fn sync_account<O: MailStore, N: MailStore>(
+#[allow(clippy::too_many_arguments)]
+pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
     old: &mut O,
     new: &mut N,
+    extra: &S,
     state: &StateStore,
     acct: &AccountKey,
     opts: &EngineOptions,
@@ -319,53 +332,207 @@ pub async fn sync_account<O: MailStore, N: MailStore>(
     } else {
         new.status_many(&new_names).await?
     };
-    for (i, m) in todo.into_iter().enumerate() {
-        if crate::failpoint::stop_requested() {
-            return Err(crate::failpoint::interrupted());
-        }
-        let statuses = Statuses {
-            old: old_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
-            new: new_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
-        };
-        progress.folder(&m.old.display());
-        let mut report = match totals.partial.take() {
-            Some(p) if p.old == m.old.display() => p,
-            _ => FolderReport {
-                old: m.old.display(),
-                new: m.new.display(),
-                ..Default::default()
+    let jobs: Vec<FolderJob<'_>> = todo
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| FolderJob {
+            m,
+            statuses: Statuses {
+                old: old_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
+                new: new_st.get(i).and_then(|r| r.as_ref().ok()).copied(),
             },
+        })
+        .collect();
+    // Large accounts: more session pairs, as many as the caps allow, each taking the next folder.
+    let mut pairs: Vec<SessionPair<O, N>> = Vec::new();
+    let order = match parallel_order(&jobs, state, acct, opts)? {
+        Some(order) => {
+            let wanted = (opts.connections_per_user - 1).min(order.len() - 1);
+            while pairs.len() < wanted {
+                match extra.open_pair().await {
+                    Some(p) => pairs.push(p),
+                    None => break,
+                }
+            }
+            if !pairs.is_empty() {
+                tracing::info!(
+                    "{} folders over {} connection pairs",
+                    order.len(),
+                    pairs.len() + 1
+                );
+            }
+            order
+        }
+        None => (0..jobs.len()).collect(),
+    };
+    let queue = std::sync::Mutex::new(std::collections::VecDeque::from(order));
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let partial = std::sync::Mutex::new(std::mem::take(&mut totals.partial));
+    let ctx = WorkerCtx {
+        jobs: &jobs,
+        queue: &queue,
+        abort: &abort,
+        partial: &partial,
+        state,
+        acct,
+        opts,
+        progress,
+    };
+    let mut workers = vec![folder_worker(old, new, &ctx)];
+    for p in pairs.iter_mut() {
+        workers.push(folder_worker(&mut p.old, &mut p.new, &ctx));
+    }
+    let results = futures::future::join_all(workers).await;
+    for p in pairs.iter_mut() {
+        p.old.logout().await;
+        p.new.logout().await;
+    }
+    drop(pairs);
+    totals.partial = partial.into_inner().unwrap_or_else(|p| p.into_inner());
+    totals.connection_pairs = totals.connection_pairs.max(results.len());
+    let mut first_error = None;
+    let mut done = Vec::new();
+    for r in results {
+        done.extend(r.folders);
+        totals.failures.extend(r.failures);
+        if let Some(e) = r.error {
+            first_error.get_or_insert(e);
+        }
+    }
+    // The report lists folders in plan order, however the workers took them.
+    done.sort_by_key(|(i, _)| *i);
+    totals.folders.extend(done.into_iter().map(|(_, f)| f));
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One folder to sync, with what STATUS said about it.
+struct FolderJob<'a> {
+    m: &'a FolderMapping,
+    statuses: Statuses,
+}
+
+/// What the folder workers of one account share.
+struct WorkerCtx<'a> {
+    jobs: &'a [FolderJob<'a>],
+    queue: &'a std::sync::Mutex<std::collections::VecDeque<usize>>,
+    /// Set when a worker lost its connection: the others stop after their current folder.
+    abort: &'a std::sync::atomic::AtomicBool,
+    /// Folders cut short, carried over to the retry.
+    partial: &'a std::sync::Mutex<Vec<FolderReport>>,
+    state: &'a StateStore,
+    acct: &'a AccountKey,
+    opts: &'a EngineOptions,
+    progress: &'a UserProgress,
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    /// Folders done, with their index in the plan.
+    folders: Vec<(usize, FolderReport)>,
+    failures: Vec<Failure>,
+    error: Option<Error>,
+}
+
+/// Takes folders from the shared queue and syncs them over one session pair, until the queue is
+/// empty, a stop is requested, or a connection of this or another worker breaks.
+async fn folder_worker<O: MailStore, N: MailStore>(
+    old: &mut O,
+    new: &mut N,
+    ctx: &WorkerCtx<'_>,
+) -> WorkerResult {
+    use std::sync::atomic::Ordering;
+    let mut out = WorkerResult::default();
+    loop {
+        if crate::failpoint::stop_requested() {
+            out.error = Some(crate::failpoint::interrupted());
+            return out;
+        }
+        if ctx.abort.load(Ordering::SeqCst) {
+            return out;
+        }
+        let Some(i) = ctx.queue.lock().expect("queue lock").pop_front() else {
+            return out;
         };
+        let FolderJob { m, statuses } = &ctx.jobs[i];
+        ctx.progress.folder(&m.old.display());
+        let carried = {
+            let mut p = ctx.partial.lock().expect("partial lock");
+            p.iter()
+                .position(|r| r.old == m.old.display())
+                .map(|k| p.remove(k))
+        };
+        let mut report = carried.unwrap_or_else(|| FolderReport {
+            old: m.old.display(),
+            new: m.new.display(),
+            ..Default::default()
+        });
         let r = sync_folder(
             old,
             new,
-            state,
-            acct,
+            ctx.state,
+            ctx.acct,
             m,
-            opts,
-            progress,
+            ctx.opts,
+            ctx.progress,
             &mut report,
-            &mut totals.failures,
-            statuses,
+            &mut out.failures,
+            *statuses,
         )
         .await;
         match r {
-            Ok(()) => totals.folders.push(report),
+            Ok(()) => out.folders.push((i, report)),
             Err(e) if e.scope <= Scope::Folder => {
-                totals.failures.push(Failure {
+                out.failures.push(Failure {
                     folder: m.old.display(),
                     old_uid: None,
                     reason: e.message,
                 });
-                totals.folders.push(report);
+                out.folders.push((i, report));
             }
             Err(e) => {
-                totals.partial = Some(report);
-                return Err(e.context(format!("folder {}", m.old)));
+                ctx.abort.store(true, Ordering::SeqCst);
+                ctx.partial.lock().expect("partial lock").push(report);
+                out.error = Some(e.context(format!("folder {}", m.old)));
+                return out;
             }
         }
     }
-    Ok(())
+}
+
+/// The order to sync folders in when the account is worth more connections (largest work
+/// first, so parallel workers finish together), or `None` when one pair will do: fewer than two
+/// folders with work, or less than `PARALLEL_MIN_MESSAGES` messages to copy in all.
+fn parallel_order(
+    jobs: &[FolderJob<'_>],
+    state: &StateStore,
+    acct: &AccountKey,
+    opts: &EngineOptions,
+) -> Result<Option<Vec<usize>>> {
+    if opts.connections_per_user < 2 || jobs.len() < 2 {
+        return Ok(None);
+    }
+    let mut work: Vec<(u64, usize)> = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        let Some(o) = j.statuses.old else {
+            work.push((0, i));
+            continue;
+        };
+        let known = match state.folder_state(acct, &j.m.old)? {
+            Some(p) if p.old_uidvalidity == o.uidvalidity.get() => p.old_messages,
+            _ => 0,
+        };
+        work.push((u64::from(o.messages.saturating_sub(known)), i));
+    }
+    let busy = work.iter().filter(|(w, _)| *w > 0).count();
+    let total: u64 = work.iter().map(|(w, _)| w).sum();
+    if busy < 2 || total < PARALLEL_MIN_MESSAGES {
+        return Ok(None);
+    }
+    work.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(Some(work.into_iter().map(|(_, i)| i).collect()))
 }
 
 /// Whether STATUS shows a folder exactly as the last complete run left it. Only servers with

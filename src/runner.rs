@@ -11,7 +11,7 @@ use crate::error::{exit, Error, Result, Retry, Scope};
 use crate::imap::ImapSession;
 use crate::progress::Progress;
 use crate::state::{AccountKey, StateStore};
-use crate::store::MailStore;
+use crate::store::{self as engine_store, MailStore};
 use futures::StreamExt;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -38,6 +38,8 @@ pub struct UserReport {
     pub bytes: u64,
     pub seconds: f64,
     pub retries: u32,
+    /// The most connections per server this user had open at once (folders in parallel).
+    pub connections: usize,
     pub finished_unix: u64,
     /// Folders renamed on the old server and followed on the new one: (from, to).
     pub renamed_folders: Vec<(String, String)>,
@@ -74,8 +76,42 @@ fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
 
 /// Connection caps per server, shared by all users of the run.
 struct ConnectionCaps {
-    old: tokio::sync::Semaphore,
-    new: tokio::sync::Semaphore,
+    old: std::sync::Arc<tokio::sync::Semaphore>,
+    new: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Extra session pairs for one user (folders in parallel): only when both servers' caps have a
+/// free slot right now, so they never make another user wait for its first connection.
+struct ExtraPairs<'a> {
+    cfg: &'a Config,
+    user: &'a UserConfig,
+    caps: &'a ConnectionCaps,
+}
+
+impl engine_store::SessionSource<ImapSession, ImapSession> for ExtraPairs<'_> {
+    async fn open_pair(&self) -> Option<engine_store::SessionPair<ImapSession, ImapSession>> {
+        let old_slot = self.caps.old.clone().try_acquire_owned().ok()?;
+        let new_slot = self.caps.new.clone().try_acquire_owned().ok()?;
+        let (u, cfg) = (self.user, self.cfg);
+        let (o, n) = tokio::join!(
+            ImapSession::connect(&cfg.old, &u.old_login, u.old_password.as_ref(), true),
+            ImapSession::connect(&cfg.new, &u.new_login, u.new_password.as_ref(), false),
+        );
+        match (o, n) {
+            (Ok(old), Ok(new)) => Some(engine_store::SessionPair {
+                old,
+                new,
+                hold: Box::new((old_slot, new_slot)),
+            }),
+            (o, n) => {
+                // The main pair goes on alone; a real problem shows on it.
+                for e in [o.err(), n.err()].into_iter().flatten() {
+                    tracing::debug!("no extra connection: {e}");
+                }
+                None
+            }
+        }
+    }
 }
 
 async fn sync_user(
@@ -115,8 +151,10 @@ async fn sync_user(
                     return Err(Error::new(Scope::Account, retry, format!("{a}; and {b}")));
                 }
             };
+            let extra = ExtraPairs { cfg, user, caps };
             let r =
-                engine::sync_account(&mut o, &mut n, state, &acct, opts, &up, &mut totals).await;
+                engine::sync_account(&mut o, &mut n, &extra, state, &acct, opts, &up, &mut totals)
+                    .await;
             o.logout().await;
             n.logout().await;
             r
@@ -142,9 +180,8 @@ async fn sync_user(
     }
     totals.dedup_failures();
     // A folder cut short (interrupted, or the last attempt failed) still reports what it did.
-    if let Some(p) = totals.partial.take() {
-        totals.folders.push(p);
-    }
+    let cut_short: Vec<FolderReport> = totals.partial.drain(..).collect();
+    totals.folders.extend(cut_short);
     let status = if error.is_some() {
         "failed"
     } else if !totals.failures.is_empty() {
@@ -180,6 +217,7 @@ async fn sync_user(
         bytes: totals.bytes(),
         seconds: started.elapsed().as_secs_f64(),
         retries: attempt - 1,
+        connections: totals.connection_pairs.max(1),
         finished_unix: unix_now(),
         renamed_folders: totals.renamed.clone(),
         deleted_folders: totals.folders_deleted.clone(),
@@ -220,8 +258,12 @@ pub async fn run_sync(
     let state_ref = &state;
     let unlimited = tokio::sync::Semaphore::MAX_PERMITS;
     let caps = ConnectionCaps {
-        old: tokio::sync::Semaphore::new(cfg.old.max_connections.unwrap_or(unlimited)),
-        new: tokio::sync::Semaphore::new(cfg.new.max_connections.unwrap_or(unlimited)),
+        old: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            cfg.old.max_connections.unwrap_or(unlimited),
+        )),
+        new: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            cfg.new.max_connections.unwrap_or(unlimited),
+        )),
     };
     let caps = &caps;
     let mut reports: Vec<(usize, UserReport)> = futures::stream::iter(users)

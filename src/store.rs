@@ -166,3 +166,29 @@ pub trait MailStore {
     ) -> Result<Vec<AppendResult>>;
     async fn logout(&mut self);
 }
+
+/// A second (third, ...) pair of sessions for the same account, so that a large account's
+/// folders are synced in parallel. The pair holds whatever keeps it within the servers'
+/// connection caps until it is dropped.
+pub struct SessionPair<O, N> {
+    pub old: O,
+    pub new: N,
+    pub hold: Box<dyn Send>,
+}
+
+/// Opens extra session pairs for one account on demand.
+#[allow(async_fn_in_trait)]
+pub trait SessionSource<O, N> {
+    /// A new pair, or `None` when the connection caps (or a failed login) do not allow one now:
+    /// the sync then goes on with the sessions it has.
+    async fn open_pair(&self) -> Option<SessionPair<O, N>>;
+}
+
+/// No extra sessions: every folder over the one pair.
+pub struct NoExtraSessions;
+
+impl<O, N> SessionSource<O, N> for NoExtraSessions {
+    async fn open_pair(&self) -> Option<SessionPair<O, N>> {
+        None
+    }
+}

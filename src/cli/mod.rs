@@ -206,6 +206,7 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             cfg.new.max_bytes_per_sec,
         )
         .map(std::sync::Arc::new),
+        connections_per_user: cfg.sync.connections_per_user,
     };
     if args.r#final {
         tracing::info!(

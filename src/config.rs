@@ -109,6 +109,28 @@ pub struct Config {
     pub users_total: usize,
     pub sync: SyncTuning,
     pub filters: crate::filters::Filters,
+    /// The cutover's DNS: `[mx]` (optional).
+    pub mx: Option<MxConfig>,
+}
+
+/// `[mx]`: the domains whose MX moves at cutover and the nameservers that serve them.
+#[derive(Clone, Debug, Default)]
+pub struct MxConfig {
+    pub domains: Vec<String>,
+    /// Empty: discovered from the domains' NS records.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// As written, for messages and tables.
+    pub nameserver_labels: Vec<String>,
+    /// Where the MX points during the downtime: a host on which nothing accepts SMTP.
+    pub parking_target: Option<String>,
+    /// Where it points after the cutover: the new mail server.
+    pub new_target: Option<String>,
+    /// Largest MX TTL (seconds) that preflight accepts before the cutover.
+    pub max_ttl: u32,
+    /// For discovering nameservers and resolving MX targets (default: /etc/resolv.conf).
+    pub resolver: Option<std::net::SocketAddr>,
+    /// The SMTP port of the MX targets (25; other values for tests).
+    pub smtp_port: u16,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +143,19 @@ struct RawConfig {
     users_csv: Option<Spanned<String>>,
     sync: Option<RawSync>,
     filters: Option<RawFilters>,
+    mx: Option<Spanned<RawMx>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMx {
+    domains: Option<Vec<Spanned<String>>>,
+    nameservers: Option<Vec<Spanned<String>>>,
+    parking_target: Option<Spanned<String>>,
+    new_target: Option<Spanned<String>>,
+    max_ttl: Option<Spanned<i64>>,
+    resolver: Option<Spanned<String>>,
+    smtp_port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +425,11 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
         }
     }
 
+    let mx = match &raw.mx {
+        None => None,
+        Some(m) => Some(mx_table(&w, m)?),
+    };
+
     let mut filters = crate::filters::Filters::default();
     if let Some(f) = &raw.filters {
         let patterns = |v: &Option<Vec<Spanned<String>>>, field: &str| -> Result<Vec<String>> {
@@ -430,6 +470,7 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
 
     Ok(Config {
         filters,
+        mx,
         path: path.to_path_buf(),
         state_dir,
         old,
@@ -642,6 +683,53 @@ fn inline_user(
         new_login,
         origin,
     })
+}
+
+fn mx_table(w: &Where, m: &Spanned<RawMx>) -> Result<MxConfig> {
+    let raw = m.get_ref();
+    let mut mx = MxConfig {
+        max_ttl: 300,
+        smtp_port: 25,
+        ..Default::default()
+    };
+    for d in raw.domains.iter().flatten() {
+        mx.domains
+            .push(crate::dns::parse_domain(d.get_ref()).map_err(|p| w.at(d, "[mx].domains", p))?);
+    }
+    if mx.domains.is_empty() {
+        return Err(w.missing(
+            m.span().start,
+            "[mx].domains",
+            "name the domains whose MX moves, e.g. domains = [\"example.com\"]",
+        ));
+    }
+    for n in raw.nameservers.iter().flatten() {
+        mx.nameservers.push(
+            crate::dns::parse_nameserver(n.get_ref(), 53)
+                .map_err(|p| w.at(n, "[mx].nameservers", p))?,
+        );
+        mx.nameserver_labels.push(n.get_ref().trim().to_string());
+    }
+    let target = |v: &Option<Spanned<String>>, field: &str| -> Result<Option<String>> {
+        v.as_ref()
+            .map(|t| crate::dns::parse_domain(t.get_ref()).map_err(|p| w.at(t, field, p)))
+            .transpose()
+    };
+    mx.parking_target = target(&raw.parking_target, "[mx].parking_target")?;
+    mx.new_target = target(&raw.new_target, "[mx].new_target")?;
+    if let Some(v) = &raw.max_ttl {
+        mx.max_ttl = ranged(w, v, "[mx].max_ttl", 0, 7 * 86_400)? as u32;
+    }
+    if let Some(v) = &raw.smtp_port {
+        mx.smtp_port = ranged(w, v, "[mx].smtp_port", 1, 65_535)? as u16;
+    }
+    if let Some(r) = &raw.resolver {
+        mx.resolver = Some(
+            crate::dns::parse_nameserver(r.get_ref(), 53)
+                .map_err(|p| w.at(r, "[mx].resolver", p))?,
+        );
+    }
+    Ok(mx)
 }
 
 fn check_login(s: &str) -> std::result::Result<String, String> {

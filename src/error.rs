@@ -101,6 +101,11 @@ pub mod exit {
     pub const ACCOUNT: i32 = 3;
     /// A fatal error stopped the run (state store unusable, internal error).
     pub const FATAL: i32 = 4;
+    /// `watch-mx --until` (or the cutover's wait) ended before every nameserver served the
+    /// target: `--max-wait` ran out.
+    pub const NOT_PROPAGATED: i32 = 5;
+    /// Preflight found a check that fails (listed).
+    pub const PREFLIGHT: i32 = 6;
     /// Interrupted by the admin (Ctrl-C); the state is consistent and a re-run resumes.
     pub const INTERRUPTED: i32 = 130;
 }

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
@@ -16,6 +17,7 @@ pub mod fingerprint;
 pub mod folders;
 pub mod imap;
 pub mod mutf7;
+pub mod mx;
 pub mod plan;
 pub mod progress;
 pub mod ratelimit;
@@ -23,4 +25,5 @@ pub mod runner;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod timefmt;
 pub mod types;

@@ -164,7 +164,17 @@ pub trait MailStore {
         folder: &MailboxPath,
         items: &[AppendItem<'_>],
     ) -> Result<Vec<AppendResult>>;
+    /// The storage quota of the quota root of `folder` (RFC 9208 GETQUOTAROOT), `None` when the
+    /// server has no QUOTA extension or sets no storage limit there.
+    async fn storage_quota(&mut self, folder: &MailboxPath) -> Result<Option<StorageQuota>>;
     async fn logout(&mut self);
+}
+
+/// Storage used and allowed under a quota root, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageQuota {
+    pub used: u64,
+    pub limit: u64,
 }
 
 /// A second (third, ...) pair of sessions for the same account, so that a large account's

@@ -38,6 +38,49 @@ pub enum Command {
     /// Show what the state store knows per user: last run, folders, mapped messages, pending
     /// intents. Contacts no server.
     Status(StatusArgs),
+    /// Watch the MX records of the domains on each nameserver directly (like `dig @ns MX`, no
+    /// cache), print a table and one line per change; with --until, exit 0 once every
+    /// nameserver serves the target for every domain.
+    WatchMx(WatchMxArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchMxArgs {
+    /// A domain to watch; repeat for several (default: [mx].domains of --config).
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+    /// A nameserver to ask, IP[:PORT] (port 53 by default); repeat for several (default:
+    /// [mx].nameservers of --config, else the domains' NS records).
+    #[arg(long = "nameserver", value_name = "IP[:PORT]")]
+    pub nameservers: Vec<String>,
+    /// Seconds between polls.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub interval: f64,
+    /// Exit 0 once every nameserver serves this MX target (and only it) for every domain.
+    #[arg(long, value_name = "TARGET")]
+    pub until: Option<String>,
+    /// Give up after this many seconds (exit 5); default: wait forever.
+    #[arg(long, value_name = "SECS")]
+    pub max_wait: Option<f64>,
+    /// Stop after this many polls (exit 0 without --until, 5 with it if not reached).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub timeout: f64,
+    /// JSON Lines events on stdout instead of the table (docs/cutover.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Read [mx] from this configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The resolver that finds the domains' NS records when no nameserver is named
+    /// (default: [mx].resolver, else /etc/resolv.conf).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub resolver: Option<String>,
+    /// The port of discovered nameservers.
+    #[arg(long, value_name = "PORT", default_value_t = 53)]
+    pub ns_port: u16,
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,7 +164,180 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Sync(args) => sync(args, cli.quiet),
         Command::Status(args) => status(args),
+        Command::WatchMx(args) => watch_mx(args),
     }
+}
+
+/// Seconds from the command line, checked.
+fn secs(v: f64, what: &str, min: f64) -> Result<std::time::Duration, String> {
+    if !(min..=30.0 * 86_400.0).contains(&v) {
+        return Err(format!("{what} must be between {min} and 2592000 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// The watcher's domains and nameservers: the command line, else [mx] of the configuration,
+/// else (nameservers) the domains' NS records.
+async fn watch_spec(
+    args: &WatchMxArgs,
+    mx: Option<&config::MxConfig>,
+) -> Result<crate::mx::WatchSpec, String> {
+    use crate::mx::{Nameserver, WatchSpec};
+    let interval = secs(args.interval, "--interval", 0.1)?;
+    let timeout = secs(args.timeout, "--timeout", 0.1)?;
+    let mut domains = Vec::new();
+    for d in &args.domains {
+        domains.push(crate::dns::parse_domain(d).map_err(|e| format!("--domain: {e}"))?);
+    }
+    if domains.is_empty() {
+        domains = mx.map(|m| m.domains.clone()).unwrap_or_default();
+    }
+    if domains.is_empty() {
+        return Err("no domain to watch: give --domain or --config with an [mx] table".into());
+    }
+    let mut nameservers = Vec::new();
+    for n in &args.nameservers {
+        nameservers.push(Nameserver {
+            label: n.trim().to_string(),
+            addr: crate::dns::parse_nameserver(n, 53).map_err(|e| format!("--nameserver: {e}"))?,
+        });
+    }
+    if nameservers.is_empty() {
+        if let Some(m) = mx {
+            for (label, addr) in m.nameserver_labels.iter().zip(&m.nameservers) {
+                nameservers.push(Nameserver {
+                    label: label.clone(),
+                    addr: *addr,
+                });
+            }
+        }
+    }
+    if nameservers.is_empty() {
+        let resolver = match (&args.resolver, mx.and_then(|m| m.resolver)) {
+            (Some(r), _) => {
+                crate::dns::parse_nameserver(r, 53).map_err(|e| format!("--resolver: {e}"))?
+            }
+            (None, Some(r)) => r,
+            (None, None) => crate::dns::system_resolver()?,
+        };
+        for d in &domains {
+            for (name, addr) in
+                crate::dns::discover_nameservers(resolver, d, args.ns_port, timeout).await?
+            {
+                if !nameservers.iter().any(|n| n.addr == addr) {
+                    nameservers.push(Nameserver {
+                        label: format!("{name} ({addr})"),
+                        addr,
+                    });
+                }
+            }
+        }
+    }
+    Ok(WatchSpec {
+        domains,
+        nameservers,
+        interval,
+        timeout,
+    })
+}
+
+fn watch_mx(args: WatchMxArgs) -> i32 {
+    let mx = match &args.config {
+        None => None,
+        // No user is taken: no password reference is resolved for watching DNS.
+        Some(path) => match config::load_selected(path, &|_| false) {
+            Ok(c) => c.mx,
+            Err(e) => {
+                eprintln!("imapshift: {e}");
+                return exit::CONFIG;
+            }
+        },
+    };
+    let max_wait = match args
+        .max_wait
+        .map(|v| secs(v, "--max-wait", 0.0))
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    if let Some(t) = &args.until {
+        if let Err(e) = crate::dns::parse_domain(t) {
+            eprintln!("imapshift: --until: {e}");
+            return exit::CONFIG;
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    rt.block_on(async {
+        let spec = match watch_spec(&args, mx.as_ref()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("imapshift: {e}");
+                return exit::CONFIG;
+            }
+        };
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                crate::failpoint::request_stop();
+            }
+        });
+        let json = args.json;
+        let mut tell =
+            |e: &crate::mx::Event, spec: &crate::mx::WatchSpec, snap: &crate::mx::Snapshot| {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    return;
+                }
+                if let crate::mx::Event::MxState { .. } = e {
+                    // The first poll: one table, printed once (on its first pair).
+                    if first_pair(e, spec) {
+                        println!(
+                            "{}  first poll of {} nameserver(s)",
+                            crate::timefmt::rfc3339(snap.unix),
+                            spec.nameservers.len()
+                        );
+                        print!("{}", crate::mx::render_table(spec, snap));
+                    }
+                    return;
+                }
+                if let Some(line) = crate::mx::event_line(e) {
+                    println!("{line}");
+                }
+            };
+        let end = crate::mx::watch(
+            &spec,
+            args.until.as_deref(),
+            max_wait,
+            args.count,
+            &mut tell,
+        )
+        .await;
+        if args.until.is_some() && !end.reached {
+            return exit::NOT_PROPAGATED;
+        }
+        if crate::failpoint::stop_requested() {
+            return exit::INTERRUPTED;
+        }
+        exit::OK
+    })
+}
+
+/// Whether an `MxState` event is the first pair of the table.
+fn first_pair(e: &crate::mx::Event, spec: &crate::mx::WatchSpec) -> bool {
+    matches!(e, crate::mx::Event::MxState { nameserver, domain, .. }
+        if *nameserver == spec.nameservers[0].label && *domain == spec.domains[0])
 }
 
 fn sync(args: SyncArgs, quiet: bool) -> i32 {

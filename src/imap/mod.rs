@@ -1107,6 +1107,65 @@ impl MailStore for ImapSession {
             .collect())
     }
 
+    async fn storage_quota(
+        &mut self,
+        folder: &MailboxPath,
+    ) -> Result<Option<crate::store::StorageQuota>> {
+        if !self.caps.has("QUOTA") {
+            return Ok(None);
+        }
+        let done = self
+            .wire
+            .command(&[Arg::Raw("GETQUOTAROOT"), Arg::Str(folder.as_str())])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no(
+                &format!("GETQUOTAROOT {folder} failed"),
+                &done,
+                Scope::Folder,
+            ));
+        }
+        // * QUOTA "root" (STORAGE used limit [MESSAGE used limit ...]), in KiB.
+        let mut best: Option<crate::store::StorageQuota> = None;
+        for r in &done.untagged {
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
+            if kind != "QUOTA" {
+                continue;
+            }
+            let Some(list) = rest.get(1).and_then(Value::as_list) else {
+                return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+            };
+            for triple in list.chunks(3) {
+                let [name, used, limit] = triple else {
+                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+                };
+                if !name
+                    .as_text()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("STORAGE"))
+                {
+                    continue;
+                }
+                let num = |v: &Value| v.as_text().and_then(|t| t.parse::<u64>().ok());
+                let (Some(u), Some(l)) = (num(used), num(limit)) else {
+                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+                };
+                let q = crate::store::StorageQuota {
+                    used: u.saturating_mul(1024),
+                    limit: l.saturating_mul(1024),
+                };
+                // Several roots: the tightest one counts.
+                if best
+                    .is_none_or(|b| q.limit.saturating_sub(q.used) < b.limit.saturating_sub(b.used))
+                {
+                    best = Some(q);
+                }
+            }
+        }
+        Ok(best)
+    }
+
     async fn logout(&mut self) {
         if !self.wire.is_broken() {
             let _ = tokio::time::timeout(

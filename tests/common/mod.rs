@@ -14,11 +14,13 @@
 mod compare;
 mod dovecot;
 mod imap;
+mod knot;
 mod rng;
 
 pub use compare::{diff_folder, key, subject, Key};
 pub use dovecot::{free_port, Dovecot, DovecotOpts};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
+pub use knot::{kdig, zone_text, Knot};
 pub use rng::Rng;
 
 use std::io::Read;

@@ -1,0 +1,238 @@
+//! `imapshift watch-mx` against two real Knot DNS nameservers on 127.0.0.1 and 127.0.0.2: the
+//! MX changes on one before the other (propagation lag) and `--until` waits for both; a paused
+//! nameserver (SIGSTOP) shows as unreachable, not as "no MX".
+
+mod common;
+
+use common::{imapshift_bin, zone_text, Knot};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OLD_MX: &str = "old-mx.example.net.";
+const PARK: &str = "park.example.net.";
+
+fn two_nameservers() -> (Knot, Knot) {
+    let port = Knot::free_port(&["127.0.0.1", "127.0.0.2"]);
+    let com = zone_text("example.com", &[], &[(10, OLD_MX)], 300);
+    let org = zone_text("example.org", &[], &[(10, OLD_MX)], 120);
+    let zones = [("example.com", com.as_str()), ("example.org", org.as_str())];
+    (
+        Knot::start("ns1", "127.0.0.1", port, &zones),
+        Knot::start("ns2", "127.0.0.2", port, &zones),
+    )
+}
+
+/// Starts `imapshift watch-mx ... --json` and returns its stdout lines as they come.
+fn spawn_watch(
+    args: &[String],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    let mut child = Command::new(imapshift_bin())
+        .arg("watch-mx")
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start imapshift");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn next_event(rx: &std::sync::mpsc::Receiver<serde_json::Value>, what: &str) -> serde_json::Value {
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("no event while waiting for {what}"))
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if t.elapsed() > within {
+            let _ = child.kill();
+            panic!("watch-mx did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ns_args(a: &Knot, b: &Knot) -> Vec<String> {
+    vec![
+        "--domain".into(),
+        "example.com".into(),
+        "--domain".into(),
+        "example.org".into(),
+        "--nameserver".into(),
+        a.addr().to_string(),
+        "--nameserver".into(),
+        b.addr().to_string(),
+        "--interval".into(),
+        "0.3".into(),
+        "--timeout".into(),
+        "0.5".into(),
+    ]
+}
+
+#[test]
+fn until_waits_for_every_nameserver_and_domain() {
+    let (a, b) = two_nameservers();
+    let mut args = ns_args(&a, &b);
+    args.extend([
+        "--until".into(),
+        PARK.into(),
+        "--max-wait".into(),
+        "60".into(),
+    ]);
+    let (mut child, rx) = spawn_watch(&args);
+    // The first poll: four pairs, all the old MX, authoritative.
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        let e = next_event(&rx, "the first poll");
+        assert_eq!(e["event"], "mx_state", "{e}");
+        assert_eq!(e["state"], "answer", "{e}");
+        assert_eq!(e["authoritative"], true, "{e}");
+        assert_eq!(e["records"][0]["exchange"], "old-mx.example.net", "{e}");
+        first.push(e);
+    }
+    let ttl_com = first.iter().find(|e| e["domain"] == "example.com").unwrap();
+    assert_eq!(ttl_com["records"][0]["ttl"], 300);
+    // ns1 changes both domains; ns2 only example.com: not yet.
+    a.set_mx("example.com", "@", 60, &[(10, PARK)]);
+    a.set_mx("example.org", "@", 60, &[(10, PARK)]);
+    b.set_mx("example.com", "@", 60, &[(10, PARK)]);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = next_event(&rx, "three changes");
+        assert_eq!(e["event"], "mx_change", "{e}");
+        assert_eq!(e["records"][0]["exchange"], "park.example.net", "{e}");
+        seen.push(e);
+    }
+    assert_eq!(seen.last().unwrap()["serving"], serde_json::json!([3, 4]));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited before ns2 served example.org"
+    );
+    b.set_mx("example.org", "@", 60, &[(10, PARK)]);
+    let e = next_event(&rx, "the last change");
+    assert_eq!(e["event"], "mx_change", "{e}");
+    assert_eq!(e["serving"], serde_json::json!([4, 4]));
+    let e = next_event(&rx, "reached");
+    assert_eq!(e["event"], "mx_reached", "{e}");
+    assert_eq!(e["target"], "park.example.net");
+    assert_eq!(
+        e["max_ttl"], 300,
+        "the largest TTL seen, the old one included: {e}"
+    );
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn a_paused_nameserver_is_unreachable_and_until_gives_up() {
+    let (a, b) = two_nameservers();
+    a.set_mx("example.com", "@", 60, &[(10, PARK)]);
+    a.set_mx("example.org", "@", 60, &[(10, PARK)]);
+    b.pause();
+    let mut args = ns_args(&a, &b);
+    args.extend([
+        "--until".into(),
+        PARK.into(),
+        "--max-wait".into(),
+        "3".into(),
+    ]);
+    let (mut child, rx) = spawn_watch(&args);
+    let mut states = Vec::new();
+    for _ in 0..4 {
+        states.push(next_event(&rx, "the first poll"));
+    }
+    for e in &states {
+        if e["nameserver"] == b.addr().to_string() {
+            assert_eq!(
+                e["state"], "timeout",
+                "a paused server is no answer, not 'no MX': {e}"
+            );
+        } else {
+            assert_eq!(e["state"], "answer", "{e}");
+        }
+    }
+    let mut last = serde_json::Value::Null;
+    while last["event"] != "mx_gave_up" {
+        last = next_event(&rx, "giving up");
+    }
+    assert_eq!(last["serving"], serde_json::json!([2, 4]), "{last}");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)),
+        Some(5),
+        "exit 5: not propagated"
+    );
+    b.resume();
+}
+
+#[test]
+fn table_for_people_and_bad_input() {
+    let (a, b) = two_nameservers();
+    let mut args = ns_args(&a, &b);
+    args.extend(["--count".into(), "1".into()]);
+    let out = Command::new(imapshift_bin())
+        .arg("watch-mx")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nameserver"), "{text}");
+    for ns in [a.addr().to_string(), b.addr().to_string()] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&ns)
+                && l.contains("example.org")
+                && l.contains("10 old-mx.example.net (ttl 120)")),
+            "{text}"
+        );
+    }
+    // A nameserver that is not an address: a usage error naming the fix, exit 2.
+    let out = Command::new(imapshift_bin())
+        .args([
+            "watch-mx",
+            "--domain",
+            "example.com",
+            "--nameserver",
+            "ns1.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a nameserver address"), "{err}");
+    // NXDOMAIN is named as such.
+    let out = Command::new(imapshift_bin())
+        .args([
+            "watch-mx",
+            "--domain",
+            "nope.example.com",
+            "--nameserver",
+            &a.addr().to_string(),
+            "--count",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NXDOMAIN"), "{text}");
+}

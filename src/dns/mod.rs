@@ -71,10 +71,12 @@ impl Outcome {
                 records,
                 authoritative,
             } => {
-                let mut s = if records.is_empty() {
+                let mut sorted: Vec<&MxRecord> = records.iter().collect();
+                sorted.sort();
+                let mut s = if sorted.is_empty() {
                     "no MX records".to_string()
                 } else {
-                    records
+                    sorted
                         .iter()
                         .map(|r| format!("{} {} (ttl {})", r.preference, r.exchange, r.ttl))
                         .collect::<Vec<_>>()

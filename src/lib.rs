@@ -19,6 +19,7 @@ pub mod imap;
 pub mod mutf7;
 pub mod mx;
 pub mod plan;
+pub mod preflight;
 pub mod progress;
 pub mod ratelimit;
 pub mod runner;

@@ -42,6 +42,23 @@ pub enum Command {
     /// cache), print a table and one line per change; with --until, exit 0 once every
     /// nameserver serves the target for every domain.
     WatchMx(WatchMxArgs),
+    /// Check before the cutover and print a pass/warn/fail list: every user logs in on both
+    /// servers, capabilities, the folder plan, the new quota against the old mailbox, the MX
+    /// TTL, the parking target refusing SMTP and the new target accepting it. Changes nothing.
+    Preflight(PreflightArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PreflightArgs {
+    /// The configuration file (see docs/configuration.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The checks as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Check only this user (old login); repeat for several.
+    #[arg(short, long = "user", value_name = "LOGIN")]
+    pub users: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -165,7 +182,50 @@ pub fn main() -> i32 {
         Command::Sync(args) => sync(args, cli.quiet),
         Command::Status(args) => status(args),
         Command::WatchMx(args) => watch_mx(args),
+        Command::Preflight(args) => preflight(args),
     }
+}
+
+fn preflight(args: PreflightArgs) -> i32 {
+    let only = &args.users;
+    let keep = |login: &str| only.is_empty() || only.iter().any(|u| u == login);
+    let cfg = match config::load_selected(&args.config, &keep) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    if let Some(name) = only
+        .iter()
+        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
+    {
+        eprintln!(
+            "imapshift: --user {name:?} is not in the users list ({})",
+            cfg.path.display()
+        );
+        return exit::CONFIG;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    let checks = rt.block_on(crate::preflight::run(&cfg));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::preflight::render(&checks));
+    }
+    crate::preflight::exit_code(&checks)
 }
 
 /// Seconds from the command line, checked.

@@ -182,25 +182,51 @@ pub async fn discover_nameservers(
     }
     let mut out = Vec::new();
     for name in names {
-        let mut found = false;
-        for rt in [RecordType::A, RecordType::AAAA] {
-            let Ok(r) = query(resolver, &name, rt, timeout).await else {
-                continue;
-            };
-            for rec in r.answers() {
-                let ip = match rec.data() {
-                    RData::A(a) => IpAddr::V4(a.0),
-                    RData::AAAA(a) => IpAddr::V6(a.0),
-                    _ => continue,
-                };
-                out.push((name.clone(), SocketAddr::new(ip, port)));
-                found = true;
-            }
-        }
-        if !found {
+        let ips = resolve_addresses(resolver, &name, timeout).await?;
+        if ips.is_empty() {
             return Err(format!(
                 "the nameserver {name} of {domain} has no address at {resolver}: name the nameservers instead (--nameserver)"
             ));
+        }
+        out.extend(
+            ips.into_iter()
+                .map(|ip| (name.clone(), SocketAddr::new(ip, port))),
+        );
+    }
+    Ok(out)
+}
+
+/// The A and AAAA addresses of `name`, asked of `resolver`.
+pub async fn resolve_addresses(
+    resolver: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for rt in [RecordType::A, RecordType::AAAA] {
+        let r = match query(resolver, name, rt, timeout).await {
+            Ok(r) => r,
+            // hickory may turn an empty answer or NXDOMAIN into an error.
+            Err(Outcome::NxDomain { .. }) => return Ok(Vec::new()),
+            Err(Outcome::Answer { .. }) => continue,
+            Err(o) => return Err(format!("{rt} of {name} from {resolver}: {}", o.describe())),
+        };
+        match r.response_code() {
+            ResponseCode::NoError => {}
+            ResponseCode::NXDomain => return Ok(Vec::new()),
+            _ => {
+                return Err(format!(
+                    "{rt} of {name} from {resolver}: {}",
+                    outcome_of(&r).describe()
+                ))
+            }
+        }
+        for rec in r.answers() {
+            match rec.data() {
+                RData::A(a) => out.push(IpAddr::V4(a.0)),
+                RData::AAAA(a) => out.push(IpAddr::V6(a.0)),
+                _ => {}
+            }
         }
     }
     Ok(out)

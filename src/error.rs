@@ -106,6 +106,8 @@ pub mod exit {
     pub const NOT_PROPAGATED: i32 = 5;
     /// Preflight found a check that fails (listed).
     pub const PREFLIGHT: i32 = 6;
+    /// The verification found messages missing (or with other flags) on the new server.
+    pub const VERIFY_FAILED: i32 = 7;
     /// Interrupted by the admin (Ctrl-C); the state is consistent and a re-run resumes.
     pub const INTERRUPTED: i32 = 130;
 }

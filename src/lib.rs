@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cutover;
 pub mod dns;
 pub mod engine;
 pub mod error;
@@ -28,3 +29,4 @@ pub mod state;
 pub mod store;
 pub mod timefmt;
 pub mod types;
+pub mod verify;

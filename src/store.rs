@@ -167,6 +167,9 @@ pub trait MailStore {
     /// The storage quota of the quota root of `folder` (RFC 9208 GETQUOTAROOT), `None` when the
     /// server has no QUOTA extension or sets no storage limit there.
     async fn storage_quota(&mut self, folder: &MailboxPath) -> Result<Option<StorageQuota>>;
+    /// Waits (IDLE) up to `max` for a change in the examined folder; `Ok(None)` when the server
+    /// has no IDLE. Returns whether a change was reported.
+    async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>>;
     async fn logout(&mut self);
 }
 

@@ -13,6 +13,9 @@ use std::num::NonZeroU32;
 pub struct Uid(NonZeroU32);
 
 impl Uid {
+    /// UID 1, the lowest there is.
+    pub const MIN: Uid = Uid(NonZeroU32::MIN);
+
     pub fn new(v: u32) -> Option<Uid> {
         NonZeroU32::new(v).map(Uid)
     }

@@ -46,6 +46,69 @@ pub enum Command {
     /// servers, capabilities, the folder plan, the new quota against the old mailbox, the MX
     /// TTL, the parking target refusing SMTP and the new target accepting it. Changes nothing.
     Preflight(PreflightArgs),
+    /// The downtime window, unattended: wait until every nameserver serves the parking MX, wait
+    /// the largest TTL seen, run the final delta sync for all users, verify, then print the next
+    /// step (point the MX at the new server); with --follow, keep carrying mail that still
+    /// reaches the old server. Exits 0 only when the verification passed.
+    Cutover(CutoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CutoverArgs {
+    /// The configuration file, with an [mx] table (see docs/cutover.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// After the verification, keep syncing for this long (e.g. 30m, 2h, 90s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub follow: Option<std::time::Duration>,
+    /// Time between follow passes (a pass also starts when IDLE reports new mail).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2m")]
+    pub follow_interval: std::time::Duration,
+    /// Time between DNS polls while waiting for the parking MX.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub dns_interval: std::time::Duration,
+    /// Give up waiting for the parking MX after this long (exit 5); default: wait forever.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_wait: Option<std::time::Duration>,
+    /// The cutover report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `90`, `90s`, `2m`, `1h30m`, `1.5h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration: write e.g. 90s, 2m, 30m, 1h30m");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(v) = t.parse::<f64>() {
+        return (v.is_finite() && v >= 0.0)
+            .then(|| std::time::Duration::from_secs_f64(v))
+            .ok_or_else(bad);
+    }
+    let mut total = 0.0f64;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86_400.0,
+            _ => return Err(bad()),
+        };
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        total += v * unit;
+        num.clear();
+    }
+    if !num.is_empty() || !(0.0..=366.0 * 86_400.0).contains(&total) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,7 +246,78 @@ pub fn main() -> i32 {
         Command::Status(args) => status(args),
         Command::WatchMx(args) => watch_mx(args),
         Command::Preflight(args) => preflight(args),
+        Command::Cutover(args) => cutover(args, cli.quiet),
     }
+}
+
+fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    if cfg.mx.as_ref().is_none_or(|m| m.parking_target.is_none()) {
+        eprintln!(
+            "imapshift: {}: cutover needs an [mx] table with domains and parking_target (docs/cutover.md)",
+            cfg.path.display()
+        );
+        return exit::CONFIG;
+    }
+    let final_opts = engine_options(&cfg, false, cfg.sync.propagate_deletes_on_final, false);
+    // Follow passes never delete: mail only arrives on the old server now.
+    let follow_opts = engine_options(&cfg, false, false, false);
+    let progress = Progress::new(quiet, std::time::Duration::from_secs(5), false);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    rt.spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("imapshift: stopping cleanly (press Ctrl-C again to abort)");
+            crate::failpoint::request_stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
+    let co = crate::cutover::CutoverOptions {
+        dns_interval: args.dns_interval.max(std::time::Duration::from_millis(100)),
+        max_wait: args.max_wait,
+        follow: args.follow,
+        follow_interval: args
+            .follow_interval
+            .max(std::time::Duration::from_millis(100)),
+    };
+    let report = match rt.block_on(crate::cutover::run(
+        &cfg,
+        &final_opts,
+        &follow_opts,
+        &progress,
+        &co,
+    )) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return runner::exit_code_for(&e);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::cutover::render(&report));
+    }
+    report.exit_code
 }
 
 fn preflight(args: PreflightArgs) -> i32 {
@@ -400,6 +534,56 @@ fn first_pair(e: &crate::mx::Event, spec: &crate::mx::WatchSpec) -> bool {
         if *nameserver == spec.nameservers[0].label && *domain == spec.domains[0])
 }
 
+/// The engine's options for a run of `cfg`: the memory plan, rate limits and tuning.
+fn engine_options(
+    cfg: &config::Config,
+    dry_run: bool,
+    propagate_deletes: bool,
+    force_remap: bool,
+) -> EngineOptions {
+    let memory = crate::engine::MemoryPlan::new(
+        cfg.sync.memory_budget,
+        cfg.sync.batch_bytes,
+        cfg.sync.jobs.min(cfg.users.len()),
+    );
+    if memory.over_by > 0 {
+        tracing::warn!(
+            "[sync] memory_budget ({} MiB) is small for {} parallel users: expect about {} MiB \
+             more; raise memory_budget or lower jobs",
+            cfg.sync.memory_budget >> 20,
+            cfg.sync.jobs.min(cfg.users.len()),
+            memory.over_by.div_ceil(1 << 20)
+        );
+    }
+    tracing::debug!(
+        "memory: {} KiB for bodies in flight, batches of up to {} KiB",
+        memory.bodies >> 10,
+        memory.batch_bytes >> 10
+    );
+    EngineOptions {
+        batch_bytes: memory.batch_bytes,
+        batch_messages: cfg.sync.batch_messages,
+        dry_run,
+        propagate_deletes,
+        force_remap,
+        filters: cfg.filters.clone(),
+        memory: Some(std::sync::Arc::new(crate::engine::MemoryBudget::new(
+            memory.bodies,
+        ))),
+        old_rate: crate::ratelimit::RateLimiter::new(
+            cfg.old.max_messages_per_sec,
+            cfg.old.max_bytes_per_sec,
+        )
+        .map(std::sync::Arc::new),
+        new_rate: crate::ratelimit::RateLimiter::new(
+            cfg.new.max_messages_per_sec,
+            cfg.new.max_bytes_per_sec,
+        )
+        .map(std::sync::Arc::new),
+        connections_per_user: cfg.sync.connections_per_user,
+    }
+}
+
 fn sync(args: SyncArgs, quiet: bool) -> i32 {
     // Only the users this run takes (its shard, --user) get their passwords resolved.
     let shard = args.shard;
@@ -442,48 +626,12 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
             cfg.users_total
         );
     }
-    let memory = crate::engine::MemoryPlan::new(
-        cfg.sync.memory_budget,
-        cfg.sync.batch_bytes,
-        cfg.sync.jobs.min(cfg.users.len()),
+    let opts = engine_options(
+        &cfg,
+        args.dry_run,
+        args.propagate_deletes || (args.r#final && cfg.sync.propagate_deletes_on_final),
+        args.force_remap,
     );
-    if memory.over_by > 0 {
-        tracing::warn!(
-            "[sync] memory_budget ({} MiB) is small for {} parallel users: expect about {} MiB \
-             more; raise memory_budget or lower jobs",
-            cfg.sync.memory_budget >> 20,
-            cfg.sync.jobs.min(cfg.users.len()),
-            memory.over_by.div_ceil(1 << 20)
-        );
-    }
-    tracing::debug!(
-        "memory: {} KiB for bodies in flight, batches of up to {} KiB",
-        memory.bodies >> 10,
-        memory.batch_bytes >> 10
-    );
-    let opts = EngineOptions {
-        batch_bytes: memory.batch_bytes,
-        batch_messages: cfg.sync.batch_messages,
-        dry_run: args.dry_run,
-        propagate_deletes: args.propagate_deletes
-            || (args.r#final && cfg.sync.propagate_deletes_on_final),
-        force_remap: args.force_remap,
-        filters: cfg.filters.clone(),
-        memory: Some(std::sync::Arc::new(crate::engine::MemoryBudget::new(
-            memory.bodies,
-        ))),
-        old_rate: crate::ratelimit::RateLimiter::new(
-            cfg.old.max_messages_per_sec,
-            cfg.old.max_bytes_per_sec,
-        )
-        .map(std::sync::Arc::new),
-        new_rate: crate::ratelimit::RateLimiter::new(
-            cfg.new.max_messages_per_sec,
-            cfg.new.max_bytes_per_sec,
-        )
-        .map(std::sync::Arc::new),
-        connections_per_user: cfg.sync.connections_per_user,
-    };
     if args.r#final {
         tracing::info!(
             "final delta sync (deletions {})",

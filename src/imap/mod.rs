@@ -1166,6 +1166,13 @@ impl MailStore for ImapSession {
         Ok(best)
     }
 
+    async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>> {
+        if !self.caps.has("IDLE") {
+            return Ok(None);
+        }
+        Ok(Some(self.wire.idle(max).await?))
+    }
+
     async fn logout(&mut self) {
         if !self.wire.is_broken() {
             let _ = tokio::time::timeout(

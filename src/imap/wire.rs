@@ -416,6 +416,64 @@ impl<S: Io> Wire<S> {
         self.read_wire().await
     }
 
+    /// IDLE (RFC 2177) until the server reports a change in the selected folder (EXISTS,
+    /// EXPUNGE, FETCH, RECENT) or `max` passes, then DONE. Returns whether it reported one.
+    /// Waiting uses the stream's readiness (cancel-safe), never a half-read reply.
+    pub async fn idle(&mut self, max: Duration) -> Result<bool, Error> {
+        let tag = format!("x{}", self.next_tag);
+        self.next_tag += 1;
+        self.write_all(format!("{tag} IDLE\r\n").as_bytes()).await?;
+        self.flush().await?;
+        self.outstanding.insert(tag.clone());
+        // The continuation, or a refusal.
+        loop {
+            match self.read_wire().await? {
+                Response::Continue(_) => break,
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                    ..
+                } if t == tag => {
+                    self.outstanding.remove(&tag);
+                    return Err(self.fail(format!("IDLE refused: {status:?} {text}")));
+                }
+                other => self.held.push_back(other),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + max;
+        let mut changed = false;
+        while !changed {
+            let ready = tokio::time::timeout_at(deadline, self.owner.io().fill_buf()).await;
+            match ready {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(self.fail(format!("connection lost while idling: {e}"))),
+                Ok(Ok([])) => return Err(self.fail("server closed the connection while idling")),
+                Ok(Ok(_)) => {}
+            }
+            match self.read_wire().await? {
+                Response::Numbered { kind, .. }
+                    if matches!(kind.as_str(), "EXISTS" | "EXPUNGE" | "FETCH" | "RECENT") =>
+                {
+                    changed = true;
+                }
+                Response::State {
+                    status: Status::Bye,
+                    text,
+                    ..
+                } => return Err(self.fail(format!("server said BYE while idling: {text}"))),
+                _ => {}
+            }
+        }
+        self.write_all(b"DONE\r\n").await?;
+        self.flush().await?;
+        let done = self.finish(&tag).await?;
+        if !done.is_ok() {
+            return Err(self.fail(format!("IDLE ended with {:?} {}", done.status, done.text)));
+        }
+        Ok(changed)
+    }
+
     /// Reads and parses one response from the stream.
     pub async fn read_wire(&mut self) -> Result<Response, Error> {
         if self.broken {

@@ -140,14 +140,26 @@ pub fn render_table(spec: &WatchSpec, snap: &Snapshot) -> String {
         .chain([6])
         .max()
         .unwrap_or(6);
-    let mut s = format!("{:<w_ns$}  {:<w_d$}  MX\n", "nameserver", "domain");
+    let mut s = format!("{:<w_ns$}  {:<w_d$}  AA   MX\n", "nameserver", "domain");
     for (i, ns) in spec.nameservers.iter().enumerate() {
         for (j, d) in spec.domains.iter().enumerate() {
+            let o = &snap.outcomes[i][j];
+            // The AA bit: an authoritative answer, or a lame / caching server.
+            let aa = match o {
+                Outcome::Answer { authoritative, .. } | Outcome::NxDomain { authoritative } => {
+                    if *authoritative {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                }
+                _ => "-",
+            };
             s.push_str(&format!(
-                "{:<w_ns$}  {:<w_d$}  {}\n",
+                "{:<w_ns$}  {:<w_d$}  {aa:<3}  {}\n",
                 ns.label,
                 d,
-                snap.outcomes[i][j].describe()
+                o.describe()
             ));
         }
     }
@@ -419,7 +431,7 @@ mod tests {
         assert_eq!(a.max_ttl(), Some(300));
         let t = render_table(&spec, &a);
         assert!(
-            t.contains("example.com  10 old.example.net (ttl 300)"),
+            t.contains("example.com  yes  10 old.example.net (ttl 300)"),
             "{t}"
         );
     }

@@ -236,3 +236,94 @@ fn table_for_people_and_bad_input() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NXDOMAIN"), "{text}");
 }
+
+#[test]
+fn nameservers_discovered_from_ns_records() {
+    // The zone names ns1 (127.0.0.1) and ns2 (127.0.0.2); each serves it on the same port.
+    let port = Knot::free_port(&["127.0.0.1", "127.0.0.2"]);
+    let zone = zone_text(
+        "example.com",
+        &["ns1.example.com.", "ns2.example.com."],
+        &[(10, OLD_MX)],
+        300,
+    );
+    let z = [("example.com", zone.as_str())];
+    let a = Knot::start("ns1", "127.0.0.1", port, &z);
+    let _b = Knot::start("ns2", "127.0.0.2", port, &z);
+    a.set_mx("example.com", "@", 60, &[(10, PARK)]);
+    let out = Command::new(imapshift_bin())
+        .args([
+            "watch-mx",
+            "--domain",
+            "example.com",
+            "--count",
+            "1",
+            "--timeout",
+            "0.5",
+        ])
+        .args([
+            "--resolver",
+            &a.addr().to_string(),
+            "--ns-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("first poll of 2 nameserver(s)"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("ns1.example.com (127.0.0.1:") && l.contains("park.example.net")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ns2.example.com (127.0.0.2:")
+                && l.contains("old-mx.example.net")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_truncated_udp_answer_is_asked_again_over_tcp() {
+    // 60 MX records with long names do not fit a UDP answer (EDNS 1232 bytes): the server
+    // truncates it and the watcher must ask again over TCP to see them all.
+    let port = Knot::free_port(&["127.0.0.1"]);
+    let zone = zone_text("example.com", &[], &[(10, OLD_MX)], 300);
+    let a = Knot::start("ns1", "127.0.0.1", port, &[("example.com", zone.as_str())]);
+    let names: Vec<String> = (0..60)
+        .map(|i| format!("mail-exchanger-number-{i:02}.a-rather-long-provider-name.example.net."))
+        .collect();
+    let records: Vec<(u16, &str)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u16, n.as_str()))
+        .collect();
+    a.set_mx("example.com", "@", 300, &records);
+    let out = Command::new(imapshift_bin())
+        .args([
+            "watch-mx",
+            "--domain",
+            "example.com",
+            "--count",
+            "1",
+            "--json",
+        ])
+        .args(["--nameserver", &a.addr().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let e: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(e["state"], "answer", "{e}");
+    assert_eq!(
+        e["records"].as_array().unwrap().len(),
+        60,
+        "all records, over TCP: {e}"
+    );
+}

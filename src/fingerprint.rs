@@ -63,6 +63,15 @@ pub fn message_id(header: &[u8]) -> Option<String> {
     })
 }
 
+/// The Subject of a header block, decoded (RFC 2047), for reports.
+pub fn subject(header: &[u8]) -> Option<String> {
+    let (headers, _) = mailparse::parse_headers(header).ok()?;
+    headers
+        .iter()
+        .find(|h| h.get_key_ref().eq_ignore_ascii_case("Subject"))
+        .map(|h| h.get_value().split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// SHA-256 of all bytes, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -134,6 +134,8 @@ pub trait MailStore {
     /// missing or void, or the server does not report new UIDs.
     async fn fetch_fingerprints(&mut self, from: Uid)
         -> Result<Vec<(Uid, Fingerprint, Vec<Flag>)>>;
+    /// As `fetch_fingerprints`, with each message's decoded Subject: for verification reports.
+    async fn fetch_described(&mut self, from: Uid) -> Result<Vec<Described>>;
     /// Sets exactly these flags on these messages of the selected folder (batched by flag set).
     async fn store_flags(&mut self, updates: &[(Uid, Vec<Flag>)]) -> Result<()>;
     /// Deletes exactly these messages of the selected folder (UID EXPUNGE; refused without
@@ -171,6 +173,15 @@ pub trait MailStore {
     /// has no IDLE. Returns whether a change was reported.
     async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>>;
     async fn logout(&mut self);
+}
+
+/// A message as a verification report names it.
+#[derive(Clone, Debug)]
+pub struct Described {
+    pub uid: Uid,
+    pub fp: Fingerprint,
+    pub flags: Vec<Flag>,
+    pub subject: Option<String>,
 }
 
 /// Storage used and allowed under a quota root, in bytes.

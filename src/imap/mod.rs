@@ -63,6 +63,54 @@ pub struct ImapSession {
 }
 
 impl ImapSession {
+    /// UID, fingerprint, flags (and the Subject when asked) of every message with UID >= `from`
+    /// of the opened folder: one `UID FETCH` of the header blocks.
+    async fn header_listing(
+        &mut self,
+        from: Uid,
+        with_subject: bool,
+    ) -> Result<Vec<crate::store::Described>> {
+        let range = format!("{}:*", from.get());
+        let done = self
+            .wire
+            .command(&[
+                Arg::Raw("UID FETCH"),
+                Arg::Raw(&range),
+                Arg::Raw("(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"),
+            ])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
+        }
+        let mut out = Vec::new();
+        for f in self.fetch_replies(done, "a header")? {
+            let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (
+                f.uid.and_then(Uid::new),
+                f.size,
+                f.internaldate,
+                f.flags,
+                f.body,
+            ) else {
+                continue;
+            };
+            // `n:*` also returns the last message when n is beyond it.
+            if uid >= from {
+                out.push(crate::store::Described {
+                    uid,
+                    fp: Fingerprint::of_header(&header, size, &date),
+                    flags,
+                    subject: with_subject
+                        .then(|| crate::fingerprint::subject(&header))
+                        .flatten(),
+                });
+            }
+        }
+        out.sort_by_key(|d| d.uid);
+        out.dedup_by_key(|d| d.uid);
+        Ok(out)
+    }
+
+
     /// Connects and logs in. `read_only` sessions (the old server) refuse every change.
     pub async fn connect(
         server: &ServerConfig,
@@ -743,37 +791,16 @@ impl MailStore for ImapSession {
         &mut self,
         from: Uid,
     ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
-        let range = format!("{}:*", from.get());
-        let done = self
-            .wire
-            .command(&[
-                Arg::Raw("UID FETCH"),
-                Arg::Raw(&range),
-                Arg::Raw("(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"),
-            ])
-            .await?;
-        if !done.is_ok() {
-            return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
-        }
-        let mut out = Vec::new();
-        for f in self.fetch_replies(done, "a header")? {
-            let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (
-                f.uid.and_then(Uid::new),
-                f.size,
-                f.internaldate,
-                f.flags,
-                f.body,
-            ) else {
-                continue;
-            };
-            // `n:*` also returns the last message when n is beyond it.
-            if uid >= from {
-                out.push((uid, Fingerprint::of_header(&header, size, &date), flags));
-            }
-        }
-        out.sort_by_key(|(u, _, _)| *u);
-        out.dedup_by_key(|(u, _, _)| *u);
-        Ok(out)
+        Ok(self
+            .header_listing(from, false)
+            .await?
+            .into_iter()
+            .map(|d| (d.uid, d.fp, d.flags))
+            .collect())
+    }
+
+    async fn fetch_described(&mut self, from: Uid) -> Result<Vec<crate::store::Described>> {
+        self.header_listing(from, true).await
     }
 
     async fn store_flags(&mut self, updates: &[(Uid, Vec<String>)]) -> Result<()> {

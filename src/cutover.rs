@@ -210,7 +210,7 @@ pub async fn run(
 
     // 4. The verification.
     let t = now_unix();
-    let verdict = crate::verify::verify(cfg).await;
+    let verdict = crate::verify::verify(cfg, false).await;
     let ok = verdict.ok;
     report.phases.push(phase(
         "verification",
@@ -222,12 +222,9 @@ pub async fn run(
             )
         } else {
             format!(
-                "FAILED: {} messages missing or changed; see the report",
-                verdict
-                    .users
-                    .iter()
-                    .map(|u| u.missing + u.flags_differ)
-                    .sum::<usize>()
+                "FAILED: {} differences ({} messages missing); see the report",
+                verdict.users.iter().map(|u| u.problems()).sum::<usize>(),
+                verdict.missing()
             )
         },
     ));

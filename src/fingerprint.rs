@@ -69,7 +69,12 @@ pub fn subject(header: &[u8]) -> Option<String> {
     headers
         .iter()
         .find(|h| h.get_key_ref().eq_ignore_ascii_case("Subject"))
-        .map(|h| h.get_value().split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|h| {
+            h.get_value()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
 }
 
 /// SHA-256 of all bytes, hex.

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod ratelimit;
+pub mod report_html;
 pub mod runner;
 pub mod secret;
 pub mod state;

@@ -2,36 +2,95 @@
 //! the UID maps (which could be wrong).
 //!
 //! Every message of an old folder is matched, as a multiset, by fingerprint (Message-ID,
-//! RFC822.SIZE, INTERNALDATE and a hash of the header block; `BODY.PEEK[HEADER]` only) against
-//! the mapped new folder. Old messages without a match are **missing**; matched copies whose
-//! flags differ are **changed**; new messages without an old match are **only on the new side**
-//! (mail delivered there after the cutover), listed and never an error. The cutover's last
-//! step, and the base of `imapshift verify`.
+//! RFC822.SIZE, INTERNALDATE and a hash of the header block; `BODY.PEEK[HEADER]` only, so it is
+//! fast) against the mapped new folder. Old messages without a match are **missing**; matched
+//! copies whose flags or keywords differ are **changed**; with `--deep` a SHA-256 of each whole
+//! message is compared too (**body differs**). New messages that match an old fingerprint
+//! beyond its count are **duplicates** (an exactly-once failure); new messages that match none
+//! are **only on the new side** (mail delivered there after the cutover), listed and never an
+//! error. Folders missing on the new side and lost subscriptions are differences; folders only
+//! on the new side are listed. The cutover's last step, and `imapshift verify`.
 
 use crate::config::{Config, UserConfig};
-use crate::error::Result;
+use crate::error::{exit, Result};
 use crate::fingerprint::Fingerprint;
 use crate::imap::ImapSession;
 use crate::plan::plan_folders;
-use crate::store::MailStore;
+use crate::store::{Described, MailStore};
 use crate::types::Uid;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
-/// One folder's comparison.
+/// What differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An old message has no copy on the new server.
+    Missing,
+    /// An old folder has no counterpart on the new server.
+    FolderMissing,
+    /// A copy's flags or keywords differ from the old message's.
+    Flags,
+    /// A copy's bytes differ although its header block matches (`--deep`).
+    Body,
+    /// A message is on the new server more often than on the old one.
+    Duplicate,
+    /// The old folder is subscribed, its copy is not.
+    Subscription,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing on the new server",
+            Kind::FolderMissing => "folder missing on the new server",
+            Kind::Flags => "flags differ",
+            Kind::Body => "content differs",
+            Kind::Duplicate => "duplicate on the new server",
+            Kind::Subscription => "not subscribed on the new server",
+        }
+    }
+}
+
+/// One difference, with what identifies the message for a person.
+#[derive(Clone, Debug, Serialize)]
+pub struct Difference {
+    pub kind: Kind,
+    /// The old folder (the new one for a duplicate).
+    pub folder: String,
+    pub old_uid: Option<u32>,
+    pub new_uid: Option<u32>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub size: Option<u32>,
+    pub detail: String,
+}
+
+/// A message only on the new side (not an error).
+#[derive(Clone, Debug, Serialize)]
+pub struct OnlyNew {
+    pub folder: String,
+    pub new_uid: u32,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub size: u32,
+}
+
+/// One folder's counts.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FolderVerdict {
     pub old: String,
     pub new: String,
     pub old_messages: usize,
     pub new_messages: usize,
-    /// Old UIDs of messages not on the new server.
-    pub missing: Vec<u32>,
-    /// (old UID, new UID) of copies whose flags or keywords differ.
-    pub flags_differ: Vec<(u32, u32)>,
-    /// New UIDs of messages the old folder does not have (not an error).
-    pub only_new: Vec<u32>,
+    pub missing: usize,
+    pub flags_differ: usize,
+    pub body_differs: usize,
+    pub duplicates: usize,
+    pub only_new: usize,
+    /// The old folder has no counterpart on the new server.
+    pub new_folder_missing: bool,
 }
 
 /// One user's comparison.
@@ -42,82 +101,202 @@ pub struct UserVerdict {
     /// `ok`, `differs` or `error` (the comparison could not be made).
     pub status: String,
     pub error: Option<String>,
+    pub old_messages: usize,
+    pub new_messages: usize,
     pub missing: usize,
     pub flags_differ: usize,
+    pub body_differs: usize,
+    pub duplicates: usize,
+    pub folders_missing: usize,
+    pub subscriptions_lost: usize,
     pub only_new: usize,
+    pub seconds: f64,
     pub folders: Vec<FolderVerdict>,
+    /// Folders on the new server that no old folder maps to (not an error).
+    pub only_new_folders: Vec<String>,
+    pub differences: Vec<Difference>,
+    pub only_new_messages: Vec<OnlyNew>,
+    /// This user's entry of the last sync run report, if the state directory has one.
+    pub last_run: Option<serde_json::Value>,
+}
+
+impl UserVerdict {
+    /// Differences that count (everything but mail only on the new side).
+    pub fn problems(&self) -> usize {
+        self.differences.len()
+    }
 }
 
 /// The whole comparison.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Verdict {
     pub ok: bool,
+    pub deep: bool,
+    pub generated_unix: u64,
+    pub seconds: f64,
+    pub old_server: String,
+    pub new_server: String,
     pub users: Vec<UserVerdict>,
+    pub totals: Totals,
+    /// When the last sync run (state_dir/last-run.json) finished, if known.
+    pub last_run_unix: Option<u64>,
+}
+
+/// Sums over all users.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub users: usize,
+    pub users_ok: usize,
+    pub old_messages: usize,
+    pub new_messages: usize,
+    pub missing: usize,
+    pub flags_differ: usize,
+    pub body_differs: usize,
+    pub duplicates: usize,
+    pub folders_missing: usize,
+    pub subscriptions_lost: usize,
+    pub only_new: usize,
+    pub errors: usize,
 }
 
 impl Verdict {
     pub fn missing(&self) -> usize {
-        self.users.iter().map(|u| u.missing).sum()
+        self.totals.missing
+    }
+
+    /// 0 when nothing is missing or changed; 7 when something is; 3 when a user could not be
+    /// compared at all (docs/exit-codes.md).
+    pub fn exit_code(&self) -> i32 {
+        if self.users.iter().any(|u| u.problems() > 0) {
+            exit::VERIFY_FAILED
+        } else if self.users.iter().any(|u| u.status == "error") {
+            exit::ACCOUNT
+        } else {
+            exit::OK
+        }
     }
 }
 
-/// Compares every user (in parallel, `jobs` at a time).
-pub async fn verify(cfg: &Config) -> Verdict {
-    let users: Vec<UserVerdict> = futures::stream::iter(cfg.users.iter())
-        .map(|u| verify_user(cfg, u))
+/// Compares every user (in parallel, `jobs` at a time, within the servers' connection caps).
+pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
+    let started = std::time::Instant::now();
+    let last_run: Option<serde_json::Value> = std::fs::read(cfg.state_dir.join("last-run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let unlimited = tokio::sync::Semaphore::MAX_PERMITS;
+    let caps = (
+        tokio::sync::Semaphore::new(cfg.old.max_connections.unwrap_or(unlimited)),
+        tokio::sync::Semaphore::new(cfg.new.max_connections.unwrap_or(unlimited)),
+    );
+    let caps = &caps;
+    let last = &last_run;
+    let mut users: Vec<UserVerdict> = futures::stream::iter(cfg.users.iter())
+        .map(|u| async move {
+            let _o = caps.0.acquire().await.expect("never closed");
+            let _n = caps.1.acquire().await.expect("never closed");
+            let mut v = verify_user(cfg, u, deep).await;
+            v.last_run = last.as_ref().and_then(|r| {
+                r["users"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["old_login"] == u.old_login.as_str())
+                    .map(|x| {
+                        serde_json::json!({
+                            "status": x["status"], "copied": x["copied"], "skipped": x["skipped"],
+                            "failed": x["failed"], "bytes": x["bytes"], "seconds": x["seconds"],
+                            "retries": x["retries"], "finished_unix": x["finished_unix"],
+                            "failures": x["failures"],
+                        })
+                    })
+            });
+            v
+        })
         .buffered(cfg.sync.jobs.max(1))
         .collect()
         .await;
+    users.sort_by(|a, b| a.old_login.cmp(&b.old_login));
+    let mut t = Totals {
+        users: users.len(),
+        ..Default::default()
+    };
+    for u in &users {
+        t.users_ok += usize::from(u.status == "ok");
+        t.errors += usize::from(u.status == "error");
+        t.old_messages += u.old_messages;
+        t.new_messages += u.new_messages;
+        t.missing += u.missing;
+        t.flags_differ += u.flags_differ;
+        t.body_differs += u.body_differs;
+        t.duplicates += u.duplicates;
+        t.folders_missing += u.folders_missing;
+        t.subscriptions_lost += u.subscriptions_lost;
+        t.only_new += u.only_new;
+    }
     Verdict {
         ok: users.iter().all(|u| u.status == "ok"),
+        deep,
+        generated_unix: crate::timefmt::now_unix(),
+        seconds: started.elapsed().as_secs_f64(),
+        old_server: format!("{}:{}", cfg.old.host, cfg.old.port),
+        new_server: format!("{}:{}", cfg.new.host, cfg.new.port),
         users,
+        totals: t,
+        last_run_unix: last_run.as_ref().and_then(|r| {
+            let s = r["started_unix"].as_u64()?;
+            Some(s + r["seconds"].as_f64().unwrap_or(0.0) as u64)
+        }),
     }
 }
 
-async fn verify_user(cfg: &Config, u: &UserConfig) -> UserVerdict {
+async fn verify_user(cfg: &Config, u: &UserConfig, deep: bool) -> UserVerdict {
+    let started = std::time::Instant::now();
     let mut v = UserVerdict {
         old_login: u.old_login.clone(),
         new_login: u.new_login.clone(),
         ..Default::default()
     };
     let r = async {
-        let mut old =
-            ImapSession::connect(&cfg.old, &u.old_login, u.old_password.as_ref(), true).await?;
-        let mut new =
-            ImapSession::connect(&cfg.new, &u.new_login, u.new_password.as_ref(), false).await?;
-        let r = compare_account(cfg, &mut old, &mut new).await;
+        let (o, n) = tokio::join!(
+            ImapSession::connect(&cfg.old, &u.old_login, u.old_password.as_ref(), true),
+            ImapSession::connect(&cfg.new, &u.new_login, u.new_password.as_ref(), false),
+        );
+        let (mut old, mut new) = (o?, n?);
+        let r = compare_account(cfg, &mut old, &mut new, deep, &mut v).await;
         old.logout().await;
         new.logout().await;
         r
     }
     .await;
-    match r {
-        Ok(folders) => {
-            v.missing = folders.iter().map(|f| f.missing.len()).sum();
-            v.flags_differ = folders.iter().map(|f| f.flags_differ.len()).sum();
-            v.only_new = folders.iter().map(|f| f.only_new.len()).sum();
-            v.status = if v.missing + v.flags_differ == 0 {
-                "ok"
-            } else {
-                "differs"
-            }
-            .into();
-            v.folders = folders;
-        }
-        Err(e) => {
-            v.status = "error".into();
-            v.error = Some(e.to_string());
-        }
+    v.seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = r {
+        v.status = "error".into();
+        v.error = Some(e.to_string());
+        return v;
     }
+    for f in &v.folders {
+        v.old_messages += f.old_messages;
+        v.new_messages += f.new_messages;
+    }
+    let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
+    v.missing = count(Kind::Missing);
+    v.flags_differ = count(Kind::Flags);
+    v.body_differs = count(Kind::Body);
+    v.duplicates = count(Kind::Duplicate);
+    v.folders_missing = count(Kind::FolderMissing);
+    v.subscriptions_lost = count(Kind::Subscription);
+    v.only_new = v.only_new_messages.len();
+    v.status = if v.problems() == 0 { "ok" } else { "differs" }.into();
     v
 }
 
-/// Compares every folder the sync takes.
+/// Compares every folder the sync takes, filling `v`.
 pub async fn compare_account<O: MailStore, N: MailStore>(
     cfg: &Config,
     old: &mut O,
     new: &mut N,
-) -> Result<Vec<FolderVerdict>> {
+    deep: bool,
+    v: &mut UserVerdict,
+) -> Result<()> {
     let old_folders: Vec<_> = old
         .list_folders()
         .await?
@@ -125,48 +304,149 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         .filter(|f| cfg.filters.folder_allowed(f))
         .collect();
     let new_folders = new.list_folders().await?;
-    let present: BTreeSet<&str> = new_folders.iter().map(|f| f.name.as_str()).collect();
     let plan = plan_folders(&old_folders, &new_folders);
-    let mut out = Vec::new();
+    let targets: BTreeSet<&str> = plan.mappings.iter().map(|m| m.new.as_str()).collect();
+    v.only_new_folders = new_folders
+        .iter()
+        .filter(|f| f.selectable() && !targets.contains(f.name.as_str()))
+        .map(|f| f.name.display())
+        .collect();
     for m in &plan.mappings {
         let st = old.examine(&m.old).await?;
-        let olds = if st.messages == 0 {
+        let mut olds = if st.messages == 0 {
             Vec::new()
         } else {
-            old.fetch_fingerprints(Uid::MIN).await?
+            old.fetch_described(Uid::MIN).await?
         };
-        let news = if present.contains(m.new.as_str()) {
-            let st = new.examine(&m.new).await?;
-            if st.messages == 0 {
-                Vec::new()
-            } else {
-                new.fetch_fingerprints(Uid::MIN).await?
+        let new_info = new_folders.iter().find(|f| f.name == m.new);
+        let Some(new_info) = new_info else {
+            v.folders.push(FolderVerdict {
+                old: m.old.display(),
+                new: m.new.display(),
+                old_messages: olds.len(),
+                missing: olds.len(),
+                new_folder_missing: true,
+                ..Default::default()
+            });
+            v.differences.push(Difference {
+                kind: Kind::FolderMissing,
+                folder: m.old.display(),
+                old_uid: None,
+                new_uid: None,
+                message_id: None,
+                subject: None,
+                size: None,
+                detail: format!(
+                    "{} has {} messages; {} does not exist",
+                    m.old,
+                    olds.len(),
+                    m.new
+                ),
+            });
+            for o in olds.drain(..) {
+                v.differences.push(diff(
+                    Kind::Missing,
+                    &m.old.display(),
+                    Some(&o),
+                    None,
+                    String::new(),
+                ));
             }
-        } else {
-            Vec::new()
+            continue;
         };
-        out.push(compare_folder(
+        let old_info = old_folders.iter().find(|f| f.name == m.old);
+        if old_info.is_some_and(|f| f.subscribed) && !new_info.subscribed {
+            v.differences.push(Difference {
+                kind: Kind::Subscription,
+                folder: m.old.display(),
+                old_uid: None,
+                new_uid: None,
+                message_id: None,
+                subject: None,
+                size: None,
+                detail: format!(
+                    "{} is subscribed on the old server, {} is not",
+                    m.old, m.new
+                ),
+            });
+        }
+        let st = new.examine(&m.new).await?;
+        let news = if st.messages == 0 {
+            Vec::new()
+        } else {
+            new.fetch_described(Uid::MIN).await?
+        };
+        let (old_sums, new_sums) = if deep {
+            (body_sums(old, &olds).await?, body_sums(new, &news).await?)
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        let (f, mut d, mut only) = compare_folder(
             &m.old.display(),
             &m.new.display(),
             &olds,
             &news,
-        ));
+            deep.then_some((&old_sums, &new_sums)),
+        );
+        v.folders.push(f);
+        v.differences.append(&mut d);
+        v.only_new_messages.append(&mut only);
+    }
+    Ok(())
+}
+
+/// SHA-256 of every listed message, fetched in batches of up to 4 MiB.
+async fn body_sums<S: MailStore>(s: &mut S, items: &[Described]) -> Result<HashMap<Uid, String>> {
+    let mut out = HashMap::new();
+    let mut batch: Vec<Uid> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, d) in items.iter().enumerate() {
+        batch.push(d.uid);
+        bytes += u64::from(d.fp.size);
+        if bytes >= 4 << 20 || batch.len() >= 500 || i + 1 == items.len() {
+            for m in s.fetch_messages(&batch).await? {
+                out.insert(m.uid, crate::fingerprint::sha256_hex(&m.body));
+            }
+            batch.clear();
+            bytes = 0;
+        }
     }
     Ok(out)
 }
 
-type Listed = (Uid, Fingerprint, Vec<String>);
+fn diff(
+    kind: Kind,
+    folder: &str,
+    o: Option<&Described>,
+    n: Option<&Described>,
+    detail: String,
+) -> Difference {
+    let any = o.or(n);
+    Difference {
+        kind,
+        folder: folder.to_string(),
+        old_uid: o.map(|d| d.uid.get()),
+        new_uid: n.map(|d| d.uid.get()),
+        message_id: any.and_then(|d| d.fp.message_id.clone()),
+        subject: any.and_then(|d| d.subject.clone()),
+        size: any.map(|d| d.fp.size),
+        detail,
+    }
+}
+
+type Sums<'a> = (&'a HashMap<Uid, String>, &'a HashMap<Uid, String>);
 
 /// Matches one folder's messages by fingerprint (pure; unit-tested).
 pub fn compare_folder(
     old_name: &str,
     new_name: &str,
-    olds: &[Listed],
-    news: &[Listed],
-) -> FolderVerdict {
-    let mut pool: HashMap<&Fingerprint, std::collections::VecDeque<&Listed>> = HashMap::new();
+    olds: &[Described],
+    news: &[Described],
+    sums: Option<Sums<'_>>,
+) -> (FolderVerdict, Vec<Difference>, Vec<OnlyNew>) {
+    let mut pool: HashMap<&Fingerprint, std::collections::VecDeque<&Described>> = HashMap::new();
     for n in news {
-        pool.entry(&n.1).or_default().push_back(n);
+        pool.entry(&n.fp).or_default().push_back(n);
     }
     let norm = |f: &[String]| -> BTreeSet<String> {
         f.iter()
@@ -174,30 +454,92 @@ pub fn compare_folder(
             .map(|x| x.to_ascii_lowercase())
             .collect()
     };
-    let mut v = FolderVerdict {
+    let mut f = FolderVerdict {
         old: old_name.to_string(),
         new: new_name.to_string(),
         old_messages: olds.len(),
         new_messages: news.len(),
         ..Default::default()
     };
+    let mut diffs = Vec::new();
+    let old_fps: std::collections::HashSet<&Fingerprint> = olds.iter().map(|o| &o.fp).collect();
     for o in olds {
-        match pool.get_mut(&o.1).and_then(|q| q.pop_front()) {
-            None => v.missing.push(o.0.get()),
-            Some(n) => {
-                if norm(&o.2) != norm(&n.2) {
-                    v.flags_differ.push((o.0.get(), n.0.get()));
+        let Some(n) = pool.get_mut(&o.fp).and_then(|q| q.pop_front()) else {
+            f.missing += 1;
+            diffs.push(diff(Kind::Missing, old_name, Some(o), None, String::new()));
+            continue;
+        };
+        let (of, nf) = (norm(&o.flags), norm(&n.flags));
+        if of != nf {
+            f.flags_differ += 1;
+            let gone: Vec<&String> = of.difference(&nf).collect();
+            let added: Vec<&String> = nf.difference(&of).collect();
+            let mut detail = Vec::new();
+            if !gone.is_empty() {
+                detail.push(format!("removed {}", join(&gone)));
+            }
+            if !added.is_empty() {
+                detail.push(format!("added {}", join(&added)));
+            }
+            diffs.push(diff(
+                Kind::Flags,
+                old_name,
+                Some(o),
+                Some(n),
+                detail.join("; "),
+            ));
+        }
+        if let Some((os, ns)) = sums {
+            if let (Some(a), Some(b)) = (os.get(&o.uid), ns.get(&n.uid)) {
+                if a != b {
+                    f.body_differs += 1;
+                    diffs.push(diff(
+                        Kind::Body,
+                        old_name,
+                        Some(o),
+                        Some(n),
+                        format!(
+                            "SHA-256 {}… on the old server, {}… on the new",
+                            &a[..12],
+                            &b[..12]
+                        ),
+                    ));
                 }
             }
         }
     }
-    let mut left: Vec<u32> = pool.values().flatten().map(|n| n.0.get()).collect();
-    left.sort_unstable();
-    v.only_new = left;
-    v
+    let mut left: Vec<&Described> = pool.into_values().flatten().collect();
+    left.sort_by_key(|d| d.uid);
+    let mut only = Vec::new();
+    for n in left {
+        if old_fps.contains(&n.fp) {
+            f.duplicates += 1;
+            diffs.push(diff(
+                Kind::Duplicate,
+                new_name,
+                None,
+                Some(n),
+                "one more copy than on the old server".into(),
+            ));
+        } else {
+            f.only_new += 1;
+            only.push(OnlyNew {
+                folder: new_name.to_string(),
+                new_uid: n.uid.get(),
+                message_id: n.fp.message_id.clone(),
+                subject: n.subject.clone(),
+                size: n.fp.size,
+            });
+        }
+    }
+    (f, diffs, only)
 }
 
-/// One line per user for people.
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// One line per user for people, then the differences (at most 20 per user).
 pub fn render(v: &Verdict) -> String {
     let mut s = String::new();
     for u in &v.users {
@@ -206,26 +548,69 @@ pub fn render(v: &Verdict) -> String {
             "differs" => "DIFFERS",
             _ => "ERROR  ",
         };
-        s.push_str(&format!(
-            "{word} {} -> {}: {} folders, {} missing, {} with other flags, {} only on the new server{}\n",
-            u.old_login,
-            u.new_login,
-            u.folders.len(),
-            u.missing,
-            u.flags_differ,
-            u.only_new,
-            u.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-        ));
-        for f in &u.folders {
-            if !f.missing.is_empty() {
-                s.push_str(&format!(
-                    "        {}: missing old UIDs {:?}\n",
-                    f.old,
-                    &f.missing[..f.missing.len().min(20)]
-                ));
+        let mut parts = vec![format!("{} messages", u.old_messages)];
+        for (n, what) in [
+            (u.missing, "missing"),
+            (u.folders_missing, "folders missing"),
+            (u.flags_differ, "with other flags"),
+            (u.body_differs, "with other content"),
+            (u.duplicates, "duplicates"),
+            (u.subscriptions_lost, "subscriptions lost"),
+        ] {
+            if n > 0 || what == "missing" {
+                parts.push(format!("{n} {what}"));
             }
         }
+        parts.push(format!("{} only on the new server", u.only_new));
+        s.push_str(&format!(
+            "{word} {} -> {}: {}{}\n",
+            u.old_login,
+            u.new_login,
+            parts.join(", "),
+            u.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+        for d in u.differences.iter().take(20) {
+            s.push_str(&format!(
+                "          {}: {}{}{}{}\n",
+                d.folder,
+                d.kind.describe(),
+                d.old_uid
+                    .map(|x| format!(", old UID {x}"))
+                    .unwrap_or_default(),
+                d.subject
+                    .as_ref()
+                    .map(|x| format!(", \"{x}\""))
+                    .unwrap_or_default(),
+                if d.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", d.detail)
+                }
+            ));
+        }
+        if u.differences.len() > 20 {
+            s.push_str(&format!(
+                "          ... and {} more (see --json or --html)\n",
+                u.differences.len() - 20
+            ));
+        }
     }
+    let t = &v.totals;
+    s.push_str(&format!(
+        "{}: {} of {} users OK, {} messages on the old server, {} missing, {} changed, {} duplicates, {} only on the new server{}\n",
+        if v.ok { "VERIFIED" } else { "NOT VERIFIED" },
+        t.users_ok,
+        t.users,
+        t.old_messages,
+        t.missing,
+        t.flags_differ + t.body_differs + t.subscriptions_lost,
+        t.duplicates,
+        t.only_new,
+        if v.deep { " (deep: message contents compared)" } else { "" }
+    ));
     s
 }
 
@@ -233,37 +618,71 @@ pub fn render(v: &Verdict) -> String {
 mod tests {
     use super::*;
 
-    fn l(uid: u32, id: &str, flags: &[&str]) -> Listed {
-        (
-            Uid::new(uid).unwrap(),
-            Fingerprint {
+    fn d(uid: u32, id: &str, flags: &[&str]) -> Described {
+        Described {
+            uid: Uid::new(uid).unwrap(),
+            fp: Fingerprint {
                 message_id: Some(id.into()),
                 size: 100,
                 internaldate: "1-Jan-2024 00:00:00 +0000".into(),
                 header_hash: id.into(),
             },
-            flags.iter().map(|f| f.to_string()).collect(),
-        )
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            subject: Some(format!("subject {id}")),
+        }
     }
 
     #[test]
-    fn missing_changed_and_only_new() {
+    fn missing_changed_duplicate_and_only_new() {
         let olds = [
-            l(1, "a", &["\\Seen"]),
-            l(2, "b", &[]),
-            l(3, "b", &[]),
-            l(4, "c", &[]),
+            d(1, "a", &["\\Seen"]),
+            d(2, "b", &[]),
+            d(3, "b", &[]),
+            d(4, "c", &[]),
+            d(5, "e", &[]),
         ];
         let news = [
-            l(10, "a", &["\\Seen", "\\Recent"]),
-            l(11, "b", &["\\Flagged"]),
-            l(12, "z", &[]),
+            d(10, "a", &["\\Seen", "\\Recent"]),
+            d(11, "b", &["\\Flagged"]),
+            d(12, "z", &[]),
+            d(13, "e", &[]),
+            d(14, "e", &[]),
         ];
-        let v = compare_folder("INBOX", "INBOX", &olds, &news);
+        let (f, diffs, only) = compare_folder("INBOX", "INBOX", &olds, &news, None);
         // Two old "b": one copy only, so one is missing; c is missing.
-        assert_eq!(v.missing, vec![3, 4]);
-        assert_eq!(v.flags_differ, vec![(2, 11)]);
-        assert_eq!(v.only_new, vec![12]);
-        assert_eq!((v.old_messages, v.new_messages), (4, 3));
+        let kinds: Vec<(Kind, Option<u32>, Option<u32>)> = diffs
+            .iter()
+            .map(|x| (x.kind, x.old_uid, x.new_uid))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Kind::Flags, Some(2), Some(11)),
+                (Kind::Missing, Some(3), None),
+                (Kind::Missing, Some(4), None),
+                (Kind::Duplicate, None, Some(14)),
+            ]
+        );
+        assert_eq!(diffs[0].detail, "added \\flagged");
+        assert_eq!(diffs[1].subject.as_deref(), Some("subject b"));
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].new_uid, 12);
+        assert_eq!(
+            (f.missing, f.flags_differ, f.duplicates, f.only_new),
+            (2, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn deep_finds_other_content() {
+        let olds = [d(1, "a", &[])];
+        let news = [d(7, "a", &[])];
+        let os: HashMap<Uid, String> = [(Uid::new(1).unwrap(), "aaaaaaaaaaaaaaaa".into())].into();
+        let ns: HashMap<Uid, String> = [(Uid::new(7).unwrap(), "bbbbbbbbbbbbbbbb".into())].into();
+        let (f, diffs, _) = compare_folder("INBOX", "INBOX", &olds, &news, Some((&os, &ns)));
+        assert_eq!(f.body_differs, 1);
+        assert_eq!(diffs[0].kind, Kind::Body);
+        let (f, _, _) = compare_folder("INBOX", "INBOX", &olds, &news, None);
+        assert_eq!(f.body_differs, 0, "headers alone cannot see it");
     }
 }

@@ -51,6 +51,29 @@ pub enum Command {
     /// step (point the MX at the new server); with --follow, keep carrying mail that still
     /// reaches the old server. Exits 0 only when the verification passed.
     Cutover(CutoverArgs),
+    /// Compare old and new for every user and folder by content (not by imapshift's records):
+    /// messages missing, flags changed, duplicates, folders and subscriptions; mail only on the
+    /// new server is listed, not counted. Exit 0 only when nothing is missing or changed.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The configuration file (see docs/configuration.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Also compare a SHA-256 of every whole message (fetches every body; slower).
+    #[arg(long)]
+    pub deep: bool,
+    /// The full report as JSON on stdout (every difference).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Verify only this user (old login); repeat for several.
+    #[arg(short, long = "user", value_name = "LOGIN")]
+    pub users: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -247,6 +270,7 @@ pub fn main() -> i32 {
         Command::WatchMx(args) => watch_mx(args),
         Command::Preflight(args) => preflight(args),
         Command::Cutover(args) => cutover(args, cli.quiet),
+        Command::Verify(args) => verify(args),
     }
 }
 
@@ -318,6 +342,66 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
         print!("{}", crate::cutover::render(&report));
     }
     report.exit_code
+}
+
+fn verify(args: VerifyArgs) -> i32 {
+    let only = &args.users;
+    let keep = |login: &str| only.is_empty() || only.iter().any(|u| u == login);
+    let cfg = match config::load_selected(&args.config, &keep) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imapshift: {e}");
+            return exit::CONFIG;
+        }
+    };
+    if let Some(name) = only
+        .iter()
+        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
+    {
+        eprintln!(
+            "imapshift: --user {name:?} is not in the users list ({})",
+            cfg.path.display()
+        );
+        return exit::CONFIG;
+    }
+    // Check the report's folder before any connection: a typo must not cost a whole run.
+    if let Some(p) = &args.html {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            eprintln!(
+                "imapshift: --html {}: the folder does not exist",
+                p.display()
+            );
+            return exit::CONFIG;
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            return exit::FATAL;
+        }
+    };
+    let verdict = rt.block_on(crate::verify::verify(&cfg, args.deep));
+    if let Some(p) = &args.html {
+        if let Err(e) = std::fs::write(p, crate::report_html::render(&verdict)) {
+            eprintln!("imapshift: cannot write {}: {e}", p.display());
+            return exit::FATAL;
+        }
+        tracing::info!("HTML report written to {}", p.display());
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdict).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::verify::render(&verdict));
+    }
+    verdict.exit_code()
 }
 
 fn preflight(args: PreflightArgs) -> i32 {

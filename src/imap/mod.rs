@@ -110,7 +110,6 @@ impl ImapSession {
         Ok(out)
     }
 
-
     /// Connects and logs in. `read_only` sessions (the old server) refuse every change.
     pub async fn connect(
         server: &ServerConfig,

@@ -100,7 +100,7 @@ pub fn render(v: &Verdict) -> String {
             u.old_messages,
             u.new_messages,
             u.missing,
-            u.flags_differ + u.body_differs + u.subscriptions_lost + u.folders_missing,
+            u.flags_differ + u.body_differs + u.subscriptions_lost,
             u.duplicates,
             u.only_new,
             id = anchor(&u.old_login)
@@ -113,7 +113,7 @@ pub fn render(v: &Verdict) -> String {
         t.old_messages,
         t.new_messages,
         t.missing,
-        t.flags_differ + t.body_differs + t.subscriptions_lost + t.folders_missing,
+        t.flags_differ + t.body_differs + t.subscriptions_lost,
         t.duplicates,
         t.only_new
     ));
@@ -201,7 +201,7 @@ fn user_section(u: &UserVerdict) -> String {
     }
     if !u.only_new_messages.is_empty() || !u.only_new_folders.is_empty() {
         h.push_str(&format!(
-            "<p class=\"muted small\">Only on the new server (not a problem): {} messages{}.</p>\n",
+            "<p class=\"muted small\">Only on the new server (not a problem): {} message(s){}.</p>\n",
             u.only_new_messages.len(),
             if u.only_new_folders.is_empty() {
                 String::new()

@@ -317,12 +317,18 @@ pub async fn run_sync(
         exit_code,
     };
     if !opts.dry_run {
-        let path = cfg.state_dir.join("last-run.json");
-        if let Err(e) = std::fs::write(
-            &path,
-            serde_json::to_vec_pretty(&report).unwrap_or_default(),
-        ) {
-            tracing::warn!("cannot write the run report {}: {e}", path.display());
+        // The last run, for `verify` and people; and every run kept under runs/ by start time.
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let runs = cfg.state_dir.join("runs");
+        let kept = runs.join(format!(
+            "{}.json",
+            crate::timefmt::rfc3339(report.started_unix).replace(':', "")
+        ));
+        for path in [cfg.state_dir.join("last-run.json"), kept] {
+            let r = std::fs::create_dir_all(&runs).and_then(|()| std::fs::write(&path, &json));
+            if let Err(e) = r {
+                tracing::warn!("cannot write the run report {}: {e}", path.display());
+            }
         }
     }
     Ok(report)

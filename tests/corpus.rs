@@ -234,4 +234,26 @@ fn corpus_round_trips_byte_for_byte() {
             commands.join("\n")
         );
     }
+
+    // And `verify`, by content, down to every message's bytes: OK, exit 0.
+    let out = run_imapshift(
+        &[
+            "verify",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--deep",
+            "--json",
+        ],
+        &[envs[0], envs[1]],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "verify: {v:#}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["totals"]["missing"], 0);
+    assert_eq!(v["totals"]["body_differs"], 0, "{v:#}");
+    eprintln!(
+        "corpus: verify --deep OK over {} messages",
+        v["totals"]["old_messages"]
+    );
 }

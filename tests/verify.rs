@@ -1,0 +1,353 @@
+//! `imapshift verify` against real Dovecots: after a clean migration it says OK (exit 0); then
+//! each injected difference on the new server is detected and named (a message deleted, a flag
+//! removed, a keyword added, a message whose body differs but whose header block matches (only
+//! with `--deep`), a missing folder, a message present twice, a lost subscription), while mail
+//! only on the new side is listed and is no error. The HTML report renders in headless Chromium
+//! and lists the users.
+
+mod common;
+
+use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
+use std::path::Path;
+use std::process::Command;
+
+const DATE: &str = "14-Mar-2024 09:26:53 +0000";
+
+fn msg(id: &str, body: &str) -> Vec<u8> {
+    format!("Subject: Note {id}\r\nMessage-ID: <{id}@example.com>\r\nFrom: a@example.com\r\n\r\n{body}\r\n").into_bytes()
+}
+
+fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> std::path::PathBuf {
+    let cfg = dir.join("imapshift.toml");
+    let mut text = format!(
+        "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+         [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n",
+        old.port(),
+        new.port()
+    );
+    for u in ["alice", "bob"] {
+        text.push_str(&format!(
+            "[[users]]\nold = \"{u}\"\nnew = \"{u}\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n"
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn verify(cfg: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["verify", "--config", cfg.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let out = run_imapshift(&args, &[("PW", "pw")]);
+    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), j)
+}
+
+fn kinds(j: &serde_json::Value, user: &str) -> Vec<(String, String, Option<u64>, Option<u64>)> {
+    let u = j["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["old_login"] == user)
+        .unwrap();
+    u["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d["folder"].as_str().unwrap().to_string(),
+                d["old_uid"].as_u64(),
+                d["new_uid"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+/// Headless Chromium, as the probe of this machine runs it.
+fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
+    let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("install Chromium: apt-get install -y chromium (scripts/test does)");
+    Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium")
+}
+
+#[test]
+fn verify_detects_and_names_every_difference() {
+    let users = [("alice", "pw"), ("bob", "pw")];
+    let old = Dovecot::start("old", &users, DovecotOpts::default());
+    let new = Dovecot::start("new", &users, DovecotOpts::default());
+    let mut c = TestImap::connect(old.port(), "alice", "pw");
+    for f in ["Archive", "Projects"] {
+        c.create(f);
+        c.subscribe(f);
+    }
+    for i in 0..6 {
+        let flags: &[&str] = if i < 3 { &["\\Seen"] } else { &[] };
+        c.append(
+            "INBOX",
+            flags,
+            Some(DATE),
+            &msg(&format!("in{i}"), &format!("inbox body {i}")),
+        )
+        .unwrap();
+    }
+    for i in 0..4 {
+        c.append(
+            "Archive",
+            &["\\Seen"],
+            Some(DATE),
+            &msg(&format!("ar{i}"), &format!("archive body {i}")),
+        )
+        .unwrap();
+    }
+    for i in 0..2 {
+        c.append(
+            "Projects",
+            &[],
+            Some(DATE),
+            &msg(&format!("pr{i}"), "project"),
+        )
+        .unwrap();
+    }
+    c.logout();
+    let mut c = TestImap::connect(old.port(), "bob", "pw");
+    for i in 0..3 {
+        c.append("INBOX", &[], Some(DATE), &msg(&format!("bob{i}"), "bob"))
+            .unwrap();
+    }
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new);
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap()],
+        &[("PW", "pw")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every sync run leaves its report in the state directory (the last one, and all by time).
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/last-run.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["users"][0]["copied"], 12);
+    let kept = std::fs::read_dir(dir.path().join("state/runs"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 1);
+
+    // A clean migration: OK, exit 0, the last run included.
+    let (code, j) = verify(&cfg, &[]);
+    assert_eq!(code, Some(0), "{j:#}");
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["totals"]["old_messages"], 15);
+    assert_eq!(j["users"][0]["last_run"]["copied"], 12, "{j:#}");
+    let human = run_imapshift(
+        &["verify", "--config", cfg.to_str().unwrap()],
+        &[("PW", "pw")],
+    );
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("OK      alice -> alice: 12 messages, 0 missing"),
+        "{text}"
+    );
+    assert!(text.contains("VERIFIED: 2 of 2 users OK"), "{text}");
+
+    // Differences on alice's new mailbox.
+    let mut n = TestImap::connect(new.port(), "alice", "pw");
+    let inbox = n.fetch_all("INBOX");
+    let archive = n.fetch_all("Archive");
+    let uid_of = |list: &[common::TestMsg], subject: &str| {
+        list.iter()
+            .find(|m| common::subject(m) == subject)
+            .unwrap()
+            .uid
+    };
+    // 1. deleted
+    n.expunge_uid("INBOX", uid_of(&inbox, "Note in5"));
+    // 2. a flag removed, 3. a keyword added
+    n.store_flags("INBOX", uid_of(&inbox, "Note in0"), "-FLAGS", &["\\Seen"]);
+    n.store_flags(
+        "INBOX",
+        uid_of(&inbox, "Note in4"),
+        "+FLAGS",
+        &["$Important"],
+    );
+    // 4. same header block, same size and date, other body
+    let orig = msg("in3", "inbox body 3");
+    let forged = msg("in3", "inbox BODY 3");
+    assert_eq!(orig.len(), forged.len());
+    n.expunge_uid("INBOX", uid_of(&inbox, "Note in3"));
+    let forged_uid = n.append("INBOX", &[], Some(DATE), &forged).unwrap();
+    // 5. a folder missing
+    n.delete_mailbox("Projects");
+    // 6. a message twice
+    let twice = n
+        .append(
+            "Archive",
+            &["\\Seen"],
+            Some(DATE),
+            &msg("ar1", "archive body 1"),
+        )
+        .unwrap();
+    // 7. mail only on the new side
+    let fresh = n
+        .append("INBOX", &[], None, &msg("after-cutover", "new mail"))
+        .unwrap();
+    // 8. a subscription lost
+    n.unsubscribe("Archive");
+    n.logout();
+    let _ = archive;
+
+    let (code, j) = verify(&cfg, &[]);
+    assert_eq!(code, Some(7), "{j:#}");
+    assert_eq!(j["ok"], false);
+    let k = kinds(&j, "alice");
+    let has = |kind: &str, folder: &str| k.iter().any(|(a, b, _, _)| a == kind && b == folder);
+    assert!(has("missing", "INBOX"), "{k:?}");
+    assert!(has("flags", "INBOX"), "{k:?}");
+    assert!(has("folder_missing", "Projects"), "{k:?}");
+    assert!(
+        k.iter()
+            .filter(|(a, b, _, _)| a == "missing" && b == "Projects")
+            .count()
+            == 2,
+        "{k:?}"
+    );
+    assert!(
+        k.iter()
+            .any(|(a, _, _, n)| a == "duplicate" && *n == Some(u64::from(twice))),
+        "{k:?}"
+    );
+    assert!(has("subscription", "Archive"), "{k:?}");
+    assert!(
+        !has("body", "INBOX"),
+        "headers alone cannot see a changed body: {k:?}"
+    );
+    let alice = j["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["old_login"] == "alice")
+        .unwrap();
+    let flags: Vec<&str> = alice["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "flags")
+        .map(|d| d["detail"].as_str().unwrap())
+        .collect();
+    assert!(flags.contains(&"removed \\seen"), "{flags:?}");
+    assert!(flags.contains(&"added $important"), "{flags:?}");
+    let missing = alice["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "missing" && d["folder"] == "INBOX")
+        .unwrap();
+    assert_eq!(missing["subject"], "Note in5", "{missing}");
+    assert_eq!(missing["message_id"], "<in5@example.com>", "{missing}");
+    assert!(missing["old_uid"].as_u64().is_some() && missing["size"].as_u64().is_some());
+    // Only on the new side: listed, not an error.
+    assert_eq!(alice["only_new"], 1, "{alice:#}");
+    assert_eq!(alice["only_new_messages"][0]["new_uid"], fresh);
+    assert_eq!(
+        alice["only_new_messages"][0]["subject"],
+        "Note after-cutover"
+    );
+    // bob is untouched: OK.
+    let bob = j["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["old_login"] == "bob")
+        .unwrap();
+    assert_eq!(bob["status"], "ok", "{bob:#}");
+
+    // --deep also sees the changed body.
+    let (code, j) = verify(&cfg, &["--deep"]);
+    assert_eq!(code, Some(7));
+    let k = kinds(&j, "alice");
+    assert!(
+        k.iter()
+            .any(|(a, b, _, n)| a == "body" && b == "INBOX" && *n == Some(u64::from(forged_uid))),
+        "{k:?}"
+    );
+
+    // The HTML report: self-contained, rendered by headless Chromium, listing the users.
+    let html = dir.path().join("report.html");
+    let out = run_imapshift(
+        &[
+            "verify",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+        &[("PW", "pw")],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
+    let profile = dir.path().join("chromium-profile");
+    let url = format!("file://{}", html.display());
+    let dom = chromium(&["--dump-dom", &url], &profile);
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom_text.contains("id=\"overview\""),
+        "Chromium did not render the page:\n{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    for u in ["alice", "bob"] {
+        assert!(
+            dom_text.contains(&format!("href=\"#u-{u}\"")),
+            "{u} not listed"
+        );
+    }
+    assert!(dom_text.contains("Differences") && dom_text.contains("Note in5"));
+    let png = dir.path().join("report.png");
+    let shot = chromium(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1280,1500",
+            &url,
+        ],
+        &profile,
+    );
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 20_000,
+        "no real screenshot ({size} bytes): {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    // `IMAPSHIFT_DOCS_SCREENSHOT=docs/verify-report.png` keeps this screenshot for the docs.
+    if let Ok(keep) = std::env::var("IMAPSHIFT_DOCS_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}

@@ -179,10 +179,14 @@ pub async fn run(
         format!("every nameserver serves {parking}"),
     ));
 
-    // 2. One more TTL: the largest seen, the old MX's included.
-    let ttl = end.max_ttl_seen.unwrap_or(0);
+    // 2. One more TTL: the largest seen, and at least [mx].max_ttl: when the MX was parked
+    //    before this command started, the old record's TTL was never seen here, and preflight
+    //    made sure it is at most max_ttl.
+    let ttl = end.max_ttl_seen.unwrap_or(0).max(mx.max_ttl);
     let t = now_unix();
-    tracing::info!("cutover: waiting {ttl}s (the largest MX TTL seen) for caches to expire");
+    tracing::info!(
+        "cutover: waiting {ttl}s (the largest MX TTL seen, at least [mx].max_ttl) for caches to expire"
+    );
     let wait_until = tokio::time::Instant::now() + Duration::from_secs(u64::from(ttl));
     while tokio::time::Instant::now() < wait_until {
         if crate::failpoint::stop_requested() {
@@ -228,10 +232,16 @@ pub async fn run(
             )
         },
     ));
+    let code = verdict.exit_code();
     report.verification = Some(verdict);
     report.downtime_seconds = Some(now_unix().saturating_sub(first));
     if !ok {
-        report.exit_code = exit::VERIFY_FAILED;
+        // 7: something missing or changed; 3: a user could not be compared.
+        report.exit_code = if code == exit::OK {
+            exit::VERIFY_FAILED
+        } else {
+            code
+        };
         return Ok(report);
     }
     let next = match &mx.new_target {
@@ -275,12 +285,18 @@ async fn follow(
 ) -> (u64, i32) {
     let deadline = tokio::time::Instant::now() + duration;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let idle_users = if cfg.users.len() <= IDLE_MAX_USERS {
+    // IDLE connections come on top of the passes' own; within the old server's cap.
+    let room = match cfg.old.max_connections {
+        Some(max) => max.saturating_sub(cfg.sync.jobs * cfg.sync.connections_per_user),
+        None => IDLE_MAX_USERS,
+    };
+    let idle_users = if cfg.users.len() <= IDLE_MAX_USERS.min(room) {
         cfg.users.clone()
     } else {
         tracing::info!(
-            "follow: {} users, more than {IDLE_MAX_USERS}: passes every {}s only, no IDLE",
+            "follow: {} users, room for {} IDLE connections: passes every {}s only, no IDLE",
             cfg.users.len(),
+            IDLE_MAX_USERS.min(room),
             interval.as_secs()
         );
         Vec::new()
@@ -369,6 +385,8 @@ async fn idle_watch(
                 Ok(Some(false)) => {}
                 Err(e) => {
                     tracing::debug!("follow: IDLE for {} ended: {e}", u.old_login);
+                    // No login storm against a server that keeps ending IDLE.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
                     break;
                 }
             }

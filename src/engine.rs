@@ -378,18 +378,24 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         opts,
         progress,
     };
-    let mut workers = vec![folder_worker(old, new, &ctx)];
+    let mut workers = vec![folder_worker(old, new, &ctx, false)];
     for p in pairs.iter_mut() {
-        workers.push(folder_worker(&mut p.old, &mut p.new, &ctx));
+        workers.push(folder_worker(&mut p.old, &mut p.new, &ctx, true));
     }
-    let results = futures::future::join_all(workers).await;
+    let mut results = futures::future::join_all(workers).await;
     for p in pairs.iter_mut() {
         p.old.logout().await;
         p.new.logout().await;
     }
+    let used = pairs.len() + 1;
     drop(pairs);
+    // An extra pair that broke gave its folder back; the main pair finishes what is left.
+    let leftover = !queue.lock().expect("queue lock").is_empty();
+    if leftover && !abort.load(std::sync::atomic::Ordering::SeqCst) {
+        results.push(folder_worker(old, new, &ctx, false).await);
+    }
     totals.partial = partial.into_inner().unwrap_or_else(|p| p.into_inner());
-    totals.connection_pairs = totals.connection_pairs.max(results.len());
+    totals.connection_pairs = totals.connection_pairs.max(used);
     let mut first_error = None;
     let mut done = Vec::new();
     for r in results {
@@ -442,6 +448,7 @@ async fn folder_worker<O: MailStore, N: MailStore>(
     old: &mut O,
     new: &mut N,
     ctx: &WorkerCtx<'_>,
+    extra: bool,
 ) -> WorkerResult {
     use std::sync::atomic::Ordering;
     let mut out = WorkerResult::default();
@@ -491,6 +498,17 @@ async fn folder_worker<O: MailStore, N: MailStore>(
                     reason: e.message,
                 });
                 out.folders.push((i, report));
+            }
+            // An extra pair broke: its folder goes back to the queue (its counts carried), the
+            // pair is dropped and the others go on. Everything done so far is committed.
+            Err(e) if extra && e.scope == Scope::Account => {
+                tracing::warn!(
+                    "an extra connection failed in folder {} ({e}); the folder goes back to the queue",
+                    m.old
+                );
+                ctx.partial.lock().expect("partial lock").push(report);
+                ctx.queue.lock().expect("queue lock").push_front(i);
+                return out;
             }
             Err(e) => {
                 ctx.abort.store(true, Ordering::SeqCst);

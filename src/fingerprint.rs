@@ -69,12 +69,25 @@ pub fn subject(header: &[u8]) -> Option<String> {
     headers
         .iter()
         .find(|h| h.get_key_ref().eq_ignore_ascii_case("Subject"))
+        // Decoded text is the sender's: no control characters reach a terminal or a report.
         .map(|h| {
             h.get_value()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
         })
+}
+
+#[cfg(test)]
+mod subject_tests {
+    #[test]
+    fn subject_is_decoded_and_cleaned() {
+        let h = b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= \x1b[31mred\r\nX: y\r\n\r\n";
+        assert_eq!(super::subject(h).as_deref(), Some("Grüße [31mred"));
+    }
 }
 
 /// SHA-256 of all bytes, hex.

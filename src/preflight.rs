@@ -271,8 +271,15 @@ async fn mailbox_checks(
                 mb(used),
                 mb(free)
             );
-            if bytes > free {
-                check(Level::Fail, name, format!("{detail}: raise the quota of {} on the new server", u.new_login))
+            // After pre-syncs, `used` already holds copies: what is still to come is at least
+            // `bytes - used` and at most `bytes`.
+            let least = bytes.saturating_sub(used);
+            if bytes > limit {
+                check(Level::Fail, name, format!("{detail}: the quota is smaller than the old mailbox; raise the quota of {} on the new server", u.new_login))
+            } else if least > free {
+                check(Level::Fail, name, format!("{detail}: not enough room left; raise the quota of {} on the new server", u.new_login))
+            } else if bytes > free {
+                check(Level::Warn, name, format!("{detail}: enough only if most of the old mailbox is already copied (as after a pre-sync)"))
             } else if bytes.saturating_mul(10) > free.saturating_mul(9) {
                 check(Level::Warn, name, format!("{detail}: less than 10 % to spare"))
             } else {

@@ -154,7 +154,20 @@ impl Progress {
     }
 
     /// The run begins: `users` to sync, `jobs` at a time. Draws the overall bar.
+    /// Several runs may share one display (a cutover's final sync and follow passes): each
+    /// starts its counters afresh.
     pub fn start_run(&self, users: usize, jobs: usize, dry_run: bool) {
+        if let Some(b) = self.run.overall.lock().expect("progress lock").take() {
+            b.finish_and_clear();
+        }
+        for c in [
+            &self.run.users_done,
+            &self.run.users_failed,
+            &self.run.msgs,
+            &self.run.bytes,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
         self.run.users_total.store(users as u64, Ordering::Relaxed);
         if let Some(m) = &self.multi {
             let b = m.add(ProgressBar::new(1000));

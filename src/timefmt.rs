@@ -27,6 +27,53 @@ pub fn rfc3339(unix: u64) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a civil date (H. Hinnant's days-from-civil).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// An IMAP INTERNALDATE (`"14-Mar-2024 09:26:53 +0100"`, the day possibly space-padded) as Unix
+/// seconds (UTC). Servers spell the same instant differently (zone, padding); this compares.
+pub fn parse_internaldate(s: &str) -> Option<i64> {
+    let s = s.trim().trim_matches('"').trim();
+    let (date, rest) = s.split_once(' ')?;
+    let mut dp = date.split('-');
+    let (d, mon, y) = (dp.next()?, dp.next()?, dp.next()?);
+    let d: u32 = d.trim().parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let y: i64 = y.parse().ok()?;
+    let rest = rest.trim();
+    let (time, zone) = rest.split_once(' ')?;
+    let mut tp = time.split(':');
+    let (hh, mm, ss): (i64, i64, i64) = (
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+        tp.next()?.parse().ok()?,
+    );
+    let zone = zone.trim();
+    if zone.len() != 5 {
+        return None;
+    }
+    let sign = match &zone[..1] {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let zh: i64 = zone[1..3].parse().ok()?;
+    let zm: i64 = zone[3..5].parse().ok()?;
+    let local = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(local - sign * (zh * 3600 + zm * 60))
+}
+
 /// Now, as Unix seconds.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -46,5 +93,23 @@ mod tests {
         // 2024-02-29 12:34:56 UTC (a leap day).
         assert_eq!(rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
         assert_eq!(civil(1_795_911_269), (2026, 11, 29));
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(
+            days_from_civil(2024, 2, 29) * 86_400 + 45_296,
+            1_709_210_096
+        );
+        // The same instant, spelled three ways.
+        let a = parse_internaldate("29-Feb-2024 12:34:56 +0000").unwrap();
+        assert_eq!(a, 1_709_210_096);
+        assert_eq!(parse_internaldate(" 29-Feb-2024 13:34:56 +0100"), Some(a));
+        assert_eq!(
+            parse_internaldate("\"29-feb-2024 05:34:56 -0700\""),
+            Some(a)
+        );
+        assert_eq!(
+            parse_internaldate(" 1-Mar-2024 00:00:00 +0000"),
+            Some(a + 41_104)
+        );
+        assert_eq!(parse_internaldate("yesterday"), None);
     }
 }

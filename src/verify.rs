@@ -89,6 +89,8 @@ pub struct FolderVerdict {
     pub body_differs: usize,
     pub duplicates: usize,
     pub only_new: usize,
+    /// Old messages left out by `[filters]` (size, age), as the sync leaves them out.
+    pub filtered: usize,
     /// The old folder has no counterpart on the new server.
     pub new_folder_missing: bool,
 }
@@ -110,6 +112,8 @@ pub struct UserVerdict {
     pub folders_missing: usize,
     pub subscriptions_lost: usize,
     pub only_new: usize,
+    /// Old messages left out by `[filters]`.
+    pub filtered: usize,
     pub seconds: f64,
     pub folders: Vec<FolderVerdict>,
     /// Folders on the new server that no old folder maps to (not an error).
@@ -276,6 +280,7 @@ async fn verify_user(cfg: &Config, u: &UserConfig, deep: bool) -> UserVerdict {
     for f in &v.folders {
         v.old_messages += f.old_messages;
         v.new_messages += f.new_messages;
+        v.filtered += f.filtered;
     }
     let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
     v.missing = count(Kind::Missing);
@@ -318,6 +323,18 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         } else {
             old.fetch_described(Uid::MIN).await?
         };
+        // What the sync leaves out ([filters] size and age) is not expected on the new server.
+        let listed = olds.len();
+        if let Some(max) = cfg.filters.max_size {
+            olds.retain(|d| u64::from(d.fp.size) <= max);
+        }
+        if !olds.is_empty() {
+            if let Some(c) = cfg.filters.age_criteria(crate::timefmt::now_unix()) {
+                let allowed: BTreeSet<Uid> = old.uid_search(&c).await?.into_iter().collect();
+                olds.retain(|d| allowed.contains(&d.uid));
+            }
+        }
+        let filtered = listed - olds.len();
         let new_info = new_folders.iter().find(|f| f.name == m.new);
         let Some(new_info) = new_info else {
             v.folders.push(FolderVerdict {
@@ -325,6 +342,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
                 new: m.new.display(),
                 old_messages: olds.len(),
                 missing: olds.len(),
+                filtered,
                 new_folder_missing: true,
                 ..Default::default()
             });
@@ -388,7 +406,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
             &news,
             deep.then_some((&old_sums, &new_sums)),
         );
-        v.folders.push(f);
+        v.folders.push(FolderVerdict { filtered, ..f });
         v.differences.append(&mut d);
         v.only_new_messages.append(&mut only);
     }
@@ -436,6 +454,27 @@ fn diff(
 
 type Sums<'a> = (&'a HashMap<Uid, String>, &'a HashMap<Uid, String>);
 
+/// A fingerprint with its INTERNALDATE as an instant: servers spell the same date differently
+/// (zone, a space-padded day), which must not make a copy look missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct MatchKey<'a> {
+    message_id: Option<&'a str>,
+    size: u32,
+    header_hash: &'a str,
+    date: Result<i64, &'a str>,
+}
+
+impl<'a> MatchKey<'a> {
+    fn of(fp: &'a Fingerprint) -> MatchKey<'a> {
+        MatchKey {
+            message_id: fp.message_id.as_deref(),
+            size: fp.size,
+            header_hash: &fp.header_hash,
+            date: crate::timefmt::parse_internaldate(&fp.internaldate).ok_or(&fp.internaldate),
+        }
+    }
+}
+
 /// Matches one folder's messages by fingerprint (pure; unit-tested).
 pub fn compare_folder(
     old_name: &str,
@@ -444,9 +483,9 @@ pub fn compare_folder(
     news: &[Described],
     sums: Option<Sums<'_>>,
 ) -> (FolderVerdict, Vec<Difference>, Vec<OnlyNew>) {
-    let mut pool: HashMap<&Fingerprint, std::collections::VecDeque<&Described>> = HashMap::new();
+    let mut pool: HashMap<MatchKey<'_>, std::collections::VecDeque<&Described>> = HashMap::new();
     for n in news {
-        pool.entry(&n.fp).or_default().push_back(n);
+        pool.entry(MatchKey::of(&n.fp)).or_default().push_back(n);
     }
     let norm = |f: &[String]| -> BTreeSet<String> {
         f.iter()
@@ -462,9 +501,13 @@ pub fn compare_folder(
         ..Default::default()
     };
     let mut diffs = Vec::new();
-    let old_fps: std::collections::HashSet<&Fingerprint> = olds.iter().map(|o| &o.fp).collect();
+    let old_fps: std::collections::HashSet<MatchKey<'_>> =
+        olds.iter().map(|o| MatchKey::of(&o.fp)).collect();
     for o in olds {
-        let Some(n) = pool.get_mut(&o.fp).and_then(|q| q.pop_front()) else {
+        let Some(n) = pool
+            .get_mut(&MatchKey::of(&o.fp))
+            .and_then(|q| q.pop_front())
+        else {
             f.missing += 1;
             diffs.push(diff(Kind::Missing, old_name, Some(o), None, String::new()));
             continue;
@@ -512,7 +555,7 @@ pub fn compare_folder(
     left.sort_by_key(|d| d.uid);
     let mut only = Vec::new();
     for n in left {
-        if old_fps.contains(&n.fp) {
+        if old_fps.contains(&MatchKey::of(&n.fp)) {
             f.duplicates += 1;
             diffs.push(diff(
                 Kind::Duplicate,
@@ -624,7 +667,11 @@ mod tests {
             fp: Fingerprint {
                 message_id: Some(id.into()),
                 size: 100,
-                internaldate: "1-Jan-2024 00:00:00 +0000".into(),
+                internaldate: if uid % 2 == 0 {
+                    "01-Jan-2024 01:00:00 +0100".into()
+                } else {
+                    " 1-Jan-2024 00:00:00 +0000".into()
+                },
                 header_hash: id.into(),
             },
             flags: flags.iter().map(|f| f.to_string()).collect(),

@@ -68,7 +68,7 @@ fn cutover_catches_everything_and_follows_stray_mail() {
          [old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
          [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
          [mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\", \"{}\"]\n\
-         parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\n",
+         parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\nmax_ttl = 2\n",
         old.port(),
         new.port(),
         ns1.addr(),

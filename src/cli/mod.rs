@@ -74,6 +74,9 @@ pub struct VerifyArgs {
     /// Verify only this user (old login); repeat for several.
     #[arg(short, long = "user", value_name = "LOGIN")]
     pub users: Vec<String>,
+    /// Verify part K of N of the users (and read that shard's last run report).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<config::Shard>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +99,9 @@ pub struct CutoverArgs {
     /// The cutover report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// This machine's part K of N of the users, as its pre-syncs ran (docs/sharding.md).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<config::Shard>,
 }
 
 /// `90`, `90s`, `2m`, `1h30m`, `1.5h`.
@@ -275,13 +281,34 @@ pub fn main() -> i32 {
 }
 
 fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
-    let cfg = match config::load(&args.config) {
+    let shard = args.shard;
+    let mut cfg = match config::load_selected(&args.config, &|u| shard.is_none_or(|s| s.takes(u))) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imapshift: {e}");
             return exit::CONFIG;
         }
     };
+    match shard {
+        Some(s) => s.apply(&mut cfg),
+        None => {
+            // Pre-synced in shards: without --shard the final sync would find no UID maps and
+            // rebuild them all by content inside the downtime window.
+            let sharded = std::fs::read_dir(&cfg.state_dir)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+                })
+                .unwrap_or(false);
+            if sharded {
+                eprintln!(
+                    "imapshift: {} holds shard state (shard-K-of-N): run the cutover with --shard K/N on each machine, as the pre-syncs ran",
+                    cfg.state_dir.display()
+                );
+                return exit::CONFIG;
+            }
+        }
+    }
     if cfg.mx.as_ref().is_none_or(|m| m.parking_target.is_none()) {
         eprintln!(
             "imapshift: {}: cutover needs an [mx] table with domains and parking_target (docs/cutover.md)",
@@ -346,14 +373,20 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
 
 fn verify(args: VerifyArgs) -> i32 {
     let only = &args.users;
-    let keep = |login: &str| only.is_empty() || only.iter().any(|u| u == login);
-    let cfg = match config::load_selected(&args.config, &keep) {
+    let shard = args.shard;
+    let keep = |login: &str| {
+        shard.is_none_or(|s| s.takes(login)) && (only.is_empty() || only.iter().any(|u| u == login))
+    };
+    let mut cfg = match config::load_selected(&args.config, &keep) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imapshift: {e}");
             return exit::CONFIG;
         }
     };
+    if let Some(s) = shard {
+        s.apply(&mut cfg);
+    }
     if let Some(name) = only
         .iter()
         .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))

@@ -160,6 +160,9 @@ pub struct Wire<S: Io> {
     /// Non-synchronizing literals (LITERAL+ or LITERAL- for small ones) are allowed.
     pub literal_plus: bool,
     broken: bool,
+    /// Inside IDLE (between `IDLE` and the reply to `DONE`): a future dropped there leaves the
+    /// server idling, so no other command may follow on this connection.
+    idling: bool,
     /// Responses read ahead (while waiting for a continuation), to hand out first.
     held: VecDeque<Response>,
     /// Names the connection in errors (`old server imap.example:993 (alice)`).
@@ -180,6 +183,7 @@ impl<S: Io> Wire<S> {
             timeout,
             literal_plus: false,
             broken: false,
+            idling: false,
             held: VecDeque::new(),
             label,
             refused: None,
@@ -215,7 +219,7 @@ impl<S: Io> Wire<S> {
     /// Sends one command without waiting for its completion (pipelining), except that
     /// synchronizing literals wait for the server's `+`. Returns its tag for [`Wire::finish`].
     pub async fn send(&mut self, args: &[Arg<'_>]) -> Result<String, Error> {
-        if self.broken {
+        if self.broken || self.idling {
             return Err(self.fail("connection is unusable after an earlier error"));
         }
         let tag = format!("x{}", self.next_tag);
@@ -416,16 +420,25 @@ impl<S: Io> Wire<S> {
         self.read_wire().await
     }
 
-    /// IDLE (RFC 2177) until the server reports a change in the selected folder (EXISTS,
-    /// EXPUNGE, FETCH, RECENT) or `max` passes, then DONE. Returns whether it reported one.
-    /// Waiting uses the stream's readiness (cancel-safe), never a half-read reply.
+    /// IDLE (RFC 2177) until the server reports new mail in the selected folder (EXISTS,
+    /// RECENT) or `max` passes, then DONE. Returns whether it reported new mail. Waiting uses the
+    /// stream's readiness (cancel-safe), never a half-read reply; a future dropped while idling
+    /// leaves the connection marked unusable.
     pub async fn idle(&mut self, max: Duration) -> Result<bool, Error> {
+        fn new_mail(r: &Response) -> bool {
+            matches!(r, Response::Numbered { kind, .. } if kind == "EXISTS" || kind == "RECENT")
+        }
+        if self.broken || self.idling {
+            return Err(self.fail("connection is unusable after an earlier error"));
+        }
         let tag = format!("x{}", self.next_tag);
         self.next_tag += 1;
+        self.idling = true;
         self.write_all(format!("{tag} IDLE\r\n").as_bytes()).await?;
         self.flush().await?;
         self.outstanding.insert(tag.clone());
-        // The continuation, or a refusal.
+        // New mail may be reported before the continuation too.
+        let mut changed = false;
         loop {
             match self.read_wire().await? {
                 Response::Continue(_) => break,
@@ -436,13 +449,16 @@ impl<S: Io> Wire<S> {
                     ..
                 } if t == tag => {
                     self.outstanding.remove(&tag);
+                    self.idling = false;
                     return Err(self.fail(format!("IDLE refused: {status:?} {text}")));
                 }
-                other => self.held.push_back(other),
+                other => {
+                    changed |= new_mail(&other);
+                    self.held.push_back(other);
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + max;
-        let mut changed = false;
         while !changed {
             let ready = tokio::time::timeout_at(deadline, self.owner.io().fill_buf()).await;
             match ready {
@@ -452,10 +468,20 @@ impl<S: Io> Wire<S> {
                 Ok(Ok(_)) => {}
             }
             match self.read_wire().await? {
-                Response::Numbered { kind, .. }
-                    if matches!(kind.as_str(), "EXISTS" | "EXPUNGE" | "FETCH" | "RECENT") =>
-                {
-                    changed = true;
+                r if new_mail(&r) => changed = true,
+                // The server ended IDLE itself (some do after a while): no DONE then.
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                    ..
+                } if t == tag => {
+                    self.outstanding.remove(&tag);
+                    self.idling = false;
+                    if status != Status::Ok {
+                        return Err(self.fail(format!("IDLE ended with {status:?} {text}")));
+                    }
+                    return Ok(false);
                 }
                 Response::State {
                     status: Status::Bye,
@@ -468,6 +494,7 @@ impl<S: Io> Wire<S> {
         self.write_all(b"DONE\r\n").await?;
         self.flush().await?;
         let done = self.finish(&tag).await?;
+        self.idling = false;
         if !done.is_ok() {
             return Err(self.fail(format!("IDLE ended with {:?} {}", done.status, done.text)));
         }

@@ -95,6 +95,17 @@ fn folders_sizes_and_ages_are_filtered() {
     assert_eq!(n.fetch_all("INBOX").len(), 3);
     n.logout();
 
+    // `verify` expects what the filters take, not what they leave out (regression: it used to
+    // call every filtered message missing).
+    let out = run_imapshift(
+        &["verify", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["totals"]["missing"], 0, "{v:#}");
+    assert!(v["users"][0]["filtered"].as_u64().unwrap() > 0, "{v:#}");
+
     // A bad filter is a configuration error naming the field.
     std::fs::write(
         &cfg,

@@ -1,6 +1,6 @@
 //! A large account's folders are synced over several connection pairs at once
 //! (`[sync] connections_per_user`), only as far as the per-server cap (`max_connections`)
-//! allows, and the result is the same exact copy.
+//! allows, and the result is the same exact copy, also when an extra connection breaks.
 
 mod common;
 
@@ -133,4 +133,86 @@ fn extra_connections_only_when_the_cap_allows() {
     let j = sync(&old, &new1, dir1.path(), "max_connections = 1\n");
     assert_eq!(j["users"][0]["connections"], 1, "{j}");
     assert_same(&old, &new1);
+}
+
+/// Forwards connections to `target`; the `nth` connection (0-based) is cut after `after`
+/// bytes from the server.
+fn cutting_proxy(target: u16, nth: usize, after: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, c) in l.incoming().enumerate() {
+            let Ok(client) = c else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (mut ci, mut so) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut b = [0u8; 16384];
+                while let Ok(n) = ci.read(&mut b) {
+                    if n == 0 || so.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = so.shutdown(Shutdown::Both);
+            });
+            let (mut si, mut co) = (server, client);
+            let limit = if i == nth { after } else { usize::MAX };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 16384];
+                let mut sent = 0usize;
+                while let Ok(n) = si.read(&mut b) {
+                    let n = n.min(limit - sent);
+                    if n == 0 || co.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                let _ = co.shutdown(Shutdown::Both);
+                let _ = si.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_broken_extra_connection_gives_its_folder_back() {
+    let old = Dovecot::start("old", &[("alice", "pw")], DovecotOpts::default());
+    let new = Dovecot::start("new", &[("alice", "pw")], DovecotOpts::default());
+    seed(&old);
+    // Connection 0 is the main pair's old side; 1 is the first extra pair's: cut mid-FETCH.
+    let proxy = cutting_proxy(old.port(), 1, 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imapshift.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {proxy}\nsecurity = \"plain\"\n\
+             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             [sync]\nconnections_per_user = 3\nbatch_messages = 40\n\
+             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
+            new.port()
+        ),
+    )
+    .unwrap();
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[("PW", "pw")],
+    );
+    let j = common::sync_report(&out.stdout).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{j}\n{err}");
+    assert!(
+        err.contains("an extra connection failed"),
+        "the cut happened: {err}"
+    );
+    assert_eq!(
+        j["users"][0]["retries"], 0,
+        "no reconnect of the whole user: {j}"
+    );
+    assert_eq!(j["copied"], (FOLDERS.len() * PER_FOLDER) as u64, "{j}");
+    assert_same(&old, &new);
 }

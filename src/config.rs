@@ -839,8 +839,9 @@ fn not_a_reference() -> String {
     "is not a password reference: write env:NAME, file:PATH or cmd:COMMAND (literal passwords are refused so they never sit in a file or a process list)".to_string()
 }
 
-fn unknown_scheme(scheme: &str) -> String {
-    format!("unknown password reference {scheme:?}: write env:NAME, file:PATH or cmd:COMMAND")
+/// The text before ':' is not shown: it may be the start of a literal password.
+fn unknown_scheme(_scheme: &str) -> String {
+    "is not a password reference (the text before ':' is not env, file or cmd; it is not shown, as it might be a password): write env:NAME, file:PATH or cmd:COMMAND".to_string()
 }
 
 /// Turns a password reference into the secret. The error text never contains the secret.
@@ -993,6 +994,14 @@ new_password = "cmd:echo s3cret"
         assert!(e.contains(":15:"), "{e}");
         assert!(e.contains("new_password"), "{e}");
         assert!(!e.contains("hunter2"), "secret leaked: {e}");
+        // Regression: a literal password with ':' showed the part before it.
+        let t = GOOD.replace("cmd:echo s3cret", "hunter:2");
+        let e = p(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("new_password") && e.contains("not a password reference"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter"), "secret leaked: {e}");
     }
 
     #[test]

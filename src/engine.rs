@@ -378,17 +378,26 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         opts,
         progress,
     };
-    let mut workers = vec![folder_worker(old, new, &ctx, false)];
-    for p in pairs.iter_mut() {
-        workers.push(folder_worker(&mut p.old, &mut p.new, &ctx, true));
-    }
-    let mut results = futures::future::join_all(workers).await;
-    for p in pairs.iter_mut() {
-        p.old.logout().await;
-        p.new.logout().await;
-    }
+    // Each extra pair logs out, and frees its slots under the caps, as soon as its worker finds
+    // the queue empty, not when the account's slowest folder is done.
     let used = pairs.len() + 1;
-    drop(pairs);
+    let extras = pairs.into_iter().map(|mut p| {
+        let ctx = &ctx;
+        async move {
+            let r = folder_worker(&mut p.old, &mut p.new, ctx, true).await;
+            p.old.logout().await;
+            p.new.logout().await;
+            drop(p);
+            r
+        }
+    });
+    let (main, extras) = futures::future::join(
+        folder_worker(old, new, &ctx, false),
+        futures::future::join_all(extras),
+    )
+    .await;
+    let mut results = vec![main];
+    results.extend(extras);
     // An extra pair that broke gave its folder back; the main pair finishes what is left.
     let leftover = !queue.lock().expect("queue lock").is_empty();
     if leftover && !abort.load(std::sync::atomic::Ordering::SeqCst) {

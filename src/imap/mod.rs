@@ -64,45 +64,65 @@ pub struct ImapSession {
 
 impl ImapSession {
     /// UID, fingerprint, flags (and the Subject when asked) of every message with UID >= `from`
-    /// of the opened folder: one `UID FETCH` of the header blocks.
+    /// of the opened folder, from the header blocks. A large folder is read in chunks of
+    /// `HEADER_CHUNK` messages (one `UID SEARCH ALL`, then a `UID FETCH` per chunk), so only one
+    /// chunk of raw headers is in memory at a time.
     async fn header_listing(
         &mut self,
         from: Uid,
         with_subject: bool,
     ) -> Result<Vec<crate::store::Described>> {
-        let range = format!("{}:*", from.get());
-        let done = self
-            .wire
-            .command(&[
-                Arg::Raw("UID FETCH"),
-                Arg::Raw(&range),
-                Arg::Raw("(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"),
-            ])
-            .await?;
-        if !done.is_ok() {
-            return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
+        const HEADER_CHUNK: usize = 500;
+        let mut sets = vec![format!("{}:*", from.get())];
+        if from == Uid::MIN {
+            let mut uids: Vec<u32> = self
+                .uid_search("ALL")
+                .await?
+                .iter()
+                .map(|u| u.get())
+                .collect();
+            if uids.len() > HEADER_CHUNK {
+                uids.sort_unstable();
+                sets = uids
+                    .chunks(HEADER_CHUNK)
+                    .map(wire::format_uid_set)
+                    .collect();
+            }
         }
         let mut out = Vec::new();
-        for f in self.fetch_replies(done, "a header")? {
-            let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (
-                f.uid.and_then(Uid::new),
-                f.size,
-                f.internaldate,
-                f.flags,
-                f.body,
-            ) else {
-                continue;
-            };
-            // `n:*` also returns the last message when n is beyond it.
-            if uid >= from {
-                out.push(crate::store::Described {
-                    uid,
-                    fp: Fingerprint::of_header(&header, size, &date),
-                    flags,
-                    subject: with_subject
-                        .then(|| crate::fingerprint::subject(&header))
-                        .flatten(),
-                });
+        for set in &sets {
+            let done = self
+                .wire
+                .command(&[
+                    Arg::Raw("UID FETCH"),
+                    Arg::Raw(set),
+                    Arg::Raw("(UID RFC822.SIZE INTERNALDATE FLAGS BODY.PEEK[HEADER])"),
+                ])
+                .await?;
+            if !done.is_ok() {
+                return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
+            }
+            for f in self.fetch_replies(done, "a header")? {
+                let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (
+                    f.uid.and_then(Uid::new),
+                    f.size,
+                    f.internaldate,
+                    f.flags,
+                    f.body,
+                ) else {
+                    continue;
+                };
+                // `n:*` also returns the last message when n is beyond it.
+                if uid >= from {
+                    out.push(crate::store::Described {
+                        uid,
+                        fp: Fingerprint::of_header(&header, size, &date),
+                        flags,
+                        subject: with_subject
+                            .then(|| crate::fingerprint::subject(&header))
+                            .flatten(),
+                    });
+                }
             }
         }
         out.sort_by_key(|d| d.uid);

@@ -55,7 +55,7 @@ fn unix_now() -> f64 {
 
 /// Run-wide counters, for the overall bar, the overall log line and ETA.
 struct Run {
-    started: Instant,
+    started: Mutex<Instant>,
     users_total: AtomicU64,
     users_done: AtomicU64,
     users_failed: AtomicU64,
@@ -91,7 +91,12 @@ impl Run {
     /// Seconds left, estimated from the fraction done so far.
     fn eta(&self) -> Option<f64> {
         let f = self.fraction();
-        let s = self.started.elapsed().as_secs_f64();
+        let s = self
+            .started
+            .lock()
+            .expect("progress lock")
+            .elapsed()
+            .as_secs_f64();
         (f > 0.0 && s > 1.0).then(|| s * (1.0 - f) / f)
     }
 
@@ -135,7 +140,7 @@ impl Progress {
                 })
             }),
             run: Arc::new(Run {
-                started: Instant::now(),
+                started: Mutex::new(Instant::now()),
                 users_total: AtomicU64::new(0),
                 users_done: AtomicU64::new(0),
                 users_failed: AtomicU64::new(0),
@@ -169,6 +174,7 @@ impl Progress {
             c.store(0, Ordering::Relaxed);
         }
         self.run.users_total.store(users as u64, Ordering::Relaxed);
+        *self.run.started.lock().expect("progress lock") = Instant::now();
         if let Some(m) = &self.multi {
             let b = m.add(ProgressBar::new(1000));
             b.set_style(

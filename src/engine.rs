@@ -233,6 +233,40 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Both folder trees and the plan between them, as every command sees them.
+pub struct FolderView {
+    /// Every old folder. Those left out by `[filters]` still count as present on the old
+    /// server (they have not vanished).
+    pub old_all: Vec<crate::store::FolderInfo>,
+    /// The old folders `[filters]` take.
+    pub taken: Vec<crate::store::FolderInfo>,
+    pub new: Vec<crate::store::FolderInfo>,
+    /// Where each taken old folder goes (sync, preflight and verify use the same plan).
+    pub plan: crate::plan::FolderPlan,
+}
+
+/// Lists both servers' folders and plans the mapping.
+pub async fn folder_view<O: MailStore, N: MailStore>(
+    old: &mut O,
+    new: &mut N,
+    filters: &crate::filters::Filters,
+) -> Result<FolderView> {
+    let old_all = old.list_folders().await?;
+    let new = new.list_folders().await?;
+    let taken: Vec<crate::store::FolderInfo> = old_all
+        .iter()
+        .filter(|f| filters.folder_allowed(f))
+        .cloned()
+        .collect();
+    let plan = plan_folders(&taken, &new);
+    Ok(FolderView {
+        old_all,
+        taken,
+        new,
+        plan,
+    })
+}
+
 /// Syncs one account over open sessions. Errors of account scope (a broken connection) end it;
 /// the caller may reconnect and call again: every step is idempotent.
 #[allow(clippy::too_many_arguments)]
@@ -246,16 +280,12 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
     progress: &UserProgress,
     totals: &mut AccountTotals,
 ) -> Result<()> {
-    let old_folders = old.list_folders().await?;
-    let mut new_folders = new.list_folders().await?;
-    // Folders left out by [filters] are not planned, but still count as present on the old
-    // server (they have not vanished).
-    let taken: Vec<crate::store::FolderInfo> = old_folders
-        .iter()
-        .filter(|f| opts.filters.folder_allowed(f))
-        .cloned()
-        .collect();
-    let mut plan = plan_folders(&taken, &new_folders);
+    let FolderView {
+        old_all: old_folders,
+        taken,
+        new: mut new_folders,
+        mut plan,
+    } = folder_view(old, new, &opts.filters).await?;
     if !opts.dry_run
         && follow_folder_changes(
             old,

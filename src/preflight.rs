@@ -10,7 +10,6 @@
 use crate::config::{Config, UserConfig};
 use crate::dns;
 use crate::imap::ImapSession;
-use crate::plan::plan_folders;
 use crate::store::{MailStore, StorageQuota};
 use futures::StreamExt;
 use serde::Serialize;
@@ -212,14 +211,9 @@ async fn mailbox_checks(
     new: &mut ImapSession,
 ) -> crate::error::Result<Vec<Check>> {
     let mut out = Vec::new();
-    let old_folders: Vec<_> = old
-        .list_folders()
+    let plan = crate::engine::folder_view(old, new, &cfg.filters)
         .await?
-        .into_iter()
-        .filter(|f| cfg.filters.folder_allowed(f))
-        .collect();
-    let new_folders = new.list_folders().await?;
-    let plan = plan_folders(&old_folders, &new_folders);
+        .plan;
     let name = format!("folders {}", u.old_login);
     if plan.conflicts.is_empty() {
         out.push(check(

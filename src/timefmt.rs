@@ -3,7 +3,12 @@
 
 /// (year, month 1-12, day 1-31) of a Unix time, UTC (H. Hinnant's days-to-civil algorithm).
 pub fn civil(unix: u64) -> (i64, u32, u32) {
-    let z = (unix / 86_400) as i64 + 719_468;
+    civil_from_days((unix / 86_400) as i64)
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (may be negative).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;

@@ -15,7 +15,6 @@ use crate::config::{Config, UserConfig};
 use crate::error::{exit, Result};
 use crate::fingerprint::Fingerprint;
 use crate::imap::ImapSession;
-use crate::plan::plan_folders;
 use crate::store::{Described, MailStore};
 use crate::types::Uid;
 use futures::StreamExt;
@@ -302,14 +301,12 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
     deep: bool,
     v: &mut UserVerdict,
 ) -> Result<()> {
-    let old_folders: Vec<_> = old
-        .list_folders()
-        .await?
-        .into_iter()
-        .filter(|f| cfg.filters.folder_allowed(f))
-        .collect();
-    let new_folders = new.list_folders().await?;
-    let plan = plan_folders(&old_folders, &new_folders);
+    let crate::engine::FolderView {
+        taken: old_folders,
+        new: new_folders,
+        plan,
+        ..
+    } = crate::engine::folder_view(old, new, &cfg.filters).await?;
     let targets: BTreeSet<&str> = plan.mappings.iter().map(|m| m.new.as_str()).collect();
     v.only_new_folders = new_folders
         .iter()

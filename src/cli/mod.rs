@@ -320,25 +320,10 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
     // Follow passes never delete: mail only arrives on the old server now.
     let follow_opts = engine_options(&cfg, false, false, false);
     let progress = Progress::new(quiet, std::time::Duration::from_secs(5), false);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imapshift: cannot start the async runtime: {e}");
-            return exit::FATAL;
-        }
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
     };
-    rt.spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("imapshift: stopping cleanly (press Ctrl-C again to abort)");
-            crate::failpoint::request_stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(exit::INTERRUPTED);
-            }
-        }
-    });
+    stop_on_signals(&rt);
     let co = crate::cutover::CutoverOptions {
         dns_interval: args.dns_interval.max(std::time::Duration::from_millis(100)),
         max_wait: args.max_wait,
@@ -408,15 +393,8 @@ fn verify(args: VerifyArgs) -> i32 {
             return exit::CONFIG;
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imapshift: cannot start the async runtime: {e}");
-            return exit::FATAL;
-        }
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
     };
     let verdict = rt.block_on(crate::verify::verify(&cfg, args.deep));
     if let Some(p) = &args.html {
@@ -457,15 +435,8 @@ fn preflight(args: PreflightArgs) -> i32 {
         );
         return exit::CONFIG;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imapshift: cannot start the async runtime: {e}");
-            return exit::FATAL;
-        }
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
     };
     let checks = rt.block_on(crate::preflight::run(&cfg));
     if args.json {
@@ -477,6 +448,43 @@ fn preflight(args: PreflightArgs) -> i32 {
         print!("{}", crate::preflight::render(&checks));
     }
     crate::preflight::exit_code(&checks)
+}
+
+/// The async runtime of a command; `None` (after saying why) if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("imapshift: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM for the commands that change the new server (sync, cutover).
+fn stop_on_signals(rt: &tokio::runtime::Runtime) {
+    // First Ctrl-C (or SIGTERM): stop cleanly (in-flight batches finish and are committed, the
+    // state is flushed, the report written, exit 130). Second: abort at once; the journal makes
+    // the next run exactly-once anyway.
+    rt.spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0.. {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            if n == 0 {
+                eprintln!("imapshift: stopping cleanly after the messages in flight (press Ctrl-C again to abort)");
+                crate::failpoint::request_stop();
+            } else {
+                eprintln!("imapshift: aborted; the next run resumes exactly where this one stopped");
+                std::process::exit(exit::INTERRUPTED);
+            }
+        }
+    });
 }
 
 /// Seconds from the command line, checked.
@@ -581,15 +589,8 @@ fn watch_mx(args: WatchMxArgs) -> i32 {
             return exit::CONFIG;
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imapshift: cannot start the async runtime: {e}");
-            return exit::FATAL;
-        }
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
     };
     rt.block_on(async {
         let spec = match watch_spec(&args, mx.as_ref()).await {
@@ -768,35 +769,10 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         std::time::Duration::from_secs_f64(args.progress_interval),
         args.json,
     );
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imapshift: cannot start the async runtime: {e}");
-            return exit::FATAL;
-        }
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
     };
-    // First Ctrl-C (or SIGTERM): stop cleanly (in-flight batches finish and are committed, the
-    // state is flushed, the report written, exit 130). Second: abort at once; the journal makes
-    // the next run exactly-once anyway.
-    rt.spawn(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        for n in 0.. {
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-            if n == 0 {
-                eprintln!("imapshift: stopping cleanly after the messages in flight (press Ctrl-C again to abort)");
-                crate::failpoint::request_stop();
-            } else {
-                eprintln!("imapshift: aborted; the next run resumes exactly where this one stopped");
-                std::process::exit(exit::INTERRUPTED);
-            }
-        }
-    });
+    stop_on_signals(&rt);
     let report = match rt.block_on(runner::run_sync(&cfg, &opts, &progress, &args.users)) {
         Ok(r) => r,
         Err(e) => {

@@ -265,7 +265,8 @@ pub async fn run(
             t,
             format!("{followed} messages carried from the old server"),
         ));
-        if code != exit::OK && code != exit::INTERRUPTED {
+        // The verification passed; a follow pass that failed, or a Ctrl-C, still shows.
+        if code != exit::OK {
             report.exit_code = code;
         }
     }
@@ -318,6 +319,12 @@ async fn follow(
                 tracing::info!("follow: new mail on the old server (IDLE)");
             }
             _ = tokio::time::sleep_until(deadline) => {}
+            // Ctrl-C between passes: no need to wait for the interval.
+            _ = async {
+                while !crate::failpoint::stop_requested() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            } => {}
         }
         if crate::failpoint::stop_requested() {
             last_code = exit::INTERRUPTED;

@@ -294,3 +294,65 @@ fn cutover_gives_up_when_a_nameserver_never_changes() {
         "no sync before the MX is parked: {r:#}"
     );
 }
+
+#[test]
+fn ctrl_c_during_follow_stops_at_once() {
+    let users = [("alice", "pw")];
+    let old = Dovecot::start("old", &users, DovecotOpts::default());
+    let new = Dovecot::start("new", &users, DovecotOpts::default());
+    let port = Knot::free_port(&["127.0.0.1"]);
+    let zone = zone_text("example.com", &[], &[(10, PARK)], 1);
+    let ns = Knot::start("ns1", "127.0.0.1", port, &[("example.com", zone.as_str())]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imapshift.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             [mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\"]\nparking_target = \"park.example.net\"\nmax_ttl = 1\n\
+             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
+            old.port(),
+            new.port(),
+            ns.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(imapshift_bin())
+        .args([
+            "cutover",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--dns-interval",
+            "0.2s",
+        ])
+        .args(["--follow", "10m", "--follow-interval", "10m"])
+        .env("PW", "pw")
+        .env("IMAPSHIFT_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines().map_while(Result::ok);
+    let t = Instant::now();
+    assert!(
+        lines.any(|l| l.contains("cutover: NEXT STEP")),
+        "no NEXT STEP (already parked, TTL 1 s)"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "Ctrl-C during --follow waited for the 10 min interval ({:?})",
+        stopped.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "interrupted follow: exit 130");
+}

@@ -82,4 +82,36 @@ fn shards_split_users_and_keep_separate_state() {
         &[("PW", "pw")],
     );
     assert_eq!(out.status.code(), Some(2), "a bad --shard is a usage error");
+
+    // --user must name a user of the list (and of the shard), for every command that takes it.
+    for cmd in ["sync", "verify", "preflight"] {
+        let out = run_imapshift(
+            &[cmd, "--config", cfg.to_str().unwrap(), "--user", "nobody"],
+            &[("PW", "pw")],
+        );
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("\"nobody\" is not in the users list"),
+            "{cmd}: {err}"
+        );
+    }
+    let other = names.iter().find(|n| {
+        let out = run_imapshift(
+            &[
+                "sync",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--shard",
+                "1/3",
+                "--user",
+                n.as_str(),
+                "--dry-run",
+            ],
+            &[("PW", "pw")],
+        );
+        out.status.code() == Some(2)
+            && String::from_utf8_lossy(&out.stderr).contains("is not in this shard's users")
+    });
+    assert!(other.is_some(), "a user of another shard is named as such");
 }

@@ -281,32 +281,25 @@ pub fn main() -> i32 {
 }
 
 fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
-    let shard = args.shard;
-    let mut cfg = match config::load_selected(&args.config, &|u| shard.is_none_or(|s| s.takes(u))) {
+    let cfg = match load_users(&args.config, args.shard, &[]) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("imapshift: {e}");
-            return exit::CONFIG;
-        }
+        Err(code) => return code,
     };
-    match shard {
-        Some(s) => s.apply(&mut cfg),
-        None => {
-            // Pre-synced in shards: without --shard the final sync would find no UID maps and
-            // rebuild them all by content inside the downtime window.
-            let sharded = std::fs::read_dir(&cfg.state_dir)
-                .map(|d| {
-                    d.flatten()
-                        .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
-                })
-                .unwrap_or(false);
-            if sharded {
-                eprintln!(
-                    "imapshift: {} holds shard state (shard-K-of-N): run the cutover with --shard K/N on each machine, as the pre-syncs ran",
-                    cfg.state_dir.display()
-                );
-                return exit::CONFIG;
-            }
+    if args.shard.is_none() {
+        // Pre-synced in shards: without --shard the final sync would find no UID maps and
+        // rebuild them all by content inside the downtime window.
+        let sharded = std::fs::read_dir(&cfg.state_dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+            })
+            .unwrap_or(false);
+        if sharded {
+            eprintln!(
+                "imapshift: {} holds shard state (shard-K-of-N): run the cutover with --shard K/N on each machine, as the pre-syncs ran",
+                cfg.state_dir.display()
+            );
+            return exit::CONFIG;
         }
     }
     if cfg.mx.as_ref().is_none_or(|m| m.parking_target.is_none()) {
@@ -357,31 +350,10 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
 }
 
 fn verify(args: VerifyArgs) -> i32 {
-    let only = &args.users;
-    let shard = args.shard;
-    let keep = |login: &str| {
-        shard.is_none_or(|s| s.takes(login)) && (only.is_empty() || only.iter().any(|u| u == login))
-    };
-    let mut cfg = match config::load_selected(&args.config, &keep) {
+    let cfg = match load_users(&args.config, args.shard, &args.users) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("imapshift: {e}");
-            return exit::CONFIG;
-        }
+        Err(code) => return code,
     };
-    if let Some(s) = shard {
-        s.apply(&mut cfg);
-    }
-    if let Some(name) = only
-        .iter()
-        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
-    {
-        eprintln!(
-            "imapshift: --user {name:?} is not in the users list ({})",
-            cfg.path.display()
-        );
-        return exit::CONFIG;
-    }
     // Check the report's folder before any connection: a typo must not cost a whole run.
     if let Some(p) = &args.html {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
@@ -416,25 +388,10 @@ fn verify(args: VerifyArgs) -> i32 {
 }
 
 fn preflight(args: PreflightArgs) -> i32 {
-    let only = &args.users;
-    let keep = |login: &str| only.is_empty() || only.iter().any(|u| u == login);
-    let cfg = match config::load_selected(&args.config, &keep) {
+    let cfg = match load_users(&args.config, None, &args.users) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("imapshift: {e}");
-            return exit::CONFIG;
-        }
+        Err(code) => return code,
     };
-    if let Some(name) = only
-        .iter()
-        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
-    {
-        eprintln!(
-            "imapshift: --user {name:?} is not in the users list ({})",
-            cfg.path.display()
-        );
-        return exit::CONFIG;
-    }
     let Some(rt) = runtime() else {
         return exit::FATAL;
     };
@@ -448,6 +405,49 @@ fn preflight(args: PreflightArgs) -> i32 {
         print!("{}", crate::preflight::render(&checks));
     }
     crate::preflight::exit_code(&checks)
+}
+
+/// Loads the configuration with the users a command takes (its shard, its `--user`s): only
+/// theirs get their password references resolved. Checks every `--user` exists and gives a
+/// shard its own state directory. `Err` holds the exit code, after the message.
+fn load_users(
+    path: &std::path::Path,
+    shard: Option<config::Shard>,
+    only: &[String],
+) -> Result<config::Config, i32> {
+    let keep = |login: &str| {
+        shard.is_none_or(|s| s.takes(login)) && (only.is_empty() || only.iter().any(|u| u == login))
+    };
+    let mut cfg = config::load_selected(path, &keep).map_err(|e| {
+        eprintln!("imapshift: {e}");
+        exit::CONFIG
+    })?;
+    if let Some(name) = only
+        .iter()
+        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
+    {
+        let why = if shard.is_some() {
+            "is not in this shard's users"
+        } else {
+            "is not in the users list"
+        };
+        eprintln!(
+            "imapshift: --user {name:?} {why} ({}): name an old login from the users list",
+            cfg.path.display()
+        );
+        return Err(exit::CONFIG);
+    }
+    if let Some(s) = shard {
+        s.apply(&mut cfg);
+        tracing::info!(
+            "shard {}/{}: {} of {} users",
+            s.k,
+            s.n,
+            cfg.users.len(),
+            cfg.users_total
+        );
+    }
+    Ok(cfg)
 }
 
 /// The async runtime of a command; `None` (after saying why) if it cannot start.
@@ -703,46 +703,12 @@ fn engine_options(
 }
 
 fn sync(args: SyncArgs, quiet: bool) -> i32 {
-    // Only the users this run takes (its shard, --user) get their passwords resolved.
-    let shard = args.shard;
-    let only = &args.users;
-    let keep = |login: &str| {
-        shard.is_none_or(|s| s.takes(login)) && (only.is_empty() || only.iter().any(|u| u == login))
-    };
-    let mut cfg = match config::load_selected(&args.config, &keep) {
+    let mut cfg = match load_users(&args.config, args.shard, &args.users) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("imapshift: {e}");
-            return exit::CONFIG;
-        }
+        Err(code) => return code,
     };
-    if let Some(name) = only
-        .iter()
-        .find(|n| !cfg.users.iter().any(|u| &u.old_login == *n))
-    {
-        let why = if shard.is_some() {
-            "is not in this shard's users"
-        } else {
-            "is not in the users list"
-        };
-        eprintln!(
-            "imapshift: --user {name:?} {why} ({}): name an old login from the users list",
-            cfg.path.display()
-        );
-        return exit::CONFIG;
-    }
     if let Some(j) = args.jobs {
         cfg.sync.jobs = j as usize;
-    }
-    if let Some(shard) = shard {
-        shard.apply(&mut cfg);
-        tracing::info!(
-            "shard {}/{}: {} of {} users",
-            shard.k,
-            shard.n,
-            cfg.users.len(),
-            cfg.users_total
-        );
     }
     let opts = engine_options(
         &cfg,

@@ -28,6 +28,7 @@
 //! paths are printed on stderr). `IMAPSHIFT_DOVECOT` overrides the path of
 //! the dovecot binary (default `/usr/sbin/dovecot`).
 
+use super::procgroup::{group_members, signal, wait_group_empty, SIGKILL, SIGTERM};
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -42,8 +43,6 @@ use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const SIGKILL: i32 = 9;
-const SIGTERM: i32 = 15;
 
 /// Options for [`Dovecot::start`].
 #[derive(Debug, Clone, Default)]
@@ -494,32 +493,6 @@ fn greeting_ok(port: u16) -> bool {
     ok
 }
 
-/// Live members of process group `pgid`, from /proc (zombies excluded).
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ..."; comm may contain spaces/parens.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X" {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// After the master is gone: the master does not wait for its children, and
 /// an imap process with a connected client only notices ~10 s later that
 /// the master died. So SIGTERM what is left of the group (imap then sends
@@ -546,30 +519,9 @@ fn sweep_group(pgid: u32, name: &str) {
     }
 }
 
-fn wait_group_empty(pgid: u32, timeout: Duration) -> Vec<u32> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let m = group_members(pgid);
-        if m.is_empty() || Instant::now() > deadline {
-            return m;
-        }
-        sleep(Duration::from_millis(20));
-    }
-}
-
 extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
     fn geteuid() -> u32;
     fn getegid() -> u32;
-}
-
-fn signal(pid: i32, sig: i32) {
-    // Never signal "all processes" (-1) or our own group (0).
-    assert!(pid != 0 && pid != -1, "refusing to kill({pid})");
-    // SAFETY: plain syscall wrapper; ESRCH (already gone) is fine.
-    unsafe {
-        kill(pid, sig);
-    }
 }
 
 fn is_root() -> bool {

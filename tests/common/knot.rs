@@ -42,6 +42,7 @@
 //! paths are printed on stderr). A missing `knotd`/`knotc`/`kdig` is a
 //! panic naming the Debian packages: tests must fail, never skip.
 
+use super::procgroup::{group_members, signal, wait_group_empty, SIGKILL, SIGTERM};
 use std::collections::HashSet;
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
@@ -59,8 +60,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `knotc -t`: a paused server must not hang a test for knotc's default 60 s.
 const KNOTC_TIMEOUT_SECS: &str = "5";
 const INSTALL_HINT: &str = "install Knot DNS: apt-get install -y knot knot-dnsutils";
-const SIGKILL: i32 = 9;
-const SIGTERM: i32 = 15;
 const SIGCONT: i32 = 18;
 const SIGSTOP: i32 = 19;
 
@@ -679,54 +678,4 @@ fn soa_answered(server: SocketAddr, origin: &str, timeout: Duration) -> bool {
         && buf[2] & 0x80 != 0 // QR
         && buf[3] & 0x0f == 0 // RCODE NOERROR
         && u16::from_be_bytes([buf[6], buf[7]]) >= 1 // ANCOUNT
-}
-
-/// Live members of process group `pgid`, from /proc (zombies excluded).
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ..."; comm may contain spaces/parens.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X" {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn wait_group_empty(pgid: u32, timeout: Duration) -> Vec<u32> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let m = group_members(pgid);
-        if m.is_empty() || Instant::now() > deadline {
-            return m;
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-
-fn signal(pid: i32, sig: i32) {
-    // Never signal "all processes" (-1) or our own group (0).
-    assert!(pid != 0 && pid != -1, "refusing to kill({pid})");
-    // SAFETY: plain syscall wrapper; ESRCH (already gone) is fine.
-    unsafe {
-        kill(pid, sig);
-    }
 }

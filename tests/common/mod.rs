@@ -15,6 +15,7 @@ mod compare;
 mod dovecot;
 mod imap;
 mod knot;
+mod procgroup;
 mod rng;
 
 pub use compare::{diff_folder, key, subject, Key};

@@ -72,16 +72,16 @@ pub fn render(v: &Verdict) -> String {
     if v.ok {
         h.push_str(&format!(
             "<div class=\"verdict good\" id=\"verdict\">All {} mailboxes verified: every one of the {} messages on the old server is on the new server, with its flags. Nothing is missing.</div>\n",
-            t.users, t.old_messages
+            t.users, t.counts.old_messages
         ));
     } else {
         h.push_str(&format!(
             "<div class=\"verdict bad\" id=\"verdict\">{} of {} mailboxes are complete. {} messages missing, {} changed, {} duplicated{}. Details below.</div>\n",
             t.users_ok,
             t.users,
-            t.missing,
-            t.flags_differ + t.body_differs + t.subscriptions_lost,
-            t.duplicates,
+            t.counts.missing,
+            t.counts.changed(),
+            t.counts.duplicates,
             if t.errors > 0 {
                 format!(", {} mailboxes could not be checked", t.errors)
             } else {
@@ -97,12 +97,12 @@ pub fn render(v: &Verdict) -> String {
             esc(&u.new_login),
             tag(&u.status),
             u.folders.len(),
-            u.old_messages,
-            u.new_messages,
-            u.missing,
-            u.flags_differ + u.body_differs + u.subscriptions_lost,
-            u.duplicates,
-            u.only_new,
+            u.counts.old_messages,
+            u.counts.new_messages,
+            u.counts.missing,
+            u.counts.changed(),
+            u.counts.duplicates,
+            u.counts.only_new,
             id = anchor(&u.old_login)
         ));
     }
@@ -110,12 +110,12 @@ pub fn render(v: &Verdict) -> String {
         "</tbody><tfoot><tr><th>Total</th><th></th><th>{} of {} OK</th><th></th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th></tr></tfoot></table>\n",
         t.users_ok,
         t.users,
-        t.old_messages,
-        t.new_messages,
-        t.missing,
-        t.flags_differ + t.body_differs + t.subscriptions_lost,
-        t.duplicates,
-        t.only_new
+        t.counts.old_messages,
+        t.counts.new_messages,
+        t.counts.missing,
+        t.counts.changed(),
+        t.counts.duplicates,
+        t.counts.only_new
     ));
     h.push_str("<p class=\"muted small\">\"Only on new\" counts mail that arrived at the new server directly (for example after the switch); it is listed for completeness and is not a problem.</p>\n");
     h.push_str("<h2>Mailboxes</h2>\n");

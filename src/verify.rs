@@ -102,17 +102,8 @@ pub struct UserVerdict {
     /// `ok`, `differs` or `error` (the comparison could not be made).
     pub status: String,
     pub error: Option<String>,
-    pub old_messages: usize,
-    pub new_messages: usize,
-    pub missing: usize,
-    pub flags_differ: usize,
-    pub body_differs: usize,
-    pub duplicates: usize,
-    pub folders_missing: usize,
-    pub subscriptions_lost: usize,
-    pub only_new: usize,
-    /// Old messages left out by `[filters]`.
-    pub filtered: usize,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub seconds: f64,
     pub folders: Vec<FolderVerdict>,
     /// Folders on the new server that no old folder maps to (not an error).
@@ -150,6 +141,14 @@ pub struct Verdict {
 pub struct Totals {
     pub users: usize,
     pub users_ok: usize,
+    pub errors: usize,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// What a user's comparison found, and the sum over users (same fields in the JSON report).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
     pub old_messages: usize,
     pub new_messages: usize,
     pub missing: usize,
@@ -159,12 +158,33 @@ pub struct Totals {
     pub folders_missing: usize,
     pub subscriptions_lost: usize,
     pub only_new: usize,
-    pub errors: usize,
+    /// Old messages left out by `[filters]`.
+    pub filtered: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.old_messages += o.old_messages;
+        self.new_messages += o.new_messages;
+        self.missing += o.missing;
+        self.flags_differ += o.flags_differ;
+        self.body_differs += o.body_differs;
+        self.duplicates += o.duplicates;
+        self.folders_missing += o.folders_missing;
+        self.subscriptions_lost += o.subscriptions_lost;
+        self.only_new += o.only_new;
+        self.filtered += o.filtered;
+    }
+
+    /// Copies whose flags, content or subscription differ.
+    pub fn changed(&self) -> usize {
+        self.flags_differ + self.body_differs + self.subscriptions_lost
+    }
 }
 
 impl Verdict {
     pub fn missing(&self) -> usize {
-        self.totals.missing
+        self.totals.counts.missing
     }
 
     /// 0 when nothing is missing or changed; 7 when something is; 3 when a user could not be
@@ -225,15 +245,7 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
     for u in &users {
         t.users_ok += usize::from(u.status == "ok");
         t.errors += usize::from(u.status == "error");
-        t.old_messages += u.old_messages;
-        t.new_messages += u.new_messages;
-        t.missing += u.missing;
-        t.flags_differ += u.flags_differ;
-        t.body_differs += u.body_differs;
-        t.duplicates += u.duplicates;
-        t.folders_missing += u.folders_missing;
-        t.subscriptions_lost += u.subscriptions_lost;
-        t.only_new += u.only_new;
+        t.counts.add(&u.counts);
     }
     Verdict {
         ok: users.iter().all(|u| u.status == "ok"),
@@ -277,18 +289,18 @@ async fn verify_user(cfg: &Config, u: &UserConfig, deep: bool) -> UserVerdict {
         return v;
     }
     for f in &v.folders {
-        v.old_messages += f.old_messages;
-        v.new_messages += f.new_messages;
-        v.filtered += f.filtered;
+        v.counts.old_messages += f.old_messages;
+        v.counts.new_messages += f.new_messages;
+        v.counts.filtered += f.filtered;
     }
     let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
-    v.missing = count(Kind::Missing);
-    v.flags_differ = count(Kind::Flags);
-    v.body_differs = count(Kind::Body);
-    v.duplicates = count(Kind::Duplicate);
-    v.folders_missing = count(Kind::FolderMissing);
-    v.subscriptions_lost = count(Kind::Subscription);
-    v.only_new = v.only_new_messages.len();
+    v.counts.missing = count(Kind::Missing);
+    v.counts.flags_differ = count(Kind::Flags);
+    v.counts.body_differs = count(Kind::Body);
+    v.counts.duplicates = count(Kind::Duplicate);
+    v.counts.folders_missing = count(Kind::FolderMissing);
+    v.counts.subscriptions_lost = count(Kind::Subscription);
+    v.counts.only_new = v.only_new_messages.len();
     v.status = if v.problems() == 0 { "ok" } else { "differs" }.into();
     v
 }
@@ -588,20 +600,20 @@ pub fn render(v: &Verdict) -> String {
             "differs" => "DIFFERS",
             _ => "ERROR  ",
         };
-        let mut parts = vec![format!("{} messages", u.old_messages)];
+        let mut parts = vec![format!("{} messages", u.counts.old_messages)];
         for (n, what) in [
-            (u.missing, "missing"),
-            (u.folders_missing, "folders missing"),
-            (u.flags_differ, "with other flags"),
-            (u.body_differs, "with other content"),
-            (u.duplicates, "duplicates"),
-            (u.subscriptions_lost, "subscriptions lost"),
+            (u.counts.missing, "missing"),
+            (u.counts.folders_missing, "folders missing"),
+            (u.counts.flags_differ, "with other flags"),
+            (u.counts.body_differs, "with other content"),
+            (u.counts.duplicates, "duplicates"),
+            (u.counts.subscriptions_lost, "subscriptions lost"),
         ] {
             if n > 0 || what == "missing" {
                 parts.push(format!("{n} {what}"));
             }
         }
-        parts.push(format!("{} only on the new server", u.only_new));
+        parts.push(format!("{} only on the new server", u.counts.only_new));
         s.push_str(&format!(
             "{word} {} -> {}: {}{}\n",
             u.old_login,
@@ -644,11 +656,11 @@ pub fn render(v: &Verdict) -> String {
         if v.ok { "VERIFIED" } else { "NOT VERIFIED" },
         t.users_ok,
         t.users,
-        t.old_messages,
-        t.missing,
-        t.flags_differ + t.body_differs + t.subscriptions_lost,
-        t.duplicates,
-        t.only_new,
+        t.counts.old_messages,
+        t.counts.missing,
+        t.counts.changed(),
+        t.counts.duplicates,
+        t.counts.only_new,
         if v.deep { " (deep: message contents compared)" } else { "" }
     ));
     s

@@ -63,22 +63,13 @@ fn cutover_catches_everything_and_follows_stray_mail() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
-    let mut text = format!(
-        "state_dir = \"state\"\n\
-         [old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-         [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-         [mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\", \"{}\"]\n\
+    let mx = format!(
+        "[mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\", \"{}\"]\n\
          parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\nmax_ttl = 2\n",
-        old.port(),
-        new.port(),
         ns1.addr(),
         ns2.addr()
     );
-    for (u, _) in users {
-        text.push_str(&format!(
-            "[[users]]\nold = \"{u}\"\nnew = \"{u}\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n"
-        ));
-    }
+    let text = common::plain_config(old.port(), new.port(), "", "", &mx, &["alice", "bob"]);
     std::fs::write(&cfg, text).unwrap();
 
     // Days before: the pre-sync.
@@ -248,18 +239,10 @@ fn cutover_gives_up_when_a_nameserver_never_changes() {
     ns1.set_mx("example.com", "@", 2, &[(10, PARK)]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
+    let mx = format!("[mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\", \"{}\"]\nparking_target = \"park.example.net\"\n", ns1.addr(), ns2.addr());
     std::fs::write(
         &cfg,
-        format!(
-            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             [mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\", \"{}\"]\nparking_target = \"park.example.net\"\n\
-             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
-            old.port(),
-            new.port(),
-            ns1.addr(),
-            ns2.addr()
-        ),
+        common::plain_config(old.port(), new.port(), "", "", &mx, &["alice"]),
     )
     .unwrap();
     let out = common::run_imapshift(
@@ -305,17 +288,10 @@ fn ctrl_c_during_follow_stops_at_once() {
     let ns = Knot::start("ns1", "127.0.0.1", port, &[("example.com", zone.as_str())]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
+    let mx = format!("[mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\"]\nparking_target = \"park.example.net\"\nmax_ttl = 1\n", ns.addr());
     std::fs::write(
         &cfg,
-        format!(
-            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             [mx]\ndomains = [\"example.com\"]\nnameservers = [\"{}\"]\nparking_target = \"park.example.net\"\nmax_ttl = 1\n\
-             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
-            old.port(),
-            new.port(),
-            ns.addr()
-        ),
+        common::plain_config(old.port(), new.port(), "", "", &mx, &["alice"]),
     )
     .unwrap();
     let mut child = Command::new(imapshift_bin())

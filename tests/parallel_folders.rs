@@ -33,18 +33,9 @@ fn logins(d: &Dovecot) -> usize {
 
 fn sync(old: &Dovecot, new: &Dovecot, dir: &std::path::Path, extra: &str) -> serde_json::Value {
     let cfg = dir.join("imapshift.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n{extra}\
-             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n{extra}\
-             [sync]\nconnections_per_user = 3\nbatch_messages = 40\n\
-             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
-            old.port(),
-            new.port()
-        ),
-    )
-    .unwrap();
+    let tables = "[sync]\nconnections_per_user = 3\nbatch_messages = 40\n";
+    let text = common::plain_config(old.port(), new.port(), extra, extra, tables, &["alice"]);
+    std::fs::write(&cfg, text).unwrap();
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[("PW", "pw")],
@@ -187,17 +178,9 @@ fn a_broken_extra_connection_gives_its_folder_back() {
     let proxy = cutting_proxy(old.port(), 1, 60_000);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {proxy}\nsecurity = \"plain\"\n\
-             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-             [sync]\nconnections_per_user = 3\nbatch_messages = 40\n\
-             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
-            new.port()
-        ),
-    )
-    .unwrap();
+    let tables = "[sync]\nconnections_per_user = 3\nbatch_messages = 40\n";
+    let text = common::plain_config(proxy, new.port(), "", "", tables, &["alice"]);
+    std::fs::write(&cfg, text).unwrap();
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[("PW", "pw")],

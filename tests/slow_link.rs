@@ -66,16 +66,9 @@ fn a_slow_but_moving_link_does_not_time_out() {
     let proxy = slow_proxy(old.port(), 16 * 1024, Duration::from_millis(100));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {proxy}\nsecurity = \"plain\"\ntimeout_secs = 2\n\
-             [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\ntimeout_secs = 2\n\
-             [[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
-            new.port()
-        ),
-    )
-    .unwrap();
+    let timeout = "timeout_secs = 2\n";
+    let text = common::plain_config(proxy, new.port(), timeout, timeout, "", &["alice"]);
+    std::fs::write(&cfg, text).unwrap();
     let started = Instant::now();
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],

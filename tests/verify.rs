@@ -19,17 +19,7 @@ fn msg(id: &str, body: &str) -> Vec<u8> {
 
 fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> std::path::PathBuf {
     let cfg = dir.join("imapshift.toml");
-    let mut text = format!(
-        "state_dir = \"state\"\n[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
-         [new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n",
-        old.port(),
-        new.port()
-    );
-    for u in ["alice", "bob"] {
-        text.push_str(&format!(
-            "[[users]]\nold = \"{u}\"\nnew = \"{u}\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n"
-        ));
-    }
+    let text = common::plain_config(old.port(), new.port(), "", "", "", &["alice", "bob"]);
     std::fs::write(&cfg, text).unwrap();
     cfg
 }

@@ -191,6 +191,33 @@ pub fn write_config(
     path
 }
 
+/// The text of an `imapshift.toml` for plain IMAP on 127.0.0.1: `state_dir = "state"`,
+/// `[old]` and `[new]` with the ports and `old_extra` / `new_extra` lines, then `tables` (e.g.
+/// `[sync]` or `[mx]` sections), then one `[[users]]` per login (same login on both sides,
+/// passwords `env:PW`).
+pub fn plain_config(
+    old_port: u16,
+    new_port: u16,
+    old_extra: &str,
+    new_extra: &str,
+    tables: &str,
+    users: &[&str],
+) -> String {
+    let mut s = format!(
+        "state_dir = \"state\"\n\
+         [old]\nhost = \"127.0.0.1\"\nport = {old_port}\nsecurity = \"plain\"\n{old_extra}\
+         [new]\nhost = \"127.0.0.1\"\nport = {new_port}\nsecurity = \"plain\"\n{new_extra}\
+         {tables}"
+    );
+    for u in users {
+        s.push_str(&format!(
+            "[[users]]\nold = {0}\nnew = {0}\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n",
+            toml_str(u)
+        ));
+    }
+    s
+}
+
 /// A TOML basic string.
 pub fn toml_str(s: &str) -> String {
     let mut out = String::from("\"");

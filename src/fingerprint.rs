@@ -1,13 +1,29 @@
 //! Content fingerprints: how a message is recognised on either server without trusting UIDs.
 //!
 //! UIDs are only meaningful inside one folder of one server while its UIDVALIDITY holds. To
-//! resume after a crash, to rebuild lost state and (later) to verify a migration, messages are
-//! matched by what they are: Message-ID, size, INTERNALDATE and a hash of the header block. Two
+//! resume after a crash, to rebuild lost state and to verify a migration, messages are matched by
+//! what they are: Message-ID, INTERNALDATE, a hash of the header block, and the size. Two
 //! different messages may share a Message-ID (the test corpus has 89 such values), so the
 //! Message-ID alone never decides; two byte-identical messages are matched as a multiset.
+//!
+//! The two servers differ, so a fingerprint is compared the way a copy can differ from its
+//! original ([`pair_up`], the one matching rule of the engine and of `verify`):
+//! - **INTERNALDATE as an instant**: a server in another zone spells every date differently
+//!   (`14-Mar-2024 09:26:53 +0100` is `14-Mar-2024 04:26:53 -0400`), some pad the day with a space.
+//! - **The header hash ignores line ends**: it is taken over the header block with CRLF and bare
+//!   LF unified and trailing line ends dropped, so a server that turns bare LF into CRLF, or adds a
+//!   final newline, on APPEND still produces the same hash.
+//! - **The size may grow**: such a server reports a larger RFC822.SIZE for the copy. Copies of
+//!   the exact size are paired first; only then is a copy paired whose size is larger, by at most
+//!   what line-end rewriting can add (twice the size plus a final CRLF). Sizes never shrink.
+//!
+//! What a fingerprint cannot tell apart: two messages with the same Message-ID, the same
+//! INTERNALDATE to the second and the same header block byte for byte, but different bodies.
+//! Between such twins a copy of one may stand for the other; `verify --deep` compares bodies.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// What identifies a message's content.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,10 +32,84 @@ pub struct Fingerprint {
     pub message_id: Option<String>,
     /// Size in bytes as the server delivers it (RFC822.SIZE).
     pub size: u32,
-    /// INTERNALDATE as the server sent it.
+    /// INTERNALDATE as the server sent it (compared as an instant, see [`MatchKey`]).
     pub internaldate: String,
-    /// First 16 bytes of the SHA-256 of the header block, hex.
+    /// First 16 bytes of the SHA-256 of the header block with line ends unified, hex.
     pub header_hash: String,
+}
+
+/// The part of a fingerprint that a copy shares with its original on any server: everything but
+/// the size, with the INTERNALDATE as Unix seconds (its text when it cannot be parsed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MatchKey {
+    message_id: Option<String>,
+    date: Result<i64, String>,
+    header_hash: String,
+}
+
+impl Fingerprint {
+    pub fn match_key(&self) -> MatchKey {
+        MatchKey {
+            message_id: self.message_id.clone(),
+            date: crate::timefmt::parse_internaldate(&self.internaldate)
+                .ok_or_else(|| self.internaldate.trim().to_string()),
+            header_hash: self.header_hash.clone(),
+        }
+    }
+
+    /// Whether a copy of this size can be this message after a server rewrote line ends (bare LF
+    /// to CRLF, a final CRLF added) on APPEND.
+    pub fn size_fits(&self, copy_size: u32) -> bool {
+        let (o, c) = (u64::from(self.size), u64::from(copy_size));
+        c == o || (c > o && c <= 2 * o + 2)
+    }
+
+    /// Whether `copy` can be a copy of this message (same key, a size that fits).
+    pub fn matches(&self, copy: &Fingerprint) -> bool {
+        self.match_key() == copy.match_key() && self.size_fits(copy.size)
+    }
+}
+
+/// Pairs originals with copies as a multiset: for each original (in order) the index of its copy
+/// in `copies`, or `None`. Each copy is taken once. Copies of the exact size are paired first,
+/// for all originals; then originals left over take the smallest copy whose size
+/// [`Fingerprint::size_fits`]. The one matching rule behind crash recovery, map rebuilding, UID
+/// lookup without UIDPLUS, rename detection and verification.
+pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Option<usize>> {
+    let mut groups: HashMap<MatchKey, Vec<usize>> = HashMap::new();
+    for (i, c) in copies.iter().enumerate() {
+        groups.entry(c.match_key()).or_default().push(i);
+    }
+    let mut taken = vec![false; copies.len()];
+    let mut out: Vec<Option<usize>> = vec![None; originals.len()];
+    let keys: Vec<MatchKey> = originals.iter().map(|o| o.match_key()).collect();
+    for (k, o) in originals.iter().enumerate() {
+        let Some(g) = groups.get(&keys[k]) else {
+            continue;
+        };
+        if let Some(&i) = g.iter().find(|&&i| !taken[i] && copies[i].size == o.size) {
+            taken[i] = true;
+            out[k] = Some(i);
+        }
+    }
+    for (k, o) in originals.iter().enumerate() {
+        if out[k].is_some() {
+            continue;
+        }
+        let Some(g) = groups.get(&keys[k]) else {
+            continue;
+        };
+        let best = g
+            .iter()
+            .copied()
+            .filter(|&i| !taken[i] && o.size_fits(copies[i].size))
+            .min_by_key(|&i| (copies[i].size, i));
+        if let Some(i) = best {
+            taken[i] = true;
+            out[k] = Some(i);
+        }
+    }
+    out
 }
 
 /// The header block: everything up to and including the first empty line (the whole message if
@@ -90,6 +180,22 @@ mod subject_tests {
     }
 }
 
+/// The header block with CRLF and bare LF (and a stray CR before LF) as LF, and the line ends at
+/// its end dropped: what survives a server that rewrites line ends on APPEND.
+fn unified_line_ends(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    for (i, &b) in header.iter().enumerate() {
+        if b == b'\r' && header.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    while matches!(out.last(), Some(b'\n' | b'\r')) {
+        out.pop();
+    }
+    out
+}
+
 /// SHA-256 of all bytes, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -107,7 +213,7 @@ impl Fingerprint {
             message_id: message_id(header),
             size,
             internaldate: internaldate.to_string(),
-            header_hash: hex::encode(&Sha256::digest(header)[..16]),
+            header_hash: hex::encode(&Sha256::digest(unified_line_ends(header))[..16]),
         }
     }
 }
@@ -148,5 +254,98 @@ mod tests {
             "01-Jan-2020 00:00:00 +0000",
         );
         assert_eq!(a, c);
+    }
+
+    fn fp(_id: &str, size: u32, date: &str, header: &str) -> Fingerprint {
+        Fingerprint::of_header(header.as_bytes(), size, date)
+    }
+
+    #[test]
+    fn same_instant_in_other_zones_and_line_ends_match() {
+        let a = fp(
+            "x",
+            100,
+            "14-Mar-2024 09:26:53 +0100",
+            "Message-ID: <a@b>\r\nSubject: s\r\n\r\n",
+        );
+        let b = fp(
+            "x",
+            100,
+            "14-Mar-2024 04:26:53 -0400",
+            "Message-ID: <a@b>\nSubject: s\n\n",
+        );
+        let c = fp(
+            "x",
+            100,
+            " 4-Mar-2024 09:26:53 +0100",
+            "Message-ID: <a@b>\r\nSubject: s\r\n\r\n",
+        );
+        assert_eq!(a.match_key(), b.match_key());
+        assert!(a.matches(&b));
+        assert_ne!(a.match_key(), c.match_key(), "another day");
+        // Unparsable dates still compare, as text.
+        let d = fp("x", 100, "garbage", "Subject: s\r\n\r\n");
+        let e = fp("x", 100, " garbage ", "Subject: s\r\n\r\n");
+        assert!(d.matches(&e));
+    }
+
+    #[test]
+    fn pairing_table() {
+        let h = "Subject: s\r\n\r\n";
+        let date = "01-Jan-2020 00:00:00 +0000";
+        let f = |size| fp("", size, date, h);
+        struct Case {
+            name: &'static str,
+            originals: Vec<u32>,
+            copies: Vec<u32>,
+            want: Vec<Option<usize>>,
+        }
+        let cases = [
+            Case {
+                name: "exact sizes, in order",
+                originals: vec![10, 10],
+                copies: vec![10, 10],
+                want: vec![Some(0), Some(1)],
+            },
+            Case {
+                name: "exact before grown: the grown copy is not taken by the wrong original",
+                originals: vec![10, 12],
+                copies: vec![12, 13],
+                want: vec![Some(1), Some(0)],
+            },
+            Case {
+                name: "a copy grown by rewriting (CRLF, final newline) is found",
+                originals: vec![100],
+                copies: vec![102],
+                want: vec![Some(0)],
+            },
+            Case {
+                name: "never smaller, never more than line ends explain",
+                originals: vec![100, 100],
+                copies: vec![99, 203],
+                want: vec![None, None],
+            },
+            Case {
+                name: "multiset: one copy for two identical originals",
+                originals: vec![10, 10],
+                copies: vec![10],
+                want: vec![Some(0), None],
+            },
+            Case {
+                name: "the smallest fitting copy first",
+                originals: vec![10],
+                copies: vec![15, 11],
+                want: vec![Some(1)],
+            },
+        ];
+        for c in cases {
+            let o: Vec<Fingerprint> = c.originals.iter().map(|&s| f(s)).collect();
+            let n: Vec<Fingerprint> = c.copies.iter().map(|&s| f(s)).collect();
+            let got = pair_up(&o.iter().collect::<Vec<_>>(), &n.iter().collect::<Vec<_>>());
+            assert_eq!(got, c.want, "{}", c.name);
+        }
+        // Another key never pairs.
+        let other = fp("", 10, date, "Subject: t\r\n\r\n");
+        assert_eq!(pair_up(&[&f(10)], &[&other]), vec![None]);
     }
 }

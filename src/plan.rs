@@ -17,6 +17,8 @@ pub struct FolderMapping {
     pub new: MailboxPath,
     /// Mapped onto an existing special-use folder of the new server (`Sent Items` onto `Sent`).
     pub by_special_use: Option<String>,
+    /// Why the folder does not go where its name alone would take it (a collision resolved).
+    pub note: Option<String>,
 }
 
 /// What to do with the folder tree.
@@ -28,11 +30,28 @@ pub struct FolderPlan {
     pub create: Vec<MailboxPath>,
     /// New-side folders to subscribe.
     pub subscribe: Vec<MailboxPath>,
-    /// Old folders that cannot be mapped (two old names land on one new name).
+    /// Old folders that cannot be mapped. Collisions are resolved (see [`plan_folders`]), so this
+    /// stays empty unless no free name can be found; every entry is a failure and counts as
+    /// missing in `verify`.
     pub conflicts: Vec<(MailboxPath, String)>,
 }
 
-/// Plans the folder tree.
+/// How many suffixed names (`name (2)` ...) are tried before a collision is given up.
+const MAX_SUFFIX: usize = 99;
+
+/// Plans the folder tree. Every selectable old folder gets a new folder of its own, decided in
+/// plan order (INBOX first, then by old wire name), so the result is the same on every run:
+/// 1. its name, translated (delimiter, mUTF-7);
+/// 2. if that name does not exist on the new server and the folder has a special use
+///    (`\Sent`, ...) that a new folder has, that special-use folder, unless another old folder
+///    takes it by name (old `Sent` onto new `Sent`) or came first: one old folder per new
+///    special-use folder (Dovecot's stock configuration marks both `Sent` and `Sent Messages`
+///    `\Sent`), the others keep their own names;
+/// 3. a name another old folder took already (`a/b` and `a_b` both become `a_b` on a `/`
+///    server) gets the first free `name (2)`, `name (3)`, ... for the later folder.
+///
+/// Two old folders never share a new folder, so every copy has one origin and `verify` can
+/// compare folder by folder.
 pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
     let od = delimiter_of(old);
     let nd = delimiter_of(new).or(od);
@@ -51,19 +70,41 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
     sorted.sort_by(|a, b| {
         (!a.name.is_inbox(), a.name.as_str()).cmp(&(!b.name.is_inbox(), b.name.as_str()))
     });
+    let named: Vec<MailboxPath> = sorted
+        .iter()
+        .map(|f| map_name(&f.name, f.delimiter.or(od), nd))
+        .collect();
+    // Names that selectable old folders take by their own (translated) name on the new server.
+    let by_name: BTreeSet<String> = sorted
+        .iter()
+        .zip(&named)
+        .filter(|(f, n)| f.selectable() && new_names.contains(n.as_str()))
+        .map(|(_, n)| n.as_str().to_string())
+        .collect();
 
     let mut plan = FolderPlan::default();
     let mut taken: BTreeMap<String, MailboxPath> = BTreeMap::new();
     let mut create: BTreeSet<MailboxPath> = BTreeSet::new();
     let mut subscribe: BTreeSet<MailboxPath> = BTreeSet::new();
-    for f in sorted {
-        let mut target = map_name(&f.name, f.delimiter.or(od), nd);
+    for (f, own) in sorted.into_iter().zip(named) {
+        let mut target = own.clone();
         let mut by_use = None;
-        if !new_names.contains(target.as_str()) {
+        let mut note = None;
+        if !new_names.contains(own.as_str()) {
             if let Some(u) = f.special_use() {
                 if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
-                    target = (*existing).clone();
-                    by_use = Some(u.to_string());
+                    if let Some(first) = taken.get(existing.as_str()) {
+                        note = Some(format!(
+                            "keeps its own name: the new {u} folder {existing} holds {first}"
+                        ));
+                    } else if by_name.contains(existing.as_str()) {
+                        note = Some(format!(
+                            "keeps its own name: the new {u} folder {existing} holds the old folder of that name"
+                        ));
+                    } else if f.selectable() {
+                        target = (*existing).clone();
+                        by_use = Some(u.to_string());
+                    }
                 }
             }
         }
@@ -71,12 +112,22 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
             // Holds no messages: the server creates it as a parent of its children (RFC 3501
             // 6.3.3), so it stays a non-selectable parent on the new server too.
         } else {
-            if let Some(first) = taken.get(target.as_str()) {
-                plan.conflicts.push((
-                    f.name.clone(),
-                    format!("maps to {target:?} on the new server, as {first} does already"),
+            if let Some(first) = taken.get(target.as_str()).cloned() {
+                let free = (2..=MAX_SUFFIX + 1)
+                    .filter_map(|k| MailboxPath::new(format!("{} ({k})", target.as_str())))
+                    .find(|c| !taken.contains_key(c.as_str()) && !by_name.contains(c.as_str()));
+                let Some(free) = free else {
+                    plan.conflicts.push((
+                        f.name.clone(),
+                        format!("maps to {target} on the new server, as {first} does already, and no free name was found"),
+                    ));
+                    continue;
+                };
+                note = Some(format!(
+                    "named {free} on the new server: {target} holds {first}"
                 ));
-                continue;
+                target = free;
+                by_use = None;
             }
             taken.insert(target.as_str().to_string(), f.name.clone());
             if !new_names.contains(target.as_str()) && !target.is_inbox() {
@@ -86,6 +137,7 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
                 old: f.name.clone(),
                 new: target.clone(),
                 by_special_use: by_use,
+                note,
             });
         }
         if f.subscribed && !new_subscribed.contains(target.as_str()) {
@@ -118,8 +170,9 @@ pub struct MessagePlan {
     pub copy: Vec<MsgSummary>,
     /// Old messages already on the new server.
     pub already: usize,
-    /// New copies whose flags must change: (old UID, new UID, the old message's flags).
-    pub flag_updates: Vec<(Uid, Uid, Vec<Flag>)>,
+    /// New copies whose flags must change: what the old side added and removed since the
+    /// last sync, never the whole set (flags only the new side has are the user's).
+    pub flag_updates: Vec<FlagUpdate>,
     /// Copies of messages expunged on the old server: (old UID, new UID). Deleted only with
     /// propagation on; otherwise counted in `kept`.
     pub deletes: Vec<(Uid, Uid)>,
@@ -127,18 +180,55 @@ pub struct MessagePlan {
     pub kept: usize,
 }
 
-/// Flags compared as sets, case-insensitively, `\Recent` ignored.
-pub fn same_flags(a: &[Flag], b: &[Flag]) -> bool {
-    let norm = |v: &[Flag]| -> BTreeSet<String> {
-        v.iter()
-            .filter(|f| crate::types::is_copyable_flag(f))
-            .map(|f| f.to_ascii_lowercase())
-            .collect()
-    };
-    norm(a) == norm(b)
+/// A flag change to carry to one new copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub old_uid: Uid,
+    pub new_uid: Uid,
+    /// Set on the old message since the last sync: `+FLAGS`.
+    pub add: Vec<Flag>,
+    /// Cleared on the old message since the last sync: `-FLAGS`.
+    pub remove: Vec<Flag>,
+    /// The old message's flags now (recorded once applied).
+    pub now: Vec<Flag>,
 }
 
-/// Plans a folder: copy what is not mapped, carry flag changes of mapped messages, and delete
+/// The change from `recorded` (the old side's flags at the last sync) to `now`: (added,
+/// removed), case-insensitively, `\Recent` ignored, in the spelling of the side that has them.
+pub fn flag_delta(recorded: &[Flag], now: &[Flag]) -> (Vec<Flag>, Vec<Flag>) {
+    let norm = |v: &[Flag]| -> BTreeMap<String, Flag> {
+        v.iter()
+            .filter(|f| crate::types::is_copyable_flag(f))
+            .map(|f| (f.to_ascii_lowercase(), f.clone()))
+            .collect()
+    };
+    let (r, n) = (norm(recorded), norm(now));
+    let add = n
+        .iter()
+        .filter(|(k, _)| !r.contains_key(*k))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let remove = r
+        .iter()
+        .filter(|(k, _)| !n.contains_key(*k))
+        .map(|(_, f)| f.clone())
+        .collect();
+    (add, remove)
+}
+
+/// The flags to record for a copy whose map was rebuilt by matching (the history is lost): those
+/// both sides have. The next plan then adds what the old side has and the copy lacks, and
+/// removes nothing: a flag only the new side has may be the user's.
+pub fn common_flags(old: &[Flag], new: &[Flag]) -> Vec<Flag> {
+    let n: BTreeSet<String> = new.iter().map(|f| f.to_ascii_lowercase()).collect();
+    old.iter()
+        .filter(|f| crate::types::is_copyable_flag(f) && n.contains(&f.to_ascii_lowercase()))
+        .cloned()
+        .collect()
+}
+
+/// Plans a folder: copy what is not mapped, carry flag changes of mapped messages (as the changes
+/// the old side made since the last sync, [`flag_delta`]), and delete
 /// (only with `propagate_deletes`) the copies of messages the old server no longer has. Only
 /// mapped messages (imapshift's own copies) are ever changed or deleted.
 pub fn plan_messages(
@@ -157,8 +247,15 @@ pub fn plan_messages(
             Some(m) => {
                 plan.already += 1;
                 if let Some(n) = m.new_uid {
-                    if !same_flags(&m.flags, &msg.flags) {
-                        plan.flag_updates.push((msg.uid, n, msg.flags.clone()));
+                    let (add, remove) = flag_delta(&m.flags, &msg.flags);
+                    if !add.is_empty() || !remove.is_empty() {
+                        plan.flag_updates.push(FlagUpdate {
+                            old_uid: msg.uid,
+                            new_uid: n,
+                            add,
+                            remove,
+                            now: msg.flags.clone(),
+                        });
                     }
                 }
             }
@@ -264,12 +361,94 @@ mod tests {
     }
 
     #[test]
-    fn conflicting_names_reported() {
-        let old = vec![fi("a/b", '.', &[], false), fi("a_b", '.', &[], false)];
+    fn colliding_names_get_a_suffix_in_plan_order() {
+        let old = vec![fi("a_b", '.', &[], false), fi("a/b", '.', &[], false)];
         let new = vec![fi("INBOX", '/', &[], false)];
         let p = plan_folders(&old, &new);
-        assert_eq!(p.mappings.len(), 1);
-        assert_eq!(p.conflicts.len(), 1);
+        let got: Vec<(&str, &str)> = p
+            .mappings
+            .iter()
+            .map(|m| (m.old.as_str(), m.new.as_str()))
+            .collect();
+        assert_eq!(got, vec![("a/b", "a_b"), ("a_b", "a_b (2)")]);
+        assert!(p.conflicts.is_empty());
+        assert!(p.mappings[1].note.as_deref().unwrap().contains("a_b (2)"));
+        // The next run (both exist on the new server now) plans the same.
+        let new2 = vec![
+            fi("INBOX", '/', &[], false),
+            fi("a_b", '/', &[], false),
+            fi("a_b (2)", '/', &[], false),
+        ];
+        let p2 = plan_folders(&old, &new2);
+        assert_eq!(p2.mappings, p.mappings);
+        assert!(p2.create.is_empty());
+    }
+
+    #[test]
+    fn one_old_folder_per_special_use_folder() {
+        struct Case {
+            name: &'static str,
+            old: Vec<FolderInfo>,
+            new: Vec<FolderInfo>,
+            want: Vec<(&'static str, &'static str)>,
+        }
+        let cases = vec![
+            Case {
+                name: "Dovecot stock: Sent and Sent Messages both \\Sent, new has Sent",
+                old: vec![
+                    fi("Sent", '/', &["\\Sent"], true),
+                    fi("Sent Messages", '/', &["\\Sent"], true),
+                    fi("Trash", '/', &["\\Trash"], true),
+                    fi("Deleted Messages", '/', &["\\Trash"], true),
+                ],
+                new: vec![
+                    fi("Sent", '/', &["\\Sent"], true),
+                    fi("Trash", '/', &["\\Trash"], true),
+                ],
+                want: vec![
+                    ("Deleted Messages", "Deleted Messages"),
+                    ("Sent", "Sent"),
+                    ("Sent Messages", "Sent Messages"),
+                    ("Trash", "Trash"),
+                ],
+            },
+            Case {
+                name: "two special-use candidates, no name match: the first takes it",
+                old: vec![
+                    fi("Sent Items", '/', &["\\Sent"], false),
+                    fi("Sent Messages", '/', &["\\Sent"], false),
+                ],
+                new: vec![fi("Gesendet", '/', &["\\Sent"], false)],
+                want: vec![
+                    ("Sent Items", "Gesendet"),
+                    ("Sent Messages", "Sent Messages"),
+                ],
+            },
+            Case {
+                name: "the special-use folder is taken by name even when it comes later",
+                old: vec![
+                    fi("Gesendet", '/', &[], false),
+                    fi("Elementos enviados", '/', &["\\Sent"], false),
+                ],
+                new: vec![fi("Gesendet", '/', &["\\Sent"], false)],
+                want: vec![
+                    ("Elementos enviados", "Elementos enviados"),
+                    ("Gesendet", "Gesendet"),
+                ],
+            },
+        ];
+        for c in cases {
+            let p = plan_folders(&c.old, &c.new);
+            let got: Vec<(&str, &str)> = p
+                .mappings
+                .iter()
+                .map(|m| (m.old.as_str(), m.new.as_str()))
+                .collect();
+            assert_eq!(got, c.want, "{}", c.name);
+            assert!(p.conflicts.is_empty(), "{}", c.name);
+            let targets: BTreeSet<&str> = got.iter().map(|(_, n)| *n).collect();
+            assert_eq!(targets.len(), got.len(), "{}: one new folder each", c.name);
+        }
     }
 
     fn mapped(old: u32, new: u32, flags: &[&str]) -> Mapped {
@@ -322,12 +501,24 @@ mod tests {
                 kept: 0,
             },
             Case {
-                name: "flag and keyword changes go to the new copy",
-                listing: vec![msf(1, &["\\Seen", "$Work"]), msf(2, &[])],
-                mapped: vec![mapped(1, 11, &["\\Seen"]), mapped(2, 12, &["\\Flagged"])],
+                name: "flag and keyword changes go to the new copy, as changes",
+                listing: vec![
+                    msf(1, &["\\Seen", "$Work"]),
+                    msf(2, &[]),
+                    msf(3, &["\\Answered"]),
+                ],
+                mapped: vec![
+                    mapped(1, 11, &["\\Seen"]),
+                    mapped(2, 12, &["\\Flagged"]),
+                    mapped(3, 13, &["\\Seen", "$x"]),
+                ],
                 propagate: false,
                 copy: vec![],
-                flags: vec![(11, vec!["\\Seen", "$Work"]), (12, vec![])],
+                flags: vec![
+                    (11, vec!["+$Work"]),
+                    (12, vec!["-\\Flagged"]),
+                    (13, vec!["+\\Answered", "-$x", "-\\Seen"]),
+                ],
                 deletes: vec![],
                 kept: 0,
             },
@@ -380,7 +571,11 @@ mod tests {
             let flags: Vec<(u32, Vec<String>)> = p
                 .flag_updates
                 .iter()
-                .map(|(_, n, f)| (n.get(), f.clone()))
+                .map(|u| {
+                    let mut v: Vec<String> = u.add.iter().map(|f| format!("+{f}")).collect();
+                    v.extend(u.remove.iter().map(|f| format!("-{f}")));
+                    (u.new_uid.get(), v)
+                })
                 .collect();
             let want: Vec<(u32, Vec<String>)> = c
                 .flags

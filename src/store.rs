@@ -103,6 +103,8 @@ pub enum AppendResult {
     Stored {
         uidvalidity: Option<UidValidity>,
         uid: Option<Uid>,
+        /// Flags and keywords the server refused, so the message was stored without them.
+        dropped_flags: Vec<Flag>,
     },
     /// Refused by the server (too large, quota, bad content): the server's words.
     Refused(String),
@@ -134,10 +136,17 @@ pub trait MailStore {
     /// missing or void, or the server does not report new UIDs.
     async fn fetch_fingerprints(&mut self, from: Uid)
         -> Result<Vec<(Uid, Fingerprint, Vec<Flag>)>>;
+    /// As `fetch_fingerprints`, for exactly these UIDs of the opened folder (those that exist).
+    async fn fetch_fingerprints_of(
+        &mut self,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Fingerprint, Vec<Flag>)>>;
     /// As `fetch_fingerprints`, with each message's decoded Subject: for verification reports.
     async fn fetch_described(&mut self, from: Uid) -> Result<Vec<Described>>;
-    /// Sets exactly these flags on these messages of the selected folder (batched by flag set).
-    async fn store_flags(&mut self, updates: &[(Uid, Vec<Flag>)]) -> Result<()>;
+    /// Adds and removes flags on messages of the selected folder: `(uid, add, remove)`, as
+    /// `+FLAGS.SILENT` / `-FLAGS.SILENT`, batched by flag set and pipelined. Flags not named are
+    /// left as they are (the user's on the new server).
+    async fn store_flag_changes(&mut self, changes: &[(Uid, Vec<Flag>, Vec<Flag>)]) -> Result<()>;
     /// Deletes exactly these messages of the selected folder (UID EXPUNGE; refused without
     /// UIDPLUS, where EXPUNGE would also remove other messages marked `\Deleted`).
     async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()>;

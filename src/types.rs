@@ -92,9 +92,58 @@ pub fn is_copyable_flag(flag: &str) -> bool {
     !flag.eq_ignore_ascii_case("\\Recent") && !flag.is_empty() && flag != "\\*"
 }
 
+/// The system flags a client may set (RFC 3501 2.3.2; `\\Recent` is the server's).
+pub const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted"];
+
+/// Whether a flag can be sent to a server at all: one of [`SYSTEM_FLAGS`], or a keyword that is
+/// an IMAP atom (no space, no `( ) { % * " \\ ]`, no control or 8-bit character). An old server
+/// may hand out anything (a `\\Foo` or `two words` from its keyword file); sent inside an APPEND
+/// with LITERAL+ such a flag makes the new server answer BAD and then read the message's own
+/// lines as commands. So it is never sent: it is dropped and reported.
+pub fn is_sendable_flag(flag: &str) -> bool {
+    if flag.starts_with('\\') {
+        return SYSTEM_FLAGS.iter().any(|s| s.eq_ignore_ascii_case(flag));
+    }
+    !flag.is_empty()
+        && flag.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_valid_flags_are_sent() {
+        for ok in [
+            "\\Seen",
+            "\\answered",
+            "$Forwarded",
+            "Junk",
+            "$label1",
+            "a.b-c_d",
+        ] {
+            assert!(is_sendable_flag(ok), "{ok}");
+        }
+        for bad in [
+            "\\Foo",
+            "\\Recent",
+            "\\*",
+            "",
+            "two words",
+            "(paren",
+            "a]b",
+            "a%b",
+            "a*b",
+            "q\"",
+            "ü",
+            "a{3}",
+        ] {
+            assert!(!is_sendable_flag(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn zero_is_not_a_uid() {

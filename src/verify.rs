@@ -13,7 +13,6 @@
 
 use crate::config::{Config, UserConfig};
 use crate::error::{exit, Result};
-use crate::fingerprint::Fingerprint;
 use crate::imap::ImapSession;
 use crate::store::{Described, MailStore};
 use crate::types::Uid;
@@ -419,6 +418,45 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         v.differences.append(&mut d);
         v.only_new_messages.append(&mut only);
     }
+    // An old folder the plan could not place has no new folder: all of it is missing.
+    for (name, why) in &plan.conflicts {
+        let st = old.examine(name).await?;
+        let olds = if st.messages == 0 {
+            Vec::new()
+        } else {
+            old.fetch_described(Uid::MIN).await?
+        };
+        v.folders.push(FolderVerdict {
+            old: name.display(),
+            new: String::new(),
+            old_messages: olds.len(),
+            missing: olds.len(),
+            new_folder_missing: true,
+            ..Default::default()
+        });
+        v.differences.push(Difference {
+            kind: Kind::FolderMissing,
+            folder: name.display(),
+            old_uid: None,
+            new_uid: None,
+            message_id: None,
+            subject: None,
+            size: None,
+            detail: format!(
+                "{name} has {} messages and no new folder: {why}",
+                olds.len()
+            ),
+        });
+        for o in &olds {
+            v.differences.push(diff(
+                Kind::Missing,
+                &name.display(),
+                Some(o),
+                None,
+                String::new(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -463,27 +501,6 @@ fn diff(
 
 type Sums<'a> = (&'a HashMap<Uid, String>, &'a HashMap<Uid, String>);
 
-/// A fingerprint with its INTERNALDATE as an instant: servers spell the same date differently
-/// (zone, a space-padded day), which must not make a copy look missing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct MatchKey<'a> {
-    message_id: Option<&'a str>,
-    size: u32,
-    header_hash: &'a str,
-    date: Result<i64, &'a str>,
-}
-
-impl<'a> MatchKey<'a> {
-    fn of(fp: &'a Fingerprint) -> MatchKey<'a> {
-        MatchKey {
-            message_id: fp.message_id.as_deref(),
-            size: fp.size,
-            header_hash: &fp.header_hash,
-            date: crate::timefmt::parse_internaldate(&fp.internaldate).ok_or(&fp.internaldate),
-        }
-    }
-}
-
 /// Matches one folder's messages by fingerprint (pure; unit-tested).
 pub fn compare_folder(
     old_name: &str,
@@ -492,10 +509,12 @@ pub fn compare_folder(
     news: &[Described],
     sums: Option<Sums<'_>>,
 ) -> (FolderVerdict, Vec<Difference>, Vec<OnlyNew>) {
-    let mut pool: HashMap<MatchKey<'_>, std::collections::VecDeque<&Described>> = HashMap::new();
-    for n in news {
-        pool.entry(MatchKey::of(&n.fp)).or_default().push_back(n);
-    }
+    // The one matching rule of the engine: INTERNALDATE as an instant, line ends unified, a size
+    // that line-end rewriting explains.
+    let paired = crate::fingerprint::pair_up(
+        &olds.iter().map(|o| &o.fp).collect::<Vec<_>>(),
+        &news.iter().map(|n| &n.fp).collect::<Vec<_>>(),
+    );
     let norm = |f: &[String]| -> BTreeSet<String> {
         f.iter()
             .filter(|x| !x.eq_ignore_ascii_case("\\Recent"))
@@ -510,13 +529,12 @@ pub fn compare_folder(
         ..Default::default()
     };
     let mut diffs = Vec::new();
-    let old_fps: std::collections::HashSet<MatchKey<'_>> =
-        olds.iter().map(|o| MatchKey::of(&o.fp)).collect();
-    for o in olds {
-        let Some(n) = pool
-            .get_mut(&MatchKey::of(&o.fp))
-            .and_then(|q| q.pop_front())
-        else {
+    let mut used = vec![false; news.len()];
+    for (o, p) in olds.iter().zip(&paired) {
+        let Some(n) = p.map(|j| {
+            used[j] = true;
+            &news[j]
+        }) else {
             f.missing += 1;
             diffs.push(diff(Kind::Missing, old_name, Some(o), None, String::new()));
             continue;
@@ -560,11 +578,17 @@ pub fn compare_folder(
             }
         }
     }
-    let mut left: Vec<&Described> = pool.into_values().flatten().collect();
-    left.sort_by_key(|d| d.uid);
+    let old_keys: std::collections::HashSet<crate::fingerprint::MatchKey> =
+        olds.iter().map(|o| o.fp.match_key()).collect();
+    let left: Vec<&Described> = news
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(n, _)| n)
+        .collect();
     let mut only = Vec::new();
     for n in left {
-        if old_fps.contains(&MatchKey::of(&n.fp)) {
+        if old_keys.contains(&n.fp.match_key()) {
             f.duplicates += 1;
             diffs.push(diff(
                 Kind::Duplicate,
@@ -669,6 +693,7 @@ pub fn render(v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::Fingerprint;
 
     fn d(uid: u32, id: &str, flags: &[&str]) -> Described {
         Described {

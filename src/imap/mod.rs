@@ -17,7 +17,7 @@ use crate::store::{
     AppendItem, AppendResult, Capabilities, FolderInfo, FolderStatus, MailStore, Message,
     MsgSummary,
 };
-use crate::types::{is_copyable_flag, MailboxPath, Uid, UidValidity};
+use crate::types::{is_copyable_flag, is_sendable_flag, MailboxPath, Uid, UidValidity};
 use std::collections::BTreeSet;
 use stream::Buffered;
 use wire::{format_uid_set, parse_uid_set, Arg, Done, Io, Response, Value, Wire};
@@ -89,8 +89,18 @@ impl ImapSession {
                     .collect();
             }
         }
+        self.header_sets(&sets, from, with_subject).await
+    }
+
+    /// The header listing of these UID sets (one `UID FETCH` each), keeping UIDs >= `from`.
+    async fn header_sets(
+        &mut self,
+        sets: &[String],
+        from: Uid,
+        with_subject: bool,
+    ) -> Result<Vec<crate::store::Described>> {
         let mut out = Vec::new();
-        for set in &sets {
+        for set in sets {
             let done = self
                 .wire
                 .command(&[
@@ -298,17 +308,43 @@ impl ImapSession {
             ])
             .await?;
         if !done.is_ok() {
-            return Err(self.no("UID FETCH (bodies) failed", &done, Scope::Folder));
+            // Some message of the set cannot be read (Dovecot: `NO [SERVERBUG]`, or "Some
+            // messages could not be FETCHed"): a message-scope error, so the engine narrows the
+            // set down to the unreadable one. Codes that say "later" reconnect.
+            let e = self.no("UID FETCH (bodies) failed", &done, Scope::Message);
+            return Err(if e.retry == Retry::Transient && !is_serverbug(&done) {
+                e
+            } else {
+                e.scoped(Scope::Message)
+            });
         }
         let mut out = Vec::new();
         for f in self.fetch_replies(done, "a body")? {
-            let (Some(uid), Some(body)) = (f.uid.and_then(Uid::new), f.body) else {
-                continue;
+            let Some(uid) = f.uid.and_then(Uid::new) else {
+                continue; // an unsolicited flag update
+            };
+            if f.body_nil {
+                return Err(Error::new(
+                    Scope::Message,
+                    Retry::Permanent,
+                    format!(
+                        "{}: UID {uid}: the server sent BODY[] as NIL (no content to copy)",
+                        self.label
+                    ),
+                ));
+            }
+            let Some(body) = f.body else {
+                continue; // an unsolicited flag update
             };
             let (Some(flags), Some(internaldate)) = (f.flags, f.internaldate) else {
-                return Err(
-                    self.malformed(format!("FETCH of UID {uid} lacks FLAGS or INTERNALDATE"))
-                );
+                return Err(Error::new(
+                    Scope::Message,
+                    Retry::Permanent,
+                    format!(
+                        "{}: UID {uid}: the FETCH reply lacks FLAGS or INTERNALDATE",
+                        self.label
+                    ),
+                ));
             };
             out.push(Message {
                 uid,
@@ -372,6 +408,16 @@ impl ImapSession {
         Ok(())
     }
 
+    /// A stored message's result from its APPEND's tagged OK.
+    fn stored(&self, done: &Done, dropped_flags: Vec<String>) -> AppendResult {
+        let (uv, uids) = self.appenduid(done);
+        AppendResult::Stored {
+            uidvalidity: uv,
+            uid: uids.and_then(|u| if u.len() == 1 { Uid::new(u[0]) } else { None }),
+            dropped_flags,
+        }
+    }
+
     /// The APPENDUID of an APPEND, trusted only from servers that advertise UIDPLUS.
     fn appenduid(&self, done: &Done) -> (Option<UidValidity>, Option<Vec<u32>>) {
         if !self.caps.has("UIDPLUS") {
@@ -408,18 +454,28 @@ impl ImapSession {
         })
     }
 
-    /// The FETCH replies of a finished command; any malformed one breaks the connection.
+    /// The FETCH replies of a finished command, one per message: items a server splits over
+    /// several replies for one message (RFC 3501 allows it) are merged by sequence number. Any
+    /// malformed reply breaks the connection.
     fn fetch_replies(&mut self, done: Done, what: &str) -> Result<Vec<FetchItems>> {
-        let mut out = Vec::with_capacity(done.untagged.len());
+        let mut out: Vec<FetchItems> = Vec::with_capacity(done.untagged.len());
+        let mut at: std::collections::HashMap<u32, usize> = Default::default();
         for r in done.untagged {
-            let Response::Numbered { kind, mut rest, .. } = r else {
+            let Response::Numbered { n, kind, mut rest } = r else {
                 continue;
             };
             if kind != "FETCH" {
                 continue;
             }
             match fetch_items(&mut rest) {
-                Some(f) => out.push(f),
+                Some(mut f) => match at.get(&n) {
+                    Some(&k) => out[k].merge(f),
+                    None => {
+                        f.seq = n;
+                        at.insert(n, out.len());
+                        out.push(f);
+                    }
+                },
                 None => return Err(self.malformed(format!("FETCH item list of {what}: {rest:?}"))),
             }
         }
@@ -430,6 +486,11 @@ impl ImapSession {
     pub fn is_broken(&self) -> bool {
         self.wire.is_broken()
     }
+}
+
+/// A `[SERVERBUG]` completion: the server failed on this command, the connection is fine.
+fn is_serverbug(done: &Done) -> bool {
+    done.code.as_ref().is_some_and(|c| c.name == "SERVERBUG")
 }
 
 /// The values of a `* STATUS name (items)` reply.
@@ -484,11 +545,33 @@ fn status_from(
 
 /// The `KEY value` pairs of a FETCH response; the body is moved out, not copied.
 struct FetchItems {
+    /// The message sequence number of the reply.
+    seq: u32,
     uid: Option<u32>,
     size: Option<u32>,
     flags: Option<Vec<String>>,
     internaldate: Option<String>,
     body: Option<Vec<u8>>,
+    /// The server sent the body section as NIL: it has no content to give for this message.
+    body_nil: bool,
+}
+
+impl FetchItems {
+    /// Adds the items of another reply for the same message (those not known yet).
+    fn merge(&mut self, o: FetchItems) {
+        self.uid = self.uid.or(o.uid);
+        self.size = self.size.or(o.size);
+        if self.flags.is_none() {
+            self.flags = o.flags;
+        }
+        if self.internaldate.is_none() {
+            self.internaldate = o.internaldate;
+        }
+        if self.body.is_none() {
+            self.body = o.body;
+            self.body_nil |= o.body_nil;
+        }
+    }
 }
 
 fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
@@ -496,11 +579,13 @@ fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
         return None;
     };
     let mut f = FetchItems {
+        seq: 0,
         uid: None,
         size: None,
         flags: None,
         internaldate: None,
         body: None,
+        body_nil: false,
     };
     let mut i = 0;
     while i + 1 < list.len() {
@@ -519,13 +604,11 @@ fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
                 )
             }
             "INTERNALDATE" => f.internaldate = val.as_text(),
-            "BODY[]" | "BINARY[]" | "RFC822" | "BODY[HEADER]" => {
-                f.body = match val {
-                    Value::Str(b) => Some(std::mem::take(b)),
-                    Value::Nil => Some(Vec::new()),
-                    _ => return None,
-                }
-            }
+            "BODY[]" | "BINARY[]" | "RFC822" | "BODY[HEADER]" => match val {
+                Value::Str(b) => f.body = Some(std::mem::take(b)),
+                Value::Nil => f.body_nil = true,
+                _ => return None,
+            },
             _ => {}
         }
         i += 2;
@@ -822,23 +905,48 @@ impl MailStore for ImapSession {
         self.header_listing(from, true).await
     }
 
-    async fn store_flags(&mut self, updates: &[(Uid, Vec<String>)]) -> Result<()> {
+    async fn fetch_fingerprints_of(
+        &mut self,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
+        let mut sorted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+        sorted.sort_unstable();
+        let sets: Vec<String> = sorted.chunks(500).map(format_uid_set).collect();
+        Ok(self
+            .header_sets(&sets, Uid::MIN, false)
+            .await?
+            .into_iter()
+            .filter(|d| uids.contains(&d.uid))
+            .map(|d| (d.uid, d.fp, d.flags))
+            .collect())
+    }
+
+    async fn store_flag_changes(
+        &mut self,
+        changes: &[(Uid, Vec<String>, Vec<String>)],
+    ) -> Result<()> {
         self.refuse_if_read_only("STORE")?;
-        // One UID STORE per distinct flag set, all pipelined.
-        let mut groups: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
-        for (uid, flags) in updates {
-            let fl: Vec<&str> = flags
-                .iter()
-                .map(String::as_str)
-                .filter(|f| is_copyable_flag(f))
-                .collect();
-            groups
-                .entry(format!("({})", fl.join(" ")))
-                .or_default()
-                .push(uid.get());
+        // One UID STORE per distinct (+/-, flag set), all pipelined. Adding and removing touch
+        // different flags, so their order on the server does not matter.
+        let mut groups: std::collections::BTreeMap<(&str, String), Vec<u32>> = Default::default();
+        for (uid, add, remove) in changes {
+            for (op, flags) in [("+FLAGS.SILENT", add), ("-FLAGS.SILENT", remove)] {
+                let fl: Vec<&str> = flags
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| is_sendable_flag(f))
+                    .collect();
+                if fl.is_empty() {
+                    continue;
+                }
+                groups
+                    .entry((op, format!("({})", fl.join(" "))))
+                    .or_default()
+                    .push(uid.get());
+            }
         }
         let mut tags = Vec::new();
-        for (flags, mut uids) in groups {
+        for ((op, flags), mut uids) in groups {
             uids.sort_unstable();
             let set = format_uid_set(&uids);
             tags.push(
@@ -846,7 +954,7 @@ impl MailStore for ImapSession {
                     .send(&[
                         Arg::Raw("UID STORE"),
                         Arg::Raw(&set),
-                        Arg::Raw("FLAGS.SILENT"),
+                        Arg::Raw(op),
                         Arg::Raw(&flags),
                     ])
                     .await?,
@@ -929,16 +1037,40 @@ impl MailStore for ImapSession {
                 return Err(self.no("FETCH (listing) failed", &done, Scope::Folder));
             }
             for f in self.fetch_replies(done, "a listing")? {
+                if f.seq == 0 || f.seq > status.messages {
+                    continue; // mail that arrived after EXAMINE: the next run lists it
+                }
                 let (Some(uid), Some(size), Some(flags)) =
                     (f.uid.and_then(Uid::new), f.size, f.flags)
                 else {
-                    continue; // an unsolicited flag update without our items
+                    // A message missing from the listing would look expunged (and with
+                    // propagation its copy would be deleted): never guess.
+                    return Err(Error::new(
+                        Scope::Folder,
+                        Retry::Transient,
+                        format!(
+                            "{}: the listing reply for message {} lacks UID, RFC822.SIZE or FLAGS",
+                            self.label, f.seq
+                        ),
+                    ));
                 };
                 out.push(MsgSummary { uid, size, flags });
             }
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
+        if out.len() != status.messages as usize {
+            return Err(Error::new(
+                Scope::Folder,
+                Retry::Transient,
+                format!(
+                    "{}: the listing has {} messages, EXAMINE said {}: not trusting it",
+                    self.label,
+                    out.len(),
+                    status.messages
+                ),
+            ));
+        }
         Ok(out)
     }
 
@@ -1061,6 +1193,18 @@ impl MailStore for ImapSession {
                 sendable.push(i);
             }
         }
+        // Flags a server cannot take (an old server's `\\Foo`, a keyword with a space) are never
+        // sent: dropped, and reported with the message.
+        let unsendable: Vec<Vec<String>> = items
+            .iter()
+            .map(|it| {
+                it.flags
+                    .iter()
+                    .filter(|f| is_copyable_flag(f) && !is_sendable_flag(f))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         let flag_lists: Vec<String> = items
             .iter()
             .map(|it| {
@@ -1068,7 +1212,7 @@ impl MailStore for ImapSession {
                     .flags
                     .iter()
                     .map(String::as_str)
-                    .filter(|f| is_copyable_flag(f))
+                    .filter(|f| is_sendable_flag(f))
                     .collect();
                 format!("({})", fl.join(" "))
             })
@@ -1100,14 +1244,22 @@ impl MailStore for ImapSession {
                     results[i] = Some(AppendResult::Stored {
                         uidvalidity: uv,
                         uid: uids.as_ref().and_then(|u| Uid::new(u[k])),
+                        dropped_flags: unsendable[i].clone(),
                     });
                 }
                 return Ok(results.into_iter().map(Option::unwrap).collect());
             }
-            if done.status == wire::Status::Bad {
-                return Err(self.no("MULTIAPPEND rejected", &done, Scope::Folder));
+            if done.status == wire::Status::Bad && self.wire.literal_plus() {
+                // The server stopped parsing in the middle: it may read the rest of our
+                // literals as commands. Never use this connection again; the engine retries
+                // the batch one message at a time on a new one.
+                return Err(self
+                    .wire
+                    .poison(format!("MULTIAPPEND answered BAD ({})", done.describe())));
             }
-            // MULTIAPPEND is all-or-nothing: find the refused ones with single appends.
+            // MULTIAPPEND is all-or-nothing, and a NO (one message's keyword the server will
+            // not take, a size it refuses) says nothing about the others: find the refused ones
+            // with single appends.
             tracing::debug!(
                 "{}: MULTIAPPEND of {} messages refused ({}); retrying one by one",
                 self.label,
@@ -1134,22 +1286,110 @@ impl MailStore for ImapSession {
                 Err(e) => return Err(e),
             }
         }
+        let mut refused = Vec::new();
         for (i, tag) in pending {
             let Some(tag) = tag else { continue };
             let done = self.wire.finish(&tag).await?;
-            results[i] = Some(if done.is_ok() {
-                let (uv, uids) = self.appenduid(&done);
-                AppendResult::Stored {
-                    uidvalidity: uv,
-                    uid: uids.and_then(|u| if u.len() == 1 { Uid::new(u[0]) } else { None }),
-                }
+            if done.is_ok() {
+                results[i] = Some(self.stored(&done, Vec::new()));
+            } else if done.status == wire::Status::Bad && self.wire.literal_plus() {
+                return Err(self
+                    .wire
+                    .poison(format!("APPEND answered BAD ({})", done.describe())));
             } else {
-                AppendResult::Refused(done.describe())
+                results[i] = Some(AppendResult::Refused(done.describe()));
+                refused.push((i, done));
+            }
+        }
+        // A message refused for its flags (an invalid system flag, a keyword too long or one too
+        // many) is still worth copying: again with the standard system flags only, then with
+        // none, one at a time (this costs round trips only for refused messages). Refusals for
+        // size or quota are final.
+        for (i, done) in refused {
+            let final_code = done.code.as_ref().is_some_and(|c| {
+                matches!(
+                    c.name.as_str(),
+                    "TOOBIG" | "OVERQUOTA" | "LIMIT" | "UNAVAILABLE" | "THROTTLED" | "INUSE"
+                )
             });
+            let sent: Vec<&String> = items[i]
+                .flags
+                .iter()
+                .filter(|f| is_sendable_flag(f))
+                .collect();
+            if final_code || sent.is_empty() {
+                continue;
+            }
+            let system: Vec<&String> = sent
+                .iter()
+                .copied()
+                .filter(|f| {
+                    ["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted"]
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(f))
+                })
+                .collect();
+            let mut tries: Vec<Vec<&String>> = Vec::new();
+            if system.len() < sent.len() && !system.is_empty() {
+                tries.push(system);
+            }
+            tries.push(Vec::new());
+            for keep in tries {
+                let fl = format!(
+                    "({})",
+                    keep.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
+                push_message(&mut args, &fl, dates[i].as_deref(), items[i].body);
+                let again = match self.wire.send(&args).await {
+                    Ok(tag) => self.wire.finish(&tag).await?,
+                    Err(e) if e.scope == Scope::Message => self.wire.finish_refused().await?,
+                    Err(e) => return Err(e),
+                };
+                if again.status == wire::Status::Bad && self.wire.literal_plus() {
+                    return Err(self
+                        .wire
+                        .poison(format!("APPEND answered BAD ({})", again.describe())));
+                }
+                if again.is_ok() {
+                    let dropped: Vec<String> = sent
+                        .iter()
+                        .filter(|f| !keep.contains(f))
+                        .map(|f| f.to_string())
+                        .collect();
+                    tracing::warn!(
+                        "{}: a message was refused with its flags ({}); stored without {}",
+                        self.label,
+                        done.describe(),
+                        dropped.join(" ")
+                    );
+                    results[i] = Some(self.stored(&again, dropped));
+                    break;
+                }
+            }
         }
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or(AppendResult::Refused("not sent".into())))
+            .zip(unsendable)
+            .map(|(r, bad)| match r {
+                Some(AppendResult::Stored {
+                    uidvalidity,
+                    uid,
+                    mut dropped_flags,
+                }) => {
+                    dropped_flags.extend(bad);
+                    AppendResult::Stored {
+                        uidvalidity,
+                        uid,
+                        dropped_flags,
+                    }
+                }
+                Some(r) => r,
+                None => AppendResult::Refused("not sent".into()),
+            })
             .collect())
     }
 

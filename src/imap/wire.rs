@@ -201,6 +201,18 @@ impl<S: Io> Wire<S> {
         &self.label
     }
 
+    /// Marks the connection unusable (the server may have read our data as commands) and
+    /// returns the transient error that makes the caller reconnect.
+    pub fn poison(&mut self, what: impl std::fmt::Display) -> Error {
+        self.fail(what)
+    }
+
+    /// Whether literals go out without waiting for the server (LITERAL+): a BAD in the middle of
+    /// a command then means the server may read the rest of our data as commands.
+    pub fn literal_plus(&self) -> bool {
+        self.literal_plus
+    }
+
     fn fail(&mut self, what: impl std::fmt::Display) -> Error {
         self.broken = true;
         Error::new(

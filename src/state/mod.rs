@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::types::{MailboxPath, Uid, UidValidity};
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 use std::path::Path;
 
 /// Where one old message went.
@@ -64,6 +65,30 @@ pub struct FolderState {
     /// The new folder's UIDNEXT after that run: newer messages there are unknown to imapshift.
     #[serde(default)]
     pub new_uidnext: u32,
+    /// Every message was copied in that run. An incomplete folder (a message failed) keeps its
+    /// state, so renames and deletions on the old server are still followed, but is never
+    /// skipped by the STATUS fast path.
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An intent that was dropped because its message was not found on the new server: the APPEND
+/// may still be committing there (a server busy with a large MULTIAPPEND when the connection
+/// timed out, or when imapshift was killed). For a while the new folder is looked at again for a
+/// late copy ([`crate::engine`]): a late copy of a message copied again since is imapshift's own
+/// duplicate and is removed; one of a message not copied again becomes its copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ghost {
+    pub new_folder: String,
+    pub new_uidvalidity: u32,
+    pub new_uidnext_before: u32,
+    pub fp: Fingerprint,
+    /// When the intent was dropped (Unix seconds).
+    pub dropped_unix: u64,
 }
 
 /// The sled database.
@@ -75,6 +100,7 @@ pub struct StateStore {
     folders: sled::Tree,
     runs: sled::Tree,
     created: sled::Tree,
+    ghosts: sled::Tree,
 }
 
 /// Identifies a migration pair (old account to new account on given servers) in keys.
@@ -109,6 +135,20 @@ fn msg_key(acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Option
 fn uid_of_key(k: &[u8]) -> Option<Uid> {
     let b: [u8; 4] = k.get(k.len().checked_sub(4)?..)?.try_into().ok()?;
     Uid::new(u32::from_be_bytes(b))
+}
+
+/// The (UIDVALIDITY, UID) of the part of a message key after the folder.
+fn uv_uid(rest: &[u8]) -> Option<(UidValidity, Uid)> {
+    if rest.len() != 8 {
+        return None;
+    }
+    let uv = UidValidity::new(u32::from_be_bytes(rest[..4].try_into().ok()?))?;
+    let uid = Uid::new(u32::from_be_bytes(rest[4..].try_into().ok()?))?;
+    Some((uv, uid))
+}
+
+fn tx_error(e: sled::transaction::TransactionError<()>) -> Error {
+    Error::state(format!("state store transaction: {e:?}"))
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -156,6 +196,7 @@ impl StateStore {
             folders: db.open_tree("folders")?,
             runs: db.open_tree("runs")?,
             created: db.open_tree("created")?,
+            ghosts: db.open_tree("ghosts")?,
             db,
         })
     }
@@ -253,7 +294,8 @@ impl StateStore {
     }
 
     /// Moves everything recorded about old folder `from` to old folder `to` (a rename on the old
-    /// server), pointing the maps at the new server's folder `new_folder`.
+    /// server), pointing the maps, intents and ghosts at the new server's folder `new_folder`,
+    /// in one transaction.
     pub fn move_folder(
         &self,
         acct: &AccountKey,
@@ -263,24 +305,56 @@ impl StateStore {
     ) -> Result<()> {
         let src = folder_key(acct, from);
         let dst = folder_key(acct, to);
-        let mut add = sled::Batch::default();
-        let mut del = sled::Batch::default();
+        let nf = new_folder.as_str().to_string();
+        let rekey = |k: &[u8]| {
+            let mut nk = dst.clone();
+            nk.extend_from_slice(&k[src.len()..]);
+            nk
+        };
+        let mut maps = Vec::new();
         for kv in self.maps.scan_prefix(&src) {
             let (k, v) = kv?;
             let mut e: MapEntry = dec(&v)?;
-            e.new_folder = new_folder.as_str().to_string();
-            let mut nk = dst.clone();
-            nk.extend_from_slice(&k[src.len()..]);
-            add.insert(nk, enc(&e));
-            del.remove(k);
+            e.new_folder = nf.clone();
+            maps.push((k.to_vec(), rekey(&k), enc(&e)));
         }
-        self.maps.apply_batch(add)?;
-        self.maps.apply_batch(del)?;
-        if let Some(v) = self.folders.remove(&src)? {
-            let mut st: FolderState = dec(&v)?;
-            st.new_folder = new_folder.as_str().to_string();
-            self.folders.insert(&dst, enc(&st))?;
+        let mut intents = Vec::new();
+        for kv in self.intents.scan_prefix(&src) {
+            let (k, v) = kv?;
+            let mut i: Intent = dec(&v)?;
+            i.new_folder = nf.clone();
+            intents.push((k.to_vec(), rekey(&k), enc(&i)));
         }
+        let mut ghosts = Vec::new();
+        for kv in self.ghosts.scan_prefix(&src) {
+            let (k, v) = kv?;
+            let mut g: Ghost = dec(&v)?;
+            g.new_folder = nf.clone();
+            ghosts.push((k.to_vec(), rekey(&k), enc(&g)));
+        }
+        let folder = match self.folders.get(&src)? {
+            Some(v) => {
+                let mut st: FolderState = dec(&v)?;
+                st.new_folder = nf.clone();
+                Some(enc(&st))
+            }
+            None => None,
+        };
+        (&self.maps, &self.intents, &self.ghosts, &self.folders)
+            .transaction(|(m, i, g, f)| {
+                for (tree, rows) in [(m, &maps), (i, &intents), (g, &ghosts)] {
+                    for (old, new, v) in rows.iter() {
+                        tree.remove(old.as_slice())?;
+                        tree.insert(new.as_slice(), v.as_slice())?;
+                    }
+                }
+                if let Some(v) = &folder {
+                    f.remove(src.as_slice())?;
+                    f.insert(dst.as_slice(), v.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
         Ok(())
     }
 
@@ -289,7 +363,13 @@ impl StateStore {
         for (uv, _) in self.map_uidvalidities(acct, folder)? {
             self.remove_uidvalidity(acct, folder, uv)?;
         }
-        self.folders.remove(folder_key(acct, folder))?;
+        let prefix = folder_key(acct, folder);
+        for tree in [&self.intents, &self.ghosts] {
+            for k in tree.scan_prefix(&prefix).keys() {
+                tree.remove(k?)?;
+            }
+        }
+        self.folders.remove(prefix)?;
         Ok(())
     }
 
@@ -336,13 +416,7 @@ impl StateStore {
         let mut out = Vec::new();
         for kv in self.intents.scan_prefix(&prefix) {
             let (k, v) = kv?;
-            let rest = &k[prefix.len()..];
-            if rest.len() != 8 {
-                continue;
-            }
-            let uv = UidValidity::new(u32::from_be_bytes(rest[..4].try_into().unwrap()));
-            let uid = Uid::new(u32::from_be_bytes(rest[4..].try_into().unwrap()));
-            if let (Some(uv), Some(uid)) = (uv, uid) {
+            if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
                 out.push((uv, uid, dec(&v)?));
             }
         }
@@ -370,7 +444,8 @@ impl StateStore {
         self.flush().await
     }
 
-    /// Commits results: map entries written, their intents (and those of refused messages) removed.
+    /// Commits results: map entries written, their intents (and those of refused messages)
+    /// removed, in one transaction over both trees (a crash leaves either all or nothing).
     pub fn commit(
         &self,
         acct: &AccountKey,
@@ -379,16 +454,75 @@ impl StateStore {
         mapped: &[(Uid, MapEntry)],
         dropped: &[Uid],
     ) -> Result<()> {
+        let puts: Vec<(Vec<u8>, Vec<u8>)> = mapped
+            .iter()
+            .map(|(uid, e)| (msg_key(acct, folder, uv, Some(*uid)), enc(e)))
+            .collect();
+        let dels: Vec<Vec<u8>> = mapped
+            .iter()
+            .map(|(u, _)| u)
+            .chain(dropped)
+            .map(|uid| msg_key(acct, folder, uv, Some(*uid)))
+            .collect();
+        (&self.maps, &self.intents)
+            .transaction(|(maps, intents)| {
+                for (k, v) in &puts {
+                    maps.insert(k.as_slice(), v.as_slice())?;
+                }
+                for k in &dels {
+                    intents.remove(k.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_error)?;
+        Ok(())
+    }
+
+    /// Records ghosts of dropped intents (see [`Ghost`]).
+    pub fn add_ghosts(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        uv: UidValidity,
+        ghosts: &[(Uid, Ghost)],
+    ) -> Result<()> {
         let mut b = sled::Batch::default();
-        for (uid, e) in mapped {
-            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(e));
+        for (uid, g) in ghosts {
+            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(g));
         }
-        self.maps.apply_batch(b)?;
+        self.ghosts.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// The ghosts of an old folder: (old UIDVALIDITY, old UID, ghost).
+    pub fn ghosts(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+    ) -> Result<Vec<(UidValidity, Uid, Ghost)>> {
+        let prefix = folder_key(acct, folder);
+        let mut out = Vec::new();
+        for kv in self.ghosts.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
+                out.push((uv, uid, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets ghosts (a late copy found, or too old to still come).
+    pub fn remove_ghosts(
+        &self,
+        acct: &AccountKey,
+        folder: &MailboxPath,
+        which: &[(UidValidity, Uid)],
+    ) -> Result<()> {
         let mut b = sled::Batch::default();
-        for uid in mapped.iter().map(|(u, _)| u).chain(dropped) {
-            b.remove(msg_key(acct, folder, uv, Some(*uid)));
+        for (uv, uid) in which {
+            b.remove(msg_key(acct, folder, *uv, Some(*uid)));
         }
-        self.intents.apply_batch(b)?;
+        self.ghosts.apply_batch(b)?;
         Ok(())
     }
 

@@ -189,6 +189,29 @@ fn assert_verify_agrees(cfg: &Path, j: &Value) {
     );
 }
 
+/// `imapshift verify` exits 7 and finds exactly one difference: old `uid` of `folder` missing.
+fn assert_only_missing(cfg: &Path, login: &str, folder: &str, uid: u32) {
+    let (code, v) = verify(cfg);
+    assert_eq!(code, 7, "{v}");
+    let diffs: Vec<(String, String, u64)> = user(&v, login)["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap_or("").to_string(),
+                d["folder"].as_str().unwrap_or("").to_string(),
+                d["old_uid"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        diffs,
+        vec![("missing".to_string(), folder.to_string(), u64::from(uid))],
+        "the one message the new server cannot take is the one difference: {v}"
+    );
+}
+
 fn user<'a>(j: &'a Value, login: &str) -> &'a Value {
     j["users"]
         .as_array()
@@ -716,7 +739,9 @@ fn names_colliding_after_separator_translation_get_a_numbered_name() {
 /// Item 2: verify fails whenever an old folder has no complete new folder. The new server
 /// refuses to CREATE `~backup` ("Invalid mailbox name: Begins with '~'"), which the old one
 /// (listescape) holds: the sync reports that folder FAILED (exit 1), and `imapshift verify`
-/// exits 7 and lists each of its messages as missing.
+/// exits 7 and lists each of its messages as missing. (The collision tests above check the
+/// same rule for folders the plan leaves out: verify must not pass after a run that reported a
+/// folder FAILED.)
 #[test]
 fn verify_fails_when_the_new_server_refuses_an_old_folder() {
     let old = old_server(&["alice"], LISTESCAPE);
@@ -891,6 +916,7 @@ fn a_folder_that_cannot_be_deleted_fails_alone() {
         "nothing of B was deleted without UID EXPUNGE"
     );
     n.logout();
+    verify_ok(&cfg);
 }
 
 // ----- item 5: no UIDPLUS on the new server -----
@@ -1034,6 +1060,7 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
         brief(&j)
     );
     assert_eq!(failures[0]["old_uid"], nul_uid, "{}", brief(&j));
+    assert_only_missing(&cfg, "alice", "Lists", nul_uid);
 
     let mut o = TestImap::connect(old.port(), "alice", PW);
     let r = o.raw("RENAME \"Lists\" \"Feeds\"");
@@ -1083,6 +1110,8 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
         panic!("{e}");
     }
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
+    // Nothing duplicated, and the one message the new server cannot take is the one difference.
+    assert_only_missing(&cfg, "alice", "Feeds", nul_uid);
 }
 
 // ----- item 7: rename detection -----
@@ -1135,4 +1164,5 @@ fn one_shared_message_is_not_a_rename() {
     }
     assert_mirror(&old, &new, "alice", "Keep", "Keep");
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
+    verify_ok(&cfg);
 }

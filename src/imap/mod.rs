@@ -22,6 +22,10 @@ use std::collections::BTreeSet;
 use stream::Buffered;
 use wire::{format_uid_set, parse_uid_set, Arg, Done, Io, Response, Value, Wire};
 
+/// Keywords up to this length are accepted by common servers (Dovecot's default
+/// `mail_max_keyword_length`); a refused message is first retried without longer ones.
+const MAX_USUAL_KEYWORD: usize = 50;
+
 /// Messages listed per FETCH command when listing a folder (all such commands are pipelined).
 const LIST_CHUNK: u32 = 5000;
 
@@ -1269,6 +1273,7 @@ impl MailStore for ImapSession {
         }
         // Single APPENDs, pipelined where LITERAL+ allows.
         let mut pending = Vec::new();
+        let mut refused = Vec::new();
         for &i in &sendable {
             let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
             push_message(
@@ -1282,11 +1287,11 @@ impl MailStore for ImapSession {
                 Err(e) if e.scope == Scope::Message => {
                     let done = self.wire.finish_refused().await?;
                     results[i] = Some(AppendResult::Refused(done.describe()));
+                    refused.push((i, done));
                 }
                 Err(e) => return Err(e),
             }
         }
-        let mut refused = Vec::new();
         for (i, tag) in pending {
             let Some(tag) = tag else { continue };
             let done = self.wire.finish(&tag).await?;
@@ -1329,8 +1334,18 @@ impl MailStore for ImapSession {
                         .any(|s| s.eq_ignore_ascii_case(f))
                 })
                 .collect();
+            // First without keywords longer than the usual limit (Dovecot's
+            // mail_max_keyword_length is 50), keeping the others.
+            let short: Vec<&String> = sent
+                .iter()
+                .copied()
+                .filter(|f| f.starts_with('\\') || f.len() <= MAX_USUAL_KEYWORD)
+                .collect();
             let mut tries: Vec<Vec<&String>> = Vec::new();
-            if system.len() < sent.len() && !system.is_empty() {
+            if short.len() < sent.len() && !short.is_empty() {
+                tries.push(short);
+            }
+            if system.len() < sent.len() && !system.is_empty() && !tries.contains(&system) {
                 tries.push(system);
             }
             tries.push(Vec::new());

@@ -800,14 +800,11 @@ fn pump_down(sh: &Shared, c: &Conn, rules: &Rules) {
             // A held connection keeps reading the server for release().
         }
     }
-    if hold.is_some() && client_ok {
+    // The server is done: the client reads what it sent, then EOF.
+    if client_ok {
         let _ = c.client.shutdown(Shutdown::Write);
     } else if hold.is_none() {
-        if client_ok {
-            let _ = c.client.shutdown(Shutdown::Write);
-        } else {
-            c.close();
-        }
+        c.close();
     }
 }
 

@@ -16,6 +16,7 @@ mod dovecot;
 mod imap;
 mod knot;
 mod procgroup;
+pub mod proxy;
 mod rng;
 
 pub use compare::{diff_folder, key, subject, Key};

@@ -10,8 +10,8 @@
 //!
 //! One unreadable message never blocks its folder: a batch the old server refuses to read is
 //! halved until the message is named; a batch during which a connection broke is taken one
-//! message at a time on the retry, and a message that breaks the connection alone is skipped for
-//! the rest of the run. Either way the failure names the old UID.
+//! message at a time on the retry, and a message that breaks the connection alone twice is
+//! skipped for the rest of the run. Either way the failure names the old UID.
 
 use super::recover::{
     adopt_existing_copies, assign_unknown_uids, look_for_late_copies, reconcile_maps,
@@ -224,19 +224,28 @@ fn note_broken_batch(narrow: &std::sync::Mutex<Narrowing>, uids: &[Uid], why: &s
     let mut n = narrow.lock().expect("narrowing lock");
     match uids {
         [one] => {
-            n.unreadable.insert(
-                *one,
-                format!("the connection broke every time this message was copied ({why})"),
-            );
+            // Twice alone: not a chance fault of the network any more.
+            let count = n.broke_alone.entry(*one).or_insert(0);
+            *count += 1;
+            if *count >= BREAKS_ALONE {
+                n.unreadable.insert(
+                    *one,
+                    format!("the connection broke every time this message was copied ({why})"),
+                );
+            }
         }
         many => n.suspects.extend(many.iter().copied()),
     }
 }
 
+/// How often a message must break a connection while handled alone before it is skipped.
+const BREAKS_ALONE: u32 = 2;
+
 /// Suspect and unreadable UIDs, shared by the producer and the consumer of one copy phase.
 #[derive(Default)]
 struct Narrowing {
     suspects: BTreeSet<Uid>,
+    broke_alone: BTreeMap<Uid, u32>,
     unreadable: BTreeMap<Uid, String>,
 }
 
@@ -311,6 +320,7 @@ async fn copy_messages<O: MailStore, N: MailStore>(
     let (m, opts) = (cx.m, cx.opts);
     let narrow = std::sync::Mutex::new(Narrowing {
         suspects: std::mem::take(&mut report.suspects),
+        broke_alone: std::mem::take(&mut report.broke_alone),
         unreadable: std::mem::take(&mut report.unreadable),
     });
     let plan = {
@@ -433,6 +443,7 @@ async fn copy_messages<O: MailStore, N: MailStore>(
     let ((), res) = tokio::join!(producer, consumer);
     let n = narrow.into_inner().unwrap_or_else(|p| p.into_inner());
     report.suspects = n.suspects;
+    report.broke_alone = n.broke_alone;
     report.unreadable = n.unreadable;
     res
 }
@@ -534,12 +545,8 @@ async fn append_batch<N: MailStore>(
             }
             AppendResult::Refused(why) => {
                 dropped.push(x.uid);
-                cx.fail(
-                    failures,
-                    report,
-                    x.uid,
-                    format!("refused by the new server: {why}"),
-                );
+                // The server's words (`NO [TOOBIG] ...`) are the reason.
+                cx.fail(failures, report, x.uid, why);
             }
         }
     }

@@ -167,8 +167,11 @@ pub struct FolderReport {
     /// retry, so that one message that breaks the connection is found (carried across attempts).
     #[serde(skip)]
     pub suspects: std::collections::BTreeSet<Uid>,
-    /// Old UIDs that broke the connection when handled alone: skipped (and failed) for the rest
-    /// of this run.
+    /// How often each old UID broke the connection while handled alone.
+    #[serde(skip)]
+    pub broke_alone: std::collections::BTreeMap<Uid, u32>,
+    /// Old UIDs that broke the connection twice when handled alone: skipped (and failed) for the
+    /// rest of this run.
     #[serde(skip)]
     pub unreadable: std::collections::BTreeMap<Uid, String>,
 }

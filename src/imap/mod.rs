@@ -76,24 +76,51 @@ impl ImapSession {
         from: Uid,
         with_subject: bool,
     ) -> Result<Vec<crate::store::Described>> {
-        const HEADER_CHUNK: usize = 500;
-        let mut sets = vec![format!("{}:*", from.get())];
         if from == Uid::MIN {
-            let mut uids: Vec<u32> = self
-                .uid_search("ALL")
-                .await?
-                .iter()
-                .map(|u| u.get())
-                .collect();
-            if uids.len() > HEADER_CHUNK {
-                uids.sort_unstable();
-                sets = uids
-                    .chunks(HEADER_CHUNK)
-                    .map(wire::format_uid_set)
-                    .collect();
-            }
+            // The whole folder: its UIDs first, so the listing can be checked to be complete.
+            let uids = self.uid_search("ALL").await?;
+            return self.header_of(&uids, with_subject).await;
         }
+        let sets = vec![format!("{}:*", from.get())];
         self.header_sets(&sets, from, with_subject).await
+    }
+
+    /// The header listing of exactly these (existing) UIDs, in chunks of `HEADER_CHUNK`. Each
+    /// must be in the answer: a message missing from it would look absent (and be copied again,
+    /// or reported missing), so an incomplete answer is an error.
+    async fn header_of(
+        &mut self,
+        uids: &[Uid],
+        with_subject: bool,
+    ) -> Result<Vec<crate::store::Described>> {
+        const HEADER_CHUNK: usize = 500;
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sorted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let sets: Vec<String> = sorted
+            .chunks(HEADER_CHUNK)
+            .map(wire::format_uid_set)
+            .collect();
+        let out = self.header_sets(&sets, Uid::MIN, with_subject).await?;
+        let got: BTreeSet<u32> = out.iter().map(|d| d.uid.get()).collect();
+        let lacking: Vec<u32> = sorted.iter().copied().filter(|u| !got.contains(u)).collect();
+        if !lacking.is_empty() {
+            return Err(Error::new(
+                Scope::Folder,
+                Retry::Transient,
+                format!(
+                    "{}: the header listing lacks {} of {} messages (UIDs {}): not trusting it",
+                    self.label,
+                    lacking.len(),
+                    sorted.len(),
+                    format_uid_set(&lacking)
+                ),
+            ));
+        }
+        Ok(out)
     }
 
     /// The header listing of these UID sets (one `UID FETCH` each), keeping UIDs >= `from`.
@@ -913,14 +940,10 @@ impl MailStore for ImapSession {
         &mut self,
         uids: &[Uid],
     ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
-        let mut sorted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
-        sorted.sort_unstable();
-        let sets: Vec<String> = sorted.chunks(500).map(format_uid_set).collect();
         Ok(self
-            .header_sets(&sets, Uid::MIN, false)
+            .header_of(uids, false)
             .await?
             .into_iter()
-            .filter(|d| uids.contains(&d.uid))
             .map(|d| (d.uid, d.fp, d.flags))
             .collect())
     }

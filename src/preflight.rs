@@ -231,7 +231,20 @@ async fn mailbox_checks(
             .iter()
             .map(|(n, why)| format!("{}: {why}", n.display()))
             .collect();
-        out.push(check(Level::Fail, name, list.join("; ")));
+        out.push(check(Level::Fail, name.clone(), list.join("; ")));
+    }
+    // Collisions resolved by the plan: the admin should know where those folders go.
+    let notes: Vec<String> = plan
+        .mappings
+        .iter()
+        .filter_map(|m| {
+            m.note
+                .as_ref()
+                .map(|n| format!("{} -> {}: {n}", m.old.display(), m.new.display()))
+        })
+        .collect();
+    if !notes.is_empty() {
+        out.push(check(Level::Warn, name, notes.join("; ")));
     }
     // The whole old mailbox must fit: the new server keeps what it has and gets all of it.
     let names: Vec<_> = plan.mappings.iter().map(|m| m.old.clone()).collect();

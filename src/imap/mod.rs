@@ -106,7 +106,11 @@ impl ImapSession {
             .collect();
         let out = self.header_sets(&sets, Uid::MIN, with_subject).await?;
         let got: BTreeSet<u32> = out.iter().map(|d| d.uid.get()).collect();
-        let lacking: Vec<u32> = sorted.iter().copied().filter(|u| !got.contains(u)).collect();
+        let lacking: Vec<u32> = sorted
+            .iter()
+            .copied()
+            .filter(|u| !got.contains(u))
+            .collect();
         if !lacking.is_empty() {
             return Err(Error::new(
                 Scope::Folder,

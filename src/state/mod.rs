@@ -637,4 +637,78 @@ mod tests {
         s.remove_uidvalidity(&a, &f, uv).unwrap();
         assert!(s.map_uidvalidities(&a, &f).unwrap().is_empty());
     }
+
+    /// Regression (issue 10, item 11): a folder renamed on the old server takes its intents and
+    /// ghosts along, pointed at the new folder, so none stays pending under the old name.
+    #[tokio::test]
+    async fn move_folder_moves_maps_intents_ghosts_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let a = AccountKey::new("o:1", "alice", "n:2", "alice");
+        let from = MailboxPath::new("2019").unwrap();
+        let to = MailboxPath::new("Old2019").unwrap();
+        let nf = MailboxPath::new("Old2019").unwrap();
+        let uv = UidValidity::new(7).unwrap();
+        let u = |n| Uid::new(n).unwrap();
+        let intent = Intent {
+            new_folder: "2019".into(),
+            new_uidvalidity: 9,
+            new_uidnext_before: 1,
+            body_sha256: "00".into(),
+            fp: fp(),
+            flags: vec![],
+        };
+        s.journal(&a, &from, uv, &[(u(2), intent)]).await.unwrap();
+        let e = MapEntry {
+            new_folder: "2019".into(),
+            new_uidvalidity: Some(9),
+            new_uid: Some(1),
+            fp: fp(),
+            flags: vec![],
+        };
+        s.commit(&a, &from, uv, &[(u(1), e)], &[]).unwrap();
+        let g = Ghost {
+            new_folder: "2019".into(),
+            new_uidvalidity: 9,
+            new_uidnext_before: 1,
+            fp: fp(),
+            dropped_unix: 0,
+        };
+        s.add_ghosts(&a, &from, uv, &[(u(3), g)]).unwrap();
+        s.set_folder_state(
+            &a,
+            &from,
+            &FolderState {
+                old_uidvalidity: 7,
+                old_uidnext: 4,
+                old_messages: 3,
+                new_folder: "2019".into(),
+                new_uidvalidity: 9,
+                last_sync_unix: 0,
+                old_highestmodseq: None,
+                kept: 0,
+                new_uidnext: 2,
+                complete: false,
+            },
+        )
+        .unwrap();
+        s.move_folder(&a, &from, &to, &nf).unwrap();
+        assert!(s.intents(&a, &from).unwrap().is_empty());
+        assert!(s.ghosts(&a, &from).unwrap().is_empty());
+        assert!(s.map_entries(&a, &from, uv).unwrap().is_empty());
+        assert!(s.folder_state(&a, &from).unwrap().is_none());
+        let i = s.intents(&a, &to).unwrap();
+        assert_eq!((i.len(), i[0].2.new_folder.as_str()), (1, "Old2019"));
+        let g = s.ghosts(&a, &to).unwrap();
+        assert_eq!((g.len(), g[0].2.new_folder.as_str()), (1, "Old2019"));
+        let m = s.map_entries(&a, &to, uv).unwrap();
+        assert_eq!(m[0].1.new_folder, "Old2019");
+        let st = s.folder_state(&a, &to).unwrap().unwrap();
+        assert_eq!(st.new_folder, "Old2019");
+        assert!(!st.complete, "an incomplete folder stays incomplete");
+        // A state written before `complete` existed was written only for complete folders.
+        let old_json = br#"{"old_uidvalidity":1,"old_uidnext":2,"old_messages":1,"new_folder":"x","new_uidvalidity":3,"last_sync_unix":0}"#;
+        let st: FolderState = serde_json::from_slice(old_json).unwrap();
+        assert!(st.complete);
+    }
 }

@@ -218,7 +218,7 @@ async fn mailbox_checks(
     if plan.conflicts.is_empty() {
         out.push(check(
             Level::Pass,
-            name,
+            name.clone(),
             format!(
                 "{} folders to take, {} to create on the new server",
                 plan.mappings.len(),

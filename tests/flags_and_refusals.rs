@@ -603,3 +603,32 @@ fn invalid_system_flag_message_is_copied_without_it_single_appends() {
 fn invalid_system_flag_message_is_copied_without_it_sync_literals() {
     invalid_system_flag(SYNC_LITERALS);
 }
+
+/// A keyword the new server refuses, added on the old side after the copy, must not fail the
+/// folder on every run: the flag change is carried without it (`\Flagged` arrives), the folder
+/// reports no failure, and the next run has nothing left to do.
+#[test]
+fn refused_keyword_in_a_flag_update_does_not_fail_the_folder() {
+    let (old, new, _dir, cfg) = synced_ten("mail_max_keyword_length = 200\n");
+    let long = format!("$Long{}", "k".repeat(90));
+    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let uid = uid_of(&mut o, "INBOX", &flag_subject(3));
+    o.store_flags("INBOX", uid, "+FLAGS", &[long.as_str(), "\\Flagged"]);
+    o.logout();
+    let r = sync(&cfg);
+    assert!(
+        r.folder_failures("INBOX").is_empty(),
+        "a refused keyword failed the folder: {r}"
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let mut want = initial();
+    want.get_mut(&flag_subject(3))
+        .unwrap()
+        .insert("\\Flagged".to_string());
+    let wrong = diff_flags(&new, &want);
+    assert!(wrong.is_empty(), "{}\n{r}", wrong.join("\n"));
+    let again = sync(&cfg);
+    assert_eq!(again.code, 0, "{again}");
+    assert!(again.folder_failures("INBOX").is_empty(), "{again}");
+    assert_eq!(again.folder("INBOX")["flags_updated"], 0, "{again}");
+}

@@ -980,23 +980,64 @@ impl MailStore for ImapSession {
         for ((op, flags), mut uids) in groups {
             uids.sort_unstable();
             let set = format_uid_set(&uids);
-            tags.push(
-                self.wire
-                    .send(&[
-                        Arg::Raw("UID STORE"),
-                        Arg::Raw(&set),
-                        Arg::Raw(op),
-                        Arg::Raw(&flags),
-                    ])
-                    .await?,
-            );
+            let tag = self
+                .wire
+                .send(&[
+                    Arg::Raw("UID STORE"),
+                    Arg::Raw(&set),
+                    Arg::Raw(op),
+                    Arg::Raw(&flags),
+                ])
+                .await?;
+            tags.push((tag, op, flags, set));
         }
-        let mut failed = None;
-        for tag in tags {
+        let mut refused = Vec::new();
+        for (tag, op, flags, set) in tags {
             let done = self.wire.finish(&tag).await?;
-            if !done.is_ok() && failed.is_none() {
-                failed = Some(self.no("UID STORE failed", &done, Scope::Folder));
+            if !done.is_ok() {
+                refused.push((op, flags, set, done));
             }
+        }
+        // A keyword the new server will not take (too long, too many) must not fail the folder
+        // on every run: the system flags of that change are set without the keywords, which are
+        // named in the log. Anything else refused fails the folder.
+        let mut failed = None;
+        for (op, flags, set, done) in refused {
+            let system: Vec<&str> = flags
+                .trim_matches(|c| c == '(' || c == ')')
+                .split(' ')
+                .filter(|f| f.starts_with('\\'))
+                .collect();
+            let all = flags
+                .trim_matches(|c| c == '(' || c == ')')
+                .split(' ')
+                .count();
+            if system.len() < all && op.starts_with('+') {
+                let again = if system.is_empty() {
+                    None
+                } else {
+                    let fl = format!("({})", system.join(" "));
+                    Some(
+                        self.wire
+                            .command(&[
+                                Arg::Raw("UID STORE"),
+                                Arg::Raw(&set),
+                                Arg::Raw(op),
+                                Arg::Raw(&fl),
+                            ])
+                            .await?,
+                    )
+                };
+                if again.as_ref().is_none_or(|d| d.is_ok()) {
+                    tracing::warn!(
+                        "{}: UID {set}: the new server refused the keywords of {flags} ({}); set without them",
+                        self.label,
+                        done.describe()
+                    );
+                    continue;
+                }
+            }
+            failed.get_or_insert_with(|| self.no("UID STORE failed", &done, Scope::Folder));
         }
         failed.map_or(Ok(()), Err)
     }

@@ -1,42 +1,130 @@
-//! Where a run may stop: test-only failpoints (for the kill-and-resume tests to stop the process
-//! at an exact step) and the clean-stop flag that Ctrl-C sets.
+//! Where a run may stop: test-only failpoints (for the kill-and-resume and restart tests to stop
+//! or hold the process at an exact step) and the clean-stop flag that Ctrl-C sets.
 //!
 //! When the environment variable `IMAPSHIFT_FAILPOINT` names a point (`after-journal`,
-//! `after-append`), the `IMAPSHIFT_FAILPOINT_HIT`-th time (default 1) that point is reached the
-//! process exits abruptly (no flush, no cleanup, like SIGKILL), or, with
-//! `IMAPSHIFT_FAILPOINT_ACTION=error`, the step fails with a transient error as a dropped
-//! connection would. Unset, it costs one initialised `OnceLock` read.
+//! `after-append`, `after-store`, `after-expunge`), the `IMAPSHIFT_FAILPOINT_HIT`-th time
+//! (default 1) that point is reached, `IMAPSHIFT_FAILPOINT_ACTION` decides what happens:
+//!
+//! * unset (or `abort`): the process exits abruptly (no flush, no cleanup, like SIGKILL);
+//! * `error`: the step fails with a transient error, as a dropped connection would;
+//! * `pause` (needs `IMAPSHIFT_FAILPOINT_DIR=<dir>`): the process writes `<dir>/reached`
+//!   (content: the point's name, written to a temp file and renamed, so a reader never sees it
+//!   half-written), then waits, polling every 20 ms, until `<dir>/release` exists, and then
+//!   continues normally. If `<dir>` disappears, or `release` does not appear within 300 s, it
+//!   aborts instead, so a test that died without releasing leaves no process behind. This
+//!   lets a test act (restart a server, ...) at an exact step instead of guessing a moment.
+//!   The wait blocks the calling thread (`hit` is sync and this is test-only); other work of
+//!   the same task waits with it.
+//!
+//! Unset, it costs one initialised `OnceLock` read.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-static CONFIG: OnceLock<Option<(String, u64, bool)>> = OnceLock::new();
+/// What an armed failpoint does when its count is reached.
+enum Action {
+    Abort,
+    Error,
+    Pause(PathBuf),
+}
+
+struct Armed {
+    point: String,
+    hit: u64,
+    action: Action,
+}
+
+static CONFIG: OnceLock<Option<Armed>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// Exits the process abruptly (or returns a transient error) if this failpoint is armed and its
-/// count is reached.
-pub fn hit(name: &str) -> crate::error::Result<()> {
-    let cfg = CONFIG.get_or_init(|| {
+/// How long a paused process waits for `release` before it gives up and aborts (a bound, so a
+/// test that died without releasing leaves no process behind for long).
+const PAUSE_LIMIT: Duration = Duration::from_secs(300);
+
+fn config() -> &'static Option<Armed> {
+    CONFIG.get_or_init(|| {
         let point = std::env::var("IMAPSHIFT_FAILPOINT").ok()?;
-        let n = std::env::var("IMAPSHIFT_FAILPOINT_HIT")
+        let hit = std::env::var("IMAPSHIFT_FAILPOINT_HIT")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let error = std::env::var("IMAPSHIFT_FAILPOINT_ACTION").is_ok_and(|a| a == "error");
-        Some((point, n, error))
-    });
-    if let Some((point, n, error)) = cfg {
-        if point == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
-            if *error {
-                return Err(crate::error::Error::transient(format!(
-                    "failpoint {name} reached: injected connection error"
-                )));
-            }
+        let action = match std::env::var("IMAPSHIFT_FAILPOINT_ACTION").as_deref() {
+            Ok("error") => Action::Error,
+            Ok("pause") => match std::env::var_os("IMAPSHIFT_FAILPOINT_DIR") {
+                Some(d) if !d.is_empty() => Action::Pause(PathBuf::from(d)),
+                _ => {
+                    eprintln!(
+                        "imapshift: IMAPSHIFT_FAILPOINT_ACTION=pause needs IMAPSHIFT_FAILPOINT_DIR"
+                    );
+                    std::process::exit(2);
+                }
+            },
+            _ => Action::Abort,
+        };
+        Some(Armed { point, hit, action })
+    })
+}
+
+/// Exits the process abruptly, returns a transient error, or pauses until released, if this
+/// failpoint is armed and its count is reached.
+pub fn hit(name: &str) -> crate::error::Result<()> {
+    let Some(armed) = config() else {
+        return Ok(());
+    };
+    if armed.point != name || HITS.fetch_add(1, Ordering::Relaxed) + 1 != armed.hit {
+        return Ok(());
+    }
+    match &armed.action {
+        Action::Error => Err(crate::error::Error::transient(format!(
+            "failpoint {name} reached: injected connection error"
+        ))),
+        Action::Pause(dir) => {
+            pause(name, dir);
+            Ok(())
+        }
+        Action::Abort => {
             eprintln!("imapshift: failpoint {name} reached: exiting abruptly");
             std::process::abort();
         }
     }
-    Ok(())
+}
+
+/// Announces `<dir>/reached` and waits for `<dir>/release` (see the module docs).
+fn pause(name: &str, dir: &std::path::Path) {
+    let tmp = dir.join("reached.tmp");
+    let announced =
+        std::fs::write(&tmp, name).and_then(|()| std::fs::rename(&tmp, dir.join("reached")));
+    if let Err(e) = announced {
+        eprintln!(
+            "imapshift: failpoint {name}: cannot write {}/reached: {e}",
+            dir.display()
+        );
+        std::process::exit(2);
+    }
+    eprintln!(
+        "imapshift: failpoint {name} reached: paused until {}/release exists",
+        dir.display()
+    );
+    let release = dir.join("release");
+    let deadline = std::time::Instant::now() + PAUSE_LIMIT;
+    while !release.exists() {
+        // The test that paused us is gone (it panicked before releasing): don't linger.
+        if !dir.is_dir() {
+            eprintln!(
+                "imapshift: failpoint {name}: {} is gone: exiting",
+                dir.display()
+            );
+            std::process::abort();
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!("imapshift: failpoint {name}: not released within {PAUSE_LIMIT:?}: exiting");
+            std::process::abort();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("imapshift: failpoint {name}: released");
 }
 
 /// Set by the first Ctrl-C (SIGINT/SIGTERM): finish what is in flight, start nothing new.

@@ -32,6 +32,7 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         DovecotOpts {
             tls: false,
             extra_conf: conf.clone(),
+            ..Default::default()
         },
     );
     let new = Dovecot::start(
@@ -40,6 +41,7 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         DovecotOpts {
             tls: false,
             extra_conf: conf,
+            ..Default::default()
         },
     );
     for (u, pw) in users {

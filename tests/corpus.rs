@@ -42,6 +42,7 @@ fn corpus_round_trips_byte_for_byte() {
         DovecotOpts {
             tls: false,
             extra_conf: "namespace inbox {\n  inbox = yes\n  separator = .\n}\n".into(),
+            ..Default::default()
         },
     );
     let new = Dovecot::start(
@@ -50,6 +51,7 @@ fn corpus_round_trips_byte_for_byte() {
         DovecotOpts {
             tls: false,
             extra_conf: "namespace inbox {\n  inbox = yes\n  separator = /\n}\n".into(),
+            ..Default::default()
         },
     );
 

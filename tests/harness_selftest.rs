@@ -14,8 +14,10 @@
 //!   line endings comes back with CRLF (RFC822.SIZE counts the CRLF form).
 //!   A bare CR inside a line is returned unchanged.
 //! * INTERNALDATE loses its zone: Maildir stores it as the file mtime, so
-//!   `17-Jul-1996 02:44:25 -0700` comes back as `17-Jul-1996 09:44:25 +0000`
-//!   (the harness runs Dovecot with TZ=UTC).
+//!   `17-Jul-1996 02:44:25 -0700` comes back as the same instant spelled in
+//!   the server's zone (its `TZ`): `17-Jul-1996 15:14:25 +0530` under
+//!   Asia/Kolkata, `17-Jul-1996 11:44:25 +0200` under Europe/Berlin. The
+//!   harness gives "old" and "new" instances different zones by default.
 //! * NUL bytes: APPEND of a message containing NUL is ACCEPTED both in a
 //!   normal literal `{n}` and in a literal8 `~{n}`; the file on disk holds
 //!   the NUL. `BODY[]` returns the NUL as byte 0x80 (same length, normal
@@ -93,7 +95,8 @@ fn concurrent_instances_roundtrip_messages() {
         vec!["$Forwarded", "\\Flagged", "\\Seen", "custom_kw"],
         "flags sorted, \\Recent dropped"
     );
-    assert_eq!(m.internaldate, "17-Jul-1996 09:44:25 +0000");
+    // "rt0" is neither old nor new: Asia/Kolkata.
+    assert_eq!(m.internaldate, "17-Jul-1996 15:14:25 +0530");
 
     // Bare LF is converted to CRLF on output (the file on disk keeps LF);
     // a bare CR is left alone.
@@ -114,6 +117,130 @@ fn concurrent_instances_roundtrip_messages() {
     assert!(c1.fetch_all("INBOX").is_empty());
     c0.logout();
     c1.logout();
+}
+
+/// Each instance spells INTERNALDATEs in its own zone: by default "old" is Europe/Berlin
+/// (`+0100`/`+0200`), "new" America/New_York (`-0500`/`-0400`), any other name Asia/Kolkata,
+/// and `DovecotOpts::tz` overrides. A message appended without a date gets the current
+/// instant in the server's zone; one appended with an explicit zone comes back as the same
+/// instant spelled in the server's zone (summer and winter time).
+#[test]
+fn time_zones_by_instance_name() {
+    for (name, zone) in [
+        ("old", "Europe/Berlin"),
+        ("old-tls", "Europe/Berlin"),
+        ("corpus-old", "Europe/Berlin"),
+        ("new", "America/New_York"),
+        ("new1", "America/New_York"),
+        ("cfg-new", "America/New_York"),
+        ("rt0", "Asia/Kolkata"),
+        ("caps-default", "Asia/Kolkata"),
+    ] {
+        assert_eq!(default_tz(name), zone, "{name}");
+    }
+    let old = Dovecot::start("old", &[("u", "p")], opts());
+    let new = Dovecot::start("new", &[("u", "p")], opts());
+    let utc = Dovecot::start(
+        "utc",
+        &[("u", "p")],
+        DovecotOpts {
+            tz: Some("UTC".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        (old.tz(), new.tz(), utc.tz()),
+        (
+            "Europe/Berlin".into(),
+            "America/New_York".into(),
+            "UTC".into()
+        )
+    );
+    let summer = "17-Jul-1996 02:44:25 -0700";
+    let winter = "01-Jan-2024 10:00:00 +0000";
+    let cases: [(&Dovecot, [&str; 2], &str, &str); 3] = [
+        (
+            &old,
+            ["+0100", "+0200"],
+            "17-Jul-1996 11:44:25 +0200",
+            "01-Jan-2024 11:00:00 +0100",
+        ),
+        (
+            &new,
+            ["-0500", "-0400"],
+            "17-Jul-1996 05:44:25 -0400",
+            "01-Jan-2024 05:00:00 -0500",
+        ),
+        (
+            &utc,
+            ["+0000", "+0000"],
+            "17-Jul-1996 09:44:25 +0000",
+            "01-Jan-2024 10:00:00 +0000",
+        ),
+    ];
+    for (d, now_zones, want_summer, want_winter) in cases {
+        let mut c = TestImap::connect(d.port(), "u", "p");
+        let before = unix_now();
+        c.append("INBOX", &[], None, b"Subject: now\r\n\r\nx\r\n")
+            .unwrap();
+        let after = unix_now();
+        c.append("INBOX", &[], Some(summer), b"Subject: summer\r\n\r\nx\r\n")
+            .unwrap();
+        c.append("INBOX", &[], Some(winter), b"Subject: winter\r\n\r\nx\r\n")
+            .unwrap();
+        let msgs = c.fetch_all("INBOX");
+        let name = d.name();
+        assert!(
+            now_zones.contains(&msgs[0].zone()),
+            "{name}: {:?} not in {now_zones:?}",
+            msgs[0].internaldate
+        );
+        // Dovecot takes the instant of the APPEND (whole seconds).
+        let t = msgs[0].instant();
+        assert!(
+            (before - 1..=after + 1).contains(&t),
+            "{name}: {:?} is {t}, not between {before} and {after}",
+            msgs[0].internaldate
+        );
+        assert_eq!(msgs[1].internaldate, want_summer, "{name}");
+        assert_eq!(msgs[2].internaldate, want_winter, "{name}");
+        assert_eq!(msgs[1].instant(), internaldate_secs(summer), "{name}");
+        assert_eq!(msgs[2].instant(), internaldate_secs(winter), "{name}");
+        c.logout();
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The test-side INTERNALDATE parser: zones, space-padded days, bad input.
+#[test]
+fn internaldate_parser() {
+    assert_eq!(internaldate_secs("17-Jul-1996 02:44:25 -0700"), 837_596_665);
+    assert_eq!(internaldate_secs("17-Jul-1996 15:14:25 +0530"), 837_596_665);
+    assert_eq!(
+        internaldate_secs(" 1-Jan-2024 10:00:00 +0000"),
+        1_704_103_200
+    );
+    assert_eq!(
+        internaldate_secs("01-jan-2024 05:00:00 -0500"),
+        1_704_103_200
+    );
+    assert_eq!(internaldate_secs("01-Jan-1970 00:00:00 +0100"), -3600);
+    for bad in [
+        "",
+        "17-Jul-1996 02:44:25",
+        "17-Jux-1996 02:44:25 +0000",
+        "17-Jul-1996 02:44 +0000",
+        "32-Jul-1996 02:44:25 +0000",
+        "17-Jul-1996 02:44:25 0700",
+    ] {
+        assert_eq!(parse_internaldate(bad), None, "{bad:?}");
+    }
 }
 
 #[test]
@@ -235,6 +362,7 @@ fn capability_override_and_synchronizing_literals() {
         DovecotOpts {
             tls: false,
             extra_conf: "imap_capability = IMAP4rev1 IDLE".into(),
+            ..Default::default()
         },
     );
     let pre = TestImap::connect_unauthenticated(d.port());
@@ -302,6 +430,7 @@ fn tls_instance() {
         DovecotOpts {
             tls: true,
             extra_conf: String::new(),
+            ..Default::default()
         },
     );
     let tls_port = d.tls_port().expect("tls port");
@@ -520,4 +649,55 @@ fn write_config_format_and_binary() {
     assert!(imapshift_bin().is_file());
     let out = run_imapshift_in(tmp.path(), &["--help"], &[("ALICE_OLD", "x")]);
     assert!(out.status.code().is_some());
+}
+
+/// `Pause` and the `pause` failpoint action: the binary stops at the exact pass (the first
+/// APPEND batch of two), says which point it reached, waits while the test looks (nothing
+/// more is appended however long it waits), and finishes normally once released.
+#[test]
+fn pause_failpoint_holds_the_run() {
+    let old = Dovecot::start("pause-old", &[("u", "p")], opts());
+    let new = Dovecot::start("pause-new", &[("u", "p")], opts());
+    let mut c = TestImap::connect(old.port(), "u", "p");
+    for i in 0..6 {
+        c.append(
+            "INBOX",
+            &[],
+            None,
+            format!("Subject: p{i}\r\n\r\nx\r\n").as_bytes(),
+        )
+        .unwrap();
+    }
+    c.logout();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &old, &new, &[("u", "u", "PW", "PW")]);
+    append_config(&cfg, "[sync]\nbatch_messages = 2\n");
+    let pause = Pause::new("after-append", 1);
+    assert!(!pause.is_reached());
+    let pause_env = pause.env();
+    let mut envs = vec![("PW", "p")];
+    envs.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut child = spawn_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    assert_eq!(pause.wait_reached(Duration::from_secs(60)), "after-append");
+    assert!(pause.is_reached());
+    let mut n = TestImap::connect(new.port(), "u", "p");
+    assert_eq!(n.status("INBOX").0, 2, "held after the first batch");
+    // Still held: the process is alive and has appended nothing more.
+    assert!(child.try_wait().unwrap().is_none());
+    assert_eq!(n.status("INBOX").0, 2);
+    n.logout();
+    pause.release();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("failpoint after-append reached: paused"),
+        "{stderr}"
+    );
+    let j = sync_report(&out.stdout).unwrap();
+    assert_eq!(j["copied"], 6, "{j}");
+    assert_eq!(j["users"][0]["retries"], 0, "{j}");
 }

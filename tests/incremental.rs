@@ -18,6 +18,7 @@ fn servers(new_extra: &str) -> (Dovecot, Dovecot) {
         DovecotOpts {
             tls: false,
             extra_conf: new_extra.to_string(),
+            ..Default::default()
         },
     );
     (old, new)
@@ -325,6 +326,7 @@ fn server_without_uidplus_and_condstore() {
         DovecotOpts {
             tls: false,
             extra_conf: caps.into(),
+            ..Default::default()
         },
     );
     let new = Dovecot::start(
@@ -333,6 +335,7 @@ fn server_without_uidplus_and_condstore() {
         DovecotOpts {
             tls: false,
             extra_conf: caps.into(),
+            ..Default::default()
         },
     );
     seed(&old);

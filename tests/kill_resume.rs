@@ -59,6 +59,7 @@ fn old_server(users: &[&str], pw: &str) -> Dovecot {
         DovecotOpts {
             tls: false,
             extra_conf: OLD_NS.into(),
+            ..Default::default()
         },
     )
 }
@@ -71,6 +72,7 @@ fn new_server(users: &[String]) -> Dovecot {
         DovecotOpts {
             tls: false,
             extra_conf: NEW_NS.into(),
+            ..Default::default()
         },
     )
 }

@@ -20,6 +20,7 @@ fn run(
         DovecotOpts {
             tls: false,
             extra_conf: limit.into(),
+            ..Default::default()
         },
     );
     let new = Dovecot::start(
@@ -28,6 +29,7 @@ fn run(
         DovecotOpts {
             tls: false,
             extra_conf: limit.into(),
+            ..Default::default()
         },
     );
     for (i, n) in names.iter().enumerate() {

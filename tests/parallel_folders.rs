@@ -101,6 +101,7 @@ fn extra_connections_only_when_the_cap_allows() {
     let opts = || DovecotOpts {
         tls: false,
         extra_conf: limit.into(),
+        ..Default::default()
     };
     let old = Dovecot::start("old", &[("alice", "pw")], opts());
     let new = Dovecot::start("new", &[("alice", "pw")], opts());

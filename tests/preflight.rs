@@ -48,6 +48,7 @@ fn setup(quota_kib: u32, mx_ttl: u32, smtp_on_parking: bool) -> Setup {
         DovecotOpts {
             tls: false,
             extra_conf: QUOTA.replace("QUOTA_KIB", &format!("{quota_kib}K")),
+            ..Default::default()
         },
     );
     let mut c = TestImap::connect(old.port(), "alice", "pw");

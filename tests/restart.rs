@@ -1,24 +1,31 @@
 //! A server restarted in the middle of a sync: the user's sync reconnects with backoff and
-//! finishes, exactly once. Real Dovecot, restarted by PID.
+//! finishes, exactly once. Real Dovecot, restarted by PID at an exact step: the run is held at
+//! the `after-append` failpoint (`IMAPSHIFT_FAILPOINT_ACTION=pause`, third batch of three
+//! messages) while the server restarts, so nothing depends on how fast the sync runs.
 
 mod common;
 
 use common::{
-    append_config, run_imapshift, spawn_imapshift, wait_for_messages, write_config, Dovecot,
-    DovecotOpts, TestImap,
+    append_config, diff_folder, run_imapshift, spawn_imapshift, write_config, Dovecot, DovecotOpts,
+    Pause, TestImap,
 };
 use std::time::Duration;
+
+/// Messages on the old server: enough batches of three that most of the run is still ahead
+/// when it is held after the third one.
+const MESSAGES: usize = 60;
 
 fn restart_during_sync(restart_old: bool) {
     let mut old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
     let mut new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
-    for i in 0..300 {
+    for i in 0..MESSAGES {
         let m = format!(
             "Subject: s{i}\r\nMessage-ID: <rs{i}@example.com>\r\n\r\n{}\r\n",
             "w".repeat(15_000 + i)
         );
-        c.append("INBOX", &["\\Seen"], None, m.as_bytes()).unwrap();
+        let flags: &[&str] = if i % 3 == 0 { &["\\Seen"] } else { &[] };
+        c.append("INBOX", flags, None, m.as_bytes()).unwrap();
     }
     c.logout();
     let dir = tempfile::tempdir().unwrap();
@@ -29,23 +36,26 @@ fn restart_during_sync(restart_old: bool) {
         &[("alice", "alice", "A_OLD", "A_NEW")],
     );
     append_config(&cfg, "[sync]\nbatch_messages = 3\n");
+    let pause = Pause::new("after-append", 3);
+    let pause_env = pause.env();
+    let mut envs = vec![("A_OLD", "old-a"), ("A_NEW", "new-a")];
+    envs.extend(pause_env.iter().map(|(k, v)| (*k, v.as_str())));
     let child = spawn_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("A_OLD", "old-a"), ("A_NEW", "new-a")],
+        &envs,
     );
-    wait_for_messages(
-        new.port(),
-        "alice",
-        "new-a",
-        "INBOX",
-        15,
-        Duration::from_secs(20),
-    );
+    assert_eq!(pause.wait_reached(Duration::from_secs(120)), "after-append");
+    // Held right after the third APPEND: nine messages are on the new server, the rest of the
+    // run is still ahead, and both connections are open.
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    assert_eq!(n.status("INBOX").0, 9, "three batches of three appended");
+    n.logout();
     if restart_old {
         old.restart();
     } else {
         new.restart();
     }
+    pause.release();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -56,31 +66,36 @@ fn restart_during_sync(restart_old: bool) {
     );
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
-    let a: Vec<_> = o
-        .fetch_all("INBOX")
-        .into_iter()
-        .map(|m| (m.body, m.flags))
-        .collect();
-    let b: Vec<_> = n
-        .fetch_all("INBOX")
-        .into_iter()
-        .map(|m| (m.body, m.flags))
-        .collect();
-    assert_eq!(a.len(), b.len(), "duplicate or gap after the restart");
-    assert_eq!(a, b);
+    let a = o.fetch_all("INBOX");
+    let b = n.fetch_all("INBOX");
+    assert_eq!(a.len(), MESSAGES);
+    if let Err(e) = diff_folder("INBOX", &a, &b) {
+        panic!("after the restart: {e}\n{stderr}");
+    }
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[("A_OLD", "old-a"), ("A_NEW", "new-a")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
 }
 
+/// The old server restarts while the run is held after its third APPEND: the next FETCH finds
+/// the connection gone, the user reconnects (retries >= 1), exit 0, the new server holds
+/// exactly the old server's messages (bytes, flags, INTERNALDATE instant, order), and a re-run
+/// copies nothing.
 #[test]
 fn old_server_restarted_mid_sync() {
     restart_during_sync(true);
 }
 
+/// The same with the new server restarted: the next APPEND finds the connection gone.
 #[test]
 fn new_server_restarted_mid_sync() {
     restart_during_sync(false);

@@ -102,6 +102,7 @@ fn variant(caps: &str) {
         DovecotOpts {
             tls: false,
             extra_conf: format!("imap_capability = {caps}\n"),
+            ..Default::default()
         },
     );
     seed(&old, 30);

@@ -22,6 +22,7 @@ fn old_server(users: &[(&str, &str)]) -> Dovecot {
         DovecotOpts {
             tls: false,
             extra_conf: OLD_NS.into(),
+            ..Default::default()
         },
     )
 }
@@ -33,6 +34,7 @@ fn new_server(users: &[(&str, &str)]) -> Dovecot {
         DovecotOpts {
             tls: false,
             extra_conf: NEW_NS.into(),
+            ..Default::default()
         },
     )
 }
@@ -543,6 +545,7 @@ fn refused_message_fails_alone_and_is_reported() {
         DovecotOpts {
             tls: false,
             extra_conf: format!("{NEW_NS}{quota}"),
+            ..Default::default()
         },
     );
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
@@ -605,6 +608,7 @@ fn tls_and_starttls_with_self_signed_certs() {
         DovecotOpts {
             tls: true,
             extra_conf: String::new(),
+            ..Default::default()
         },
     );
     let new = Dovecot::start(
@@ -613,6 +617,7 @@ fn tls_and_starttls_with_self_signed_certs() {
         DovecotOpts {
             tls: true,
             extra_conf: NEW_NS.into(),
+            ..Default::default()
         },
     );
     let mut c = TestImap::connect(old.port(), "alice", "old-a");

@@ -21,8 +21,27 @@
 //! `home/` is chowned to it. Not running as root: everything (login, auth,
 //! mail processes) runs as the current user, without chroots.
 //!
-//! The server processes run with `TZ=UTC` (`import_environment`), so
-//! INTERNALDATEs come back as `+0000` whatever the machine's zone.
+//! Time zones: each instance runs its server processes with its own `TZ`
+//! (`import_environment = TZ=<zone>`), and Dovecot spells every INTERNALDATE
+//! in that zone (Maildir keeps only the instant, as the file mtime). Real
+//! migrations go between servers in different zones, so by default the
+//! source and the target of every test differ: the zone is
+//! [`DovecotOpts::tz`] if set, else chosen by the instance name, by its first
+//! word (split at anything not a letter or digit) that starts with `old` or
+//! `new`:
+//!
+//! | name | zone | offsets |
+//! |---|---|---|
+//! | a word starts with `old` (`old`, `old-tls`, `corpus-old`) | `Europe/Berlin` | `+0100` / `+0200` |
+//! | a word starts with `new` (`new`, `new1`, `cfg-new`) | `America/New_York` | `-0500` / `-0400` |
+//! | any other (`rt0`, `caps`) | `Asia/Kolkata` | `+0530` |
+//!
+//! The three zones never share an offset, so an INTERNALDATE compared as text
+//! between two such servers differs: compare instants
+//! ([`super::internaldate_secs`], `TestMsg::instant`). A named zone must
+//! exist under `/usr/share/zoneinfo` (Debian's `tzdata`; scripts/test
+//! installs it), else `start` panics: without the file glibc would silently
+//! use UTC.
 //!
 //! Set `IMAPSHIFT_KEEP_TMP=1` to keep the temp dirs for debugging (their
 //! paths are printed on stderr). `IMAPSHIFT_DOVECOT` overrides the path of
@@ -56,6 +75,29 @@ pub struct DovecotOpts {
     /// `"imap_capability = IMAP4rev1 LITERAL+"`. Later settings override
     /// earlier ones.
     pub extra_conf: String,
+    /// `TZ` of the server processes, e.g. `"UTC"` or `"Asia/Tokyo"`; `None`
+    /// chooses by the instance name (see the module docs and
+    /// [`default_tz`]).
+    pub tz: Option<String>,
+}
+
+/// The zone an instance named `name` gets when [`DovecotOpts::tz`] is `None`:
+/// the first word of the name (split at anything not an ASCII letter or
+/// digit) that starts with `old` gives `Europe/Berlin`, with `new`
+/// `America/New_York`; a name with neither gets `Asia/Kolkata`. So a test's
+/// source and target (`old`/`new`, `corpus-old`/`corpus-new`, ...) are in
+/// different zones, with offsets that never coincide.
+pub fn default_tz(name: &str) -> &'static str {
+    for word in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let word = word.to_ascii_lowercase();
+        if word.starts_with("old") {
+            return "Europe/Berlin";
+        }
+        if word.starts_with("new") {
+            return "America/New_York";
+        }
+    }
+    "Asia/Kolkata"
 }
 
 /// A running private Dovecot. See the module docs.
@@ -81,6 +123,12 @@ impl Dovecot {
             .tempdir_in("/tmp")
             .expect("create temp dir for dovecot");
         let dir = tmp.path().to_path_buf();
+        if let Some(tz) = &opts.tz {
+            assert!(
+                !tz.is_empty() && !tz.chars().any(|c| c.is_whitespace() || c == '#'),
+                "DovecotOpts::tz {tz:?}: not a usable TZ value"
+            );
+        }
         let mut d = Dovecot {
             name: name.to_string(),
             tmp: Some(tmp),
@@ -91,6 +139,7 @@ impl Dovecot {
             child: None,
             pid: 0,
         };
+        check_zone(&d.tz());
         d.prepare_dir(users);
         let mut attempt = 0;
         loop {
@@ -143,6 +192,14 @@ impl Dovecot {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The `TZ` the server processes run with (see the module docs).
+    pub fn tz(&self) -> String {
+        self.opts
+            .tz
+            .clone()
+            .unwrap_or_else(|| default_tz(&self.name).to_string())
     }
 
     /// Self-signed certificate (PEM) of a `tls` instance.
@@ -306,7 +363,7 @@ impl Dovecot {
              state_dir = {d}/state\n\
              instance_name = dv-{instance}\n\
              log_path = {d}/dovecot.log\n\
-             import_environment = TZ=UTC\n\
+             import_environment = TZ={tz}\n\
              auth_verbose = yes\n\
              auth_mechanisms = plain login\n\
              disable_plaintext_auth = no\n\
@@ -314,6 +371,7 @@ impl Dovecot {
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/home/%u\n}}\n",
             name = self.name,
+            tz = self.tz(),
         );
         if self.opts.tls {
             c.push_str(&format!(
@@ -435,6 +493,34 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// Panics unless glibc can load `tz`: a named zone (`Area/City`, ...) needs
+/// its file under `$TZDIR` or `/usr/share/zoneinfo` (Debian's `tzdata`);
+/// without it glibc silently falls back to UTC and the zone tests would pass
+/// for the wrong reason. `UTC` and POSIX rule strings (with a digit, e.g.
+/// `<+03>-3`) are not checked.
+fn check_zone(tz: &str) {
+    let name = tz.strip_prefix(':').unwrap_or(tz);
+    let posix_rule =
+        !tz.starts_with(':') && !name.contains('/') && name.chars().any(|c| c.is_ascii_digit());
+    if name == "UTC" || posix_rule {
+        return;
+    }
+    let dir = std::env::var_os("TZDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/zoneinfo"));
+    let file = if name.starts_with('/') {
+        PathBuf::from(name)
+    } else {
+        dir.join(name)
+    };
+    assert!(
+        file.is_file(),
+        "time zone {tz:?} for a test Dovecot: {} does not exist; install Debian's tzdata \
+         (scripts/test does)",
+        file.display()
+    );
 }
 
 fn dovecot_bin() -> PathBuf {

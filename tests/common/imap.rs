@@ -32,6 +32,19 @@ pub struct TestMsg {
     pub body: Vec<u8>,
 }
 
+impl TestMsg {
+    /// The INTERNALDATE as Unix seconds: what to compare between servers, which may spell the
+    /// same instant in different zones.
+    pub fn instant(&self) -> i64 {
+        crate::common::internaldate_secs(&self.internaldate)
+    }
+
+    /// The INTERNALDATE's zone offset as the server spelled it, e.g. `"+0200"`.
+    pub fn zone(&self) -> &str {
+        self.internaldate.rsplit(' ').next().unwrap_or("")
+    }
+}
+
 /// A parsed IMAP data item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tok {

@@ -19,8 +19,8 @@ mod procgroup;
 pub mod proxy;
 mod rng;
 
-pub use compare::{diff_folder, key, subject, Key};
-pub use dovecot::{free_port, Dovecot, DovecotOpts};
+pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subject, Key};
+pub use dovecot::{default_tz, free_port, Dovecot, DovecotOpts};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
 pub use knot::{kdig, zone_text, Knot};
 pub use rng::Rng;
@@ -278,5 +278,72 @@ pub fn wait_for_messages(
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A run held at a failpoint (`IMAPSHIFT_FAILPOINT_ACTION=pause`, see src/failpoint.rs): the
+/// `hit`-th time the binary reaches `point` it writes `<dir>/reached` and waits until the test
+/// calls [`Pause::release`] (or drops the `Pause`: the binary aborts when the directory is gone).
+/// So a test acts (restarts a server, changes mail) at an exact step,
+/// never after a guessed delay.
+pub struct Pause {
+    dir: tempfile::TempDir,
+    point: String,
+    hit: u64,
+}
+
+impl Pause {
+    /// Arms `point` (e.g. `"after-append"`) at its `hit`-th pass (1-based).
+    pub fn new(point: &str, hit: u64) -> Pause {
+        Pause {
+            dir: tempfile::tempdir().expect("temp dir for a pause failpoint"),
+            point: point.to_string(),
+            hit,
+        }
+    }
+
+    /// The environment variables that arm the pause, for [`spawn_imapshift`].
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("IMAPSHIFT_FAILPOINT", self.point.clone()),
+            ("IMAPSHIFT_FAILPOINT_HIT", self.hit.to_string()),
+            ("IMAPSHIFT_FAILPOINT_ACTION", "pause".into()),
+            (
+                "IMAPSHIFT_FAILPOINT_DIR",
+                self.dir.path().to_str().expect("UTF-8 temp dir").into(),
+            ),
+        ]
+    }
+
+    /// Whether the run has reached the point (and is waiting).
+    pub fn is_reached(&self) -> bool {
+        self.dir.path().join("reached").exists()
+    }
+
+    /// Waits until the run has reached the point. `timeout` is only a failure guard: panics
+    /// with a clear message if the point is not reached in time (e.g. the run finished or
+    /// failed before its `hit`-th pass). Returns the point's name as the binary wrote it.
+    pub fn wait_reached(&self, timeout: Duration) -> String {
+        let path = self.dir.path().join("reached");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(name) = std::fs::read_to_string(&path) {
+                return name;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "failpoint {} (hit {}) not reached within {timeout:?}: the run finished or \
+                 failed before it, or never passes there",
+                self.point,
+                self.hit
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the paused run continue (idempotent).
+    pub fn release(&self) {
+        let path = self.dir.path().join("release");
+        std::fs::write(&path, b"").unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 }

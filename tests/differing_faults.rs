@@ -53,8 +53,8 @@ fn dovecot(name: &str, tz: &str, extra: &str) -> Dovecot {
         name,
         &[("alice", PW)],
         DovecotOpts {
-            tls: false,
             extra_conf: format!("{tz}{extra}"),
+            ..Default::default()
         },
     )
 }

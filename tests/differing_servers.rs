@@ -86,8 +86,8 @@ fn server(name: &str, tz: &str, users: &[&str], extra: &str) -> Dovecot {
         name,
         &users,
         DovecotOpts {
-            tls: false,
             extra_conf: format!("{tz}{extra}"),
+            ..Default::default()
         },
     )
 }

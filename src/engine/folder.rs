@@ -736,4 +736,67 @@ mod tests {
             vec![vec![1, 2, 3], vec![4], vec![5], vec![6], vec![7]]
         );
     }
+
+    /// The STATUS fast path: a row per reason to look at a folder again.
+    #[test]
+    fn fast_path_table() {
+        let uv = |n| UidValidity::new(n).unwrap();
+        let m = FolderMapping {
+            old: crate::types::MailboxPath::new("Work").unwrap(),
+            new: crate::types::MailboxPath::new("Work").unwrap(),
+            by_special_use: None,
+            note: None,
+        };
+        let st = |uidnext, messages, modseq| FolderStatus {
+            uidvalidity: uv(5),
+            uidnext,
+            messages,
+            highestmodseq: modseq,
+        };
+        let rec = FolderState {
+            old_uidvalidity: 5,
+            old_uidnext: 11,
+            old_messages: 10,
+            new_folder: "Work".into(),
+            new_uidvalidity: 5,
+            last_sync_unix: 0,
+            old_highestmodseq: Some(7),
+            kept: 0,
+            new_uidnext: 11,
+            complete: true,
+        };
+        let new = st(11, 10, None);
+        let cases: Vec<(&str, FolderState, FolderStatus, bool)> = vec![
+            ("nothing changed", rec.clone(), st(11, 10, Some(7)), true),
+            (
+                "a message failed last time (issue 10 item 6)",
+                FolderState {
+                    complete: false,
+                    ..rec.clone()
+                },
+                st(11, 10, Some(7)),
+                false,
+            ),
+            ("new mail", rec.clone(), st(12, 11, Some(8)), false),
+            ("a flag changed", rec.clone(), st(11, 10, Some(9)), false),
+            ("no CONDSTORE", rec.clone(), st(11, 10, None), false),
+            (
+                "server gave no UIDNEXT",
+                rec.clone(),
+                st(0, 10, Some(7)),
+                false,
+            ),
+        ];
+        for (name, p, old, want) in cases {
+            assert_eq!(unchanged(&p, &old, &new, &m), want, "{name}");
+        }
+        let recreated = FolderStatus {
+            uidvalidity: uv(6),
+            ..new
+        };
+        assert!(
+            !unchanged(&rec, &st(11, 10, Some(7)), &recreated, &m),
+            "new folder recreated"
+        );
+    }
 }

@@ -89,8 +89,9 @@ fn total(j: &serde_json::Value, key: &str) -> u64 {
         .sum()
 }
 
-fn key(m: &TestMsg) -> (Vec<u8>, Vec<String>, String) {
-    (m.body.clone(), m.flags.clone(), m.internaldate.clone())
+/// Body, flags and INTERNALDATE as an instant (the servers spell it in different zones).
+fn key(m: &TestMsg) -> (Vec<u8>, Vec<String>, i64) {
+    (m.body.clone(), m.flags.clone(), m.instant())
 }
 
 /// The new folder holds exactly the old folder's messages (plus `extra` new-only bodies).

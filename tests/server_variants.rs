@@ -52,11 +52,11 @@ fn assert_identical(old: &Dovecot, new: &Dovecot) {
         let b = n.fetch_all(f);
         let ka: Vec<_> = a
             .iter()
-            .map(|m| (m.body.clone(), m.flags.clone(), m.internaldate.clone()))
+            .map(|m| (m.body.clone(), m.flags.clone(), m.instant()))
             .collect();
         let kb: Vec<_> = b
             .iter()
-            .map(|m| (m.body.clone(), m.flags.clone(), m.internaldate.clone()))
+            .map(|m| (m.body.clone(), m.flags.clone(), m.instant()))
             .collect();
         assert_eq!(
             ka.len(),

@@ -345,39 +345,13 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         let filtered = listed - olds.len();
         let new_info = new_folders.iter().find(|f| f.name == m.new);
         let Some(new_info) = new_info else {
-            v.folders.push(FolderVerdict {
-                old: m.old.display(),
-                new: m.new.display(),
-                old_messages: olds.len(),
-                missing: olds.len(),
-                filtered,
-                new_folder_missing: true,
-                ..Default::default()
-            });
-            v.differences.push(Difference {
-                kind: Kind::FolderMissing,
-                folder: m.old.display(),
-                old_uid: None,
-                new_uid: None,
-                message_id: None,
-                subject: None,
-                size: None,
-                detail: format!(
-                    "{} has {} messages; {} does not exist",
-                    m.old,
-                    olds.len(),
-                    m.new
-                ),
-            });
-            for o in olds.drain(..) {
-                v.differences.push(diff(
-                    Kind::Missing,
-                    &m.old.display(),
-                    Some(&o),
-                    None,
-                    String::new(),
-                ));
-            }
+            let detail = format!(
+                "{} has {} messages; {} does not exist",
+                m.old,
+                olds.len(),
+                m.new
+            );
+            folder_missing(v, &m.old, &m.new.display(), filtered, &olds, detail);
             continue;
         };
         let old_info = old_folders.iter().find(|f| f.name == m.old);
@@ -426,38 +400,52 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         } else {
             old.fetch_described(Uid::MIN).await?
         };
-        v.folders.push(FolderVerdict {
-            old: name.display(),
-            new: String::new(),
-            old_messages: olds.len(),
-            missing: olds.len(),
-            new_folder_missing: true,
-            ..Default::default()
-        });
-        v.differences.push(Difference {
-            kind: Kind::FolderMissing,
-            folder: name.display(),
-            old_uid: None,
-            new_uid: None,
-            message_id: None,
-            subject: None,
-            size: None,
-            detail: format!(
-                "{name} has {} messages and no new folder: {why}",
-                olds.len()
-            ),
-        });
-        for o in &olds {
-            v.differences.push(diff(
-                Kind::Missing,
-                &name.display(),
-                Some(o),
-                None,
-                String::new(),
-            ));
-        }
+        let detail = format!(
+            "{name} has {} messages and no new folder: {why}",
+            olds.len()
+        );
+        folder_missing(v, name, "", 0, &olds, detail);
     }
     Ok(())
+}
+
+/// Records an old folder without a new folder: the folder and each of its messages missing.
+fn folder_missing(
+    v: &mut UserVerdict,
+    old: &crate::types::MailboxPath,
+    new: &str,
+    filtered: usize,
+    olds: &[Described],
+    detail: String,
+) {
+    v.folders.push(FolderVerdict {
+        old: old.display(),
+        new: new.to_string(),
+        old_messages: olds.len(),
+        missing: olds.len(),
+        filtered,
+        new_folder_missing: true,
+        ..Default::default()
+    });
+    v.differences.push(Difference {
+        kind: Kind::FolderMissing,
+        folder: old.display(),
+        old_uid: None,
+        new_uid: None,
+        message_id: None,
+        subject: None,
+        size: None,
+        detail,
+    });
+    for o in olds {
+        v.differences.push(diff(
+            Kind::Missing,
+            &old.display(),
+            Some(o),
+            None,
+            String::new(),
+        ));
+    }
 }
 
 /// SHA-256 of every listed message, fetched in batches of up to 4 MiB.

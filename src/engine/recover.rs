@@ -48,6 +48,29 @@ fn pairs<'a, 'b, A, B>(
         .collect()
 }
 
+/// One listed message as `fetch_fingerprints` returns it.
+type Listed = (Uid, Fingerprint, Vec<Flag>);
+
+/// The map entry for an old message found on the new server by matching: the flags recorded
+/// are those both sides have, so the next plan adds the old side's and removes nothing.
+fn matched_entry(
+    cx: &FolderCtx<'_>,
+    new_st: &FolderStatus,
+    (old_uid, fp, old_flags): &Listed,
+    (new_uid, _, new_flags): &Listed,
+) -> (Uid, MapEntry) {
+    (
+        *old_uid,
+        MapEntry {
+            new_folder: cx.m.new.as_str().to_string(),
+            new_uidvalidity: Some(new_st.uidvalidity.get()),
+            new_uid: Some(new_uid.get()),
+            fp: fp.clone(),
+            flags: common_flags(old_flags, new_flags),
+        },
+    )
+}
+
 /// Gives copies whose new UID the server did not report the UID of the matching new message.
 pub(crate) fn assign_unknown_uids(
     mapped: &mut [(Uid, MapEntry)],
@@ -344,20 +367,7 @@ pub(crate) async fn reconcile_maps<O: MailStore, N: MailStore>(
         .collect();
     let matched: Vec<(Uid, MapEntry)> = pairs(&olds, |o| &o.1, &news, |n| &n.1)
         .into_iter()
-        .map(|(k, j)| {
-            let (old_uid, fp, old_flags) = olds[k];
-            let (n, _, new_flags) = news[j];
-            (
-                *old_uid,
-                MapEntry {
-                    new_folder: m.new.as_str().to_string(),
-                    new_uidvalidity: Some(new_st.uidvalidity.get()),
-                    new_uid: Some(n.get()),
-                    fp: fp.clone(),
-                    flags: common_flags(old_flags, new_flags),
-                },
-            )
-        })
+        .map(|(k, j)| matched_entry(cx, new_st, olds[k], news[j]))
         .collect();
     let before: usize = earlier.iter().map(|(_, n)| n).sum();
     let recognised = matched.len() + kept.len();
@@ -438,20 +448,7 @@ pub(crate) async fn adopt_existing_copies<O: MailStore, N: MailStore>(
         .collect();
     let adopted: Vec<(Uid, MapEntry)> = pairs(&olds, |o| &o.1, &unknown, |n| &n.1)
         .into_iter()
-        .map(|(k, j)| {
-            let (old_uid, fp, old_flags) = &olds[k];
-            let (n, _, new_flags) = &unknown[j];
-            (
-                *old_uid,
-                MapEntry {
-                    new_folder: m.new.as_str().to_string(),
-                    new_uidvalidity: Some(new_st.uidvalidity.get()),
-                    new_uid: Some(n.get()),
-                    fp: fp.clone(),
-                    flags: common_flags(old_flags, new_flags),
-                },
-            )
-        })
+        .map(|(k, j)| matched_entry(cx, new_st, &olds[k], &unknown[j]))
         .collect();
     if adopted.is_empty() {
         return Ok(HashSet::new());

@@ -65,7 +65,7 @@ pub fn parse_internaldate(s: &str) -> Option<i64> {
         tp.next()?.parse().ok()?,
     );
     let zone = zone.trim();
-    if zone.len() != 5 {
+    if zone.len() != 5 || !zone.is_ascii() {
         return None;
     }
     let sign = match &zone[..1] {
@@ -116,5 +116,8 @@ mod tests {
             Some(a + 41_104)
         );
         assert_eq!(parse_internaldate("yesterday"), None);
+        // A server's odd bytes never panic.
+        assert_eq!(parse_internaldate("01-Jan-2020 00:00:00 +é00"), None);
+        assert_eq!(parse_internaldate("01-Jan-2020 0é:00:00 +0000"), None);
     }
 }

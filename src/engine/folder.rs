@@ -132,7 +132,7 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
 
     // Phase 4: list and plan.
     let entries = state.map_entries(acct, &m.old, st.uidvalidity)?;
-    let listing = match incremental_listing(old, previous.as_ref(), &st, &entries).await? {
+    let listing = match incremental_listing(old, previous.as_ref(), &st, &entries, opts).await? {
         Some(l) => l,
         None => list_old(old, &st).await?,
     };
@@ -537,9 +537,15 @@ async fn append_batch<N: MailStore>(
                         new_uidvalidity: Some(uidvalidity.unwrap_or(new_uv).get()),
                         new_uid: uid.map(|u| u.get()),
                         fp,
-                        // The old side's flags: what later changes are measured against (a
-                        // refused keyword is not tried again on every run).
-                        flags: x.flags.clone(),
+                        // What the copy got: the old side's flags less those refused, so the
+                        // next run tries the refused ones once more as a flag change (a system
+                        // flag refused along with a bad keyword then arrives).
+                        flags: x
+                            .flags
+                            .iter()
+                            .filter(|f| !dropped_flags.contains(f))
+                            .cloned()
+                            .collect(),
                     },
                 ));
             }

@@ -307,6 +307,16 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
             new_folders = new.list_folders().await?;
             plan = plan_folders(&taken, &new_folders);
         }
+        // A folder whose rename failed is left alone: its target is not created either (an
+        // empty target would make the next run copy it anew instead of renaming).
+        let held: HashSet<MailboxPath> = plan
+            .mappings
+            .iter()
+            .filter(|m| skip.contains(&m.old))
+            .map(|m| m.new.clone())
+            .collect();
+        plan.create.retain(|n| !held.contains(n));
+        plan.subscribe.retain(|n| !held.contains(n));
     }
     for (name, why) in &plan.conflicts {
         totals.failures.push(Failure {
@@ -613,8 +623,16 @@ async fn incremental_listing<O: MailStore>(
     previous: Option<&FolderState>,
     st: &FolderStatus,
     entries: &[(Uid, MapEntry)],
+    opts: &EngineOptions,
 ) -> Result<Option<Vec<MsgSummary>>> {
-    let Some(p) = previous else { return Ok(None) };
+    // Only after a complete run: a message that failed is present and unmapped, and an
+    // expunged mapped one would balance the count and hide it.
+    let Some(p) = previous.filter(|p| p.complete) else {
+        return Ok(None);
+    };
+    // Messages left out by [filters] are present and unmapped too: then the UIDs are compared,
+    // never the counts.
+    let filtered = opts.filters.max_size.is_some() || opts.filters.age_criteria(0).is_some();
     let (Some(modseq), true, Some(from)) = (
         p.old_highestmodseq,
         old.caps().has("CONDSTORE") && p.old_uidvalidity == st.uidvalidity.get(),
@@ -638,7 +656,7 @@ async fn incremental_listing<O: MailStore>(
             flags: changed.get(u).cloned().unwrap_or_else(|| e.flags.clone()),
         })
         .collect();
-    if listing.len() + fresh.len() != st.messages as usize {
+    if filtered || listing.len() + fresh.len() != st.messages as usize {
         // Something was expunged (or copies of expunged ones are kept): ask which. If an old
         // message is neither mapped nor new (maps were rebuilt or dropped), list it all.
         let present = old.uid_search("ALL").await?;

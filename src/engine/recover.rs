@@ -256,10 +256,11 @@ pub(crate) async fn look_for_late_copies<N: MailStore>(
             if cuid.get() < g.new_uidnext_before {
                 continue;
             }
-            forget.push((*uv, *uid));
             if entries.get(uid).is_some_and(|e| e.new_uid.is_some()) {
-                duplicates.push(*cuid);
+                // Forgotten only once the duplicate is gone.
+                duplicates.push((*cuid, (*uv, *uid)));
             } else {
+                forget.push((*uv, *uid));
                 adopted.push((
                     *uid,
                     MapEntry {
@@ -283,14 +284,17 @@ pub(crate) async fn look_for_late_copies<N: MailStore>(
                 duplicates.len()
             );
             new.select(&m.new).await?;
-            match new.expunge_uids(&duplicates).await {
-                Ok(()) => report.late_copies += duplicates.len() as u64,
+            let uids: Vec<Uid> = duplicates.iter().map(|(c, _)| *c).collect();
+            match new.expunge_uids(&uids).await {
+                Ok(()) => {
+                    report.late_copies += duplicates.len() as u64;
+                    forget.extend(duplicates.iter().map(|(_, g)| *g));
+                }
                 Err(e) => super::folder::folder_failure(
                     e.context(format!(
                         "{} late duplicates (new UIDs {}) could not be removed",
                         duplicates.len(),
-                        duplicates
-                            .iter()
+                        uids.iter()
                             .map(|u| u.to_string())
                             .collect::<Vec<_>>()
                             .join(",")

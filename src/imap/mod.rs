@@ -342,10 +342,16 @@ impl ImapSession {
                 Arg::Raw("(UID FLAGS INTERNALDATE BODY.PEEK[])"),
             ])
             .await?;
-        if !done.is_ok() {
+        let expunged = done
+            .code
+            .as_ref()
+            .is_some_and(|c| c.name == "EXPUNGEISSUED");
+        if !done.is_ok() && !expunged {
             // Some message of the set cannot be read (Dovecot: `NO [SERVERBUG]`, or "Some
             // messages could not be FETCHed"): a message-scope error, so the engine narrows the
-            // set down to the unreadable one. Codes that say "later" reconnect.
+            // set down to the unreadable one. Codes that say "later" reconnect. With
+            // `[EXPUNGEISSUED]` (RFC 5530) the missing ones were expunged: the answer holds the
+            // others, and the engine confirms the rest vanished.
             let e = self.no("UID FETCH (bodies) failed", &done, Scope::Message);
             return Err(if e.retry == Retry::Transient && !is_serverbug(&done) {
                 e
@@ -1102,7 +1108,9 @@ impl MailStore for ImapSession {
             );
             start = end + 1;
         }
-        let mut out = Vec::with_capacity(status.messages as usize);
+        // Replies merged by sequence number across all chunks: an unsolicited flag update for
+        // a message of one chunk may come with the answer to another.
+        let mut by_seq: std::collections::BTreeMap<u32, FetchItems> = Default::default();
         for tag in tags {
             let done = self.wire.finish(&tag).await?;
             if !done.is_ok() {
@@ -1112,6 +1120,17 @@ impl MailStore for ImapSession {
                 if f.seq == 0 || f.seq > status.messages {
                     continue; // mail that arrived after EXAMINE: the next run lists it
                 }
+                match by_seq.entry(f.seq) {
+                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(f),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(f);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(status.messages as usize);
+        {
+            for f in by_seq.into_values() {
                 let (Some(uid), Some(size), Some(flags)) =
                     (f.uid.and_then(Uid::new), f.size, f.flags)
                 else {
@@ -1181,22 +1200,36 @@ impl MailStore for ImapSession {
         // The two FETCHes may run in parallel on the server: pool their replies, sort by UID.
         let mut replies = self.fetch_replies(d1, "new messages")?;
         replies.extend(self.fetch_replies(d2, "changed flags")?);
-        let mut fresh = Vec::new();
-        let mut changed = Vec::new();
+        // By UID: a new message may be in both answers (its size only in the first).
+        let mut by_uid: std::collections::BTreeMap<Uid, (Option<u32>, Vec<String>)> =
+            Default::default();
         for f in replies {
             let (Some(uid), Some(flags)) = (f.uid.and_then(Uid::new), f.flags) else {
                 continue;
             };
-            if uid >= from {
-                if let Some(size) = f.size {
-                    fresh.push(MsgSummary { uid, size, flags });
-                }
-            } else {
-                changed.push((uid, flags));
-            }
+            let e = by_uid.entry(uid).or_insert((None, flags));
+            e.0 = e.0.or(f.size);
         }
-        fresh.sort_by_key(|m| m.uid);
-        fresh.dedup_by_key(|m| m.uid);
+        let mut fresh = Vec::new();
+        let mut changed = Vec::new();
+        for (uid, (size, flags)) in by_uid {
+            if uid < from {
+                changed.push((uid, flags));
+                continue;
+            }
+            let Some(size) = size else {
+                // A new message without its size would be left out of the plan: never guess.
+                return Err(Error::new(
+                    Scope::Folder,
+                    Retry::Transient,
+                    format!(
+                        "{}: the reply for new UID {uid} lacks RFC822.SIZE",
+                        self.label
+                    ),
+                ));
+            };
+            fresh.push(MsgSummary { uid, size, flags });
+        }
         Ok((fresh, changed))
     }
 
@@ -1379,12 +1412,14 @@ impl MailStore for ImapSession {
         // none, one at a time (this costs round trips only for refused messages). Refusals for
         // size or quota are final.
         for (i, done) in refused {
-            let final_code = done.code.as_ref().is_some_and(|c| {
-                matches!(
-                    c.name.as_str(),
-                    "TOOBIG" | "OVERQUOTA" | "LIMIT" | "UNAVAILABLE" | "THROTTLED" | "INUSE"
-                )
-            });
+            // Only a refusal that can be about the flags: a BAD, or a NO without a code or with
+            // `[CANNOT]` / `[CLIENTBUG]` / `[PARSE]`. Size, quota, a server fault or "later"
+            // are not cured by leaving flags out.
+            let final_code = done.status != wire::Status::Bad
+                && done
+                    .code
+                    .as_ref()
+                    .is_some_and(|c| !matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"));
             let sent: Vec<&String> = items[i]
                 .flags
                 .iter()

@@ -34,8 +34,17 @@ pub struct Fingerprint {
     pub size: u32,
     /// INTERNALDATE as the server sent it (compared as an instant, see [`MatchKey`]).
     pub internaldate: String,
-    /// First 16 bytes of the SHA-256 of the header block with line ends unified, hex.
+    /// First 16 bytes of the SHA-256 of the header block with line ends unified, hex (in a
+    /// fingerprint of version 0, stored by imapshift before 2026-12, of the raw header block).
     pub header_hash: String,
+    /// 1 for fingerprints made now; 0 (the default) for those a state store kept from earlier
+    /// versions, whose `header_hash` is of the raw bytes.
+    #[serde(default)]
+    pub v: u8,
+    /// The raw-bytes header hash of a fingerprint made now (not stored): pairs it with a
+    /// version-0 original after an upgrade in the middle of a migration.
+    #[serde(skip)]
+    pub raw_hash: Option<String>,
 }
 
 /// The part of a fingerprint that a copy shares with its original on any server: everything but
@@ -53,7 +62,11 @@ impl Fingerprint {
             message_id: self.message_id.clone(),
             date: crate::timefmt::parse_internaldate(&self.internaldate)
                 .ok_or_else(|| self.internaldate.trim().to_string()),
-            header_hash: self.header_hash.clone(),
+            header_hash: if self.v == 0 {
+                format!("raw:{}", self.header_hash)
+            } else {
+                self.header_hash.clone()
+            },
         }
     }
 
@@ -79,6 +92,19 @@ pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Optio
     let mut groups: HashMap<MatchKey, Vec<usize>> = HashMap::new();
     for (i, c) in copies.iter().enumerate() {
         groups.entry(c.match_key()).or_default().push(i);
+    }
+    // Version-0 originals (kept by an earlier version) carry the raw header hash: they are
+    // looked up among the copies by theirs.
+    if originals.iter().any(|o| o.v == 0) {
+        for (i, c) in copies.iter().enumerate() {
+            if let Some(raw) = &c.raw_hash {
+                let key = MatchKey {
+                    header_hash: format!("raw:{raw}"),
+                    ..c.match_key()
+                };
+                groups.entry(key).or_default().push(i);
+            }
+        }
     }
     let mut taken = vec![false; copies.len()];
     let mut out: Vec<Option<usize>> = vec![None; originals.len()];
@@ -214,6 +240,8 @@ impl Fingerprint {
             size,
             internaldate: internaldate.to_string(),
             header_hash: hex::encode(&Sha256::digest(unified_line_ends(header))[..16]),
+            v: 1,
+            raw_hash: Some(hex::encode(&Sha256::digest(header)[..16])),
         }
     }
 }
@@ -347,5 +375,28 @@ mod tests {
         // Another key never pairs.
         let other = fp("", 10, date, "Subject: t\r\n\r\n");
         assert_eq!(pair_up(&[&f(10)], &[&other]), vec![None]);
+    }
+
+    /// A fingerprint an earlier version stored (raw header hash, no version) still pairs with a
+    /// copy listed now: an upgrade in the middle of a migration copies nothing twice.
+    #[test]
+    fn version_0_originals_pair_by_the_raw_hash() {
+        let date = "01-Jan-2020 00:00:00 +0000";
+        let now = Fingerprint::of_header(b"Subject: s\r\n\r\n", 10, date);
+        let stored = Fingerprint {
+            header_hash: now.raw_hash.clone().unwrap(),
+            v: 0,
+            raw_hash: None,
+            ..now.clone()
+        };
+        let json = serde_json::to_string(&stored)
+            .unwrap()
+            .replace(",\"v\":0", "");
+        let old: Fingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(old.v, 0);
+        assert_eq!(pair_up(&[&old], &[&now]), vec![Some(0)]);
+        assert_eq!(pair_up(&[&now], &[&now]), vec![Some(0)]);
+        // The stored form of a fingerprint made now says its version.
+        assert!(serde_json::to_string(&now).unwrap().contains("\"v\":1"));
     }
 }

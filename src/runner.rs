@@ -17,8 +17,11 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// Connection attempts per user before giving up on transient errors.
+/// Connection attempts in a row without progress per user before giving up on transient errors.
 const MAX_ATTEMPTS: u32 = 4;
+
+/// Connection attempts per user in one run, progress or not.
+const MAX_TOTAL_ATTEMPTS: u32 = 32;
 
 /// The outcome of one user.
 #[derive(Clone, Debug, Serialize)]
@@ -127,9 +130,14 @@ async fn sync_user(
     let up = progress.user(&user.old_login);
     let mut totals = AccountTotals::default();
     let mut attempt = 0;
+    // Attempts in a row that got nowhere: the reconnect budget. An attempt that copied or
+    // narrowed something down (one unreadable message costs a reconnect or two when the server
+    // drops the connection on it) starts the count again, up to MAX_TOTAL_ATTEMPTS.
+    let mut fruitless = 0;
     let mut error: Option<Error> = None;
     loop {
         attempt += 1;
+        let mark = totals.progress_mark();
         let res: Result<()> = async {
             // One connection per side, within each server's cap (held until logout).
             let _old_slot = caps.old.acquire().await.expect("semaphore never closed");
@@ -162,10 +170,20 @@ async fn sync_user(
         .await;
         match res {
             Ok(()) => break,
-            Err(e) if e.retry == Retry::Transient && attempt < MAX_ATTEMPTS => {
-                let wait = Duration::from_millis(500 * (1 << (attempt - 1)));
+            Err(e)
+                if e.retry == Retry::Transient
+                    && attempt < MAX_TOTAL_ATTEMPTS
+                    && (totals.progress_mark() > mark || fruitless + 1 < MAX_ATTEMPTS) =>
+            {
+                let wait = if totals.progress_mark() > mark {
+                    fruitless = 0;
+                    Duration::from_millis(500)
+                } else {
+                    fruitless += 1;
+                    Duration::from_millis(500 * (1 << (fruitless - 1).min(5)))
+                };
                 tracing::warn!(
-                    "{e}; reconnecting in {:.1}s (attempt {}/{MAX_ATTEMPTS})",
+                    "{e}; reconnecting in {:.1}s (attempt {}, {fruitless} of {MAX_ATTEMPTS} in a row without progress)",
                     wait.as_secs_f64(),
                     attempt + 1
                 );

@@ -695,6 +695,8 @@ mod tests {
                     " 1-Jan-2024 00:00:00 +0000".into()
                 },
                 header_hash: id.into(),
+                v: 1,
+                raw_hash: None,
             },
             flags: flags.iter().map(|f| f.to_string()).collect(),
             subject: Some(format!("subject {id}")),

@@ -52,7 +52,9 @@ fn relocate(name: &str, renames: &[(String, String)], delim: Option<char>) -> St
 /// mostly its messages.
 fn mostly_same(fresh: &[Fingerprint], copies: &[&Fingerprint]) -> bool {
     let f: Vec<&Fingerprint> = fresh.iter().collect();
-    let matched = pair_up(&f, copies).iter().filter(|p| p.is_some()).count();
+    // The stored fingerprints as the originals: one kept by an earlier version (version 0)
+    // still pairs with one made now.
+    let matched = pair_up(copies, &f).iter().filter(|p| p.is_some()).count();
     matched > 0 && matched * 2 > fresh.len() && matched * 2 > copies.len()
 }
 
@@ -109,11 +111,20 @@ pub(crate) async fn follow_folder_changes<O: MailStore, N: MailStore>(
     let statuses = old.status_many(&names).await?;
     for (m, st) in fresh.into_iter().zip(statuses) {
         let Ok(st) = st else { continue };
-        let mut found = vanished
+        let same_uv = vanished
             .iter()
             .position(|(_, v)| v.old_uidvalidity == st.uidvalidity.get());
+        let mut found = None;
+        // The same UIDVALIDITY (Dovecot keeps it across RENAME) decides alone only for empty
+        // folders; servers whose UIDVALIDITY is a clock may repeat one, so a folder with mail is
+        // a rename only if it holds most of the vanished folder's copies, and they most of it.
+        if let Some(i) = same_uv {
+            if st.messages == 0 && vanished[i].1.old_messages == 0 {
+                found = Some(i);
+            }
+        }
         if found.is_none() && st.messages > 0 {
-            // A new UIDVALIDITY: compare contents with the vanished folders' copies.
+            // Compare contents with the vanished folders' copies.
             let fps = match old.examine(&m.old).await {
                 Ok(_) => old.fetch_fingerprints(Uid::MIN).await,
                 Err(e) => Err(e),
@@ -126,7 +137,14 @@ pub(crate) async fn follow_folder_changes<O: MailStore, N: MailStore>(
                 }
                 Err(e) => return Err(e),
             };
-            for (i, (vname, _)) in vanished.iter().enumerate() {
+            // The one with the same UIDVALIDITY first.
+            let mut order: Vec<usize> = (0..vanished.len()).collect();
+            if let Some(i) = same_uv {
+                order.retain(|&k| k != i);
+                order.insert(0, i);
+            }
+            for i in order {
+                let vname = &vanished[i].0;
                 let entries = state.all_map_entries(acct, vname)?;
                 let copies: Vec<&Fingerprint> = entries.iter().map(|(_, _, e)| &e.fp).collect();
                 if mostly_same(&fps, &copies) {

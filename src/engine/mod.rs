@@ -209,6 +209,21 @@ impl AccountTotals {
     pub fn bytes(&self) -> u64 {
         self.folders.iter().map(|f| f.bytes).sum()
     }
+    /// How far the account got, summed over what only grows within a run: messages copied and
+    /// messages narrowed down (suspects found, breaks alone counted, unreadable ones named). An
+    /// attempt that raised it was not in vain, so it does not use up the reconnect budget.
+    pub fn progress_mark(&self) -> u64 {
+        let narrowed = |f: &FolderReport| {
+            (f.suspects.len() + f.unreadable.len()) as u64
+                + f.broke_alone.values().map(|&n| u64::from(n)).sum::<u64>()
+        };
+        self.folders
+            .iter()
+            .chain(&self.partial)
+            .map(|f| f.copied + f.recovered + narrowed(f))
+            .sum()
+    }
+
     /// One entry per failed message or folder: a retried attempt reports it again.
     pub fn dedup_failures(&mut self) {
         let mut seen = HashSet::new();

@@ -337,10 +337,10 @@ pub(crate) async fn reconcile_maps<O: MailStore, N: MailStore>(
         .filter(|(uv, _)| *uv != st.uidvalidity)
         .collect();
     let entries = state.map_entries(acct, &m.old, st.uidvalidity)?;
+    // A map without the new folder's UIDVALIDITY (written by an earlier version for a server
+    // without UIDPLUS) cannot tell a recreated folder: it is rebuilt by matching, once.
     let valid = |e: &MapEntry| {
-        e.new_folder == m.new.as_str()
-            && e.new_uidvalidity
-                .is_none_or(|v| v == new_st.uidvalidity.get())
+        e.new_folder == m.new.as_str() && e.new_uidvalidity == Some(new_st.uidvalidity.get())
     };
     let void: Vec<Uid> = entries
         .iter()

@@ -148,6 +148,7 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
             previous.as_ref(),
             &entries,
             &plan.copy,
+            report,
         )
         .await?;
         if !adopted.is_empty() {

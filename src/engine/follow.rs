@@ -188,6 +188,16 @@ pub(crate) async fn follow_folder_changes<O: MailStore, N: MailStore>(
         }
         state.move_folder(acct, &vname, &m.old, &m.new)?;
         state.mark_created(acct, &m.new)?;
+        // The children moved with it, and stay imapshift's under their new names.
+        let step = [(from.as_str().to_string(), m.new.as_str().to_string())];
+        for c in state.created_folders(acct)? {
+            let moved = relocate(&c, &step, delim);
+            if moved != c {
+                if let Some(p) = MailboxPath::new(moved) {
+                    state.mark_created(acct, &p)?;
+                }
+            }
+        }
         tracing::info!(
             "folder {vname} was renamed to {} on the old server: renamed {from} to {} on the new server",
             m.old,

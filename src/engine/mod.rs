@@ -167,6 +167,10 @@ pub struct FolderReport {
     /// retry, so that one message that breaks the connection is found (carried across attempts).
     #[serde(skip)]
     pub suspects: std::collections::BTreeSet<Uid>,
+    /// The old server's headers could not be read to look for copies made by an earlier run
+    /// whose state is lost: not looked for again in this run.
+    #[serde(skip)]
+    pub skip_adoption: bool,
     /// How often each old UID broke the connection while handled alone.
     #[serde(skip)]
     pub broke_alone: std::collections::BTreeMap<Uid, u32>,
@@ -215,6 +219,7 @@ impl AccountTotals {
     pub fn progress_mark(&self) -> u64 {
         let narrowed = |f: &FolderReport| {
             (f.suspects.len() + f.unreadable.len()) as u64
+                + u64::from(f.skip_adoption)
                 + f.broke_alone.values().map(|&n| u64::from(n)).sum::<u64>()
         };
         self.folders

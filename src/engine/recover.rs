@@ -419,6 +419,7 @@ pub(crate) async fn adopt_existing_copies<O: MailStore, N: MailStore>(
     previous: Option<&FolderState>,
     entries: &[(Uid, MapEntry)],
     copy: &[MsgSummary],
+    report: &mut FolderReport,
 ) -> Result<HashSet<Uid>> {
     let (state, acct, m) = (cx.state, cx.acct, cx.m);
     let claimed: HashSet<u32> = entries.iter().filter_map(|(_, e)| e.new_uid).collect();
@@ -442,14 +443,33 @@ pub(crate) async fn adopt_existing_copies<O: MailStore, N: MailStore>(
     if unknown.is_empty() {
         return Ok(HashSet::new());
     }
-    let wanted: HashSet<Uid> = copy.iter().map(|c| c.uid).collect();
-    let first = copy.iter().map(|c| c.uid).min().expect("copy is not empty");
-    let olds: Vec<(Uid, Fingerprint, Vec<Flag>)> = old
-        .fetch_fingerprints(first)
-        .await?
-        .into_iter()
-        .filter(|(u, _, _)| wanted.contains(u))
+    // Only the headers of the messages to copy, less those known to be unreadable. Should even
+    // that fail (an unreadable message the server drops the connection on), adoption is left
+    // out for this folder in this run: the copy phase then names the unreadable message.
+    if report.skip_adoption {
+        return Ok(HashSet::new());
+    }
+    let wanted: Vec<Uid> = copy
+        .iter()
+        .map(|c| c.uid)
+        .filter(|u| !report.unreadable.contains_key(u) && !report.suspects.contains(u))
         .collect();
+    let olds: Vec<(Uid, Fingerprint, Vec<Flag>)> = match old.fetch_fingerprints_of(&wanted).await
+    {
+        Ok(v) => v,
+        Err(e) if e.scope <= crate::error::Scope::Account && e.retry != crate::error::Retry::Fix => {
+            tracing::warn!(
+                "folder {}: the old server's headers could not be read to look for copies made earlier ({e}); not looking in this run",
+                m.old
+            );
+            report.skip_adoption = true;
+            if e.scope == crate::error::Scope::Account {
+                return Err(e);
+            }
+            return Ok(HashSet::new());
+        }
+        Err(e) => return Err(e),
+    };
     let adopted: Vec<(Uid, MapEntry)> = pairs(&olds, |o| &o.1, &unknown, |n| &n.1)
         .into_iter()
         .map(|(k, j)| matched_entry(cx, new_st, &olds[k], &unknown[j]))

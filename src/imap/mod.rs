@@ -145,7 +145,14 @@ impl ImapSession {
                 ])
                 .await?;
             if !done.is_ok() {
-                return Err(self.no("UID FETCH (headers) failed", &done, Scope::Folder));
+                // `[SERVERBUG]`: a message of the set cannot be read; the connection is fine,
+                // so this folder's step fails, not the account.
+                let e = self.no("UID FETCH (headers) failed", &done, Scope::Folder);
+                return Err(if is_serverbug(&done) {
+                    e.scoped(Scope::Folder)
+                } else {
+                    e
+                });
             }
             for f in self.fetch_replies(done, "a header")? {
                 let (Some(uid), Some(size), Some(date), Some(flags), Some(header)) = (

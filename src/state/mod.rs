@@ -288,6 +288,16 @@ impl StateStore {
         Ok(())
     }
 
+    /// The new-side folders imapshift created (wire names).
+    pub fn created_folders(&self, acct: &AccountKey) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for k in self.created.scan_prefix(&acct.0).keys() {
+            let k = k?;
+            out.push(String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned());
+        }
+        Ok(out)
+    }
+
     /// Whether imapshift created this folder on the new server.
     pub fn was_created(&self, acct: &AccountKey, new_folder: &MailboxPath) -> Result<bool> {
         Ok(self.created.contains_key(folder_key(acct, new_folder))?)

@@ -53,6 +53,19 @@ const MAX_SUFFIX: usize = 99;
 /// Two old folders never share a new folder, so every copy has one origin and `verify` can
 /// compare folder by folder.
 pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
+    plan_folders_with(old, new, &BTreeMap::new())
+}
+
+/// [`plan_folders`], keeping the new folders that earlier runs chose (`earlier`: old wire name
+/// to new wire name, from the state store): an old folder whose recorded new folder still
+/// exists goes there again, before any other is placed. A mapping never flips when an old
+/// folder appears or goes (old `Sent` created after `Sent Items` went into the new `Sent`, or
+/// one of `a/b` and `a_b` deleted), so nothing is copied twice into another folder.
+pub fn plan_folders_with(
+    old: &[FolderInfo],
+    new: &[FolderInfo],
+    earlier: &BTreeMap<String, String>,
+) -> FolderPlan {
     let od = delimiter_of(old);
     let nd = delimiter_of(new).or(od);
     let new_names: BTreeSet<&str> = new.iter().map(|f| f.name.as_str()).collect();
@@ -84,9 +97,40 @@ pub fn plan_folders(old: &[FolderInfo], new: &[FolderInfo]) -> FolderPlan {
 
     let mut plan = FolderPlan::default();
     let mut taken: BTreeMap<String, MailboxPath> = BTreeMap::new();
+    // Reservations: the new folders earlier runs chose, where they still exist.
+    let mut reserved: BTreeMap<&str, MailboxPath> = BTreeMap::new();
+    for f in sorted.iter().filter(|f| f.selectable()) {
+        let Some(t) = earlier.get(f.name.as_str()) else {
+            continue;
+        };
+        let Some(t) = MailboxPath::new(t.clone()) else {
+            continue;
+        };
+        if (new_names.contains(t.as_str()) || t.is_inbox()) && !taken.contains_key(t.as_str()) {
+            taken.insert(t.as_str().to_string(), f.name.clone());
+            reserved.insert(f.name.as_str(), t);
+        }
+    }
     let mut create: BTreeSet<MailboxPath> = BTreeSet::new();
     let mut subscribe: BTreeSet<MailboxPath> = BTreeSet::new();
-    for (f, own) in sorted.into_iter().zip(named) {
+    for (f, own) in sorted.iter().copied().zip(named) {
+        if let Some(t) = reserved.get(f.name.as_str()) {
+            // Where earlier runs put it.
+            if !new_names.contains(t.as_str()) && !t.is_inbox() {
+                create.insert(t.clone());
+            }
+            let note = (t != &own).then(|| format!("{t} on the new server, as in earlier runs"));
+            plan.mappings.push(FolderMapping {
+                old: f.name.clone(),
+                new: t.clone(),
+                by_special_use: None,
+                note,
+            });
+            if f.subscribed && !new_subscribed.contains(t.as_str()) {
+                subscribe.insert(t.clone());
+            }
+            continue;
+        }
         let mut target = own.clone();
         let mut by_use = None;
         let mut note = None;
@@ -382,6 +426,53 @@ mod tests {
         let p2 = plan_folders(&old, &new2);
         assert_eq!(p2.mappings, p.mappings);
         assert!(p2.create.is_empty());
+    }
+
+    /// Regression (review of issue 10): a mapping never flips when an old folder appears.
+    #[test]
+    fn earlier_mappings_are_kept() {
+        let new = vec![
+            fi("INBOX", '/', &[], false),
+            fi("Sent", '/', &["\\Sent"], false),
+        ];
+        // First run: old Sent Items goes into the new Sent.
+        let first = vec![fi("Sent Items", '/', &["\\Sent"], false)];
+        let p1 = plan_folders(&first, &new);
+        assert_eq!(p1.mappings[0].new.as_str(), "Sent");
+        // Later a client creates an old Sent: without memory it would take the new Sent by name
+        // and Sent Items would be copied anew into a folder of its own.
+        let later = vec![
+            fi("Sent", '/', &[], false),
+            fi("Sent Items", '/', &["\\Sent"], false),
+        ];
+        let fresh = plan_folders(&later, &new);
+        assert_eq!(fresh.mappings[1].new.as_str(), "Sent Items");
+        let earlier: BTreeMap<String, String> =
+            [("Sent Items".to_string(), "Sent".to_string())].into();
+        let p = plan_folders_with(&later, &new, &earlier);
+        let got: Vec<(&str, &str)> = p
+            .mappings
+            .iter()
+            .map(|m| (m.old.as_str(), m.new.as_str()))
+            .collect();
+        assert_eq!(got, vec![("Sent", "Sent (2)"), ("Sent Items", "Sent")]);
+        // A recorded folder that is gone from the new server is planned afresh.
+        let gone: BTreeMap<String, String> = [("Sent Items".to_string(), "Old".to_string())].into();
+        assert_eq!(plan_folders_with(&first, &new, &gone).mappings, p1.mappings);
+        // One of two colliding names deleted: the other stays where it was.
+        let new2 = vec![fi("a_b", '/', &[], false), fi("a_b (2)", '/', &[], false)];
+        let only = vec![fi("a_b", '.', &[], false)];
+        let earlier: BTreeMap<String, String> = [
+            ("a/b".to_string(), "a_b".to_string()),
+            ("a_b".to_string(), "a_b (2)".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            plan_folders_with(&only, &new2, &earlier).mappings[0]
+                .new
+                .as_str(),
+            "a_b (2)"
+        );
     }
 
     #[test]

@@ -211,7 +211,8 @@ async fn mailbox_checks(
     new: &mut ImapSession,
 ) -> crate::error::Result<Vec<Check>> {
     let mut out = Vec::new();
-    let plan = crate::engine::folder_view(old, new, &cfg.filters)
+    // Before a first sync there is no earlier mapping; after one, the sync's own keeps it.
+    let plan = crate::engine::folder_view(old, new, &cfg.filters, &Default::default())
         .await?
         .plan;
     let name = format!("folders {}", u.old_login);

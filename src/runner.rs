@@ -68,7 +68,7 @@ pub struct RunReport {
     pub exit_code: i32,
 }
 
-fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
+pub(crate) fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
     AccountKey::new(
         &format!("{}:{}", cfg.old.host, cfg.old.port),
         &u.old_login,

@@ -212,11 +212,30 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
     );
     let caps = &caps;
     let last = &last_run;
+    // The folder mapping is the sync's: it keeps the new folders of earlier runs, which the
+    // state store knows. (Without a state store: the plan of a first run.)
+    let state = if cfg.state_dir.join("db").exists() {
+        match crate::state::StateStore::open(&cfg.state_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("verify: {e}; comparing with the folder plan of a first run");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let state = &state;
     let mut users: Vec<UserVerdict> = futures::stream::iter(cfg.users.iter())
         .map(|u| async move {
             let _o = caps.0.acquire().await.expect("never closed");
             let _n = caps.1.acquire().await.expect("never closed");
-            let mut v = verify_user(cfg, u, deep).await;
+            let earlier = match state {
+                Some(s) => crate::engine::earlier_targets(s, &crate::runner::account_key(cfg, u))
+                    .unwrap_or_default(),
+                None => Default::default(),
+            };
+            let mut v = verify_user(cfg, u, deep, &earlier).await;
             v.last_run = last.as_ref().and_then(|r| {
                 r["users"]
                     .as_array()?
@@ -262,7 +281,12 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
     }
 }
 
-async fn verify_user(cfg: &Config, u: &UserConfig, deep: bool) -> UserVerdict {
+async fn verify_user(
+    cfg: &Config,
+    u: &UserConfig,
+    deep: bool,
+    earlier: &std::collections::BTreeMap<String, String>,
+) -> UserVerdict {
     let started = std::time::Instant::now();
     let mut v = UserVerdict {
         old_login: u.old_login.clone(),
@@ -275,7 +299,7 @@ async fn verify_user(cfg: &Config, u: &UserConfig, deep: bool) -> UserVerdict {
             ImapSession::connect(&cfg.new, &u.new_login, u.new_password.as_ref(), false),
         );
         let (mut old, mut new) = (o?, n?);
-        let r = compare_account(cfg, &mut old, &mut new, deep, &mut v).await;
+        let r = compare_account(cfg, &mut old, &mut new, deep, earlier, &mut v).await;
         old.logout().await;
         new.logout().await;
         r
@@ -310,6 +334,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
     old: &mut O,
     new: &mut N,
     deep: bool,
+    earlier: &std::collections::BTreeMap<String, String>,
     v: &mut UserVerdict,
 ) -> Result<()> {
     let crate::engine::FolderView {
@@ -317,7 +342,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         new: new_folders,
         plan,
         ..
-    } = crate::engine::folder_view(old, new, &cfg.filters).await?;
+    } = crate::engine::folder_view(old, new, &cfg.filters, earlier).await?;
     let targets: BTreeSet<&str> = plan.mappings.iter().map(|m| m.new.as_str()).collect();
     v.only_new_folders = new_folders
         .iter()

@@ -13,7 +13,7 @@ mod recover;
 
 use crate::error::{Error, Result, Scope};
 use crate::folders::delimiter_of;
-use crate::plan::{plan_folders, FolderMapping, Mapped};
+use crate::plan::{plan_folders_with, FolderMapping, Mapped};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, MapEntry, StateStore};
 use crate::store::{FolderStatus, MailStore, MsgSummary, SessionPair, SessionSource};
@@ -266,11 +266,25 @@ pub struct FolderView {
     pub plan: crate::plan::FolderPlan,
 }
 
-/// Lists both servers' folders and plans the mapping.
+/// The new folder each old folder went to in earlier runs (old wire name to new wire name),
+/// from the state store: the plan keeps them ([`crate::plan::plan_folders_with`]).
+pub fn earlier_targets(
+    state: &StateStore,
+    acct: &AccountKey,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    Ok(state
+        .folder_states(acct)?
+        .into_iter()
+        .map(|(old, st)| (old, st.new_folder))
+        .collect())
+}
+
+/// Lists both servers' folders and plans the mapping, keeping the new folders of `earlier` runs.
 pub async fn folder_view<O: MailStore, N: MailStore>(
     old: &mut O,
     new: &mut N,
     filters: &crate::filters::Filters,
+    earlier: &std::collections::BTreeMap<String, String>,
 ) -> Result<FolderView> {
     let old_all = old.list_folders().await?;
     let new = new.list_folders().await?;
@@ -279,7 +293,7 @@ pub async fn folder_view<O: MailStore, N: MailStore>(
         .filter(|f| filters.folder_allowed(f))
         .cloned()
         .collect();
-    let plan = plan_folders(&taken, &new);
+    let plan = plan_folders_with(&taken, &new, earlier);
     Ok(FolderView {
         old_all,
         taken,
@@ -306,7 +320,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         taken,
         new: mut new_folders,
         mut plan,
-    } = folder_view(old, new, &opts.filters).await?;
+    } = folder_view(old, new, &opts.filters, &earlier_targets(state, acct)?).await?;
     let mut skip = HashSet::new();
     if !opts.dry_run {
         let followed = follow::follow_folder_changes(
@@ -325,7 +339,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         if followed.renamed {
             // A folder was renamed on the new server: plan again from its current tree.
             new_folders = new.list_folders().await?;
-            plan = plan_folders(&taken, &new_folders);
+            plan = plan_folders_with(&taken, &new_folders, &earlier_targets(state, acct)?);
         }
         // A folder whose rename failed is left alone: its target is not created either (an
         // empty target would make the next run copy it anew instead of renaming).

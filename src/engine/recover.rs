@@ -454,10 +454,11 @@ pub(crate) async fn adopt_existing_copies<O: MailStore, N: MailStore>(
         .map(|c| c.uid)
         .filter(|u| !report.unreadable.contains_key(u) && !report.suspects.contains(u))
         .collect();
-    let olds: Vec<(Uid, Fingerprint, Vec<Flag>)> = match old.fetch_fingerprints_of(&wanted).await
-    {
+    let olds: Vec<(Uid, Fingerprint, Vec<Flag>)> = match old.fetch_fingerprints_of(&wanted).await {
         Ok(v) => v,
-        Err(e) if e.scope <= crate::error::Scope::Account && e.retry != crate::error::Retry::Fix => {
+        Err(e)
+            if e.scope <= crate::error::Scope::Account && e.retry != crate::error::Retry::Fix =>
+        {
             tracing::warn!(
                 "folder {}: the old server's headers could not be read to look for copies made earlier ({e}); not looking in this run",
                 m.old

@@ -293,7 +293,9 @@ impl StateStore {
         let mut out = Vec::new();
         for k in self.created.scan_prefix(&acct.0).keys() {
             let k = k?;
-            out.push(String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned());
+            out.push(
+                String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned(),
+            );
         }
         Ok(out)
     }

@@ -1025,7 +1025,13 @@ impl MailStore for ImapSession {
                 .trim_matches(|c| c == '(' || c == ')')
                 .split(' ')
                 .count();
-            if system.len() < all && op.starts_with('+') {
+            // Only a refusal that can be about the keywords (as for APPEND).
+            let about_flags = done.status == wire::Status::Bad
+                || done
+                    .code
+                    .as_ref()
+                    .is_none_or(|c| matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"));
+            if system.len() < all && about_flags {
                 let again = if system.is_empty() {
                     None
                 } else {

@@ -723,4 +723,17 @@ mod tests {
         let st: FolderState = serde_json::from_slice(old_json).unwrap();
         assert!(st.complete);
     }
+
+    /// `cutover` syncs, then verifies in the same process, and `verify` opens the store for the
+    /// sync's folder plan: a store dropped by the sync must open again at once.
+    #[test]
+    fn reopens_after_drop_in_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AccountKey::new("o:1", "alice", "n:2", "alice");
+        let s = StateStore::open(dir.path()).unwrap();
+        s.mark_created(&a, &MailboxPath::new("X").unwrap()).unwrap();
+        drop(s);
+        let s = StateStore::open(dir.path()).expect("reopened");
+        assert!(s.was_created(&a, &MailboxPath::new("X").unwrap()).unwrap());
+    }
 }

@@ -142,8 +142,10 @@ pub(crate) async fn resolve_intents<N: MailStore>(
         .collect();
     let mut live = live;
     live.sort_by_key(|(uv, uid, _)| (*uv, *uid));
-    // Each intent may only take a copy at or above its own UIDNEXT: pair per distinct UIDNEXT,
-    // lowest first (copies of earlier batches are below later intents' marks anyway).
+    // Each intent may only take a copy at or above its own UIDNEXT mark (its copy, if it was
+    // stored, got a UID at or above it); a pair below is dropped and the message copied again.
+    // Only byte-identical twins in different batches can pair across marks, and for them any
+    // pairing leaves each with one copy.
     let found = pairs(&live, |(_, _, i)| &i.fp, &candidates, |(_, fp, _)| fp);
     let mut hit: HashMap<usize, usize> = found.into_iter().collect();
     hit.retain(|&k, &mut j| candidates[j].0.get() >= live[k].2.new_uidnext_before);

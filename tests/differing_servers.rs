@@ -632,6 +632,50 @@ fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
     assert_eq!(j["copied"], 0, "the resolution is stable: {}", brief(&j));
 }
 
+/// Item 2, mappings are kept: old `Sent Items` (\Sent) goes into the new server's `Sent`; later a
+/// client creates an old `Sent`. The next run must leave `Sent Items` where it is (nothing copied
+/// again into a new `Sent Items`) and give the new old `Sent` a folder of its own (`Sent (2)`),
+/// and verify (which plans with the sync's memory) passes.
+#[test]
+fn a_folder_keeps_its_new_folder_when_another_old_folder_appears() {
+    let old_ns = "namespace inbox {\n  inbox = yes\n\
+                  mailbox \"Sent Items\" {\n    special_use = \\Sent\n  }\n}\n";
+    let new_ns = "namespace inbox {\n  inbox = yes\n\
+                  mailbox Sent {\n    special_use = \\Sent\n  }\n}\n";
+    let old = old_server(&["alice"], old_ns);
+    let new = new_server(&["alice"], new_ns);
+    let mut o = TestImap::connect(old.port(), "alice", PW);
+    fill(&mut o, "alice", "INBOX", 2, 0);
+    fill(&mut o, "alice", "Sent Items", 4, 100);
+    o.logout();
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    n.create("Sent");
+    n.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
+    sync_ok(&cfg, &[]);
+    assert_mirror(&old, &new, "alice", "Sent Items", "Sent");
+    let mut o = TestImap::connect(old.port(), "alice", PW);
+    fill(&mut o, "alice", "Sent", 3, 200);
+    o.logout();
+    let j = sync_ok(&cfg, &[]);
+    assert_eq!(
+        j["copied"],
+        3,
+        "only the new old Sent is copied: {}",
+        brief(&j)
+    );
+    assert_mirror(&old, &new, "alice", "Sent Items", "Sent");
+    assert_mirror(&old, &new, "alice", "Sent", "Sent (2)");
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    assert!(
+        !folder_names(&mut n).iter().any(|f| f == "Sent Items"),
+        "Sent Items was copied anew into a folder of its own"
+    );
+    n.logout();
+    verify_ok(&cfg);
+}
+
 /// Item 2: old `.`-separated folders `a/b` and `a_b` both map to `a_b` on a `/`-separated new
 /// server. The earlier in old-name byte order (`a/b`) gets `a_b`, the later (`a_b`) the first
 /// free `a_b (2)`: both copied, no failure, verify passes (today `a_b` is never copied).

@@ -793,17 +793,21 @@ fn seed_for_rewrite(old: &Dovecot, tag: &str) -> Snapshot {
     snap
 }
 
-/// Item 1: the proxy in front of the new server adds a trailing CRLF to every APPEND literal (a
-/// new server that changes the bytes it is given). After a first sync, the state directory is
-/// deleted and sync runs again through the proxy. Proves the copies are recognised despite the
-/// changed bytes and the different time zones: nothing copied, no folder holds a message twice,
-/// verify finds no duplicate and nothing missing.
-#[test]
-fn append_bytes_rewritten_then_state_lost() {
-    let what = "bytes rewritten, state lost";
+/// Old and new servers, the old one seeded, and a proxy in front of the new one that adds a
+/// CRLF to every APPENDed message: the set-up of the rewritten-bytes tests.
+struct Rewriting {
+    old: Dovecot,
+    new: Dovecot,
+    want: Snapshot,
+    proxy: Proxy,
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+fn rewriting(tag: &str) -> Rewriting {
     let old = old_server("");
     let new = new_server("");
-    let want = seed_for_rewrite(&old, "rw");
+    let want = seed_for_rewrite(&old, tag);
     let proxy = Proxy::start("new", new.port());
     proxy.rewrite_append_literals(add_crlf);
     let dir = tempfile::tempdir().unwrap();
@@ -814,6 +818,32 @@ fn append_bytes_rewritten_then_state_lost() {
         "",
         "[sync]\nbatch_messages = 3\n",
     );
+    Rewriting {
+        old,
+        new,
+        want,
+        proxy,
+        dir,
+        cfg,
+    }
+}
+
+/// Item 1: the proxy in front of the new server adds a trailing CRLF to every APPEND literal (a
+/// new server that changes the bytes it is given). After a first sync, the state directory is
+/// deleted and sync runs again through the proxy. Proves the copies are recognised despite the
+/// changed bytes and the different time zones: nothing copied, no folder holds a message twice,
+/// verify finds no duplicate and nothing missing.
+#[test]
+fn append_bytes_rewritten_then_state_lost() {
+    let what = "bytes rewritten, state lost";
+    let Rewriting {
+        old: _old,
+        new,
+        want,
+        proxy,
+        dir,
+        cfg,
+    } = rewriting("rw");
     let r1 = sync(&cfg, &[], ENVS);
     assert_eq!(r1.code, Some(0), "{what}: first run\n{}", r1.show());
     assert_eq!(proxy.literals_rewritten(), 14, "{what}: literals rewritten");
@@ -847,19 +877,14 @@ fn append_bytes_rewritten_then_state_lost() {
 #[test]
 fn append_bytes_rewritten_then_crash_after_append() {
     let what = "bytes rewritten, crash after APPEND";
-    let old = old_server("");
-    let new = new_server("");
-    let want = seed_for_rewrite(&old, "rwc");
-    let proxy = Proxy::start("new", new.port());
-    proxy.rewrite_append_literals(add_crlf);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        old.port(),
-        proxy.port(),
-        "",
-        "[sync]\nbatch_messages = 3\n",
-    );
+    let Rewriting {
+        old: _old,
+        new,
+        want,
+        proxy: _proxy,
+        dir: _dir,
+        cfg,
+    } = rewriting("rwc");
     let crash = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[

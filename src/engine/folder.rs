@@ -22,7 +22,7 @@ use super::{
     FolderReport, Statuses,
 };
 use crate::error::{Error, Result, Scope};
-use crate::fingerprint::{sha256_hex, Fingerprint};
+use crate::fingerprint::Fingerprint;
 use crate::plan::{batches, plan_messages, FolderMapping, MessagePlan};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, Intent, MapEntry, StateStore};
@@ -340,16 +340,17 @@ async fn copy_messages<O: MailStore, N: MailStore>(
     let narrow_ref = &narrow;
     let producer = async move {
         for b in plan {
-            let (skip, b): (Vec<MsgSummary>, Vec<MsgSummary>) = {
+            // Messages that broke the connection alone twice are skipped (and failed).
+            let (skipped, b): (Vec<(Uid, String)>, Vec<MsgSummary>) = {
                 let n = narrow_ref.lock().expect("narrowing lock");
-                b.into_iter()
-                    .partition(|s| n.unreadable.contains_key(&s.uid))
-            };
-            let skipped: Vec<(Uid, String)> = {
-                let n = narrow_ref.lock().expect("narrowing lock");
-                skip.iter()
+                let (skip, keep): (Vec<MsgSummary>, Vec<MsgSummary>) = b
+                    .into_iter()
+                    .partition(|s| n.unreadable.contains_key(&s.uid));
+                let why = skip
+                    .iter()
                     .map(|s| (s.uid, n.unreadable[&s.uid].clone()))
-                    .collect()
+                    .collect();
+                (why, keep)
             };
             let uids: Vec<Uid> = b.iter().map(|s| s.uid).collect();
             let bytes: u64 = b.iter().map(|s| u64::from(s.size)).sum();
@@ -477,7 +478,6 @@ async fn append_batch<N: MailStore>(
                     new_folder: m.new.as_str().to_string(),
                     new_uidvalidity: new_uv.get(),
                     new_uidnext_before: *uidnext,
-                    body_sha256: sha256_hex(&x.body),
                     fp: fp.clone(),
                     flags: x.flags.clone(),
                 },

@@ -536,6 +536,17 @@ impl ImapSession {
     }
 }
 
+/// Whether a refused APPEND or STORE can be about its flags: a BAD, or a NO without a code or
+/// with `[CANNOT]` / `[CLIENTBUG]` / `[PARSE]`. Size, quota, a server fault or "later" are not
+/// cured by leaving flags out.
+fn may_be_about_flags(done: &Done) -> bool {
+    done.status == wire::Status::Bad
+        || done
+            .code
+            .as_ref()
+            .is_none_or(|c| matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"))
+}
+
 /// A `[SERVERBUG]` completion: the server failed on this command, the connection is fine.
 fn is_serverbug(done: &Done) -> bool {
     done.code.as_ref().is_some_and(|c| c.name == "SERVERBUG")
@@ -941,12 +952,7 @@ impl MailStore for ImapSession {
         &mut self,
         from: Uid,
     ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
-        Ok(self
-            .header_listing(from, false)
-            .await?
-            .into_iter()
-            .map(|d| (d.uid, d.fp, d.flags))
-            .collect())
+        Ok(triples(self.header_listing(from, false).await?))
     }
 
     async fn fetch_described(&mut self, from: Uid) -> Result<Vec<crate::store::Described>> {
@@ -957,12 +963,7 @@ impl MailStore for ImapSession {
         &mut self,
         uids: &[Uid],
     ) -> Result<Vec<(Uid, Fingerprint, Vec<String>)>> {
-        Ok(self
-            .header_of(uids, false)
-            .await?
-            .into_iter()
-            .map(|d| (d.uid, d.fp, d.flags))
-            .collect())
+        Ok(triples(self.header_of(uids, false).await?))
     }
 
     async fn store_flag_changes(
@@ -972,7 +973,8 @@ impl MailStore for ImapSession {
         self.refuse_if_read_only("STORE")?;
         // One UID STORE per distinct (+/-, flag set), all pipelined. Adding and removing touch
         // different flags, so their order on the server does not matter.
-        let mut groups: std::collections::BTreeMap<(&str, String), Vec<u32>> = Default::default();
+        let mut groups: std::collections::BTreeMap<(&str, Vec<&str>), Vec<u32>> =
+            Default::default();
         for (uid, add, remove) in changes {
             for (op, flags) in [("+FLAGS.SILENT", add), ("-FLAGS.SILENT", remove)] {
                 let fl: Vec<&str> = flags
@@ -980,15 +982,12 @@ impl MailStore for ImapSession {
                     .map(String::as_str)
                     .filter(|f| is_sendable_flag(f))
                     .collect();
-                if fl.is_empty() {
-                    continue;
+                if !fl.is_empty() {
+                    groups.entry((op, fl)).or_default().push(uid.get());
                 }
-                groups
-                    .entry((op, format!("({})", fl.join(" "))))
-                    .or_default()
-                    .push(uid.get());
             }
         }
+        let list = |fl: &[&str]| format!("({})", fl.join(" "));
         let mut tags = Vec::new();
         for ((op, flags), mut uids) in groups {
             uids.sort_unstable();
@@ -999,7 +998,7 @@ impl MailStore for ImapSession {
                     Arg::Raw("UID STORE"),
                     Arg::Raw(&set),
                     Arg::Raw(op),
-                    Arg::Raw(&flags),
+                    Arg::Raw(&list(&flags)),
                 ])
                 .await?;
             tags.push((tag, op, flags, set));
@@ -1017,40 +1016,30 @@ impl MailStore for ImapSession {
         let mut failed = None;
         for (op, flags, set, done) in refused {
             let system: Vec<&str> = flags
-                .trim_matches(|c| c == '(' || c == ')')
-                .split(' ')
+                .iter()
+                .copied()
                 .filter(|f| f.starts_with('\\'))
                 .collect();
-            let all = flags
-                .trim_matches(|c| c == '(' || c == ')')
-                .split(' ')
-                .count();
-            // Only a refusal that can be about the keywords (as for APPEND).
-            let about_flags = done.status == wire::Status::Bad
-                || done
-                    .code
-                    .as_ref()
-                    .is_none_or(|c| matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"));
-            if system.len() < all && about_flags {
+            if system.len() < flags.len() && may_be_about_flags(&done) {
                 let again = if system.is_empty() {
                     None
                 } else {
-                    let fl = format!("({})", system.join(" "));
                     Some(
                         self.wire
                             .command(&[
                                 Arg::Raw("UID STORE"),
                                 Arg::Raw(&set),
                                 Arg::Raw(op),
-                                Arg::Raw(&fl),
+                                Arg::Raw(&list(&system)),
                             ])
                             .await?,
                     )
                 };
                 if again.as_ref().is_none_or(|d| d.is_ok()) {
                     tracing::warn!(
-                        "{}: UID {set}: the new server refused the keywords of {flags} ({}); set without them",
+                        "{}: UID {set}: the new server refused the keywords of {} ({}); set without them",
                         self.label,
+                        list(&flags),
                         done.describe()
                     );
                     continue;
@@ -1425,14 +1414,7 @@ impl MailStore for ImapSession {
         // none, one at a time (this costs round trips only for refused messages). Refusals for
         // size or quota are final.
         for (i, done) in refused {
-            // Only a refusal that can be about the flags: a BAD, or a NO without a code or with
-            // `[CANNOT]` / `[CLIENTBUG]` / `[PARSE]`. Size, quota, a server fault or "later"
-            // are not cured by leaving flags out.
-            let final_code = done.status != wire::Status::Bad
-                && done
-                    .code
-                    .as_ref()
-                    .is_some_and(|c| !matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"));
+            let final_code = !may_be_about_flags(&done);
             let sent: Vec<&String> = items[i]
                 .flags
                 .iter()
@@ -1444,11 +1426,7 @@ impl MailStore for ImapSession {
             let system: Vec<&String> = sent
                 .iter()
                 .copied()
-                .filter(|f| {
-                    ["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted"]
-                        .iter()
-                        .any(|s| s.eq_ignore_ascii_case(f))
-                })
+                .filter(|f| f.starts_with('\\'))
                 .collect();
             // First without keywords longer than the usual limit (Dovecot's
             // mail_max_keyword_length is 50), keeping the others.
@@ -1599,6 +1577,11 @@ impl MailStore for ImapSession {
             .await;
         }
     }
+}
+
+/// A header listing as (UID, fingerprint, flags).
+fn triples(v: Vec<crate::store::Described>) -> Vec<(Uid, Fingerprint, Vec<String>)> {
+    v.into_iter().map(|d| (d.uid, d.fp, d.flags)).collect()
 }
 
 fn normalize_inbox(name: String) -> String {

@@ -4,11 +4,11 @@
 //! the old UIDVALIDITY and UID (big-endian, so a prefix scan returns a folder's messages in UID
 //! order). Values are JSON. No secret is ever stored here.
 //!
-//! The journal follows isync: before an APPEND the intent (which old message, its body hash, the
+//! The journal follows isync: before an APPEND the intent (which old message, its fingerprint, the
 //! target folder and that folder's UIDNEXT at the time) is written and flushed; after the server
-//! confirms, the map entry is written and the intent removed in one batch. After a crash, pending
-//! intents are resolved by looking for the messages on the new server before anything is copied
-//! again. sled's flush is not fully durable (DEVELOPERS.md), so the store is a cache of truth that
+//! confirms, the map entry is written and the intent removed in one transaction. After a
+//! crash, pending intents are resolved by looking for the messages on the new server before
+//! anything is copied again. sled's flush is not fully durable (DEVELOPERS.md), so the store is a cache of truth that
 //! can be rebuilt by matching messages on both sides; it is never the only proof.
 
 use crate::error::{Error, Result};
@@ -39,7 +39,8 @@ pub struct Intent {
     /// has a UID at or above this.
     pub new_uidvalidity: u32,
     pub new_uidnext_before: u32,
-    pub body_sha256: String,
+    /// The old message's fingerprint: its copy is found by it (headers only; an intent written
+    /// by an earlier version also holds a body hash, which is ignored).
     pub fp: Fingerprint,
     /// The flags sent with the APPEND.
     #[serde(default)]
@@ -145,6 +146,21 @@ fn uv_uid(rest: &[u8]) -> Option<(UidValidity, Uid)> {
     let uv = UidValidity::new(u32::from_be_bytes(rest[..4].try_into().ok()?))?;
     let uid = Uid::new(u32::from_be_bytes(rest[4..].try_into().ok()?))?;
     Some((uv, uid))
+}
+
+/// Every (UIDVALIDITY, UID, record) of one folder in a tree keyed like the maps.
+fn scan_messages<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+) -> Result<Vec<(UidValidity, Uid, T)>> {
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix(prefix) {
+        let (k, v) = kv?;
+        if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
+            out.push((uv, uid, dec(&v)?));
+        }
+    }
+    Ok(out)
 }
 
 fn tx_error(e: sled::transaction::TransactionError<()>) -> Error {
@@ -424,15 +440,7 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Intent)>> {
-        let prefix = folder_key(acct, folder);
-        let mut out = Vec::new();
-        for kv in self.intents.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
-                out.push((uv, uid, dec(&v)?));
-            }
-        }
-        Ok(out)
+        scan_messages(&self.intents, &folder_key(acct, folder))
     }
 
     /// Number of pending intents of an account.
@@ -512,15 +520,7 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Ghost)>> {
-        let prefix = folder_key(acct, folder);
-        let mut out = Vec::new();
-        for kv in self.ghosts.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
-                out.push((uv, uid, dec(&v)?));
-            }
-        }
-        Ok(out)
+        scan_messages(&self.ghosts, &folder_key(acct, folder))
     }
 
     /// Forgets ghosts (a late copy found, or too old to still come).
@@ -595,7 +595,6 @@ mod tests {
             new_folder: "INBOX".into(),
             new_uidvalidity: 9,
             new_uidnext_before: 1,
-            body_sha256: "00".into(),
             fp: fp(),
             flags: vec![],
         };
@@ -666,7 +665,6 @@ mod tests {
             new_folder: "2019".into(),
             new_uidvalidity: 9,
             new_uidnext_before: 1,
-            body_sha256: "00".into(),
             fp: fp(),
             flags: vec![],
         };
@@ -718,6 +716,19 @@ mod tests {
         let st = s.folder_state(&a, &to).unwrap().unwrap();
         assert_eq!(st.new_folder, "Old2019");
         assert!(!st.complete, "an incomplete folder stays incomplete");
+        // An intent written by an earlier version (with a body hash) still reads.
+        let legacy = serde_json::to_value(Intent {
+            new_folder: "x".into(),
+            new_uidvalidity: 1,
+            new_uidnext_before: 1,
+            fp: fp(),
+            flags: vec![],
+        })
+        .unwrap();
+        let mut legacy = legacy.as_object().unwrap().clone();
+        legacy.insert("body_sha256".into(), "00".into());
+        let back: Intent = serde_json::from_value(legacy.into()).unwrap();
+        assert_eq!(back.new_folder, "x");
         // A state written before `complete` existed was written only for complete folders.
         let old_json = br#"{"old_uidvalidity":1,"old_uidnext":2,"old_messages":1,"new_folder":"x","new_uidvalidity":3,"last_sync_unix":0}"#;
         let st: FolderState = serde_json::from_slice(old_json).unwrap();

@@ -16,6 +16,14 @@
 //!   The wait blocks the calling thread (`hit` is sync and this is test-only); other work of
 //!   the same task waits with it.
 //!
+//! `IMAPSHIFT_FAILPOINT_HIT` may list several passes (`1,3`): the action happens at each. With
+//! `pause`, the first listed pass uses `reached` / `release` as above, the i-th (i >= 2) uses
+//! `reached-i` / `release-i`, so a test can hold a run twice (two follow passes, say).
+//!
+//! Besides the journal's points, the cutover has `cutover-before-final-sync`,
+//! `cutover-before-verification`, `cutover-before-next-step` and `follow-pass` (before each
+//! follow pass).
+//!
 //! Unset, it costs one initialised `OnceLock` read.
 
 use std::path::PathBuf;
@@ -32,7 +40,8 @@ enum Action {
 
 struct Armed {
     point: String,
-    hit: u64,
+    /// The passes (1-based) at which the action happens.
+    hits: Vec<u64>,
     action: Action,
 }
 
@@ -46,10 +55,11 @@ const PAUSE_LIMIT: Duration = Duration::from_secs(300);
 fn config() -> &'static Option<Armed> {
     CONFIG.get_or_init(|| {
         let point = std::env::var("IMAPSHIFT_FAILPOINT").ok()?;
-        let hit = std::env::var("IMAPSHIFT_FAILPOINT_HIT")
+        let hits: Vec<u64> = std::env::var("IMAPSHIFT_FAILPOINT_HIT")
             .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
+            .map(|v| v.split(',').filter_map(|h| h.trim().parse().ok()).collect())
+            .filter(|h: &Vec<u64>| !h.is_empty())
+            .unwrap_or_else(|| vec![1]);
         let action = match std::env::var("IMAPSHIFT_FAILPOINT_ACTION").as_deref() {
             Ok("error") => Action::Error,
             Ok("pause") => match std::env::var_os("IMAPSHIFT_FAILPOINT_DIR") {
@@ -63,7 +73,11 @@ fn config() -> &'static Option<Armed> {
             },
             _ => Action::Abort,
         };
-        Some(Armed { point, hit, action })
+        Some(Armed {
+            point,
+            hits,
+            action,
+        })
     })
 }
 
@@ -73,15 +87,19 @@ pub fn hit(name: &str) -> crate::error::Result<()> {
     let Some(armed) = config() else {
         return Ok(());
     };
-    if armed.point != name || HITS.fetch_add(1, Ordering::Relaxed) + 1 != armed.hit {
+    if armed.point != name {
         return Ok(());
     }
+    let n = HITS.fetch_add(1, Ordering::Relaxed) + 1;
+    let Some(ordinal) = armed.hits.iter().position(|&h| h == n) else {
+        return Ok(());
+    };
     match &armed.action {
         Action::Error => Err(crate::error::Error::transient(format!(
             "failpoint {name} reached: injected connection error"
         ))),
         Action::Pause(dir) => {
-            pause(name, dir);
+            pause(name, dir, ordinal + 1);
             Ok(())
         }
         Action::Abort => {
@@ -91,11 +109,17 @@ pub fn hit(name: &str) -> crate::error::Result<()> {
     }
 }
 
-/// Announces `<dir>/reached` and waits for `<dir>/release` (see the module docs).
-fn pause(name: &str, dir: &std::path::Path) {
+/// Announces `<dir>/reached` and waits for `<dir>/release` (for the i-th listed pass, i >= 2:
+/// `reached-i` and `release-i`; see the module docs).
+fn pause(name: &str, dir: &std::path::Path, ordinal: usize) {
+    let suffix = if ordinal == 1 {
+        String::new()
+    } else {
+        format!("-{ordinal}")
+    };
     let tmp = dir.join("reached.tmp");
-    let announced =
-        std::fs::write(&tmp, name).and_then(|()| std::fs::rename(&tmp, dir.join("reached")));
+    let announced = std::fs::write(&tmp, name)
+        .and_then(|()| std::fs::rename(&tmp, dir.join(format!("reached{suffix}"))));
     if let Err(e) = announced {
         eprintln!(
             "imapshift: failpoint {name}: cannot write {}/reached: {e}",
@@ -107,7 +131,7 @@ fn pause(name: &str, dir: &std::path::Path) {
         "imapshift: failpoint {name} reached: paused until {}/release exists",
         dir.display()
     );
-    let release = dir.join("release");
+    let release = dir.join(format!("release{suffix}"));
     let deadline = std::time::Instant::now() + PAUSE_LIMIT;
     while !release.exists() {
         // The test that paused us is gone (it panicked before releasing): don't linger.

@@ -423,7 +423,7 @@ async fn smtp_checks(
 
 /// What an SMTP port did.
 #[derive(Debug)]
-enum Probe {
+pub(crate) enum Probe {
     Refused,
     /// No connection or no greeting within the timeout.
     Silent,
@@ -432,7 +432,8 @@ enum Probe {
     Error(String),
 }
 
-async fn probe_smtp(addr: SocketAddr, timeout: Duration) -> Probe {
+/// Connects to an SMTP port and reads its first line (the cutover probes the parking target too).
+pub(crate) async fn probe_smtp(addr: SocketAddr, timeout: Duration) -> Probe {
     use tokio::io::AsyncBufReadExt;
     let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Err(_) => return Probe::Silent,

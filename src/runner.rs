@@ -318,7 +318,7 @@ pub async fn run_sync(
         exit::FATAL
     } else if users.iter().any(|u| u.error.is_some()) {
         exit::ACCOUNT
-    } else if users.iter().any(|u| u.failed > 0) {
+    } else if users.iter().any(|u| u.failed > 0 || !u.failures.is_empty()) {
         exit::PARTIAL
     } else {
         exit::OK
@@ -488,6 +488,10 @@ pub fn render_summary(r: &RunReport) -> String {
 
 /// Exit code for an error that stopped the run before any user was synced.
 pub fn exit_code_for(e: &Error) -> i32 {
+    // Whatever stopped a run the admin interrupted, the run was interrupted.
+    if crate::failpoint::stop_requested() {
+        return exit::INTERRUPTED;
+    }
     match (e.scope, e.retry) {
         (Scope::Fatal, Retry::Fix) => exit::CONFIG,
         (Scope::Fatal, _) => exit::FATAL,

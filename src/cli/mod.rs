@@ -309,6 +309,15 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
         );
         return exit::CONFIG;
     }
+    if let Some(days) = cfg.filters.min_age_days {
+        // Mail younger than that would stay on the old server, which is switched off after the
+        // cutover: refused, not silently left behind.
+        eprintln!(
+            "imapshift: {}: [filters].min_age_days = {days} leaves the last {days} days of mail on the old server, and the cutover is the last sync before the old server is switched off: remove min_age_days for the cutover (docs/cutover.md)",
+            cfg.path.display()
+        );
+        return exit::CONFIG;
+    }
     let final_opts = engine_options(&cfg, false, cfg.sync.propagate_deletes_on_final, false);
     // Follow passes never delete: mail only arrives on the old server now.
     let follow_opts = engine_options(&cfg, false, false, false);
@@ -324,14 +333,16 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
         follow_interval: args
             .follow_interval
             .max(std::time::Duration::from_millis(100)),
+        shard: args.shard,
     };
-    let report = match rt.block_on(crate::cutover::run(
-        &cfg,
-        &final_opts,
-        &follow_opts,
-        &progress,
-        &co,
-    )) {
+    let c = crate::cutover::Cutover {
+        cfg: &cfg,
+        sync_opts: &final_opts,
+        follow_opts: &follow_opts,
+        progress: &progress,
+        options: &co,
+    };
+    let report = match rt.block_on(crate::cutover::run(&c)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("imapshift: {e}");
@@ -439,6 +450,16 @@ fn load_users(
     }
     if let Some(s) = shard {
         s.apply(&mut cfg);
+        if cfg.users.is_empty() {
+            eprintln!(
+                "imapshift: --shard {}/{}: this shard takes none of the {} users of {}: use fewer shards (N at most the number of users), or check the users list",
+                s.k,
+                s.n,
+                cfg.users_total,
+                cfg.path.display()
+            );
+            return Err(exit::CONFIG);
+        }
         tracing::info!(
             "shard {}/{}: {} of {} users",
             s.k,
@@ -699,6 +720,7 @@ fn engine_options(
         )
         .map(std::sync::Arc::new),
         connections_per_user: cfg.sync.connections_per_user,
+        as_of_unix: crate::timefmt::now_unix(),
     }
 }
 

@@ -725,6 +725,7 @@ mod tests {
             old_rate: None,
             new_rate: None,
             connections_per_user: 1,
+            as_of_unix: 0,
         };
         let copy: Vec<MsgSummary> = (1..=7).map(ms).collect();
         let none = BTreeSet::new();

@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub new_rate: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
     /// Session pairs one account may use at once (folders in parallel), 1 = one pair.
     pub connections_per_user: usize,
+    /// The "now" of the age filters (Unix seconds), fixed once per run so that every folder of
+    /// the run, and the verification that checks it, cut at the same instant.
+    pub as_of_unix: u64,
 }
 
 /// An account opens extra session pairs only when its folders to read hold at least this many
@@ -717,7 +720,7 @@ async fn apply_filters<O: MailStore>(
         copy.retain(|c| u64::from(c.size) <= max);
     }
     if !copy.is_empty() {
-        if let Some(criteria) = opts.filters.age_criteria(now_unix()) {
+        if let Some(criteria) = opts.filters.age_criteria(opts.as_of_unix) {
             let allowed: HashSet<Uid> = old.uid_search(&criteria).await?.into_iter().collect();
             copy.retain(|c| allowed.contains(&c.uid));
         }

@@ -289,16 +289,26 @@ pub fn wait_for_messages(
 pub struct Pause {
     dir: tempfile::TempDir,
     point: String,
-    hit: u64,
+    /// `IMAPSHIFT_FAILPOINT_HIT`: one pass (`3`) or several (`1,3`).
+    hit: String,
 }
 
 impl Pause {
     /// Arms `point` (e.g. `"after-append"`) at its `hit`-th pass (1-based).
     pub fn new(point: &str, hit: u64) -> Pause {
+        Pause::new_at(point, &[hit])
+    }
+
+    /// Arms `point` at several passes (1-based): the run holds at each in turn.
+    pub fn new_at(point: &str, hits: &[u64]) -> Pause {
         Pause {
             dir: tempfile::tempdir().expect("temp dir for a pause failpoint"),
             point: point.to_string(),
-            hit,
+            hit: hits
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -306,7 +316,7 @@ impl Pause {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("IMAPSHIFT_FAILPOINT", self.point.clone()),
-            ("IMAPSHIFT_FAILPOINT_HIT", self.hit.to_string()),
+            ("IMAPSHIFT_FAILPOINT_HIT", self.hit.clone()),
             ("IMAPSHIFT_FAILPOINT_ACTION", "pause".into()),
             (
                 "IMAPSHIFT_FAILPOINT_DIR",
@@ -343,7 +353,39 @@ impl Pause {
 
     /// Lets the paused run continue (idempotent).
     pub fn release(&self) {
-        let path = self.dir.path().join("release");
+        self.release_nth(1)
+    }
+
+    /// With several passes armed (`Pause::new_at(point, &[1, 3])`): waits until the run holds at
+    /// the `i`-th of them (1-based; a failure guard as in [`Pause::wait_reached`]).
+    pub fn wait_reached_nth(&self, i: usize, timeout: Duration) -> String {
+        if i == 1 {
+            return self.wait_reached(timeout);
+        }
+        let path = self.dir.path().join(format!("reached-{i}"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(name) = std::fs::read_to_string(&path) {
+                return name;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "failpoint {} (its pass number {i} of {}) not reached within {timeout:?}",
+                self.point,
+                self.hit
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the run continue from the `i`-th armed pass.
+    pub fn release_nth(&self, i: usize) {
+        let name = if i == 1 {
+            "release".to_string()
+        } else {
+            format!("release-{i}")
+        };
+        let path = self.dir.path().join(name);
         std::fs::write(&path, b"").unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 }

@@ -1,0 +1,570 @@
+//! The cutover never claims success while mail is not on the new server (issue 11), against real
+//! Dovecot and Knot: NEXT STEP only when the final sync left nothing undone, the verification
+//! passed and the MX is still parked; otherwise a non-zero exit, the list of what is left and the
+//! command that fixes it. The DNS and the parking target are checked again right before acting;
+//! Ctrl-C or SIGTERM exits 130 in every phase; follow passes all count. Phases are held at named
+//! failpoints (`cutover-before-final-sync`, `cutover-before-verification`,
+//! `cutover-before-next-step`, `follow-pass`), never timed.
+
+mod common;
+
+use common::{imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, Pause, TestImap};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARK: &str = "park.example.net.";
+const OLD_MX: &str = "old-mx.example.net.";
+
+fn msg(tag: &str, i: usize, pad: usize) -> Vec<u8> {
+    format!(
+        "Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@example.com>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody {i}\r\n{}\r\n",
+        "x".repeat(pad)
+    )
+    .into_bytes()
+}
+
+/// Two Dovecots, one Knot serving example.com (MX) and example.net (the targets' addresses),
+/// and a config whose resolver is that Knot (nothing leaves loopback).
+struct World {
+    old: Dovecot,
+    new: Dovecot,
+    ns: Knot,
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    /// The SMTP port of the targets: nothing listens on it at the parking address unless a
+    /// test starts a greeter there.
+    smtp_port: u16,
+}
+
+struct Opts<'a> {
+    users: &'a [&'a str],
+    old_conf: &'a str,
+    new_conf: &'a str,
+    /// The MX when the cutover starts.
+    mx: &'a str,
+    /// The zone TTL and [mx].max_ttl.
+    ttl: u32,
+    extra: &'a str,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Opts {
+            users: &["alice"],
+            old_conf: "",
+            new_conf: "",
+            mx: PARK,
+            ttl: 1,
+            extra: "",
+        }
+    }
+}
+
+fn world(o: Opts) -> World {
+    let users: Vec<(&str, &str)> = o.users.iter().map(|u| (*u, "pw")).collect();
+    let old = Dovecot::start(
+        "old",
+        &users,
+        DovecotOpts {
+            extra_conf: o.old_conf.into(),
+            ..Default::default()
+        },
+    );
+    let new = Dovecot::start(
+        "new",
+        &users,
+        DovecotOpts {
+            extra_conf: o.new_conf.into(),
+            ..Default::default()
+        },
+    );
+    let smtp_port = {
+        let l = TcpListener::bind("127.0.0.3:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let com = zone_text("example.com", &[], &[(10, o.mx)], o.ttl);
+    let net = zone_text("example.net", &[], &[], 300)
+        + "park 300 IN A 127.0.0.3\nnew-mx 300 IN A 127.0.0.4\nold-mx 300 IN A 127.0.0.5\n";
+    let port = Knot::free_port(&["127.0.0.1"]);
+    let ns = Knot::start(
+        "ns1",
+        "127.0.0.1",
+        port,
+        &[("example.com", com.as_str()), ("example.net", net.as_str())],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imapshift.toml");
+    let mx = format!(
+        "[mx]\ndomains = [\"example.com\"]\nnameservers = [\"{0}\"]\nresolver = \"{0}\"\n\
+         parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\n\
+         max_ttl = {1}\nsmtp_port = {smtp_port}\n{2}",
+        ns.addr(),
+        o.ttl,
+        o.extra
+    );
+    std::fs::write(
+        &cfg,
+        common::plain_config(old.port(), new.port(), "", "", &mx, o.users),
+    )
+    .unwrap();
+    World {
+        old,
+        new,
+        ns,
+        _dir: dir,
+        cfg,
+        smtp_port,
+    }
+}
+
+impl World {
+    fn cfg(&self) -> &str {
+        self.cfg.to_str().unwrap()
+    }
+
+    fn fill(&self, user: &str, folder: &str, tag: &str, n: usize, pad: usize) {
+        let mut c = TestImap::connect(self.old.port(), user, "pw");
+        if !folder.eq_ignore_ascii_case("INBOX") {
+            c.create(folder);
+        }
+        for i in 0..n {
+            c.append(folder, &["\\Seen"], None, &msg(tag, i, pad))
+                .unwrap();
+        }
+        c.logout();
+    }
+
+    fn presync(&self) -> i32 {
+        let out = common::run_imapshift(&["sync", "--config", self.cfg()], &[("PW", "pw")]);
+        out.status.code().unwrap_or(-1)
+    }
+
+    fn new_count(&self, user: &str, folder: &str) -> usize {
+        let mut c = TestImap::connect(self.new.port(), user, "pw");
+        let n = c.fetch_all(folder).len();
+        c.logout();
+        n
+    }
+}
+
+/// A cutover running in the background: its stderr collected as it comes.
+struct Running {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+fn start(w: &World, args: &[&str], env: &[(&'static str, String)]) -> Running {
+    let mut child = Command::new(imapshift_bin())
+        .args([
+            "cutover",
+            "--config",
+            w.cfg(),
+            "--dns-interval",
+            "0.2s",
+            "--json",
+        ])
+        .args(args)
+        .env("PW", "pw")
+        .env("IMAPSHIFT_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+    }
+    Running { child, log }
+}
+
+impl Running {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (a failure guard only) until stderr shows `what`.
+    fn wait_for(&self, what: &str, secs: u64) {
+        let t = Instant::now();
+        while !self.log().contains(what) {
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "no {what:?} within {secs}s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for the exit (guard: 120 s); the exit code, the JSON report (Null if none) and
+    /// stderr.
+    fn finish(mut self) -> (i32, Value, String) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                let _ = self.child.kill();
+                panic!("cutover did not end within 120s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        // Let the stderr reader drain.
+        std::thread::sleep(Duration::from_millis(100));
+        let report = serde_json::from_str(&out).unwrap_or(Value::Null);
+        (status.code().unwrap_or(-1), report, self.log())
+    }
+}
+
+fn cutover(w: &World, args: &[&str], env: &[(&'static str, String)]) -> (i32, Value, String) {
+    start(w, args, env).finish()
+}
+
+fn phases(r: &Value) -> Vec<String> {
+    r["phases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| p["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn left(r: &Value) -> String {
+    r["left"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| l.as_str().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn assert_no_next_step(code: i32, r: &Value, log: &str) {
+    assert_ne!(code, 0, "{r:#}\n{log}");
+    assert!(r["next_step"].is_null(), "{r:#}");
+    assert!(!log.contains("NEXT STEP"), "{log}");
+}
+
+/// The new server refuses a message of the final delta (over its size limit): the cutover must
+/// not print NEXT STEP, exits non-zero, names the message by its old UID and says which command
+/// finishes the job; the rest of the delta is copied.
+#[test]
+fn a_message_the_final_sync_could_not_copy_means_no_next_step() {
+    let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
+    let w = world(Opts {
+        new_conf: quota,
+        ..Default::default()
+    });
+    w.fill("alice", "INBOX", "pre", 3, 10);
+    assert_eq!(w.presync(), 0);
+    // The delta: two small messages and one of 40 kB.
+    let mut c = TestImap::connect(w.old.port(), "alice", "pw");
+    c.append("INBOX", &[], None, &msg("delta", 0, 10)).unwrap();
+    c.append("INBOX", &[], None, &msg("big", 1, 40_000))
+        .unwrap();
+    c.append("INBOX", &[], None, &msg("delta", 2, 10)).unwrap();
+    c.logout();
+    let (code, r, log) = cutover(&w, &[], &[]);
+    assert_no_next_step(code, &r, &log);
+    assert_eq!(code, 7, "the verification finds it missing: {r:#}");
+    let l = left(&r);
+    assert!(l.contains("old UID 5"), "the message named by UID: {l}");
+    assert!(l.contains("final sync"), "{l}");
+    let fix = r["fix"].as_str().unwrap_or("");
+    assert!(
+        fix.contains("imapshift cutover --config") && fix.contains(w.cfg()),
+        "the command that finishes the job: {r:#}"
+    );
+    assert!(log.contains("NOT DONE"), "{log}");
+    assert_eq!(w.new_count("alice", "INBOX"), 5, "the rest was copied");
+}
+
+/// Ctrl-C during the final sync (held after its first APPEND): exit 130, no verification phase,
+/// no NEXT STEP, although the one message of the delta was copied and a verification would pass.
+#[test]
+fn an_interrupted_final_sync_never_goes_on_to_verification() {
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", 3, 10);
+    assert_eq!(w.presync(), 0);
+    w.fill("alice", "INBOX", "delta", 1, 10);
+    let pause = Pause::new("after-append", 1);
+    let run = start(&w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    run.signal("INT");
+    run.wait_for("stopping cleanly", 20);
+    pause.release();
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 130, "{r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    let p = phases(&r);
+    assert!(
+        p.contains(&"final sync".to_string()) && !p.contains(&"verification".to_string()),
+        "{p:?}"
+    );
+    assert!(r["verification"].is_null(), "{r:#}");
+    assert!(left(&r).contains("interrupted"), "{r:#}");
+}
+
+/// The MX goes back to the old server while the cutover is about to start the final sync: it
+/// stops with exit 5 and a clear message, and syncs nothing.
+#[test]
+fn a_record_that_went_back_before_the_final_sync_stops_it() {
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", 3, 10);
+    assert_eq!(w.presync(), 0);
+    w.fill("alice", "INBOX", "delta", 2, 10);
+    let pause = Pause::new("cutover-before-final-sync", 1);
+    let run = start(&w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
+    pause.release();
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 5, "{r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    assert!(r["final_sync"].is_null(), "nothing synced: {r:#}");
+    let l = left(&r);
+    assert!(
+        l.contains("went back") && l.contains("old-mx.example.net"),
+        "{l}"
+    );
+    assert_eq!(w.new_count("alice", "INBOX"), 3);
+}
+
+/// The MX goes back during the final sync and verification: the mail is all there, but NEXT
+/// STEP is withheld (exit 5), since mail may be reaching the old server again.
+#[test]
+fn a_record_that_went_back_before_next_step_withholds_it() {
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", 3, 10);
+    assert_eq!(w.presync(), 0);
+    let pause = Pause::new("cutover-before-next-step", 1);
+    let run = start(&w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
+    pause.release();
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 5, "{r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    assert_eq!(r["verification"]["ok"], true, "{r:#}");
+    assert!(
+        left(&r).contains("no longer points to the parking target"),
+        "{r:#}"
+    );
+    assert!(
+        r["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("park the MX again"),
+        "{r:#}"
+    );
+}
+
+/// Something accepts SMTP at the parking address: mail sent now would reach neither server, so
+/// the cutover stops before the final sync (exit 6).
+#[test]
+fn smtp_on_the_parking_target_stops_before_the_final_sync() {
+    let w = world(Opts::default());
+    let l = TcpListener::bind(("127.0.0.3", w.smtp_port)).unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let _ = std::io::Write::write_all(&mut c, b"220 parked but listening\r\n");
+        }
+    });
+    w.fill("alice", "INBOX", "pre", 2, 10);
+    let (code, r, log) = cutover(&w, &[], &[]);
+    assert_eq!(code, 6, "{r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    assert!(r["final_sync"].is_null(), "{r:#}");
+    assert!(left(&r).contains("accepts SMTP"), "{r:#}");
+    assert_eq!(w.new_count("alice", "INBOX"), 0);
+}
+
+/// Ctrl-C or SIGTERM in the parking wait, the TTL wait and the verification: exit 130 each
+/// time, never NEXT STEP (the TTL wait exited 2 before).
+#[test]
+fn every_phase_exits_130_on_a_signal() {
+    // The parking wait: the MX is still the old one.
+    let w = world(Opts {
+        mx: OLD_MX,
+        ..Default::default()
+    });
+    let run = start(&w, &[], &[]);
+    run.wait_for("cutover: waiting until", 30);
+    run.signal("TERM");
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 130, "parking wait: {r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+
+    // The TTL wait: a TTL of 300 s.
+    let w = world(Opts {
+        ttl: 300,
+        ..Default::default()
+    });
+    let run = start(&w, &[], &[]);
+    run.wait_for("cutover: waiting 300s", 30);
+    run.signal("INT");
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 130, "TTL wait: {r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    assert!(r["final_sync"].is_null(), "{r:#}");
+
+    // The verification.
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", 2, 10);
+    let pause = Pause::new("cutover-before-verification", 1);
+    let run = start(&w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    run.signal("TERM");
+    run.wait_for("stopping cleanly", 20);
+    pause.release();
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 130, "verification: {r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    assert!(r["verification"].is_null(), "{r:#}");
+}
+
+/// `--follow`: a pass that fails counts although the later pass succeeds (exit 1, its code in
+/// the report), and when a pass runs across the deadline, one more pass starts after it, so
+/// mail that arrived meanwhile is carried. Both passes are held at the `follow-pass` failpoint.
+#[test]
+fn follow_counts_every_pass_and_ends_with_a_pass_after_the_deadline() {
+    let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
+    let w = world(Opts {
+        new_conf: quota,
+        ..Default::default()
+    });
+    w.fill("alice", "INBOX", "pre", 2, 10);
+    assert_eq!(w.presync(), 0);
+    let pause = Pause::new_at("follow-pass", &[1, 2]);
+    let run = start(
+        &w,
+        &["--follow", "3s", "--follow-interval", "1s"],
+        &pause.env(),
+    );
+    // Pass 1 starts before the deadline and is held until the deadline is over.
+    pause.wait_reached(Duration::from_secs(60));
+    assert!(run.log().contains("NEXT STEP"), "{}", run.log());
+    let mut c = TestImap::connect(w.old.port(), "alice", "pw");
+    c.append("INBOX", &[], None, &msg("stray", 0, 10)).unwrap(); // UID 3
+    c.append("INBOX", &[], None, &msg("toobig", 1, 40_000)) // UID 4
+        .unwrap();
+    c.logout();
+    std::thread::sleep(Duration::from_secs(4));
+    pause.release();
+    // Pass 1 carried the small one and failed the big one; pass 2 must follow.
+    pause.wait_reached_nth(2, Duration::from_secs(60));
+    let mut c = TestImap::connect(w.old.port(), "alice", "pw");
+    c.expunge_uid("INBOX", 4);
+    c.append("INBOX", &[], None, &msg("late", 2, 10)).unwrap();
+    c.logout();
+    pause.release_nth(2);
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 1, "the failed first pass shows: {r:#}\n{log}");
+    assert_eq!(r["follow_failures"], serde_json::json!([1]), "{r:#}");
+    assert_eq!(r["follow_passes"], 2, "{r:#}");
+    assert_eq!(r["followed"], 2, "{r:#}");
+    assert!(r["next_step"].is_string(), "{r:#}");
+    assert_eq!(w.new_count("alice", "INBOX"), 4, "stray and late carried");
+}
+
+/// `--shard K/N`: a shard with no users is an error (exit 2), not "0 of 0 VERIFIED"; a shard's
+/// cutover says it covers K of N.
+#[test]
+fn a_shards_cutover_says_what_it_covers() {
+    let w = world(Opts {
+        users: &["alice", "bob"],
+        ..Default::default()
+    });
+    w.fill("alice", "INBOX", "a", 2, 10);
+    w.fill("bob", "INBOX", "b", 2, 10);
+    // With 2 users, some shard of 3 is empty (the hash is stable: find it).
+    let mut empty = None;
+    let mut full = None;
+    for k in 1..=3 {
+        let (code, r, log) = cutover(&w, &["--shard", &format!("{k}/3")], &[]);
+        if code == 2 {
+            assert!(log.contains("takes none of the 2 users"), "{log}");
+            empty = Some(k);
+        } else {
+            assert_eq!(code, 0, "{r:#}\n{log}");
+            let v = r["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "verification")
+                .unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(v.contains(&format!("shard {k}/3")), "{v}");
+            assert!(
+                r["next_step"].as_str().unwrap().contains("every shard"),
+                "{r:#}"
+            );
+            full = Some(k);
+        }
+    }
+    assert!(empty.is_some() && full.is_some(), "{empty:?} {full:?}");
+}
+
+/// `[filters].min_age_days` would leave the newest mail on the old server: the cutover refuses
+/// it (exit 2); `max_size` is stated in the verification's line, never covered by "OK".
+#[test]
+fn filters_are_refused_or_stated() {
+    let w = world(Opts::default());
+    common::append_config(&w.cfg, "[filters]\nmin_age_days = 3\n");
+    let (code, _, log) = cutover(&w, &[], &[]);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("min_age_days"), "{log}");
+
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "small", 2, 10);
+    w.fill("alice", "INBOX", "large", 1, 30_000);
+    common::append_config(&w.cfg, "[filters]\nmax_size = 10000\n");
+    let (code, r, log) = cutover(&w, &[], &[]);
+    assert_eq!(code, 0, "{r:#}\n{log}");
+    let v = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "verification")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(v.contains("1 that [filters] leave out"), "{v}");
+}

@@ -568,3 +568,141 @@ fn filters_are_refused_or_stated() {
         .to_string();
     assert!(v.contains("1 that [filters] leave out"), "{v}");
 }
+
+/// The issue's case, end to end: an old Dovecot with the stock special-use config (`Sent` and
+/// `Sent Messages` both `\Sent`, `Trash` and `Deleted Messages` both `\Trash`), 7 messages in
+/// `Sent Messages`, a new server whose admin prepared `Sent` and `Trash`, two users, and two
+/// domains on two nameserver pairs (each pair serves only its own zone). The MX flips to the
+/// parking target on one pair after the other; the cutover puts every old message on the new
+/// server, in the folder of its old name, and says so (exit 0, NEXT STEP).
+#[test]
+fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
+    let old_ns = "namespace inbox {\n  inbox = yes\n\
+                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
+                  mailbox \"Sent Messages\" {\n    special_use = \\Sent\n  }\n\
+                  mailbox Trash {\n    special_use = \\Trash\n  }\n\
+                  mailbox \"Deleted Messages\" {\n    special_use = \\Trash\n  }\n}\n";
+    let new_ns = "namespace inbox {\n  inbox = yes\n\
+                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
+                  mailbox Trash {\n    special_use = \\Trash\n  }\n}\n";
+    let users = [("alice", "pw"), ("bob", "pw")];
+    let old = Dovecot::start(
+        "old",
+        &users,
+        DovecotOpts {
+            extra_conf: old_ns.into(),
+            ..Default::default()
+        },
+    );
+    let new = Dovecot::start(
+        "new",
+        &users,
+        DovecotOpts {
+            extra_conf: new_ns.into(),
+            ..Default::default()
+        },
+    );
+    let folders = ["INBOX", "Sent", "Sent Messages", "Trash", "Deleted Messages"];
+    for (u, _) in users {
+        let mut c = TestImap::connect(old.port(), u, "pw");
+        for (k, f) in folders.iter().enumerate() {
+            if *f != "INBOX" {
+                c.create(f);
+            }
+            let n = if *f == "Sent Messages" { 7 } else { 2 + k };
+            for i in 0..n {
+                c.append(f, &["\\Seen"], None, &msg(&format!("{u}-{k}"), i, 20 * i))
+                    .unwrap();
+            }
+        }
+        c.logout();
+        let mut n = TestImap::connect(new.port(), u, "pw");
+        n.create("Sent");
+        n.create("Trash");
+        n.logout();
+    }
+    // example.com at one DNS provider (127.0.0.1 + .2), example.org at another (.3 + .4).
+    let port = Knot::free_port(&["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    let com = zone_text("example.com", &[], &[(10, OLD_MX)], 1);
+    let org = zone_text("example.org", &[], &[(10, OLD_MX)], 1);
+    let net = zone_text("example.net", &[], &[], 300) + "park 300 IN A 127.0.0.9\n";
+    let a1 = Knot::start(
+        "a1",
+        "127.0.0.1",
+        port,
+        &[("example.com", com.as_str()), ("example.net", net.as_str())],
+    );
+    let a2 = Knot::start("a2", "127.0.0.2", port, &[("example.com", com.as_str())]);
+    let b1 = Knot::start("b1", "127.0.0.3", port, &[("example.org", org.as_str())]);
+    let b2 = Knot::start("b2", "127.0.0.4", port, &[("example.org", org.as_str())]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imapshift.toml");
+    let smtp_port = {
+        let l = TcpListener::bind("127.0.0.9:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mx = format!(
+        "[mx]\ndomains = [\"example.com\", \"example.org\"]\nresolver = \"{}\"\n\
+         parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\n\
+         max_ttl = 1\nsmtp_port = {smtp_port}\n\
+         [mx.domain_nameservers]\n\"example.com\" = [\"{}\", \"{}\"]\n\"example.org\" = [\"{}\", \"{}\"]\n",
+        a1.addr(),
+        a1.addr(),
+        a2.addr(),
+        b1.addr(),
+        b2.addr()
+    );
+    std::fs::write(
+        &cfg,
+        common::plain_config(old.port(), new.port(), "", "", &mx, &["alice", "bob"]),
+    )
+    .unwrap();
+    let out = common::run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap()],
+        &[("PW", "pw")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the pre-sync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = World {
+        old,
+        new,
+        ns: a1,
+        _dir: dir,
+        cfg,
+        smtp_port,
+    };
+    let run = start(&w, &[], &[]);
+    run.wait_for("cutover: waiting until", 30);
+    // One provider flips first, the other later.
+    w.ns.set_mx("example.com", "@", 1, &[(10, PARK)]);
+    a2.set_mx("example.com", "@", 1, &[(10, PARK)]);
+    run.wait_for("example.com: 10 old-mx.example.net (ttl 1) -> 10 park.example.net", 30);
+    b1.set_mx("example.org", "@", 1, &[(10, PARK)]);
+    b2.set_mx("example.org", "@", 1, &[(10, PARK)]);
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 0, "{r:#}\n{log}");
+    assert!(
+        r["next_step"]
+            .as_str()
+            .unwrap_or("")
+            .contains("example.com, example.org"),
+        "{r:#}"
+    );
+    assert!(log.contains("NEXT STEP"), "{log}");
+    assert_eq!(r["verification"]["ok"], true, "{r:#}");
+    for (u, _) in users {
+        let mut o = TestImap::connect(w.old.port(), u, "pw");
+        let mut n = TestImap::connect(w.new.port(), u, "pw");
+        for f in folders {
+            if let Err(e) = common::diff_folder(f, &o.fetch_all(f), &n.fetch_all(f)) {
+                panic!("{u}: {e}");
+            }
+        }
+        o.logout();
+        n.logout();
+    }
+}

@@ -747,7 +747,10 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         }
     };
     // With --json the report is the last event line (`"event": "summary"`).
-    progress.finish_run(&report);
+    if !progress.finish_run(&report) {
+        eprintln!("imapshift: stopped: the --json reader did not take the final report within {}s of the stop request", crate::progress::FINAL_WAIT_AFTER_STOP.as_secs());
+        return exit::INTERRUPTED;
+    }
     if !args.json {
         print!("{}", runner::render_summary(&report));
     }

@@ -200,10 +200,7 @@ fn write_events(shared: &Shared, mut out: Box<dyn Write + Send>) {
         let taken: Vec<(Class, String)> = {
             let mut q = shared.lock();
             while q.lines.is_empty() {
-                q = shared
-                    .changed
-                    .wait(q)
-                    .unwrap_or_else(|p| p.into_inner());
+                q = shared.changed.wait(q).unwrap_or_else(|p| p.into_inner());
             }
             let taken: Vec<_> = q.lines.drain(..).collect();
             for (class, _) in &taken {
@@ -763,14 +760,20 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds[0], "run_started");
         assert_eq!(kinds[kinds.len() - 2..], ["user_finished", "summary"]);
         let summary = events.last().unwrap();
         assert_eq!(summary["copied"], 7);
         let dropped = summary["events_dropped"].as_u64().unwrap();
         let progress = kinds.iter().filter(|k| **k == "progress").count();
-        assert!(dropped > 0 && progress <= 2 * QUEUE_LINES, "{dropped} {progress}");
+        assert!(
+            dropped > 0 && progress <= 2 * QUEUE_LINES,
+            "{dropped} {progress}"
+        );
         assert_eq!(progress as u64 + dropped, sent as u64);
         let ts: Vec<f64> = events.iter().map(|e| e["ts"].as_f64().unwrap()).collect();
         assert!(ts.windows(2).all(|w| w[0] <= w[1]));

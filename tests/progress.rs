@@ -198,13 +198,25 @@ fn stall_setup() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
     (old, new, tmp, cfg)
 }
 
+/// The run under test, killed if the test fails before it exits (a hung run leaves nothing).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `sync --json --progress-interval 0` with stdout a pipe that nobody reads yet (the read end is
 /// held open) and stderr read line by line into a channel.
 fn spawn_stalled(
     cfg: &std::path::Path,
     extra_env: &[(&str, String)],
 ) -> (
-    std::process::Child,
+    Running,
     std::process::ChildStdout,
     std::sync::mpsc::Receiver<String>,
 ) {
@@ -233,7 +245,7 @@ fn spawn_stalled(
             }
         }
     });
-    (child, stdout, rx)
+    (Running(child), stdout, rx)
 }
 
 /// Waits for a stderr line containing `needle`; `guard` only bounds a failure (the run hangs).
@@ -241,7 +253,6 @@ fn wait_stderr(
     rx: &std::sync::mpsc::Receiver<String>,
     needle: &str,
     guard: std::time::Duration,
-    child: &mut std::process::Child,
 ) -> Vec<String> {
     let deadline = std::time::Instant::now() + guard;
     let mut seen = Vec::new();
@@ -256,8 +267,6 @@ fn wait_stderr(
                 }
             }
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
                 panic!(
                     "no stderr line with {needle:?} within {guard:?} (the run hangs on its \
                      unread stdout?); stderr so far:\n{}",
@@ -273,18 +282,13 @@ fn tail(lines: &[String]) -> String {
 }
 
 /// Waits for the exit; `guard` only bounds a failure.
-fn wait_exit(
-    child: &mut std::process::Child,
-    guard: std::time::Duration,
-) -> std::process::ExitStatus {
+fn wait_exit(run: &mut Running, guard: std::time::Duration) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + guard;
     loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = run.0.try_wait().unwrap() {
             return s;
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("imapshift did not exit within {guard:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -309,14 +313,13 @@ fn a_stalled_json_reader_never_stalls_the_copy() {
         &rx,
         "finished: alice: ok",
         std::time::Duration::from_secs(240),
-        &mut child,
     );
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.status("INBOX").0 as usize, STALL_MESSAGES);
     n.logout();
     // The run is done but waits for the reader to take its final report.
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "exited before its report was read: the events did not fill the pipe"
     );
     let out = read_all(stdout);
@@ -350,16 +353,11 @@ fn ctrl_c_ends_a_run_whose_json_reader_stalled() {
     let (mut child, stdout, rx) = spawn_stalled(&cfg, &pause.env());
     pause.wait_reached(std::time::Duration::from_secs(240));
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    wait_stderr(
-        &rx,
-        "stopping cleanly",
-        std::time::Duration::from_secs(30),
-        &mut child,
-    );
+    wait_stderr(&rx, "stopping cleanly", std::time::Duration::from_secs(30));
     pause.release();
     // Nobody reads stdout: the final report waits FINAL_WAIT_AFTER_STOP (5 s), then exit 130.
     let status = wait_exit(&mut child, std::time::Duration::from_secs(60));

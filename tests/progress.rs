@@ -21,15 +21,28 @@ fn setup() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
         c.append("INBOX", &[], None, m.as_bytes()).unwrap();
     }
     c.logout();
+    let (dir, cfg) = alice_config(&old, &new, 5);
+    (old, new, dir, cfg)
+}
+
+/// The config migrating alice (`A_OLD`, `A_NEW`) in batches of `batch_messages`.
+fn alice_config(
+    old: &Dovecot,
+    new: &Dovecot,
+    batch_messages: usize,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
-        &old,
-        &new,
+        old,
+        new,
         &[("alice", "alice", "A_OLD", "A_NEW")],
     );
-    append_config(&cfg, "[sync]\nbatch_messages = 5\n");
-    (old, new, dir, cfg)
+    append_config(
+        &cfg,
+        &format!("[sync]\nbatch_messages = {batch_messages}\n"),
+    );
+    (dir, cfg)
 }
 
 #[test]
@@ -62,20 +75,22 @@ fn progress_lines_without_a_terminal() {
     assert!(err.contains("alice: ok, 60 copied, 0 failed"), "{err}");
 }
 
+/// `sync --json` with a `progress` event after every batch.
+fn json_sync(cfg: &std::path::Path) -> [&str; 6] {
+    [
+        "sync",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+        "--progress-interval",
+        "0",
+    ]
+}
+
 #[test]
 fn json_events_on_stdout() {
     let (_old, _new, _dir, cfg) = setup();
-    let out = run_imapshift(
-        &[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--json",
-            "--progress-interval",
-            "0",
-        ],
-        &[("A_OLD", "old-a"), ("A_NEW", "new-a")],
-    );
+    let out = run_imapshift(&json_sync(&cfg), &[("A_OLD", "old-a"), ("A_NEW", "new-a")]);
     assert_eq!(out.status.code(), Some(0));
     // Every line an event; the last the summary (checked by sync_report).
     let report = common::sync_report(&out.stdout).unwrap();
@@ -187,14 +202,7 @@ fn stall_setup() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
     assert_eq!(c.status("INBOX").0 as usize, STALL_MESSAGES);
     c.logout();
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        &old,
-        &new,
-        &[("alice", "alice", "A_OLD", "A_NEW")],
-    );
-    append_config(&cfg, "[sync]\nbatch_messages = 1\n");
+    let (tmp, cfg) = alice_config(&old, &new, 1);
     (old, new, tmp, cfg)
 }
 
@@ -223,17 +231,7 @@ fn spawn_stalled(
     use std::io::BufRead;
     let mut envs: Vec<(&str, &str)> = vec![("A_OLD", "old-a"), ("A_NEW", "new-a")];
     envs.extend(extra_env.iter().map(|(k, v)| (*k, v.as_str())));
-    let mut child = common::spawn_imapshift(
-        &[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--json",
-            "--progress-interval",
-            "0",
-        ],
-        &envs,
-    );
+    let mut child = common::spawn_imapshift(&json_sync(cfg), &envs);
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

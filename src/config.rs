@@ -248,7 +248,7 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Shard, String> {
-        let bad = || format!("{s:?} is not K/N with 1 <= K <= N, e.g. 2/8");
+        let bad = || format!("\"{s}\" is not K/N with 1 <= K <= N, e.g. 2/8");
         let (k, n) = s.split_once('/').ok_or_else(bad)?;
         let (k, n): (u32, u32) = (
             k.trim().parse().map_err(|_| bad())?,
@@ -389,7 +389,7 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
     for u in &users {
         if !seen.insert(u.old_login.clone()) {
             return Err(Error::config(format!(
-                "{}: user {:?} is listed twice: each old login may appear once",
+                "{}: user \"{}\" is listed twice: each old login may appear once",
                 u.origin, u.old_login
             )));
         }
@@ -530,7 +530,7 @@ fn server(
                 return Err(w.at(
                     sv,
                     &format!("[{side}].security"),
-                    format!("{other:?} is not one of \"tls\", \"starttls\", \"plain\""),
+                    format!("\"{other}\" is not one of \"tls\", \"starttls\", \"plain\""),
                 ))
             }
         },
@@ -554,7 +554,7 @@ fn server(
                 return Err(w.at(
                     a,
                     &format!("[{side}].auth"),
-                    format!("{other:?} is not one of \"login\", \"plain\""),
+                    format!("\"{other}\" is not one of \"login\", \"plain\""),
                 ))
             }
         },
@@ -673,7 +673,7 @@ fn inline_user(
                 "give a reference: env:NAME, file:PATH or cmd:COMMAND (or configure a master_user for that server)",
             )),
             Some(s) => resolve_if(keep(&old_login), s.get_ref(), base)
-                .map_err(|p| w.at(s, &format!("[[users]].{name} of user {old_login:?}"), p)),
+                .map_err(|p| w.at(s, &format!("[[users]].{name} of user \"{old_login}\""), p)),
         }
     };
     Ok(UserConfig {
@@ -768,7 +768,7 @@ fn csv_users(
     for (i, name) in want.iter().enumerate() {
         idx[i] = headers.iter().position(|h| h == *name).ok_or_else(|| {
             Error::config(format!(
-                "{}:1: the header row lacks the column {name:?}: it must name old,new,old_password,new_password",
+                "{}:1: the header row lacks the column \"{name}\": it must name old,new,old_password,new_password",
                 path.display()
             ))
         })?;
@@ -795,8 +795,9 @@ fn csv_users(
             if r.is_empty() && master {
                 return Ok(None);
             }
-            resolve_if(keep(&old_login), &r, base)
-                .map_err(|p| Error::config(format!("{origin}: {name} of user {old_login:?}: {p}")))
+            resolve_if(keep(&old_login), &r, base).map_err(|p| {
+                Error::config(format!("{origin}: {name} of user \"{old_login}\": {p}"))
+            })
         };
         let old_password = pw(2, "old_password", masters.0)?;
         let new_password = pw(3, "new_password", masters.1)?;

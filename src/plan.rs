@@ -119,7 +119,8 @@ pub fn plan_folders_with(
             if !new_names.contains(t.as_str()) && !t.is_inbox() {
                 create.insert(t.clone());
             }
-            let note = (t != &own).then(|| format!("{t} on the new server, as in earlier runs"));
+            let note =
+                (t != &own).then(|| format!("\"{t}\" on the new server, as in earlier runs"));
             plan.mappings.push(FolderMapping {
                 old: f.name.clone(),
                 new: t.clone(),
@@ -139,11 +140,11 @@ pub fn plan_folders_with(
                 if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
                     if let Some(first) = taken.get(existing.as_str()) {
                         note = Some(format!(
-                            "keeps its own name: the new {u} folder {existing} holds {first}"
+                            "keeps its own name: the new {u} folder \"{existing}\" holds \"{first}\""
                         ));
                     } else if by_name.contains(existing.as_str()) {
                         note = Some(format!(
-                            "keeps its own name: the new {u} folder {existing} holds the old folder of that name"
+                            "keeps its own name: the new {u} folder \"{existing}\" holds the old folder of that name"
                         ));
                     } else if f.selectable() {
                         target = (*existing).clone();
@@ -163,12 +164,12 @@ pub fn plan_folders_with(
                 let Some(free) = free else {
                     plan.conflicts.push((
                         f.name.clone(),
-                        format!("maps to {target} on the new server, as {first} does already, and no free name was found"),
+                        format!("maps to \"{target}\" on the new server, as \"{first}\" does already, and no free name was found"),
                     ));
                     continue;
                 };
                 note = Some(format!(
-                    "named {free} on the new server: {target} holds {first}"
+                    "named \"{free}\" on the new server: \"{target}\" holds \"{first}\""
                 ));
                 target = free;
                 by_use = None;

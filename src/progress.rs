@@ -25,24 +25,209 @@ pub struct Progress {
     run: Arc<Run>,
 }
 
+/// Progress-type events (`progress`, `run_progress`, `folder_started`, `user_started`,
+/// `user_retry`) that may wait for a slow reader; past this, new ones are dropped and counted.
+const QUEUE_LINES: usize = 1024;
+
+/// Kept events (`run_started`, `user_finished`) that may wait; past this even they are dropped
+/// (counted), so that the engine never waits for the reader (one per user: only a reader
+/// stalled for a run of more users than this loses one).
+const KEPT_LINES: usize = 65_536;
+
+/// After a stop request (Ctrl-C, SIGTERM), how long the final report waits for the reader before
+/// the process gives up on it (docs/events.md).
+pub const FINAL_WAIT_AFTER_STOP: Duration = Duration::from_secs(5);
+
+/// How an event is queued for the writer thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Dropped when [`QUEUE_LINES`] of its kind wait already.
+    Progress,
+    /// Dropped only past [`KEPT_LINES`].
+    Kept,
+    /// The run's report: never dropped, and the run waits for it to be written.
+    Final,
+}
+
+impl Class {
+    fn of(event: &str) -> Class {
+        match event {
+            "summary" => Class::Final,
+            "run_started" | "user_finished" => Class::Kept,
+            _ => Class::Progress,
+        }
+    }
+}
+
+/// Lines waiting for the writer, and what became of them.
+#[derive(Default)]
+struct Queue {
+    lines: std::collections::VecDeque<(Class, String)>,
+    progress_waiting: usize,
+    kept_waiting: usize,
+    dropped: u64,
+    /// No writer thread could be started: events are discarded.
+    disabled: bool,
+    /// Final reports queued / written (or the reader gone).
+    finals_queued: u64,
+    finals_done: u64,
+}
+
+/// The queue, shared by the emitters and the writer thread.
+struct Shared {
+    queue: Mutex<Queue>,
+    changed: std::sync::Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// JSON Lines on stdout: one object per line, each with `event` and `ts` (Unix seconds).
+///
+/// The engine never writes: it queues, and one writer thread writes. A reader that stops reading
+/// (a full pipe) blocks only that thread; progress events are then dropped and counted
+/// (`events_dropped` in the summary), the final report never is.
 struct Events {
-    out: Mutex<std::io::Stdout>,
+    shared: Arc<Shared>,
 }
 
 impl Events {
+    /// Events written to `out` by a thread of their own.
+    fn start(out: Box<dyn Write + Send>) -> Events {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            changed: std::sync::Condvar::new(),
+        });
+        let writer = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("json-events".into())
+            .spawn(move || write_events(&writer, out));
+        if let Err(e) = spawned {
+            tracing::warn!("no --json events: cannot start their writer thread: {e}");
+            shared.lock().disabled = true;
+        }
+        Events { shared }
+    }
+
+    /// Events on stdout, through a file descriptor of their own (a blocked write holds no lock
+    /// that the rest of the process, or its exit, needs).
+    fn stdout() -> Events {
+        use std::os::fd::AsFd;
+        let out: Box<dyn Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Box::new(std::fs::File::from(fd)),
+            Err(_) => Box::new(std::io::stdout()),
+        };
+        Events::start(out)
+    }
+
+    /// Queues one event; never waits for the reader.
     fn emit(&self, event: &str, fields: Value) {
+        let class = Class::of(event);
+        let mut q = self.shared.lock();
+        if q.disabled {
+            return;
+        }
+        let full = match class {
+            Class::Progress => q.progress_waiting >= QUEUE_LINES,
+            Class::Kept => q.kept_waiting >= KEPT_LINES,
+            Class::Final => false,
+        };
+        if full {
+            q.dropped += 1;
+            return;
+        }
         let mut obj = serde_json::Map::new();
         obj.insert("event".into(), event.into());
+        // Taken under the queue's lock: the lines' times never go back.
         obj.insert("ts".into(), json!(unix_now()));
         if let Value::Object(f) = fields {
             obj.extend(f);
         }
+        if class == Class::Final {
+            obj.insert("events_dropped".into(), json!(q.dropped));
+        }
         let mut line = serde_json::to_string(&Value::Object(obj)).unwrap_or_default();
         line.push('\n');
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        // A closed stdout (the reader went away) must not stop the migration.
-        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        match class {
+            Class::Progress => q.progress_waiting += 1,
+            Class::Kept => q.kept_waiting += 1,
+            Class::Final => q.finals_queued += 1,
+        }
+        q.lines.push_back((class, line));
+        drop(q);
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until every final report queued so far is written. Without a stop request it waits
+    /// as long as the reader takes (the run is done); once a stop is requested, at most
+    /// [`FINAL_WAIT_AFTER_STOP`] more. `false`: the reader did not take it in time.
+    fn wait_written(&self, stopped: &dyn Fn() -> bool, after_stop: Duration) -> bool {
+        let mut deadline: Option<Instant> = None;
+        let mut q = self.shared.lock();
+        loop {
+            if q.finals_done >= q.finals_queued {
+                return true;
+            }
+            if deadline.is_none() && stopped() {
+                deadline = Some(Instant::now() + after_stop);
+            }
+            let mut wait = Duration::from_millis(100);
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                wait = wait.min(left);
+            }
+            q = self
+                .shared
+                .changed
+                .wait_timeout(q, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The writer thread: takes what is queued and writes it, blocking only itself on a slow
+/// reader. A reader gone (closed pipe) must not stop the migration: the rest is discarded.
+fn write_events(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    let mut reader_gone = false;
+    loop {
+        let taken: Vec<(Class, String)> = {
+            let mut q = shared.lock();
+            while q.lines.is_empty() {
+                q = shared.changed.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            let taken: Vec<_> = q.lines.drain(..).collect();
+            for (class, _) in &taken {
+                match class {
+                    Class::Progress => q.progress_waiting -= 1,
+                    Class::Kept => q.kept_waiting -= 1,
+                    Class::Final => {}
+                }
+            }
+            taken
+        };
+        let mut finals = 0;
+        for (class, line) in &taken {
+            if !reader_gone {
+                reader_gone = out.write_all(line.as_bytes()).is_err();
+            }
+            if *class == Class::Final {
+                finals += 1;
+            }
+        }
+        if !reader_gone {
+            reader_gone = out.flush().is_err();
+        }
+        if finals > 0 {
+            shared.lock().finals_done += finals;
+            shared.changed.notify_all();
+        }
     }
 }
 
@@ -134,11 +319,7 @@ impl Progress {
         Progress {
             multi,
             log_every,
-            events: json.then(|| {
-                Arc::new(Events {
-                    out: Mutex::new(std::io::stdout()),
-                })
-            }),
+            events: json.then(|| Arc::new(Events::stdout())),
             run: Arc::new(Run {
                 started: Mutex::new(Instant::now()),
                 users_total: AtomicU64::new(0),
@@ -196,17 +377,22 @@ impl Progress {
         }
     }
 
-    /// The run's report, as the last event (`summary`, with the report's fields).
-    pub fn finish_run<T: Serialize>(&self, report: &T) {
+    /// The run's report, as the last event (`summary`, with the report's fields and
+    /// `events_dropped`), and the wait until it is written: as long as the reader takes, but
+    /// after a stop request (Ctrl-C, SIGTERM) at most [`FINAL_WAIT_AFTER_STOP`]. `false` when
+    /// the reader did not take it then: the caller exits 130 (docs/events.md).
+    pub fn finish_run<T: Serialize>(&self, report: &T) -> bool {
         if let Some(b) = self.run.overall.lock().expect("progress lock").take() {
             b.finish_and_clear();
         }
-        if let Some(ev) = &self.events {
-            ev.emit(
-                "summary",
-                serde_json::to_value(report).unwrap_or(Value::Null),
-            );
-        }
+        let Some(ev) = &self.events else {
+            return true;
+        };
+        ev.emit(
+            "summary",
+            serde_json::to_value(report).unwrap_or(Value::Null),
+        );
+        ev.wait_written(&crate::failpoint::stop_requested, FINAL_WAIT_AFTER_STOP)
     }
 
     /// A tracker for one user's sync, from its start to `finish`.
@@ -525,5 +711,86 @@ mod tests {
         assert_eq!(human_secs(59.4), "59s");
         assert_eq!(human_secs(61.0), "1m01s");
         assert_eq!(human_secs(7300.0), "2h01m");
+    }
+
+    /// A reader that takes nothing until the gate opens (a full pipe).
+    struct Gated {
+        open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let (open, cv) = &*self.open;
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+            self.out.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_reader_drops_progress_but_never_the_summary() {
+        let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let ev = Events::start(Box::new(Gated {
+            open: open.clone(),
+            out: out.clone(),
+        }));
+        ev.emit("run_started", json!({ "users": 1 }));
+        let sent = 3 * QUEUE_LINES;
+        // None of these waits for the reader (a blocking emit would hang here).
+        for i in 0..sent {
+            ev.emit("progress", json!({ "messages_done": i }));
+        }
+        ev.emit("user_finished", json!({ "user": "alice" }));
+        ev.emit("summary", json!({ "copied": 7 }));
+        // Stopped and the reader still takes nothing: the wait ends.
+        assert!(!ev.wait_written(&|| true, Duration::from_millis(50)));
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        assert!(ev.wait_written(&|| false, Duration::ZERO));
+        let written = out.lock().unwrap().clone();
+        let events: Vec<Value> = serde_json::Deserializer::from_slice(&written)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(kinds.len(), events.len());
+        assert_eq!(kinds[0], "run_started");
+        assert_eq!(kinds[kinds.len() - 2..], ["user_finished", "summary"]);
+        let summary = events.last().unwrap();
+        assert_eq!(summary["copied"], 7);
+        let dropped = summary["events_dropped"].as_u64().unwrap();
+        let progress = kinds.iter().filter(|k| **k == "progress").count();
+        assert!(
+            dropped > 0 && progress <= 2 * QUEUE_LINES,
+            "{dropped} {progress}"
+        );
+        assert_eq!(progress as u64 + dropped, sent as u64);
+        let ts: Vec<f64> = events.iter().map(|e| e["ts"].as_f64().unwrap()).collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn a_reader_gone_ends_the_final_wait() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let ev = Events::start(Box::new(Closed));
+        ev.emit("progress", json!({}));
+        ev.emit("summary", json!({}));
+        assert!(ev.wait_written(&|| false, Duration::ZERO));
     }
 }

@@ -255,7 +255,7 @@ pub async fn run_sync(
     for name in only {
         if !cfg.users.iter().any(|u| &u.old_login == name) {
             return Err(Error::config(format!(
-                "--user {name:?} is not in {}: name an old login from the users list",
+                "--user \"{name}\" is not in {}: name an old login from the users list",
                 cfg.path.display()
             )));
         }
@@ -407,8 +407,8 @@ pub fn render_status(users: &[UserStatus]) -> String {
                     "{} {}s ago: {} copied, {} failed",
                     r["status"].as_str().unwrap_or("?"),
                     ago,
-                    r["copied"],
-                    r["failed"]
+                    r["copied"].as_u64().unwrap_or(0),
+                    r["failed"].as_u64().unwrap_or(0)
                 )
             }
         };
@@ -449,29 +449,13 @@ pub fn render_summary(r: &RunReport) -> String {
             for f in u
                 .folders
                 .iter()
-                .filter(|f| f.copied + f.flags_updated + f.deleted + f.kept > 0)
+                .filter(|f| f.copied + f.flags_updated + f.deleted + f.kept > 0 || f.note.is_some())
             {
-                out.push_str(&format!(
-                    "         {:?} -> {:?}: {} to copy ({:.1} MB), {} flag updates, {} to delete, {} expunged on old kept\n",
-                    f.old,
-                    f.new,
-                    f.copied,
-                    f.bytes as f64 / 1e6,
-                    f.flags_updated,
-                    f.deleted,
-                    f.kept
-                ));
+                out.push_str(&dry_run_line(f));
             }
         }
         for f in &u.failures {
-            let uid = f
-                .old_uid
-                .map(|u| format!(" old UID {u}"))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "         FAILED user {} folder {:?}{uid}: {}\n",
-                u.old_login, f.folder, f.reason
-            ));
+            out.push_str(&failed_line(&u.old_login, f));
         }
     }
     out.push_str(&format!(
@@ -486,6 +470,38 @@ pub fn render_summary(r: &RunReport) -> String {
     out
 }
 
+/// A folder of the dry-run summary: names as people read them (`Entwürfe -> Entwürfe`), the
+/// counts, and where a collision put it.
+fn dry_run_line(f: &FolderReport) -> String {
+    let note = f
+        .note
+        .as_ref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    format!(
+        "         {} -> {}: {} to copy ({:.1} MB), {} flag updates, {} to delete, {} expunged on old kept{note}\n",
+        f.old,
+        f.new,
+        f.copied,
+        f.bytes as f64 / 1e6,
+        f.flags_updated,
+        f.deleted,
+        f.kept
+    )
+}
+
+/// A failure of the summary: the folder's name in quotes (as people read it, never escaped).
+fn failed_line(login: &str, f: &Failure) -> String {
+    let uid = f
+        .old_uid
+        .map(|u| format!(" old UID {u}"))
+        .unwrap_or_default();
+    format!(
+        "         FAILED user {login} folder \"{}\"{uid}: {}\n",
+        f.folder, f.reason
+    )
+}
+
 /// Exit code for an error that stopped the run before any user was synced.
 pub fn exit_code_for(e: &Error) -> i32 {
     // Whatever stopped a run the admin interrupted, the run was interrupted.
@@ -496,5 +512,134 @@ pub fn exit_code_for(e: &Error) -> i32 {
         (Scope::Fatal, Retry::Fix) => exit::CONFIG,
         (Scope::Fatal, _) => exit::FATAL,
         _ => exit::ACCOUNT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FolderInfo;
+    use crate::types::MailboxPath;
+
+    fn folder(wire: &str, attrs: &[&str]) -> FolderInfo {
+        FolderInfo {
+            name: MailboxPath::new(wire).unwrap(),
+            delimiter: Some('/'),
+            attrs: attrs.iter().map(|s| s.to_string()).collect(),
+            subscribed: false,
+        }
+    }
+
+    fn user(folders: Vec<FolderReport>, failures: Vec<Failure>) -> UserReport {
+        UserReport {
+            old_login: "alice".into(),
+            new_login: "alice".into(),
+            status: if failures.is_empty() { "ok" } else { "partial" },
+            error: None,
+            error_scope: None,
+            folders_synced: folders.len(),
+            folders_created: 0,
+            subscribed: 0,
+            copied: folders.iter().map(|f| f.copied).sum(),
+            skipped: 0,
+            failed: failures.len() as u64,
+            bytes: 0,
+            seconds: 0.5,
+            retries: 0,
+            connections: 1,
+            finished_unix: 0,
+            renamed_folders: vec![],
+            deleted_folders: vec![],
+            gone_folders: vec![],
+            failures,
+            folders,
+        }
+    }
+
+    fn run(dry_run: bool, users: Vec<UserReport>) -> RunReport {
+        RunReport {
+            dry_run,
+            started_unix: 0,
+            seconds: 1.0,
+            copied: users.iter().map(|u| u.copied).sum(),
+            skipped: 0,
+            failed: users.iter().map(|u| u.failed).sum(),
+            bytes: 0,
+            users,
+            exit_code: 0,
+        }
+    }
+
+    /// The dry-run summary of a real folder plan (Dovecot's stock `Sent` and `Sent Messages`, a
+    /// non-ASCII folder in mUTF-7 on the wire) names folders as people read them, with the note
+    /// where a collision put one; a failure quotes the name without escaping it.
+    #[test]
+    fn summaries_print_folder_names_not_debug_forms() {
+        let old = [
+            folder("INBOX", &[]),
+            folder("Entw&APw-rfe", &["\\Drafts"]),
+            folder("Sent", &["\\Sent"]),
+            folder("Sent Messages", &["\\Sent"]),
+        ];
+        let new = [folder("INBOX", &[]), folder("Sent", &["\\Sent"])];
+        let plan = crate::plan::plan_folders(&old, &new);
+        // As the engine reports a folder.
+        let folders: Vec<FolderReport> = plan
+            .mappings
+            .iter()
+            .map(|m| FolderReport {
+                old: m.old.display(),
+                new: m.new.display(),
+                copied: 7,
+                note: m.note.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let failures = vec![Failure {
+            folder: MailboxPath::new("Entw&APw-rfe").unwrap().display(),
+            old_uid: Some(5),
+            reason: "NO [LIMIT] message too large".into(),
+        }];
+        let out = render_summary(&run(true, vec![user(folders, failures)]));
+        let has = |line: &str| {
+            assert!(out.contains(line), "no {line:?} in:\n{out}");
+        };
+        has("         INBOX -> INBOX: 7 to copy (0.0 MB), 0 flag updates");
+        has("         Entwürfe -> Entwürfe: 7 to copy");
+        has("         Sent -> Sent: 7 to copy");
+        has(
+            " Sent Messages -> Sent Messages: 7 to copy (0.0 MB), 0 flag updates, 0 to delete, \
+             0 expunged on old kept (keeps its own name: the new \\Sent folder \"Sent\" holds \
+             \"Sent\")\n",
+        );
+        has("         FAILED user alice folder \"Entwürfe\" old UID 5: NO [LIMIT] message too large\n");
+        for debug in ["MailboxPath(", "\\u{", "&APw-", "\\\""] {
+            assert!(!out.contains(debug), "{debug} in:\n{out}");
+        }
+        // Not a dry run: no per-folder lines, the failure still named.
+        let mut real = run(false, vec![user(vec![], vec![])]);
+        real.users[0].failures.push(Failure {
+            folder: "Sent \"old\"".into(),
+            old_uid: None,
+            reason: "why".into(),
+        });
+        let out = render_summary(&real);
+        assert!(out.contains("folder \"Sent \"old\"\": why"), "{out}");
+        assert!(!out.contains(" -> Sent"), "{out}");
+    }
+
+    #[test]
+    fn status_table_counts_are_numbers() {
+        let users = [UserStatus {
+            old_login: "bob".into(),
+            new_login: "bob".into(),
+            folders: 2,
+            mapped_messages: 10,
+            pending_intents: 0,
+            last_run: Some(serde_json::json!({"status": "ok", "copied": 10})),
+        }];
+        let out = render_status(&users);
+        assert!(out.contains("ok "), "{out}");
+        assert!(out.contains(": 10 copied, 0 failed"), "{out}");
     }
 }

@@ -391,8 +391,7 @@ fn dry_run_shows_the_plan_and_status_shows_the_state() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("\"INBOX\" -> \"INBOX\": 1 to copy")
-            && text.contains("1 flag updates, 1 to delete"),
+        text.contains("INBOX -> INBOX: 1 to copy") && text.contains("1 flag updates, 1 to delete"),
         "{text}"
     );
     // Nothing was changed by the dry run.

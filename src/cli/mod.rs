@@ -106,7 +106,7 @@ pub struct CutoverArgs {
 
 /// `90`, `90s`, `2m`, `1h30m`, `1.5h`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration: write e.g. 90s, 2m, 30m, 1h30m");
+    let bad = || format!("\"{s}\" is not a duration: write e.g. 90s, 2m, 30m, 1h30m");
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -443,7 +443,7 @@ fn load_users(
             "is not in the users list"
         };
         eprintln!(
-            "imapshift: --user {name:?} {why} ({}): name an old login from the users list",
+            "imapshift: --user \"{name}\" {why} ({}): name an old login from the users list",
             cfg.path.display()
         );
         return Err(exit::CONFIG);
@@ -769,7 +769,10 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         }
     };
     // With --json the report is the last event line (`"event": "summary"`).
-    progress.finish_run(&report);
+    if !progress.finish_run(&report) {
+        eprintln!("imapshift: stopped: the --json reader did not take the final report within {}s of the stop request", crate::progress::FINAL_WAIT_AFTER_STOP.as_secs());
+        return exit::INTERRUPTED;
+    }
     if !args.json {
         print!("{}", runner::render_summary(&report));
     }

@@ -132,7 +132,7 @@ pub fn parse_nameserver(s: &str, default_port: u16) -> Result<SocketAddr, String
         return Ok(SocketAddr::new(ip, default_port));
     }
     Err(format!(
-        "{s:?} is not a nameserver address: give an IP with an optional port, e.g. 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53"
+        "\"{s}\" is not a nameserver address: give an IP with an optional port, e.g. 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53"
     ))
 }
 
@@ -140,9 +140,9 @@ pub fn parse_nameserver(s: &str, default_port: u16) -> Result<SocketAddr, String
 pub fn parse_domain(s: &str) -> Result<String, String> {
     let n = normalize_name(s);
     if n.is_empty() || n.len() > 253 {
-        return Err(format!("{s:?} is not a domain name"));
+        return Err(format!("\"{s}\" is not a domain name"));
     }
-    Name::from_ascii(format!("{n}.")).map_err(|e| format!("{s:?} is not a domain name: {e}"))?;
+    Name::from_ascii(format!("{n}.")).map_err(|e| format!("\"{s}\" is not a domain name: {e}"))?;
     Ok(n)
 }
 
@@ -286,7 +286,7 @@ async fn query(
 ) -> Result<DnsResponse, Outcome> {
     let name = Name::from_ascii(format!("{}.", normalize_name(domain))).map_err(|e| {
         Outcome::Unreachable {
-            reason: format!("bad name {domain:?}: {e}"),
+            reason: format!("bad name \"{domain}\": {e}"),
         }
     })?;
     let udp = UdpClientStream::builder(server, TokioRuntimeProvider::default())

@@ -208,7 +208,7 @@ impl ImapSession {
             },
             (None, None) => {
                 return Err(Error::config(format!(
-                    "user {login:?} has no {} password and [{}] has no master_user",
+                    "user \"{login}\" has no {} password and [{}] has no master_user",
                     server.side, server.side
                 )))
             }

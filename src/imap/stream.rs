@@ -103,7 +103,7 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
                 _ if text.contains("lookup") || text.contains("resolve") => (
                     Retry::Fix,
                     format!(
-                        "cannot resolve the host name {:?}: check [{}].host",
+                        "cannot resolve the host name \"{}\": check [{}].host",
                         server.host, server.side
                     ),
                 ),

@@ -113,19 +113,26 @@ pub struct Done {
     pub untagged: Vec<Response>,
 }
 
+impl Status {
+    /// The word as IMAP spells it (`NO`), for messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+            Status::Bye => "BYE",
+            Status::PreAuth => "PREAUTH",
+        }
+    }
+}
+
 impl Done {
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
     }
     /// `NO [CODE] text` as one line for messages.
     pub fn describe(&self) -> String {
-        let st = match self.status {
-            Status::Ok => "OK",
-            Status::No => "NO",
-            Status::Bad => "BAD",
-            Status::Bye => "BYE",
-            Status::PreAuth => "PREAUTH",
-        };
+        let st = self.status.word();
         match &self.code {
             Some(c) if c.args.is_empty() => format!("{st} [{}] {}", c.name, self.text),
             Some(c) => format!("{st} [{} {}] {}", c.name, c.args, self.text),
@@ -407,7 +414,7 @@ impl<S: Io> Wire<S> {
                         continue;
                     }
                     return Err(self.fail(format!(
-                        "reply for unknown command tag {t:?} while waiting for {tag}"
+                        "reply for unknown command tag \"{t}\" while waiting for {tag}"
                     )));
                 }
                 Response::State {
@@ -462,7 +469,7 @@ impl<S: Io> Wire<S> {
                 } if t == tag => {
                     self.outstanding.remove(&tag);
                     self.idling = false;
-                    return Err(self.fail(format!("IDLE refused: {status:?} {text}")));
+                    return Err(self.fail(format!("IDLE refused: {} {text}", status.word())));
                 }
                 other => {
                     changed |= new_mail(&other);
@@ -491,7 +498,7 @@ impl<S: Io> Wire<S> {
                     self.outstanding.remove(&tag);
                     self.idling = false;
                     if status != Status::Ok {
-                        return Err(self.fail(format!("IDLE ended with {status:?} {text}")));
+                        return Err(self.fail(format!("IDLE ended with {} {text}", status.word())));
                     }
                     return Ok(false);
                 }
@@ -508,7 +515,7 @@ impl<S: Io> Wire<S> {
         let done = self.finish(&tag).await?;
         self.idling = false;
         if !done.is_ok() {
-            return Err(self.fail(format!("IDLE ended with {:?} {}", done.status, done.text)));
+            return Err(self.fail(format!("IDLE ended with {}", done.describe())));
         }
         Ok(changed)
     }

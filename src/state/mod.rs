@@ -164,7 +164,11 @@ fn scan_messages<T: for<'de> Deserialize<'de>>(
 }
 
 fn tx_error(e: sled::transaction::TransactionError<()>) -> Error {
-    Error::state(format!("state store transaction: {e:?}"))
+    let why = match e {
+        sled::transaction::TransactionError::Abort(()) => "aborted".to_string(),
+        sled::transaction::TransactionError::Storage(e) => e.to_string(),
+    };
+    Error::state(format!("state store transaction: {why}"))
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {

@@ -510,9 +510,14 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
                     String::new()
                 } else {
                     format!(
-                        ", {} failed (exit codes {:?})",
+                        ", {} failed (exit codes {})",
                         passes.failures.len(),
-                        passes.failures
+                        passes
+                            .failures
+                            .iter()
+                            .map(i32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }
             ),

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::engine::EngineOptions;
 use crate::error::{exit, Error, Result};
 use crate::imap::ImapSession;
-use crate::mx::{Nameserver, WatchSpec};
+use crate::mx::WatchSpec;
 use crate::progress::Progress;
 use crate::store::MailStore;
 use crate::timefmt::{now_unix, rfc3339};
@@ -73,46 +73,14 @@ fn phase(name: &str, from: u64, detail: String) -> Phase {
     }
 }
 
-/// The nameservers to watch: configured, else discovered from NS records.
+/// The nameservers to watch: each domain's own, else the default ones, else its NS records.
 async fn spec(cfg: &Config, interval: Duration) -> Result<WatchSpec> {
     let mx = cfg.mx.as_ref().ok_or_else(|| {
         Error::config("cutover needs an [mx] table (domains, nameservers, parking_target, new_target): see docs/cutover.md")
     })?;
-    let timeout = Duration::from_secs(2);
-    let mut nameservers: Vec<Nameserver> = mx
-        .nameserver_labels
-        .iter()
-        .zip(&mx.nameservers)
-        .map(|(label, addr)| Nameserver {
-            label: label.clone(),
-            addr: *addr,
-        })
-        .collect();
-    if nameservers.is_empty() {
-        let resolver = match mx.resolver {
-            Some(r) => r,
-            None => crate::dns::system_resolver().map_err(Error::config)?,
-        };
-        for d in &mx.domains {
-            let found = crate::dns::discover_nameservers(resolver, d, 53, timeout)
-                .await
-                .map_err(Error::config)?;
-            for (name, addr) in found {
-                if !nameservers.iter().any(|n| n.addr == addr) {
-                    nameservers.push(Nameserver {
-                        label: format!("{name} ({addr})"),
-                        addr,
-                    });
-                }
-            }
-        }
-    }
-    Ok(WatchSpec {
-        domains: mx.domains.clone(),
-        nameservers,
-        interval,
-        timeout,
-    })
+    crate::mx::spec_from_config(mx, interval, Duration::from_secs(2))
+        .await
+        .map_err(Error::config)
 }
 
 /// Runs the window. `sync_opts` are the final sync's options (deletions as configured).
@@ -142,8 +110,8 @@ pub async fn run(
     let t = now_unix();
     tracing::info!(
         "cutover: waiting until {} nameserver(s) serve {parking} for {}",
-        spec.nameservers.len(),
-        spec.domains.join(", ")
+        spec.nameserver_count(),
+        spec.domains().join(", ")
     );
     let mut tell = |e: &crate::mx::Event, _: &WatchSpec, _: &crate::mx::Snapshot| {
         if let Some(line) = crate::mx::event_line(e) {
@@ -247,9 +215,9 @@ pub async fn run(
     let next = match &mx.new_target {
         Some(n) => format!(
             "point the MX of {} to {n} now (then `imapshift watch-mx --config ... --until {n}` shows it spreading)",
-            spec.domains.join(", ")
+            spec.domains().join(", ")
         ),
-        None => format!("point the MX of {} to the new server now", spec.domains.join(", ")),
+        None => format!("point the MX of {} to the new server now", spec.domains().join(", ")),
     };
     tracing::info!("cutover: NEXT STEP: {next}");
     progress.println(&format!("NEXT STEP: {next}"));

@@ -154,14 +154,19 @@ pub struct Snapshot {
     pub asked: Vec<Asked>,
 }
 
-/// Asks every domain's nameservers about it, all at once.
+/// Asks every domain's nameservers about it, all at once. A nameserver this host cannot send
+/// to is not asked: its outcome is `Unreachable` with the reason (not a timeout).
 pub async fn poll(spec: &WatchSpec) -> Snapshot {
     let unix = crate::timefmt::now_unix();
     let questions = spec.pairs().map(|(d, ns)| async move {
+        let outcome = match ns.local_send_error() {
+            Some(reason) => Outcome::Unreachable { reason },
+            None => dns::query_mx(ns.addr, d, spec.timeout).await,
+        };
         Asked {
             domain: d.to_string(),
             nameserver: ns.label.clone(),
-            outcome: dns::query_mx(ns.addr, d, spec.timeout).await,
+            outcome,
         }
     });
     Snapshot {

@@ -49,6 +49,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `watch-mx ARGS --until park.example.net` polling fast: (exit code, stdout, stderr).
+fn watch_until(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["watch-mx"];
+    all.extend_from_slice(args);
+    all.extend(["--until", PARK, "--interval", "0.2", "--timeout", "0.5"]);
+    let out = run(&all, Duration::from_secs(60));
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
 /// example.com on 127.0.0.1 and .2, example.org on 127.0.0.3 and .4: each pair serves its own
 /// zone only (and answers the other with REFUSED), as two DNS providers do.
 fn two_providers() -> [Knot; 4] {
@@ -86,24 +95,13 @@ fn domains_at_two_providers_reach_the_target() {
             ns[3].addr()
         ),
     );
-    let out = run(
-        &[
-            "watch-mx",
-            "--config",
-            &cfg,
-            "--until",
-            PARK,
-            "--interval",
-            "0.2",
-            "--timeout",
-            "0.5",
-            "--max-wait",
-            "20",
-        ],
-        Duration::from_secs(60),
+    let (code, stdout, stderr) = watch_until(&["--config", &cfg, "--max-wait", "20"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "{stdout}
+{stderr}"
     );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("first poll of 4 nameserver(s)"), "{stdout}");
     assert!(
         !stdout.contains("REFUSED"),
@@ -178,26 +176,8 @@ fn an_unreachable_nameserver_is_reported_once_and_ends_the_wait_with_exit_5() {
         ),
     );
     // No --max-wait: only the unreachable nameserver can end this wait.
-    let out = run(
-        &[
-            "watch-mx",
-            "--config",
-            &cfg,
-            "--until",
-            PARK,
-            "--interval",
-            "0.2",
-            "--timeout",
-            "0.5",
-        ],
-        Duration::from_secs(60),
-    );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "exit 5 (not propagated): {stdout}\n{stderr}"
-    );
+    let (code, stdout, stderr) = watch_until(&["--config", &cfg]);
+    assert_eq!(code, Some(5), "exit 5 (not propagated): {stdout}\n{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("fe80::53")).collect();
     assert_eq!(errors.len(), 1, "reported once: {stderr}");
     assert!(
@@ -211,6 +191,12 @@ fn an_unreachable_nameserver_is_reported_once_and_ends_the_wait_with_exit_5() {
         1,
         "one table row: {stdout}"
     );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("fe80::53") && l.contains("unreachable (")),
+        "shown as unreachable, not as a timeout: {stdout}"
+    );
 }
 
 #[test]
@@ -222,28 +208,18 @@ fn a_discovered_address_this_host_cannot_reach_is_left_out_with_one_warning() {
         + "ns1 300 IN AAAA fe80::53\n";
     let k = Knot::start("ns1", "127.0.0.1", port, &[("example.com", zone.as_str())]);
     k.set_mx("example.com", "@", 60, &[(10, PARK)]);
-    let out = run(
-        &[
-            "watch-mx",
-            "--domain",
-            "example.com",
-            "--resolver",
-            &k.addr().to_string(),
-            "--ns-port",
-            &port.to_string(),
-            "--until",
-            PARK,
-            "--interval",
-            "0.2",
-            "--timeout",
-            "0.5",
-            "--max-wait",
-            "20",
-        ],
-        Duration::from_secs(60),
-    );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (addr, port) = (k.addr().to_string(), port.to_string());
+    let (code, stdout, stderr) = watch_until(&[
+        "--domain",
+        "example.com",
+        "--resolver",
+        &addr,
+        "--ns-port",
+        &port,
+        "--max-wait",
+        "20",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(stderr.matches("leaving out").count(), 1, "{stderr}");
     assert!(stderr.contains("fe80::53"), "{stderr}");
     assert!(stdout.contains("first poll of 1 nameserver(s)"), "{stdout}");

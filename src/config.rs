@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -77,6 +77,9 @@ pub struct UserConfig {
     pub new_password: Option<Secret>,
     /// Where this user was defined, for messages (`imapshift.toml:31` or `users.csv:4`).
     pub origin: String,
+    /// `merge = true`: this old account may share its new login with other old accounts that
+    /// say so too (their folders meet in the one new account).
+    pub merge: bool,
 }
 
 /// Tuning of the copy path.
@@ -131,6 +134,33 @@ pub struct MxConfig {
     pub resolver: Option<std::net::SocketAddr>,
     /// The SMTP port of the MX targets (25; other values for tests).
     pub smtp_port: u16,
+    /// `[mx.domain_nameservers]`: domains with nameservers of their own (the others use
+    /// `nameservers`, else their NS records). Every domain here is in `domains`.
+    pub domain_nameservers: Vec<DomainNameservers>,
+}
+
+/// One domain's own nameservers, from `[mx.domain_nameservers]`.
+#[derive(Clone, Debug)]
+pub struct DomainNameservers {
+    pub domain: String,
+    /// As written (for messages and tables) and where it listens.
+    pub nameservers: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl MxConfig {
+    /// The nameservers named for `domain`: its own, else the default `nameservers`; empty:
+    /// discover them from its NS records.
+    pub fn nameservers_for(&self, domain: &str) -> Vec<(String, std::net::SocketAddr)> {
+        match self.domain_nameservers.iter().find(|d| d.domain == domain) {
+            Some(d) => d.nameservers.clone(),
+            None => self
+                .nameserver_labels
+                .iter()
+                .cloned()
+                .zip(self.nameservers.iter().copied())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,6 +186,7 @@ struct RawMx {
     max_ttl: Option<Spanned<i64>>,
     resolver: Option<Spanned<String>>,
     smtp_port: Option<Spanned<i64>>,
+    domain_nameservers: Option<std::collections::BTreeMap<String, Spanned<Vec<Spanned<String>>>>>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +223,7 @@ struct RawUser {
     new: Option<Spanned<String>>,
     old_password: Option<Spanned<String>>,
     new_password: Option<Spanned<String>>,
+    merge: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -281,22 +313,54 @@ impl Shard {
     }
 }
 
+/// Which users a load takes, and whether their password references are resolved.
+struct Take<'a> {
+    keep: &'a dyn Fn(&str) -> bool,
+    /// False: no reference is resolved at all (not even a master password), only checked.
+    secrets: bool,
+}
+
+impl Take<'_> {
+    fn resolves(&self, old_login: &str) -> bool {
+        self.secrets && (self.keep)(old_login)
+    }
+}
+
 /// Reads and validates `path`, resolving every password reference.
 pub fn load(path: &Path) -> Result<Config> {
     load_selected(path, &|_| true)
+}
+
+/// Reads and validates `path` with every user but resolves no password reference (none is
+/// read, no `cmd:` is run; their form is still checked) and leaves the master logins out: for
+/// commands that contact no IMAP server (`status`, `watch-mx`). A login with this
+/// configuration fails for want of a password.
+pub fn load_without_secrets(path: &Path) -> Result<Config> {
+    let text = read_config(path)?;
+    parse_inner(
+        path,
+        &text,
+        &Take {
+            keep: &|_| true,
+            secrets: false,
+        },
+    )
+}
+
+fn read_config(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::config(format!(
+            "cannot read the configuration file {}: {e} (pass the right file with --config)",
+            path.display()
+        ))
+    })
 }
 
 /// Reads and validates `path`, keeping only the users for which `keep(old_login)` holds (a
 /// shard, `--user`): every user is validated, but only the kept users' password references are
 /// resolved, so a shard never reads (or runs commands for) other shards' secrets.
 pub fn load_selected(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config(format!(
-            "cannot read the configuration file {}: {e} (pass the right file with --config)",
-            path.display()
-        ))
-    })?;
-    parse_selected(path, &text, keep)
+    parse_selected(path, &read_config(path)?, keep)
 }
 
 /// Validates a configuration given as text; `path` names it in messages and anchors relative paths.
@@ -306,6 +370,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
 
 /// `parse`, resolving passwords only for the users `keep` takes (see `load_selected`).
 pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Config> {
+    parse_inner(
+        path,
+        text,
+        &Take {
+            keep,
+            secrets: true,
+        },
+    )
+}
+
+fn parse_inner(path: &Path, text: &str, take: &Take) -> Result<Config> {
     let w = Where { file: path, text };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| w.line_of(s.start)).unwrap_or(0);
@@ -334,7 +409,7 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
     };
 
     let old = match &raw.old {
-        Some(s) => server(&w, &base, "old", s)?,
+        Some(s) => server(&w, &base, "old", s, take.secrets)?,
         None => {
             return Err(w.missing(
                 0,
@@ -344,12 +419,18 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
         }
     };
     let new = match &raw.new {
-        Some(s) => server(&w, &base, "new", s)?,
+        Some(s) => server(&w, &base, "new", s, take.secrets)?,
         None => {
             return Err(w.missing(0, "[new]", "add a [new] table with host, port and security"))
         }
     };
 
+    // From the file, not from `old.master`: a load without secrets leaves the logins out.
+    let has_master = |s: &Option<Spanned<RawServer>>| {
+        s.as_ref()
+            .is_some_and(|s| s.get_ref().master_user.is_some())
+    };
+    let masters = (has_master(&raw.old), has_master(&raw.new));
     let mut users = Vec::new();
     match (&raw.users, &raw.users_csv) {
         (Some(_), Some(csv)) => {
@@ -360,15 +441,13 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
             ))
         }
         (Some(list), None) => {
-            let masters = (old.master.is_some(), new.master.is_some());
             for u in list {
-                users.push(inline_user(&w, &base, masters, keep, u)?);
+                users.push(inline_user(&w, &base, masters, take, u)?);
             }
         }
         (None, Some(csv)) => {
             let csv_path = base.join(csv.get_ref());
-            let masters = (old.master.is_some(), new.master.is_some());
-            users = csv_users(&csv_path, &base, masters, keep)
+            users = csv_users(&csv_path, &base, masters, take)
                 .map_err(|e| e.context(format!("{}: users_csv", path.display())))?;
         }
         (None, None) => {
@@ -385,17 +464,9 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
             path.display()
         )));
     }
-    let mut seen = HashSet::new();
-    for u in &users {
-        if !seen.insert(u.old_login.clone()) {
-            return Err(Error::config(format!(
-                "{}: user \"{}\" is listed twice: each old login may appear once",
-                u.origin, u.old_login
-            )));
-        }
-    }
+    check_user_collisions(&users)?;
     let users_total = users.len();
-    users.retain(|u| keep(&u.old_login));
+    users.retain(|u| (take.keep)(&u.old_login));
 
     let mut sync = SyncTuning {
         batch_bytes: 8 * 1024 * 1024,
@@ -481,6 +552,35 @@ pub fn parse_selected(path: &Path, text: &str, keep: &dyn Fn(&str) -> bool) -> R
     })
 }
 
+/// Logins are compared without case (`Alice@Example.com` is `alice@example.com` on every
+/// server we know): an old login listed twice is one account taken twice, and two old accounts
+/// onto one new login mix their mail unless both say `merge = true`.
+fn check_user_collisions(users: &[UserConfig]) -> Result<()> {
+    let mut old_seen: HashMap<String, &UserConfig> = HashMap::new();
+    let mut new_seen: HashMap<String, &UserConfig> = HashMap::new();
+    for u in users {
+        if let Some(first) = old_seen.insert(u.old_login.to_lowercase(), u) {
+            return Err(Error::config(format!(
+                "{}: user {:?} is listed twice (also as {:?} at {}): logins are compared without case, so both are the same old account; keep one of them",
+                u.origin, u.old_login, first.old_login, first.origin
+            )));
+        }
+        match new_seen.get(&u.new_login.to_lowercase()) {
+            None => {
+                new_seen.insert(u.new_login.to_lowercase(), u);
+            }
+            Some(first) if first.merge && u.merge => {}
+            Some(first) => {
+                return Err(Error::config(format!(
+                    "{}: the old logins {:?} ({}) and {:?} ({}) both go to the new login {:?}: their mail would be mixed in one account; give each its own new login, or set merge = true on both users to merge them on purpose (docs/configuration.md)",
+                    u.origin, first.old_login, first.origin, u.old_login, u.origin, u.new_login
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ranged(w: &Where, v: &Spanned<i64>, field: &str, lo: i64, hi: i64) -> Result<i64> {
     let x = *v.get_ref();
     if x < lo || x > hi {
@@ -494,6 +594,7 @@ fn server(
     base: &Path,
     side: &'static str,
     s: &Spanned<RawServer>,
+    secrets: bool,
 ) -> Result<ServerConfig> {
     let raw = s.get_ref();
     let start = s.span().start;
@@ -570,8 +671,13 @@ fn server(
         (Some(u), Some(p)) => {
             let user = check_login(u.get_ref())
                 .map_err(|e| w.at(u, &format!("[{side}].master_user"), e))?;
-            let password = resolve_password(p.get_ref(), base)
-                .map_err(|e| w.at(p, &format!("[{side}].master_password"), e))?;
+            let field = format!("[{side}].master_password");
+            let password = if secrets {
+                Some(resolve_password(p.get_ref(), base).map_err(|e| w.at(p, &field, e))?)
+            } else {
+                check_reference(p.get_ref()).map_err(|e| w.at(p, &field, e))?;
+                None
+            };
             let separator = match &raw.master_separator {
                 None => "*".to_string(),
                 Some(sep)
@@ -585,7 +691,7 @@ fn server(
                 }
                 Some(sep) => sep.get_ref().clone(),
             };
-            Some(MasterLogin {
+            password.map(|password| MasterLogin {
                 user,
                 password,
                 separator,
@@ -644,7 +750,7 @@ fn inline_user(
     w: &Where,
     base: &Path,
     masters: (bool, bool),
-    keep: &dyn Fn(&str) -> bool,
+    take: &Take,
     u: &Spanned<RawUser>,
 ) -> Result<UserConfig> {
     let raw = u.get_ref();
@@ -672,7 +778,7 @@ fn inline_user(
                 &format!("[[users]].{name}"),
                 "give a reference: env:NAME, file:PATH or cmd:COMMAND (or configure a master_user for that server)",
             )),
-            Some(s) => resolve_if(keep(&old_login), s.get_ref(), base)
+            Some(s) => resolve_if(take.resolves(&old_login), s.get_ref(), base)
                 .map_err(|p| w.at(s, &format!("[[users]].{name} of user \"{old_login}\""), p)),
         }
     };
@@ -682,6 +788,7 @@ fn inline_user(
         old_login,
         new_login,
         origin,
+        merge: raw.merge.unwrap_or(false),
     })
 }
 
@@ -729,7 +836,52 @@ fn mx_table(w: &Where, m: &Spanned<RawMx>) -> Result<MxConfig> {
                 .map_err(|p| w.at(r, "[mx].resolver", p))?,
         );
     }
+    for (domain, list) in raw.domain_nameservers.iter().flatten() {
+        let own = domain_nameservers(w, &mx.domains, domain, list)?;
+        if mx.domain_nameservers.iter().any(|d| d.domain == own.domain) {
+            return Err(w.at(
+                list,
+                "[mx.domain_nameservers]",
+                format!("{domain:?} is listed twice (names are compared without case and final dot): keep one entry"),
+            ));
+        }
+        mx.domain_nameservers.push(own);
+    }
     Ok(mx)
+}
+
+/// One entry of `[mx.domain_nameservers]`: `"example.org" = ["192.0.2.1", "192.0.2.2:5353"]`.
+fn domain_nameservers(
+    w: &Where,
+    domains: &[String],
+    domain: &str,
+    list: &Spanned<Vec<Spanned<String>>>,
+) -> Result<DomainNameservers> {
+    let field = format!("[mx.domain_nameservers].{domain:?}");
+    let name = crate::dns::parse_domain(domain).map_err(|p| w.at(list, &field, p))?;
+    if !domains.contains(&name) {
+        return Err(w.at(
+            list,
+            &field,
+            format!("{name} is not in [mx].domains: add it to domains = [...] or remove this line"),
+        ));
+    }
+    if list.get_ref().is_empty() {
+        return Err(w.at(
+            list,
+            &field,
+            "names no nameserver: give at least one IP[:PORT], or remove the line to use [mx].nameservers",
+        ));
+    }
+    let mut nameservers = Vec::new();
+    for n in list.get_ref() {
+        let addr = crate::dns::parse_nameserver(n.get_ref(), 53).map_err(|p| w.at(n, &field, p))?;
+        nameservers.push((n.get_ref().trim().to_string(), addr));
+    }
+    Ok(DomainNameservers {
+        domain: name,
+        nameservers,
+    })
 }
 
 fn check_login(s: &str) -> std::result::Result<String, String> {
@@ -746,7 +898,7 @@ fn csv_users(
     path: &Path,
     base: &Path,
     masters: (bool, bool),
-    keep: &dyn Fn(&str) -> bool,
+    take: &Take,
 ) -> Result<Vec<UserConfig>> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::config(format!(
@@ -773,6 +925,8 @@ fn csv_users(
             ))
         })?;
     }
+    // Optional: `merge` (true, false or empty).
+    let merge_idx = headers.iter().position(|h| h == "merge");
     let mut users = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| {
@@ -795,18 +949,28 @@ fn csv_users(
             if r.is_empty() && master {
                 return Ok(None);
             }
-            resolve_if(keep(&old_login), &r, base).map_err(|p| {
+            resolve_if(take.resolves(&old_login), &r, base).map_err(|p| {
                 Error::config(format!("{origin}: {name} of user \"{old_login}\": {p}"))
             })
         };
         let old_password = pw(2, "old_password", masters.0)?;
         let new_password = pw(3, "new_password", masters.1)?;
+        let merge = match merge_idx.and_then(|i| rec.get(i)).unwrap_or("") {
+            v if v.is_empty() || v.eq_ignore_ascii_case("false") => false,
+            v if v.eq_ignore_ascii_case("true") => true,
+            v => {
+                return Err(Error::config(format!(
+                    "{origin}: merge: {v:?} is not true, false or empty"
+                )))
+            }
+        };
         users.push(UserConfig {
             old_login,
             new_login,
             old_password,
             new_password,
             origin,
+            merge,
         });
     }
     Ok(users)
@@ -963,6 +1127,176 @@ new_password = "cmd:echo s3cret"
             .to_string();
         assert!(e.contains("not a password reference"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    fn users(list: &[(&str, &str, Option<bool>)]) -> String {
+        let mut t = GOOD.split("[[users]]").next().unwrap().to_string();
+        for (old, new, merge) in list {
+            t.push_str(&format!(
+                "[[users]]\nold = \"{old}\"\nnew = \"{new}\"\nold_password = \"cmd:echo a\"\nnew_password = \"cmd:echo b\"\n"
+            ));
+            if let Some(m) = merge {
+                t.push_str(&format!("merge = {m}\n"));
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn an_old_login_twice_in_another_case_is_refused() {
+        let t = users(&[
+            ("Alice@Example.com", "a1@example.net", None),
+            ("alice@example.com", "a2@example.net", None),
+        ]);
+        let e = p(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("imapshift.toml:11")
+                && e.contains("imapshift.toml:16")
+                && e.contains("\"Alice@Example.com\"")
+                && e.contains("listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_old_logins_onto_one_new_login_need_merge_on_both() {
+        let two = |m1, m2| {
+            users(&[
+                ("alice@example.com", "team@example.net", m1),
+                ("bob@example.com", "Team@Example.net", m2),
+            ])
+        };
+        for (m1, m2) in [(None, None), (Some(true), None), (Some(true), Some(false))] {
+            let e = p(&two(m1, m2)).unwrap_err().to_string();
+            assert!(
+                e.contains("imapshift.toml:11")
+                    && e.contains(&format!(
+                        "imapshift.toml:{}",
+                        16 + usize::from(m1.is_some())
+                    ))
+                    && e.contains("both go to the new login")
+                    && e.contains("merge = true"),
+                "{m1:?} {m2:?}: {e}"
+            );
+        }
+        let c = p(&two(Some(true), Some(true))).unwrap();
+        assert!(c.users.iter().all(|u| u.merge));
+    }
+
+    #[test]
+    fn csv_merge_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("imapshift.toml");
+        let head = GOOD.split("[[users]]").next().unwrap().replacen(
+            "state_dir = \"state\"\n",
+            "state_dir = \"state\"\nusers_csv = \"users.csv\"\n",
+            1,
+        );
+        let csv = |rows: &str| {
+            std::fs::write(
+                dir.path().join("users.csv"),
+                format!("old,new,old_password,new_password,merge\n{rows}"),
+            )
+            .unwrap();
+            parse(&toml, &head)
+        };
+        let c = csv("a,t,cmd:echo x,cmd:echo y,true\nb,T,cmd:echo x,cmd:echo y,TRUE\nc,c,cmd:echo x,cmd:echo y,\n").unwrap();
+        assert_eq!(
+            c.users.iter().map(|u| u.merge).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        let e = csv("a,t,cmd:echo x,cmd:echo y,true\nb,t,cmd:echo x,cmd:echo y,\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users.csv:2") && e.contains("users.csv:3"),
+            "{e}"
+        );
+        let e = csv("a,t,cmd:echo x,cmd:echo y,yes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("users.csv:2: merge: \"yes\""), "{e}");
+    }
+
+    #[test]
+    fn a_load_without_secrets_resolves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("ran");
+        let t = GOOD
+            .replace("env:IMAPSHIFT_TEST_PW", "env:IMAPSHIFT_SURELY_UNSET_3")
+            .replace("cmd:echo s3cret", &format!("cmd:touch {}", mark.display()))
+            .replace(
+                "security = \"tls\"\n",
+                &format!("security = \"tls\"\nmaster_user = \"admin\"\nmaster_password = \"cmd:touch {}\"\n", mark.display()),
+            );
+        let path = dir.path().join("imapshift.toml");
+        std::fs::write(&path, &t).unwrap();
+        let c = load_without_secrets(&path).unwrap();
+        assert_eq!(c.users.len(), 1);
+        assert!(c.users[0].old_password.is_none() && c.old.master.is_none());
+        assert!(!mark.exists(), "a cmd: reference was run");
+        // The form is still checked.
+        std::fs::write(&path, t.replace("env:IMAPSHIFT_SURELY_UNSET_3", "hunter2")).unwrap();
+        let e = load_without_secrets(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("not a password reference") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn domain_nameservers_validated() {
+        let mx = |extra: &str| {
+            p(&format!(
+                "{GOOD}[mx]\ndomains = [\"example.com\", \"Example.ORG.\"]\nnameservers = [\"127.0.0.1:5300\"]\n[mx.domain_nameservers]\n{extra}"
+            ))
+        };
+        std::env::set_var("IMAPSHIFT_TEST_PW", "pw1");
+        let c = mx("\"example.org\" = [\"192.0.2.1\", \"192.0.2.2:5353\"]\n").unwrap();
+        let m = c.mx.unwrap();
+        assert_eq!(
+            m.nameservers_for("example.org"),
+            vec![
+                ("192.0.2.1".to_string(), "192.0.2.1:53".parse().unwrap()),
+                (
+                    "192.0.2.2:5353".to_string(),
+                    "192.0.2.2:5353".parse().unwrap()
+                )
+            ]
+        );
+        assert_eq!(
+            m.nameservers_for("example.com"),
+            vec![(
+                "127.0.0.1:5300".to_string(),
+                "127.0.0.1:5300".parse().unwrap()
+            )]
+        );
+        let e = mx("\"example.net\" = [\"192.0.2.1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("imapshift.toml:20:")
+                && e.contains("[mx.domain_nameservers]")
+                && e.contains("not in [mx].domains")
+                && e.contains("add it"),
+            "{e}"
+        );
+        let e = mx("\"example.org\" = [\"ns1.example.org\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":20:") && e.contains("not a nameserver address"),
+            "{e}"
+        );
+        let e = mx("\"example.org\" = []\n").unwrap_err().to_string();
+        assert!(
+            e.contains(":20:") && e.contains("names no nameserver"),
+            "{e}"
+        );
+        let e = mx("\"example.org\" = [\"192.0.2.1\"]\n\"EXAMPLE.org\" = [\"192.0.2.1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
     }
 
     #[test]

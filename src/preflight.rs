@@ -67,7 +67,7 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
     server.extend(out);
     let mut out = server;
     if let Some(mx) = &cfg.mx {
-        out.extend(dns_checks(mx).await);
+        out.extend(dns_checks(cfg, mx).await);
     } else {
         out.push(check(
             Level::Warn,
@@ -299,7 +299,7 @@ async fn mailbox_checks(
     Ok(out)
 }
 
-async fn dns_checks(mx: &crate::config::MxConfig) -> Vec<Check> {
+async fn dns_checks(cfg: &Config, mx: &crate::config::MxConfig) -> Vec<Check> {
     let timeout = Duration::from_secs(3);
     let mut out = Vec::new();
     let resolver = match mx.resolver.map(Ok).unwrap_or_else(dns::system_resolver) {
@@ -309,49 +309,10 @@ async fn dns_checks(mx: &crate::config::MxConfig) -> Vec<Check> {
             None
         }
     };
-    // The nameservers: configured, else discovered.
-    let mut nameservers: Vec<(String, SocketAddr)> = mx
-        .nameserver_labels
-        .iter()
-        .cloned()
-        .zip(mx.nameservers.iter().copied())
-        .collect();
-    if nameservers.is_empty() {
-        if let Some(r) = resolver {
-            for d in &mx.domains {
-                match dns::discover_nameservers(r, d, 53, timeout).await {
-                    Ok(found) => {
-                        for (name, addr) in found {
-                            if !nameservers.iter().any(|(_, a)| *a == addr) {
-                                nameservers.push((format!("{name} ({addr})"), addr));
-                            }
-                        }
-                    }
-                    Err(e) => out.push(check(Level::Fail, format!("nameservers {d}"), e)),
-                }
-            }
-        }
-    }
-    for d in &mx.domains {
-        for (label, addr) in &nameservers {
-            let o = dns::query_mx(*addr, d, timeout).await;
-            let name = format!("mx ttl {d} @ {label}");
-            out.push(match (&o, o.max_ttl()) {
-                (dns::Outcome::Answer { authoritative: false, .. }, _) => check(
-                    Level::Fail,
-                    name,
-                    format!("{}: this nameserver is not authoritative for {d} (lame): fix the delegation or the nameserver list", o.describe()),
-                ),
-                (_, Some(ttl)) if ttl > mx.max_ttl => check(
-                    Level::Fail,
-                    name,
-                    format!("{}: TTL {ttl}s is above max_ttl {}s: lower the MX TTL now and wait the old TTL before the cutover", o.describe(), mx.max_ttl),
-                ),
-                (_, Some(_)) => check(Level::Pass, name, o.describe()),
-                (dns::Outcome::Answer { .. }, None) => check(Level::Fail, name, format!("{d} has no MX records here")),
-                _ => check(Level::Fail, name, o.describe()),
-            });
-        }
+    // The same nameservers as the cutover's: each domain's own, else discovered per domain.
+    match crate::mx::spec_from_config(mx, Duration::from_secs(5), timeout).await {
+        Ok(spec) => out.extend(mx_ttl_checks(cfg, mx, &spec).await),
+        Err(e) => out.push(check(Level::Fail, "nameservers", e)),
     }
     let Some(resolver) = resolver else {
         return out;
@@ -375,6 +336,66 @@ async fn dns_checks(mx: &crate::config::MxConfig) -> Vec<Check> {
         ));
     }
     out
+}
+
+/// The MX TTL of every (domain, nameserver) pair: an authoritative answer within `max_ttl`
+/// passes; anything else fails. What was seen goes into the TTL log of the state directory, and
+/// an older, larger TTL still alive there is named: the cutover waits for it.
+async fn mx_ttl_checks(
+    cfg: &Config,
+    mx: &crate::config::MxConfig,
+    spec: &crate::mx::WatchSpec,
+) -> Vec<Check> {
+    let snap = crate::mx::poll(spec).await;
+    let mut out: Vec<Check> = snap.asked.iter().map(|a| mx_ttl_check(mx, a)).collect();
+    let recorded = crate::mx::ttl::TtlLog::open(&cfg.state_dir).and_then(|mut log| {
+        log.record("preflight", &snap)?;
+        Ok(log.binding(snap.unix))
+    });
+    match recorded {
+        Err(e) => out.push(check(Level::Fail, "mx ttl log", e)),
+        Ok(Some(b)) if Some(b.ttl) > snap.max_ttl() => out.push(check(
+            Level::Warn,
+            "mx ttl history",
+            format!(
+                "{}: resolvers may hand out that record until {}; the cutover waits for it",
+                b.describe(),
+                crate::timefmt::rfc3339(b.ends_unix())
+            ),
+        )),
+        Ok(_) => {}
+    }
+    out
+}
+
+fn mx_ttl_check(mx: &crate::config::MxConfig, a: &crate::mx::Asked) -> Check {
+    let (d, o) = (&a.domain, &a.outcome);
+    let name = format!("mx ttl {d} @ {}", a.nameserver);
+    match (o, o.max_ttl()) {
+        (dns::Outcome::Answer { authoritative: false, .. }, _) => check(
+            Level::Fail,
+            name,
+            format!("{}: this nameserver is not authoritative for {d} (lame): fix the delegation or the nameserver list", o.describe()),
+        ),
+        (dns::Outcome::Refused, _) => check(
+            Level::Fail,
+            name,
+            format!("{}: this nameserver does not serve {d}: name its own nameservers in [mx.domain_nameservers]", o.describe()),
+        ),
+        (dns::Outcome::Unreachable { .. }, _) => check(
+            Level::Fail,
+            name,
+            format!("{}: name nameservers of {d} that this host can reach in [mx.domain_nameservers]", o.describe()),
+        ),
+        (_, Some(ttl)) if ttl > mx.max_ttl => check(
+            Level::Fail,
+            name,
+            format!("{}: TTL {ttl}s is above max_ttl {}s: lower the MX TTL now and wait the old TTL before the cutover", o.describe(), mx.max_ttl),
+        ),
+        (_, Some(_)) => check(Level::Pass, name, o.describe()),
+        (dns::Outcome::Answer { .. }, None) => check(Level::Fail, name, format!("{d} has no MX records here")),
+        _ => check(Level::Fail, name, o.describe()),
+    }
 }
 
 /// The parking target must refuse SMTP (senders get a temporary failure and retry); the new

@@ -602,7 +602,13 @@ fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
             ..Default::default()
         },
     );
-    let folders = ["INBOX", "Sent", "Sent Messages", "Trash", "Deleted Messages"];
+    let folders = [
+        "INBOX",
+        "Sent",
+        "Sent Messages",
+        "Trash",
+        "Deleted Messages",
+    ];
     for (u, _) in users {
         let mut c = TestImap::connect(old.port(), u, "pw");
         for (k, f) in folders.iter().enumerate() {
@@ -680,7 +686,10 @@ fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
     // One provider flips first, the other later.
     w.ns.set_mx("example.com", "@", 1, &[(10, PARK)]);
     a2.set_mx("example.com", "@", 1, &[(10, PARK)]);
-    run.wait_for("example.com: 10 old-mx.example.net (ttl 1) -> 10 park.example.net", 30);
+    run.wait_for(
+        "example.com: 10 old-mx.example.net (ttl 1) -> 10 park.example.net",
+        30,
+    );
     b1.set_mx("example.org", "@", 1, &[(10, PARK)]);
     b2.set_mx("example.org", "@", 1, &[(10, PARK)]);
     let (code, r, log) = run.finish();

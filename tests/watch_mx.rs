@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{imapshift_bin, zone_text, Knot};
+use common::{imapshift_bin, zone_text, Knot, LameDns};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -326,4 +326,94 @@ fn a_truncated_udp_answer_is_asked_again_over_tcp() {
         60,
         "all records, over TCP: {e}"
     );
+}
+
+#[test]
+fn an_answer_without_authority_never_serves_the_target() {
+    // A lame server (AA bit clear) hands out the parking MX; the zone's own nameserver still
+    // has the old one. Neither the lame answer nor Knot's REFUSED for a zone it does not serve
+    // may count as serving.
+    let lame = LameDns::start("127.0.0.5", "park.example.net");
+    let zone = zone_text("example.org", &[], &[(10, OLD_MX)], 300);
+    let k = Knot::start("ns1", "127.0.0.1", 0, &[("example.org", zone.as_str())]);
+    for ns in [lame.addr(), k.addr()] {
+        let out = Command::new(imapshift_bin())
+            .args(["watch-mx", "--domain", "example.com", "--until", PARK])
+            .args(["--nameserver", &ns.to_string()])
+            .args([
+                "--count",
+                "2",
+                "--interval",
+                "0.2",
+                "--timeout",
+                "0.5",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let first = &events[0];
+        if ns == lame.addr() {
+            assert_eq!(first["state"], "answer", "{first}");
+            assert_eq!(first["authoritative"], false, "{first}");
+            assert_eq!(
+                first["records"][0]["exchange"], "park.example.net",
+                "{first}"
+            );
+        } else {
+            assert_eq!(first["state"], "refused", "{first}");
+        }
+        let last = events.last().unwrap();
+        assert_eq!(last["event"], "mx_gave_up", "{last}");
+        assert_eq!(last["serving"], serde_json::json!([0, 1]), "{last}");
+        assert_eq!(out.status.code(), Some(5), "never reached: {events:?}");
+    }
+}
+
+/// Spawns `watch-mx --until` against a nameserver that never changes, waits for its first
+/// event, sends `signal` and expects exit 130 promptly.
+fn interrupted_by(signal: &str, extra: &[&str]) {
+    let zone = zone_text("example.com", &[], &[(10, OLD_MX)], 300);
+    let k = Knot::start("ns1", "127.0.0.1", 0, &[("example.com", zone.as_str())]);
+    let mut args: Vec<String> = ["--domain", "example.com", "--nameserver"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(k.addr().to_string());
+    args.extend(["--interval", "5"].iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (mut child, rx) = spawn_watch(&args);
+    let e = next_event(&rx, "the first poll");
+    assert_eq!(e["event"], "mx_state", "{e}");
+    let sent = Instant::now();
+    let st = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)),
+        Some(130),
+        "SIG{signal} during watch-mx {extra:?}"
+    );
+    // Within the sleep between polls, not after it.
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_during_until_exit_130() {
+    interrupted_by("TERM", &["--until", PARK]);
+    interrupted_by("INT", &["--until", PARK]);
+}
+
+#[test]
+fn sigterm_without_until_exits_130() {
+    interrupted_by("TERM", &[]);
 }

@@ -516,77 +516,126 @@ fn secs(v: f64, what: &str, min: f64) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(v))
 }
 
-/// The watcher's domains and nameservers: the command line, else [mx] of the configuration,
-/// else (nameservers) the domains' NS records.
+/// The watcher's domains and nameservers: `--domain` and `--nameserver` (every given
+/// nameserver for every domain), else [mx] of the configuration (each domain its own
+/// nameservers), else the domains' NS records.
 async fn watch_spec(
     args: &WatchMxArgs,
     mx: Option<&config::MxConfig>,
 ) -> Result<crate::mx::WatchSpec, String> {
-    use crate::mx::{Nameserver, WatchSpec};
     let interval = secs(args.interval, "--interval", 0.1)?;
     let timeout = secs(args.timeout, "--timeout", 0.1)?;
-    let mut domains = Vec::new();
-    for d in &args.domains {
-        domains.push(crate::dns::parse_domain(d).map_err(|e| format!("--domain: {e}"))?);
-    }
-    if domains.is_empty() {
-        domains = mx.map(|m| m.domains.clone()).unwrap_or_default();
-    }
-    if domains.is_empty() {
-        return Err("no domain to watch: give --domain or --config with an [mx] table".into());
-    }
-    let mut nameservers = Vec::new();
-    for n in &args.nameservers {
-        nameservers.push(Nameserver {
-            label: n.trim().to_string(),
-            addr: crate::dns::parse_nameserver(n, 53).map_err(|e| format!("--nameserver: {e}"))?,
-        });
-    }
-    if nameservers.is_empty() {
-        if let Some(m) = mx {
-            for (label, addr) in m.nameserver_labels.iter().zip(&m.nameservers) {
-                nameservers.push(Nameserver {
-                    label: label.clone(),
-                    addr: *addr,
-                });
-            }
+    let mut m = mx.cloned().unwrap_or_default();
+    if !args.domains.is_empty() {
+        m.domains = Vec::new();
+        for d in &args.domains {
+            m.domains
+                .push(crate::dns::parse_domain(d).map_err(|e| format!("--domain: {e}"))?);
         }
     }
-    if nameservers.is_empty() {
-        let resolver = match (&args.resolver, mx.and_then(|m| m.resolver)) {
-            (Some(r), _) => {
-                crate::dns::parse_nameserver(r, 53).map_err(|e| format!("--resolver: {e}"))?
-            }
-            (None, Some(r)) => r,
-            (None, None) => crate::dns::system_resolver()?,
+    if m.domains.is_empty() {
+        return Err("no domain to watch: give --domain or --config with an [mx] table".into());
+    }
+    if !args.nameservers.is_empty() {
+        m.domain_nameservers.clear();
+        m.nameserver_labels = args
+            .nameservers
+            .iter()
+            .map(|n| n.trim().to_string())
+            .collect();
+        m.nameservers = Vec::new();
+        for n in &args.nameservers {
+            m.nameservers.push(
+                crate::dns::parse_nameserver(n, 53).map_err(|e| format!("--nameserver: {e}"))?,
+            );
+        }
+    }
+    if let Some(r) = &args.resolver {
+        m.resolver =
+            Some(crate::dns::parse_nameserver(r, 53).map_err(|e| format!("--resolver: {e}"))?);
+    }
+    crate::mx::spec_with_port(&m, args.ns_port, interval, timeout).await
+}
+
+/// Ctrl-C and SIGTERM end a watch: the first stops it (exit 130), a second one at once.
+fn stop_watch_on_signals(rt: &tokio::runtime::Runtime) {
+    use tokio::signal::unix::{signal, SignalKind};
+    rt.spawn(async {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
         };
-        for d in &domains {
-            for (name, addr) in
-                crate::dns::discover_nameservers(resolver, d, args.ns_port, timeout).await?
-            {
-                if !nameservers.iter().any(|n| n.addr == addr) {
-                    nameservers.push(Nameserver {
-                        label: format!("{name} ({addr})"),
-                        addr,
-                    });
+        for n in 0.. {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if n > 0 {
+                std::process::exit(exit::INTERRUPTED);
+            }
+            crate::failpoint::request_stop();
+        }
+    });
+}
+
+/// What `watch-mx` prints and records as the watch goes.
+struct WatchOutput {
+    json: bool,
+    /// With --config: the TTL log of its state directory.
+    ttl_log: Option<crate::mx::ttl::TtlLog>,
+}
+
+impl WatchOutput {
+    fn tell(
+        &mut self,
+        e: &crate::mx::Event,
+        spec: &crate::mx::WatchSpec,
+        snap: &crate::mx::Snapshot,
+    ) {
+        use crate::mx::Event;
+        if let (Event::MxPolled { .. }, Some(log)) = (e, &mut self.ttl_log) {
+            if let Err(err) = log.record("watch-mx", snap) {
+                // Said once; the watch goes on without recording.
+                eprintln!("imapshift: {err}");
+                self.ttl_log = None;
+            }
+        }
+        match e {
+            Event::MxPolled { .. } => {}
+            _ if self.json => println!("{}", serde_json::to_string(e).unwrap_or_default()),
+            Event::MxState { .. } => {
+                // The first poll: one table, printed once (on its first pair).
+                if first_pair(e, spec) {
+                    println!(
+                        "{}  first poll of {} nameserver(s)",
+                        crate::timefmt::rfc3339(snap.unix),
+                        spec.nameserver_count()
+                    );
+                    print!("{}", crate::mx::render_table(snap));
+                }
+            }
+            Event::MxUnreachable { .. } => {
+                if let Some(line) = crate::mx::event_line(e) {
+                    eprintln!("imapshift: {line}");
+                }
+            }
+            _ => {
+                if let Some(line) = crate::mx::event_line(e) {
+                    println!("{line}");
                 }
             }
         }
     }
-    Ok(WatchSpec {
-        domains,
-        nameservers,
-        interval,
-        timeout,
-    })
 }
 
 fn watch_mx(args: WatchMxArgs) -> i32 {
-    let mx = match &args.config {
+    // No user is taken and no password reference resolved for watching DNS.
+    let cfg = match &args.config {
         None => None,
-        // No user is taken: no password reference is resolved for watching DNS.
-        Some(path) => match config::load_selected(path, &|_| false) {
-            Ok(c) => c.mx,
+        Some(path) => match config::load_without_secrets(path) {
+            Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("imapshift: {e}");
                 return exit::CONFIG;
@@ -610,58 +659,47 @@ fn watch_mx(args: WatchMxArgs) -> i32 {
             return exit::CONFIG;
         }
     }
+    // With --config, the TTLs seen are remembered in its state directory (docs/cutover.md).
+    let ttl_log = match cfg
+        .as_ref()
+        .map(|c| crate::mx::ttl::TtlLog::open(&c.state_dir))
+    {
+        None => None,
+        Some(Ok(log)) => Some(log),
+        Some(Err(e)) => {
+            eprintln!("imapshift: {e}");
+            return exit::FATAL;
+        }
+    };
     let Some(rt) = runtime() else {
         return exit::FATAL;
     };
+    stop_watch_on_signals(&rt);
     rt.block_on(async {
-        let spec = match watch_spec(&args, mx.as_ref()).await {
+        let spec = match watch_spec(&args, cfg.as_ref().and_then(|c| c.mx.as_ref())).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("imapshift: {e}");
                 return exit::CONFIG;
             }
         };
-        tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                crate::failpoint::request_stop();
-            }
-        });
-        let json = args.json;
-        let mut tell =
-            |e: &crate::mx::Event, spec: &crate::mx::WatchSpec, snap: &crate::mx::Snapshot| {
-                if json {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
-                    return;
-                }
-                if let crate::mx::Event::MxState { .. } = e {
-                    // The first poll: one table, printed once (on its first pair).
-                    if first_pair(e, spec) {
-                        println!(
-                            "{}  first poll of {} nameserver(s)",
-                            crate::timefmt::rfc3339(snap.unix),
-                            spec.nameservers.len()
-                        );
-                        print!("{}", crate::mx::render_table(spec, snap));
-                    }
-                    return;
-                }
-                if let Some(line) = crate::mx::event_line(e) {
-                    println!("{line}");
-                }
-            };
+        let mut out = WatchOutput {
+            json: args.json,
+            ttl_log,
+        };
         let end = crate::mx::watch(
             &spec,
             args.until.as_deref(),
             max_wait,
             args.count,
-            &mut tell,
+            &mut |e, spec, snap| out.tell(e, spec, snap),
         )
         .await;
+        if end.interrupted {
+            return exit::INTERRUPTED;
+        }
         if args.until.is_some() && !end.reached {
             return exit::NOT_PROPAGATED;
-        }
-        if crate::failpoint::stop_requested() {
-            return exit::INTERRUPTED;
         }
         exit::OK
     })
@@ -669,8 +707,9 @@ fn watch_mx(args: WatchMxArgs) -> i32 {
 
 /// Whether an `MxState` event is the first pair of the table.
 fn first_pair(e: &crate::mx::Event, spec: &crate::mx::WatchSpec) -> bool {
-    matches!(e, crate::mx::Event::MxState { nameserver, domain, .. }
-        if *nameserver == spec.nameservers[0].label && *domain == spec.domains[0])
+    let first = spec.pairs().next();
+    matches!((e, first), (crate::mx::Event::MxState { nameserver, domain, .. }, Some((d, ns)))
+        if *nameserver == ns.label && domain == d)
 }
 
 /// The engine's options for a run of `cfg`: the memory plan, rate limits and tuning.
@@ -780,7 +819,8 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
 }
 
 fn status(args: StatusArgs) -> i32 {
-    let cfg = match config::load(&args.config) {
+    // It contacts no server: no password reference is resolved (no cmd: is run).
+    let cfg = match config::load_without_secrets(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imapshift: {e}");

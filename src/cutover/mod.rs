@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::engine::EngineOptions;
 use crate::error::{exit, Error, Result};
 use crate::imap::ImapSession;
-use crate::mx::{Nameserver, WatchSpec};
+use crate::mx::WatchSpec;
 use crate::progress::Progress;
 use crate::store::MailStore;
 use crate::timefmt::{now_unix, rfc3339};
@@ -104,61 +104,44 @@ fn phase(name: &str, from: u64, detail: String) -> Phase {
     }
 }
 
-/// The nameservers to watch: configured, else discovered from NS records.
+/// The nameservers to watch: each domain's own, else the default ones, else its NS records.
 async fn spec(cfg: &Config, interval: Duration) -> Result<WatchSpec> {
     let mx = cfg.mx.as_ref().ok_or_else(|| {
         Error::config("cutover needs an [mx] table (domains, nameservers, parking_target, new_target): see docs/cutover.md")
     })?;
-    let timeout = Duration::from_secs(2);
-    let mut nameservers: Vec<Nameserver> = mx
-        .nameserver_labels
-        .iter()
-        .zip(&mx.nameservers)
-        .map(|(label, addr)| Nameserver {
-            label: label.clone(),
-            addr: *addr,
-        })
-        .collect();
-    if nameservers.is_empty() {
-        let resolver = match mx.resolver {
-            Some(r) => r,
-            None => crate::dns::system_resolver().map_err(Error::config)?,
-        };
-        for d in &mx.domains {
-            let found = crate::dns::discover_nameservers(resolver, d, 53, timeout)
-                .await
-                .map_err(Error::config)?;
-            for (name, addr) in found {
-                if !nameservers.iter().any(|n| n.addr == addr) {
-                    nameservers.push(Nameserver {
-                        label: format!("{name} ({addr})"),
-                        addr,
-                    });
-                }
-            }
-        }
-    }
-    Ok(WatchSpec {
-        domains: mx.domains.clone(),
-        nameservers,
-        interval,
-        timeout,
-    })
+    crate::mx::spec_from_config(mx, interval, Duration::from_secs(2))
+        .await
+        .map_err(Error::config)
 }
 
 /// The pairs that do not serve `target` in a fresh poll, one line each (empty: all do).
 async fn not_parked(spec: &WatchSpec, target: &str) -> Vec<String> {
-    let snap = crate::mx::poll(spec).await;
-    let mut out = Vec::new();
-    for (i, ns) in spec.nameservers.iter().enumerate() {
-        for (j, d) in spec.domains.iter().enumerate() {
-            let o = &snap.outcomes[i][j];
-            if !crate::mx::serves(o, target) {
-                out.push(format!("{}: {d}: {}", ns.label, o.describe()));
-            }
-        }
+    crate::mx::poll(spec).await.not_serving(target)
+}
+
+/// The TTL to wait from the moment every nameserver serves the parking MX, and why: the largest
+/// of the TTLs this watch saw, the largest remembered TTL whose lifetime has not ended, and
+/// `[mx].max_ttl` (pure).
+fn ttl_to_wait(
+    watched: Option<u32>,
+    remembered: Option<&crate::mx::ttl::TtlSeen>,
+    max_ttl: u32,
+) -> (u32, String) {
+    let mut best = (max_ttl, format!("[mx].max_ttl ({max_ttl}s)"));
+    if let Some(w) = watched.filter(|&w| w > best.0) {
+        best = (w, format!("the largest MX TTL seen by this watch ({w}s)"));
     }
-    out
+    if let Some(r) = remembered.filter(|r| r.ttl > best.0) {
+        best = (
+            r.ttl,
+            format!(
+                "the largest MX TTL a resolver may still hold: {} (until {})",
+                r.describe(),
+                rfc3339(r.ends_unix())
+            ),
+        );
+    }
+    best
 }
 
 /// Waits for `fut` unless Ctrl-C or SIGTERM comes first (`None` then; `fut` is dropped).
@@ -256,10 +239,23 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
     let t = now_unix();
     tracing::info!(
         "cutover: waiting until {} nameserver(s) serve {parking} for {}",
-        spec.nameservers.len(),
-        spec.domains.join(", ")
+        spec.nameserver_count(),
+        spec.domains().join(", ")
     );
-    let mut tell = |e: &crate::mx::Event, _: &WatchSpec, _: &crate::mx::Snapshot| {
+    // Every MX TTL seen is remembered with its time: the next cutover, or this one's TTL wait,
+    // counts it for as long as a resolver may hold it.
+    let mut ttl_log = crate::mx::ttl::TtlLog::open(&cfg.state_dir).map_err(Error::config)?;
+    let mut log_failed = false;
+    let mut tell = |e: &crate::mx::Event, _: &WatchSpec, snap: &crate::mx::Snapshot| {
+        if let crate::mx::Event::MxPolled { .. } = e {
+            if let Err(err) = ttl_log.record("cutover", snap) {
+                if !log_failed {
+                    tracing::warn!("cutover: cannot record the MX TTLs seen: {err}");
+                    log_failed = true;
+                }
+            }
+            return;
+        }
         if let Some(line) = crate::mx::event_line(e) {
             tracing::info!("{line}");
         } else if let crate::mx::Event::MxState {
@@ -275,6 +271,22 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
     let end = crate::mx::watch(&spec, Some(&parking), co.max_wait, None, &mut tell).await;
     if crate::failpoint::stop_requested() {
         return Ok(report.interrupted("parking MX", t));
+    }
+    if !end.reached && !end.unreachable.is_empty() {
+        let lines: Vec<String> = end.unreachable.iter().map(|u| u.describe()).collect();
+        report.phases.push(phase(
+            "parking MX",
+            t,
+            format!(
+                "stopped: {} nameserver(s) cannot be asked from this host",
+                lines.len()
+            ),
+        ));
+        return Ok(report.stop(
+            lines,
+            format!("name nameservers this host can reach in [mx].nameservers or [mx.domain_nameservers], then run `{rerun}`"),
+            exit::NOT_PROPAGATED,
+        ));
     }
     if !end.reached {
         let (k, n) = end.last.serving(&parking);
@@ -301,10 +313,8 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
     //    by this watch, and at least [mx].max_ttl (when the MX was parked before this command
     //    started, the old record's TTL was never seen here; preflight made sure it was at most
     //    max_ttl).
-    let (ttl, why) = match end.max_ttl_seen {
-        Some(seen) if seen > mx.max_ttl => (seen, format!("the largest MX TTL seen ({seen}s)")),
-        _ => (mx.max_ttl, format!("[mx].max_ttl ({}s)", mx.max_ttl)),
-    };
+    let remembered = ttl_log.binding(reached);
+    let (ttl, why) = ttl_to_wait(end.max_ttl_seen, remembered.as_ref(), mx.max_ttl);
     let t = now_unix();
     tracing::info!("cutover: waiting {ttl}s for caches to expire: {why}");
     let wait_until = tokio::time::Instant::now()
@@ -471,7 +481,7 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
         c.progress.println(&format!("FIX: {fix}"));
         return Ok(report.stop(d.left, fix, d.exit_code));
     }
-    let targets = spec.domains.join(", ");
+    let targets = spec.domains().join(", ");
     let mut next = match &mx.new_target {
         Some(n) => format!(
             "point the MX of {targets} to {n} now (then `imapshift watch-mx --config {} --until {n}` shows it spreading)",
@@ -732,4 +742,36 @@ pub fn render(r: &CutoverReport) -> String {
         s.push_str(&format!("fix: {f}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(ttl: u32) -> crate::mx::ttl::TtlSeen {
+        crate::mx::ttl::TtlSeen {
+            ttl,
+            seen_unix: 1_700_000_000,
+            domain: "example.com".into(),
+            nameserver: "ns1".into(),
+            source: "preflight".into(),
+            targets: "10 old-mx.example.net".into(),
+        }
+    }
+
+    /// The largest of the watch's TTL, the remembered one and [mx].max_ttl wins, and says why.
+    #[test]
+    fn the_ttl_to_wait_is_the_largest_that_may_be_cached() {
+        assert_eq!(ttl_to_wait(None, None, 300).0, 300);
+        assert!(ttl_to_wait(None, None, 300).1.contains("[mx].max_ttl"));
+        let (t, why) = ttl_to_wait(Some(600), None, 300);
+        assert_eq!(t, 600);
+        assert!(why.contains("this watch"), "{why}");
+        let r = seen(86_400);
+        let (t, why) = ttl_to_wait(Some(600), Some(&r), 300);
+        assert_eq!(t, 86_400);
+        assert!(why.contains("seen by preflight"), "{why}");
+        let small = seen(60);
+        assert_eq!(ttl_to_wait(Some(120), Some(&small), 300).0, 300);
+    }
 }

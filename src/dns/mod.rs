@@ -108,6 +108,23 @@ impl Outcome {
         }
     }
 
+    /// The records without TTLs, lowest preference first: `10 a.example, 20 b.example`;
+    /// `None` if there was no answer or it has no records.
+    pub fn targets_line(&self) -> Option<String> {
+        match self {
+            Outcome::Answer { records, .. } if !records.is_empty() => {
+                let mut r: Vec<&MxRecord> = records.iter().collect();
+                r.sort();
+                let parts: Vec<String> = r
+                    .iter()
+                    .map(|r| format!("{} {}", r.preference, r.exchange))
+                    .collect();
+                Some(parts.join(", "))
+            }
+            _ => None,
+        }
+    }
+
     /// The largest TTL among the records.
     pub fn max_ttl(&self) -> Option<u32> {
         match self {

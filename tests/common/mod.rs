@@ -15,6 +15,7 @@ mod compare;
 mod dovecot;
 mod imap;
 mod knot;
+mod lame_dns;
 mod procgroup;
 pub mod proxy;
 mod rng;
@@ -23,6 +24,7 @@ pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subje
 pub use dovecot::{default_tz, free_port, Dovecot, DovecotOpts};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
 pub use knot::{kdig, zone_text, Knot};
+pub use lame_dns::LameDns;
 pub use rng::Rng;
 
 use std::io::Read;

@@ -715,3 +715,27 @@ fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
         n.logout();
     }
 }
+
+/// The TTL that matters is the old one: preflight saw the old MX with a TTL of 6 s; the admin
+/// then lowered it and parked the MX with a TTL of 1 s. The cutover still waits the 6 s a
+/// resolver may hold the old record, and says where that TTL was seen.
+#[test]
+fn the_cutover_waits_the_old_ttl_that_preflight_saw() {
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", 2, 10);
+    w.ns.set_mx("example.com", "@", 6, &[(10, OLD_MX)]);
+    let out = common::run_imapshift(&["preflight", "--config", w.cfg()], &[("PW", "pw")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ttl 6"), "preflight saw the TTL: {text}");
+    w.ns.set_mx("example.com", "@", 1, &[(10, PARK)]);
+    let (code, r, log) = cutover(&w, &[], &[]);
+    assert_eq!(code, 0, "{r:#}\n{log}");
+    let ttl = &r["phases"][1];
+    assert_eq!(ttl["name"], "TTL wait", "{r:#}");
+    let detail = ttl["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("6s") && detail.contains("seen by preflight"),
+        "{detail}"
+    );
+    assert!(ttl["seconds"].as_u64().unwrap() >= 5, "{r:#}");
+}

@@ -50,6 +50,10 @@ pub struct UserReport {
     pub deleted_folders: Vec<String>,
     /// Folders deleted on the old server whose copies were kept.
     pub gone_folders: Vec<String>,
+    /// Messages `[filters]` left out (size, age): not copied, by the configuration.
+    pub filtered: u64,
+    /// Old folders `[filters]` left out by name: not synced, by the configuration.
+    pub folders_excluded: Vec<String>,
     pub failures: Vec<Failure>,
     pub folders: Vec<FolderReport>,
 }
@@ -240,6 +244,8 @@ async fn sync_user(
         renamed_folders: totals.renamed.clone(),
         deleted_folders: totals.folders_deleted.clone(),
         gone_folders: totals.folders_gone.clone(),
+        filtered: totals.filtered(),
+        folders_excluded: totals.folders_excluded.clone(),
         failures: totals.failures,
         folders: totals.folders,
     }
@@ -445,6 +451,9 @@ pub fn render_summary(r: &RunReport) -> String {
         if let Some(e) = &u.error {
             out.push_str(&format!("         error: {e}\n"));
         }
+        if let Some(l) = filtered_line(u) {
+            out.push_str(&l);
+        }
         if r.dry_run {
             for f in u
                 .folders
@@ -467,7 +476,40 @@ pub fn render_summary(r: &RunReport) -> String {
         r.bytes as f64 / 1e6,
         r.seconds
     ));
+    let filtered: u64 = r.users.iter().map(|u| u.filtered).sum();
+    let excluded: usize = r.users.iter().map(|u| u.folders_excluded.len()).sum();
+    if filtered + excluded as u64 > 0 {
+        out.push_str(&format!(
+            "left out by [filters] (not copied, by the configuration): {filtered} messages, {excluded} folders\n"
+        ));
+    }
     out
+}
+
+/// What `[filters]` left out of one user, if anything: never silently.
+fn filtered_line(u: &UserReport) -> Option<String> {
+    if u.filtered == 0 && u.folders_excluded.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if u.filtered > 0 {
+        parts.push(format!("{} messages (size or age)", u.filtered));
+    }
+    if !u.folders_excluded.is_empty() {
+        parts.push(format!(
+            "{} folders ({})",
+            u.folders_excluded.len(),
+            u.folders_excluded
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Some(format!(
+        "         left out by [filters]: {}\n",
+        parts.join(", ")
+    ))
 }
 
 /// A folder of the dry-run summary: names as people read them (`Entwürfe -> Entwürfe`), the
@@ -551,6 +593,8 @@ mod tests {
             renamed_folders: vec![],
             deleted_folders: vec![],
             gone_folders: vec![],
+            filtered: folders.iter().map(|f| f.filtered).sum(),
+            folders_excluded: vec![],
             failures,
             folders,
         }
@@ -568,6 +612,33 @@ mod tests {
             users,
             exit_code: 0,
         }
+    }
+
+    /// What [filters] left out is said per user and in the total, never silently.
+    #[test]
+    fn the_summary_states_what_filters_left_out() {
+        let f = FolderReport {
+            old: "INBOX".into(),
+            new: "INBOX".into(),
+            copied: 3,
+            filtered: 2,
+            ..Default::default()
+        };
+        let mut u = user(vec![f], vec![]);
+        u.folders_excluded = vec!["Spam".into()];
+        let text = render_summary(&run(false, vec![u]));
+        assert!(
+            text.contains("left out by [filters]: 2 messages (size or age), 1 folders (\"Spam\")"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "left out by [filters] (not copied, by the configuration): 2 messages, 1 folders"
+            ),
+            "{text}"
+        );
+        let plain = render_summary(&run(false, vec![user(vec![], vec![])]));
+        assert!(!plain.contains("left out"), "{plain}");
     }
 
     /// The dry-run summary of a real folder plan (Dovecot's stock `Sent` and `Sent Messages`, a

@@ -68,6 +68,18 @@ fn folders_sizes_and_ages_are_filtered() {
         .map(|f| f["filtered"].as_u64().unwrap())
         .sum();
     assert_eq!(filtered, 2, "the big one and the one from 2015: {j}");
+    // The report says what the filters left out, messages and folders, never silently.
+    assert_eq!(j["users"][0]["filtered"], 2, "{j}");
+    let excluded: Vec<&str> = j["users"][0]["folders_excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        excluded.contains(&"Trash") && excluded.iter().any(|f| f.starts_with("Junk")),
+        "{j}"
+    );
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     let names: Vec<String> = n.list().into_iter().map(|(_, _, name)| name).collect();
     assert!(
@@ -94,6 +106,12 @@ fn folders_sizes_and_ages_are_filtered() {
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 3);
     n.logout();
+    let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap()], &envs);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("left out by [filters]: 2 messages (size or age)"),
+        "the summary states it: {summary}"
+    );
 
     // `verify` expects what the filters take, not what they leave out (regression: it used to
     // call every filtered message missing).
@@ -105,6 +123,31 @@ fn folders_sizes_and_ages_are_filtered() {
     assert_eq!(out.status.code(), Some(0), "{v:#}");
     assert_eq!(v["totals"]["missing"], 0, "{v:#}");
     assert!(v["users"][0]["filtered"].as_u64().unwrap() > 0, "{v:#}");
+
+    // The size limit is lifted: the folders are unchanged on both servers, yet the message it
+    // left out must be copied now (regression: the STATUS fast path skipped the folder, so a
+    // message a filter once left out was never copied, not even by a cutover without filters).
+    std::fs::write(
+        &cfg,
+        format!("{text}[filters]\nexclude_folders = [\"Trash\", \"Junk*\"]\nmax_age_days = 3650\n"),
+    )
+    .unwrap();
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &envs,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+    assert_eq!(j["copied"], 1, "the big one, now taken: {j}");
+    assert_eq!(j["users"][0]["filtered"], 1, "the one from 2015 still: {j}");
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    assert_eq!(n.fetch_all("INBOX").len(), 4);
+    n.logout();
 
     // A bad filter is a configuration error naming the field.
     std::fs::write(

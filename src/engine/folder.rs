@@ -52,10 +52,34 @@ impl FolderCtx<'_> {
     }
 }
 
-/// Whether STATUS shows a folder exactly as the last complete run left it. Only servers with
-/// CONDSTORE can say that no flag changed (HIGHESTMODSEQ); others are always listed.
-fn unchanged(p: &FolderState, old: &FolderStatus, new: &FolderStatus, m: &FolderMapping) -> bool {
+/// What the message filters decide by in this run: the size limit and the age cut-off (which
+/// moves with the date). A folder recorded under another key is looked at again.
+pub(crate) fn filter_key(opts: &EngineOptions) -> String {
+    match (
+        opts.filters.max_size,
+        opts.filters.age_criteria(opts.as_of_unix),
+    ) {
+        (None, None) => String::new(),
+        (size, age) => format!(
+            "size<={};age={}",
+            size.map(|s| s.to_string()).unwrap_or_default(),
+            age.unwrap_or_default()
+        ),
+    }
+}
+
+/// Whether STATUS shows a folder exactly as the last complete run left it, under the same
+/// filters. Only servers with CONDSTORE can say that no flag changed (HIGHESTMODSEQ); others
+/// are always listed.
+fn unchanged(
+    p: &FolderState,
+    old: &FolderStatus,
+    new: &FolderStatus,
+    m: &FolderMapping,
+    filters: &str,
+) -> bool {
     p.complete
+        && p.filter_key == filters
         && old.uidnext != 0
         && p.old_uidvalidity == old.uidvalidity.get()
         && p.old_uidnext == old.uidnext
@@ -86,12 +110,13 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
     if let (Some(p), Some(o), Some(n)) = (&previous, &statuses.old, &statuses.new) {
         if intents.is_empty()
             && !ghosts
-            && unchanged(p, o, n, m)
+            && unchanged(p, o, n, m, &filter_key(opts))
             && !(opts.propagate_deletes && p.kept > 0)
         {
             tracing::debug!("folder {}: unchanged since the last run (STATUS)", m.old);
             report.messages = o.messages;
-            report.skipped = o.messages as u64;
+            report.filtered = p.filtered.min(u64::from(o.messages));
+            report.skipped = u64::from(o.messages) - report.filtered;
             return Ok(());
         }
     }
@@ -197,6 +222,8 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
             kept: report.kept,
             new_uidnext,
             complete,
+            filtered: report.filtered,
+            filter_key: filter_key(opts),
         },
     )?;
     Ok(())
@@ -772,6 +799,8 @@ mod tests {
             kept: 0,
             new_uidnext: 11,
             complete: true,
+            filtered: 0,
+            filter_key: String::new(),
         };
         let new = st(11, 10, None);
         let cases: Vec<(&str, FolderState, FolderStatus, bool)> = vec![
@@ -796,14 +825,14 @@ mod tests {
             ),
         ];
         for (name, p, old, want) in cases {
-            assert_eq!(unchanged(&p, &old, &new, &m), want, "{name}");
+            assert_eq!(unchanged(&p, &old, &new, &m, ""), want, "{name}");
         }
         let recreated = FolderStatus {
             uidvalidity: uv(6),
             ..new
         };
         assert!(
-            !unchanged(&rec, &st(11, 10, Some(7)), &recreated, &m),
+            !unchanged(&rec, &st(11, 10, Some(7)), &recreated, &m, ""),
             "new folder recreated"
         );
     }

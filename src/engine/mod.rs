@@ -198,6 +198,8 @@ pub struct AccountTotals {
     pub folders_gone: Vec<String>,
     /// The most session pairs used at once (folders in parallel).
     pub connection_pairs: usize,
+    /// Old folders `[filters]` leave out (include_folders / exclude_folders): not synced.
+    pub folders_excluded: Vec<String>,
     /// Folders interrupted by a lost connection: their counts carry over to the retry.
     #[serde(skip)]
     pub partial: Vec<FolderReport>,
@@ -215,6 +217,10 @@ impl AccountTotals {
     }
     pub fn bytes(&self) -> u64 {
         self.folders.iter().map(|f| f.bytes).sum()
+    }
+    /// Messages `[filters]` left out (size, age).
+    pub fn filtered(&self) -> u64 {
+        self.folders.iter().map(|f| f.filtered).sum()
     }
     /// How far the account got, summed over what only grows within a run: messages copied and
     /// messages narrowed down (suspects found, breaks alone counted, unreadable ones named). An
@@ -324,6 +330,11 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         new: mut new_folders,
         mut plan,
     } = folder_view(old, new, &opts.filters, &earlier_targets(state, acct)?).await?;
+    totals.folders_excluded = old_folders
+        .iter()
+        .filter(|f| f.selectable() && !taken.iter().any(|t| t.name == f.name))
+        .map(|f| f.name.display())
+        .collect();
     let mut skip = HashSet::new();
     if !opts.dry_run {
         let followed = follow::follow_folder_changes(

@@ -71,6 +71,13 @@ pub struct FolderState {
     /// skipped by the STATUS fast path.
     #[serde(default = "yes")]
     pub complete: bool,
+    /// Messages `[filters]` left out in that run (size, age), and the filters' key then (size
+    /// limit and age cut-off): the STATUS fast path is taken only under the same key, so a
+    /// message that grows into the age window, or a changed filter, is looked at again.
+    #[serde(default)]
+    pub filtered: u64,
+    #[serde(default)]
+    pub filter_key: String,
 }
 
 fn yes() -> bool {
@@ -703,6 +710,8 @@ mod tests {
                 kept: 0,
                 new_uidnext: 2,
                 complete: false,
+                filtered: 0,
+                filter_key: String::new(),
             },
         )
         .unwrap();

@@ -214,7 +214,7 @@ pub async fn run(
 
     // 4. The verification.
     let t = now_unix();
-    let verdict = crate::verify::verify(cfg, false).await;
+    let verdict = crate::verify::verify(cfg, &crate::verify::VerifyOptions::now(false)).await;
     let ok = verdict.ok;
     report.phases.push(phase(
         "verification",

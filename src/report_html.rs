@@ -205,7 +205,10 @@ fn user_section(u: &UserVerdict, filters: &crate::verify::FiltersUsed) -> String
     }
     let excluded: Vec<&crate::verify::ExcludedFolder> = u.excluded_folders.iter().collect();
     if let Some(l) = crate::verify::left_out(&u.counts, &excluded, filters) {
-        h.push_str(&format!("<p class=\"small\">{}.</p>\n", esc(&capitalized(&l))));
+        h.push_str(&format!(
+            "<p class=\"small\">{}.</p>\n",
+            esc(&capitalized(&l))
+        ));
     }
     if !u.differences.is_empty() {
         let found = u.differences.len() + u.differences_omitted;

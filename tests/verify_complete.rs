@@ -33,8 +33,13 @@ fn migrated(n: usize, tables: &str) -> (Dovecot, Dovecot, tempfile::TempDir, Vec
     let mut c = TestImap::connect(old.port(), "alice", "pw");
     let uids = (0..n)
         .map(|i| {
-            c.append("INBOX", &["\\Seen"], Some(DATE), &msg(&format!("m{i}"), "x"))
-                .unwrap()
+            c.append(
+                "INBOX",
+                &["\\Seen"],
+                Some(DATE),
+                &msg(&format!("m{i}"), "x"),
+            )
+            .unwrap()
         })
         .collect();
     c.logout();
@@ -65,12 +70,8 @@ fn verify(cfg: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String
     args.extend_from_slice(extra);
     let out = run_imapshift(&args, &[("PW", "pw")]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}\n{err}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let j = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{err}", String::from_utf8_lossy(&out.stdout)));
     (out.status.code(), j, err)
 }
 
@@ -154,13 +155,19 @@ fn a_fetch_reply_missing_an_item_is_an_error() {
         });
         let before = proxy.responses_rewritten();
         let (code, j, err) = verify(&cfg, &[]);
-        assert!(proxy.responses_rewritten() > before, "{item}: no reply rewritten");
+        assert!(
+            proxy.responses_rewritten() > before,
+            "{item}: no reply rewritten"
+        );
         assert_eq!(code, Some(3), "{item}: {j:#}\n{err}");
         let u = &j["users"][0];
         assert_eq!(u["status"], "error", "{item}: {u:#}");
         assert_eq!(u["missing"], 0, "{item}: {u:#}");
         assert!(
-            u["error"].as_str().unwrap().contains(&format!("UIDs {victim}")),
+            u["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("UIDs {victim}")),
             "{item}: {u:#}"
         );
     }
@@ -235,7 +242,10 @@ fn what_filters_leave_out_is_stated() {
         "{t:#}"
     );
     assert_eq!(j["users"][0]["excluded_folders"][0]["name"], "Trash");
-    assert!(j["filters"]["age_criteria"].as_str().unwrap().starts_with("SINCE "));
+    assert!(j["filters"]["age_criteria"]
+        .as_str()
+        .unwrap()
+        .starts_with("SINCE "));
     assert!(j["as_of_unix"].as_u64().unwrap() > 0);
 
     let text = run_imapshift(

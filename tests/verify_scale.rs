@@ -57,9 +57,8 @@ fn verify(cfg: &Path, envs: &[(&str, &str)]) -> (Option<i32>, serde_json::Value)
     let mut e = vec![("PW", "pw")];
     e.extend_from_slice(envs);
     let out = run_imapshift(&["verify", "--config", cfg.to_str().unwrap(), "--json"], &e);
-    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!("{err}\n{}", String::from_utf8_lossy(&out.stderr))
-    });
+    let j = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}\n{}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), j)
 }
 
@@ -137,7 +136,13 @@ fn a_large_folder_verifies_in_chunks_and_buckets() {
 
     let want: BTreeSet<(String, String, String)> = MISSING
         .iter()
-        .map(|i| ("missing".to_string(), format!("<m{i}@example.com>"), String::new()))
+        .map(|i| {
+            (
+                "missing".to_string(),
+                format!("<m{i}@example.com>"),
+                String::new(),
+            )
+        })
         .chain([
             (
                 "flags".to_string(),
@@ -178,7 +183,10 @@ fn a_large_folder_verifies_in_chunks_and_buckets() {
         .collect();
     let listed_order: Vec<(u64, String)> = old_side.clone();
     old_side.sort();
-    assert_eq!(listed_order, old_side, "old-side differences in old UID order");
+    assert_eq!(
+        listed_order, old_side,
+        "old-side differences in old UID order"
+    );
     let first_two: Vec<String> = old_side.iter().take(2).map(|x| x.1.clone()).collect();
 
     // Chunks of 1000, 40 buckets on disk: the same findings.

@@ -92,7 +92,12 @@ pub async fn compare<O: MailStore, N: MailStore>(
     };
     let expected = old_st.messages as usize + new_st.map_or(0, |s| s.messages as usize);
     let t = c.tuning;
-    let mut part = Partition::new(expected, t.bucket_records, t.buffer_records, &t.spill_parent);
+    let mut part = Partition::new(
+        expected,
+        t.bucket_records,
+        t.buffer_records,
+        &t.spill_parent,
+    );
     let mut v = FolderVerdict {
         old: c.old_name.display(),
         new: c.new_name.map(|n| n.display()).unwrap_or_default(),
@@ -179,7 +184,13 @@ async fn list_side<S: MailStore>(
         let set = format!("{first}:{last}");
         let uids = s.uid_search(&set).await?;
         if uids.len() != last + 1 - first {
-            return Err(short_listing(s.describe(), c.folder, &set, uids.len(), exists));
+            return Err(short_listing(
+                s.describe(),
+                c.folder,
+                &set,
+                uids.len(),
+                exists,
+            ));
         }
         let allowed: Option<HashSet<Uid>> = match c.age {
             Some(crit) => Some(
@@ -192,7 +203,13 @@ async fn list_side<S: MailStore>(
         };
         let listed = s.fetch_described_of(&uids, false).await?;
         if listed.len() != uids.len() {
-            return Err(short_listing(s.describe(), c.folder, &set, listed.len(), exists));
+            return Err(short_listing(
+                s.describe(),
+                c.folder,
+                &set,
+                listed.len(),
+                exists,
+            ));
         }
         let mut recs = Vec::with_capacity(listed.len());
         for d in &listed {
@@ -419,10 +436,7 @@ pub fn build(
     od: &HashMap<u32, Described>,
     nd: &HashMap<u32, Described>,
 ) -> (Vec<Difference>, Vec<OnlyNew>) {
-    let differences = diffs
-        .iter()
-        .map(|h| difference(h, v, od, nd))
-        .collect();
+    let differences = diffs.iter().map(|h| difference(h, v, od, nd)).collect();
     let only_new = only
         .iter()
         .filter_map(|h| {

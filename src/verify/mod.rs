@@ -762,7 +762,10 @@ pub fn left_out(c: &Counts, folders: &[&ExcludedFolder], f: &FiltersUsed) -> Opt
 
 /// Message differences and folder-level ones found, listed or not.
 fn shown_of(u: &UserVerdict) -> (usize, usize) {
-    (u.differences.len(), u.differences.len() + u.differences_omitted)
+    (
+        u.differences.len(),
+        u.differences.len() + u.differences_omitted,
+    )
 }
 
 /// One line per user for people, then the differences (at most 20 per user), then what
@@ -852,7 +855,11 @@ pub fn render(v: &Verdict) -> String {
     if let Some(l) = left_out(&t.counts, &[], &v.filters) {
         s.push_str(&format!(
             "{}: {l} (age window as of {})\n",
-            if v.ok { "VERIFIED ONLY WHAT WAS COMPARED" } else { "ALSO" },
+            if v.ok {
+                "VERIFIED ONLY WHAT WAS COMPARED"
+            } else {
+                "ALSO"
+            },
             crate::timefmt::rfc3339(v.as_of_unix)
         ));
     }

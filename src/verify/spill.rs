@@ -190,12 +190,14 @@ mod tests {
     /// directory is gone afterwards.
     #[test]
     fn spills_and_reads_back_in_order() {
-        let parent = std::env::temp_dir().join(format!("imapshift-spill-test-{}", std::process::id()));
+        let parent =
+            std::env::temp_dir().join(format!("imapshift-spill-test-{}", std::process::id()));
         let mut p = Partition::new(100, 10, 7, &parent);
         assert_eq!(p.buckets(), 10);
         for uid in 1..=100u32 {
             p.push(Side::Old, r(u128::from(uid % 13), uid)).unwrap();
-            p.push(Side::New, r(u128::from(uid % 5), uid + 1000)).unwrap();
+            p.push(Side::New, r(u128::from(uid % 5), uid + 1000))
+                .unwrap();
         }
         assert!(p.spilled());
         let dir = p.dir.clone().unwrap();

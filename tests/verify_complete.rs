@@ -45,17 +45,22 @@ fn migrated(n: usize, tables: &str) -> (Dovecot, Dovecot, tempfile::TempDir, Vec
     c.logout();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), old.port(), new.port(), tables);
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sync(&cfg);
     (old, new, dir, uids)
+}
+
+/// `imapshift <command> --config cfg <extra>`.
+fn imapshift(command: &str, cfg: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![command, "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_imapshift(&args, &[("PW", "pw")])
+}
+
+/// A sync that must succeed.
+fn sync(cfg: &Path) {
+    let out = imapshift("sync", cfg, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
 fn config(dir: &Path, old_port: u16, new_port: u16, tables: &str) -> PathBuf {
@@ -66,9 +71,9 @@ fn config(dir: &Path, old_port: u16, new_port: u16, tables: &str) -> PathBuf {
 }
 
 fn verify(cfg: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
-    let mut args = vec!["verify", "--config", cfg.to_str().unwrap(), "--json"];
+    let mut args = vec!["--json"];
     args.extend_from_slice(extra);
-    let out = run_imapshift(&args, &[("PW", "pw")]);
+    let out = imapshift("verify", cfg, &args);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let j = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{err}", String::from_utf8_lossy(&out.stdout)));
@@ -222,11 +227,7 @@ fn what_filters_leave_out_is_stated() {
     let dir = tempfile::tempdir().unwrap();
     let tables = "[filters]\nexclude_folders = [\"Trash\"]\nmax_size = 2000\nmax_age_days = 30\n";
     let cfg = config(dir.path(), old.port(), new.port(), tables);
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(out.status.code(), Some(0));
+    sync(&cfg);
     let (code, j, _) = verify(&cfg, &[]);
     assert_eq!(code, Some(0), "{j:#}");
     let t = &j["totals"];
@@ -248,10 +249,7 @@ fn what_filters_leave_out_is_stated() {
         .starts_with("SINCE "));
     assert!(j["as_of_unix"].as_u64().unwrap() > 0);
 
-    let text = run_imapshift(
-        &["verify", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
+    let text = imapshift("verify", &cfg, &[]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("not compared, as [filters] leave them out: 1 messages over max_size (2000 bytes); 4 messages outside the age window (received on or after"),
@@ -261,16 +259,7 @@ fn what_filters_leave_out_is_stated() {
     assert!(text.contains("VERIFIED ONLY WHAT WAS COMPARED"), "{text}");
 
     let html = dir.path().join("r.html");
-    let out = run_imapshift(
-        &[
-            "verify",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--html",
-            html.to_str().unwrap(),
-        ],
-        &[("PW", "pw")],
-    );
+    let out = imapshift("verify", &cfg, &["--html", html.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(!page.contains("Nothing is missing"), "{page}");

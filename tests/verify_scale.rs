@@ -97,9 +97,9 @@ fn a_large_folder_verifies_in_chunks_and_buckets() {
         })
         .collect();
     fill(&old, "alice", &old_files);
-    // Missing files keep their place (so every other file keeps its mtime): emptied names are
-    // dropped after the mtimes are set, by writing them to a side directory.
-    let extra = vec![
+    // Missing files keep their index (so every other file keeps its mtime): they are written
+    // under another name and removed before Dovecot first sees the Maildir.
+    let extra = [
         (name(TWICE, 2, "S"), body(TWICE)),
         (name(N + 1, 1, ""), body(N + 1)),
     ];

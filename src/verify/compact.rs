@@ -115,49 +115,19 @@ pub fn body_hash(body: &[u8]) -> u128 {
     digest128(&Sha256::digest(body)).max(1)
 }
 
-/// [`Fingerprint::size_fits`] on sizes.
-fn size_fits(original: u32, copy: u32) -> bool {
-    let (o, c) = (u64::from(original), u64::from(copy));
-    c == o || (c > o && c <= 2 * o + 2)
-}
-
-/// [`crate::fingerprint::pair_up`] on records: for each original (in order) the index of its
-/// copy, or `None`. Copies of the exact size first, for all originals; then originals left over
-/// take the smallest copy (then the first) whose size fits.
+/// [`crate::fingerprint::pair_up`] on records, by its own two passes
+/// ([`crate::fingerprint::pair_grouped`]): for each original (in order) the index of its copy, or
+/// `None`. Copies of the exact size first, for all originals; then originals left over take the
+/// smallest copy (then the first) whose size fits.
 pub fn pair_records(originals: &[Rec], copies: &[Rec]) -> Vec<Option<usize>> {
     let mut groups: HashMap<u128, Vec<usize>> = HashMap::new();
     for (i, c) in copies.iter().enumerate() {
         groups.entry(c.key).or_default().push(i);
     }
-    let mut taken = vec![false; copies.len()];
-    let mut out: Vec<Option<usize>> = vec![None; originals.len()];
-    for (k, o) in originals.iter().enumerate() {
-        let Some(g) = groups.get(&o.key) else {
-            continue;
-        };
-        if let Some(&i) = g.iter().find(|&&i| !taken[i] && copies[i].size == o.size) {
-            taken[i] = true;
-            out[k] = Some(i);
-        }
-    }
-    for (k, o) in originals.iter().enumerate() {
-        if out[k].is_some() {
-            continue;
-        }
-        let Some(g) = groups.get(&o.key) else {
-            continue;
-        };
-        let best = g
-            .iter()
-            .copied()
-            .filter(|&i| !taken[i] && size_fits(o.size, copies[i].size))
-            .min_by_key(|&i| (copies[i].size, i));
-        if let Some(i) = best {
-            taken[i] = true;
-            out[k] = Some(i);
-        }
-    }
-    out
+    let keys: Vec<u128> = originals.iter().map(|o| o.key).collect();
+    let sizes: Vec<u32> = originals.iter().map(|o| o.size).collect();
+    let copy_sizes: Vec<u32> = copies.iter().map(|c| c.size).collect();
+    crate::fingerprint::pair_grouped(&keys, &sizes, &groups, &copy_sizes)
 }
 
 #[cfg(test)]

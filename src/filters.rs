@@ -73,6 +73,25 @@ impl Filters {
         }
         (!c.is_empty()).then(|| c.join(" "))
     }
+
+    /// The age window in words, for reports (`received on or after 6-Feb-2024 and before
+    /// 6-Mar-2024`), computed from the same reference time as [`Filters::age_criteria`].
+    pub fn describe_age(&self, as_of_unix: u64) -> Option<String> {
+        let day = |days: u32| imap_date(as_of_unix.saturating_sub(u64::from(days) * 86_400));
+        let mut c = Vec::new();
+        if let Some(d) = self.max_age_days {
+            c.push(format!("on or after {}", day(d)));
+        }
+        if let Some(d) = self.min_age_days {
+            c.push(format!("before {}", day(d)));
+        }
+        (!c.is_empty()).then(|| format!("received {}", c.join(" and ")))
+    }
+
+    /// Whether any message filter (size or age) is set.
+    pub fn filters_messages(&self) -> bool {
+        self.max_size.is_some() || self.max_age_days.is_some() || self.min_age_days.is_some()
+    }
 }
 
 /// An IMAP date (`7-Mar-2024`) for a Unix time (UTC).
@@ -142,5 +161,32 @@ mod tests {
             "SINCE 6-Feb-2024 BEFORE 6-Mar-2024"
         );
         assert!(Filters::default().age_criteria(0).is_none());
+    }
+
+    /// A sync that starts at 23:59:59 and a verification that runs after midnight select the
+    /// same messages when the verification is given the sync's reference time: the criteria
+    /// depend on that instant only, never on when they are computed. With "now" instead, the
+    /// window would move by a day and the day that fell out would show as missing.
+    #[test]
+    fn the_same_reference_time_gives_the_same_criteria_across_midnight() {
+        let filt = Filters {
+            max_age_days: Some(30),
+            min_age_days: Some(2),
+            ..Default::default()
+        };
+        let sync_started = 1_709_769_600 - 1; // 6-Mar-2024 23:59:59 UTC
+        let verify_runs = sync_started + 2; // 7-Mar-2024 00:00:01 UTC
+        let at_sync = filt.age_criteria(sync_started).unwrap();
+        assert_eq!(at_sync, "SINCE 5-Feb-2024 BEFORE 4-Mar-2024");
+        assert_eq!(filt.age_criteria(sync_started).unwrap(), at_sync);
+        assert_ne!(
+            filt.age_criteria(verify_runs).unwrap(),
+            at_sync,
+            "the clock's now would move the window"
+        );
+        assert_eq!(
+            filt.describe_age(sync_started).unwrap(),
+            "received on or after 5-Feb-2024 and before 4-Mar-2024"
+        );
     }
 }

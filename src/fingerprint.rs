@@ -73,8 +73,7 @@ impl Fingerprint {
     /// Whether a copy of this size can be this message after a server rewrote line ends (bare LF
     /// to CRLF, a final CRLF added) on APPEND.
     pub fn size_fits(&self, copy_size: u32) -> bool {
-        let (o, c) = (u64::from(self.size), u64::from(copy_size));
-        c == o || (c > o && c <= 2 * o + 2)
+        size_fits(self.size, copy_size)
     }
 
     /// Whether `copy` can be a copy of this message (same key, a size that fits).
@@ -106,19 +105,32 @@ pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Optio
             }
         }
     }
-    let mut taken = vec![false; copies.len()];
-    let mut out: Vec<Option<usize>> = vec![None; originals.len()];
     let keys: Vec<MatchKey> = originals.iter().map(|o| o.match_key()).collect();
-    for (k, o) in originals.iter().enumerate() {
+    let sizes: Vec<u32> = originals.iter().map(|o| o.size).collect();
+    let copy_sizes: Vec<u32> = copies.iter().map(|c| c.size).collect();
+    pair_grouped(&keys, &sizes, &groups, &copy_sizes)
+}
+
+/// The two passes of [`pair_up`] on keys and sizes: `groups` holds, per key, the indexes of the
+/// copies with that key in order. Shared with `verify`, which pairs compact records by it.
+pub fn pair_grouped<K: std::hash::Hash + Eq>(
+    keys: &[K],
+    sizes: &[u32],
+    groups: &HashMap<K, Vec<usize>>,
+    copy_sizes: &[u32],
+) -> Vec<Option<usize>> {
+    let mut taken = vec![false; copy_sizes.len()];
+    let mut out: Vec<Option<usize>> = vec![None; keys.len()];
+    for (k, &size) in sizes.iter().enumerate() {
         let Some(g) = groups.get(&keys[k]) else {
             continue;
         };
-        if let Some(&i) = g.iter().find(|&&i| !taken[i] && copies[i].size == o.size) {
+        if let Some(&i) = g.iter().find(|&&i| !taken[i] && copy_sizes[i] == size) {
             taken[i] = true;
             out[k] = Some(i);
         }
     }
-    for (k, o) in originals.iter().enumerate() {
+    for (k, &size) in sizes.iter().enumerate() {
         if out[k].is_some() {
             continue;
         }
@@ -128,14 +140,20 @@ pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Optio
         let best = g
             .iter()
             .copied()
-            .filter(|&i| !taken[i] && o.size_fits(copies[i].size))
-            .min_by_key(|&i| (copies[i].size, i));
+            .filter(|&i| !taken[i] && size_fits(size, copy_sizes[i]))
+            .min_by_key(|&i| (copy_sizes[i], i));
         if let Some(i) = best {
             taken[i] = true;
             out[k] = Some(i);
         }
     }
     out
+}
+
+/// [`Fingerprint::size_fits`] on sizes.
+fn size_fits(original: u32, copy: u32) -> bool {
+    let (o, c) = (u64::from(original), u64::from(copy));
+    c == o || (c > o && c <= 2 * o + 2)
 }
 
 /// The header block: everything up to and including the first empty line (the whole message if

@@ -143,6 +143,16 @@ pub trait MailStore {
     ) -> Result<Vec<(Uid, Fingerprint, Vec<Flag>)>>;
     /// As `fetch_fingerprints`, with each message's decoded Subject: for verification reports.
     async fn fetch_described(&mut self, from: Uid) -> Result<Vec<Described>>;
+    /// As `fetch_described`, for exactly these UIDs of the opened folder (Subject only when
+    /// asked), in UID order and in chunks: every one must be in the answer with all its items
+    /// (UID, RFC822.SIZE, INTERNALDATE, FLAGS, header block; items a server splits over several
+    /// FETCH replies are merged), or the listing is an error. Verify lists a folder chunk by
+    /// chunk with it.
+    async fn fetch_described_of(
+        &mut self,
+        uids: &[Uid],
+        with_subject: bool,
+    ) -> Result<Vec<Described>>;
     /// Adds and removes flags on messages of the selected folder: `(uid, add, remove)`, as
     /// `+FLAGS.SILENT` / `-FLAGS.SILENT`, batched by flag set and pipelined. Flags not named are
     /// left as they are (the user's on the new server).

@@ -566,7 +566,10 @@ fn filters_are_refused_or_stated() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(v.contains("1 that [filters] leave out"), "{v}");
+    assert!(
+        v.contains("that [filters] take") && v.contains("1 messages over max_size"),
+        "{v}"
+    );
 }
 
 /// The case, end to end: an old Dovecot with the stock special-use config (`Sent` and

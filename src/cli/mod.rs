@@ -379,7 +379,10 @@ fn verify(args: VerifyArgs) -> i32 {
     let Some(rt) = runtime() else {
         return exit::FATAL;
     };
-    let verdict = rt.block_on(crate::verify::verify(&cfg, args.deep));
+    let verdict = rt.block_on(crate::verify::verify(
+        &cfg,
+        &crate::verify::VerifyOptions::now(args.deep),
+    ));
     if let Some(p) = &args.html {
         if let Err(e) = std::fs::write(p, crate::report_html::render(&verdict)) {
             eprintln!("imapshift: cannot write {}: {e}", p.display());

@@ -116,7 +116,7 @@ impl ImapSession {
                 Scope::Folder,
                 Retry::Transient,
                 format!(
-                    "{}: the header listing lacks {} of {} messages (UIDs {}): not trusting it",
+                    "{}: the header listing lacks {} of {} messages (UIDs {}; no reply, or one without UID, RFC822.SIZE, INTERNALDATE, FLAGS or the header): not trusting it",
                     self.label,
                     lacking.len(),
                     sorted.len(),
@@ -957,6 +957,14 @@ impl MailStore for ImapSession {
 
     async fn fetch_described(&mut self, from: Uid) -> Result<Vec<crate::store::Described>> {
         self.header_listing(from, true).await
+    }
+
+    async fn fetch_described_of(
+        &mut self,
+        uids: &[Uid],
+        with_subject: bool,
+    ) -> Result<Vec<crate::store::Described>> {
+        self.header_of(uids, with_subject).await
     }
 
     async fn fetch_fingerprints_of(

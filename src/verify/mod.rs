@@ -10,12 +10,26 @@
 //! are **only on the new side** (mail delivered there after the cutover), listed and never an
 //! error. Folders missing on the new side and lost subscriptions are differences; folders only
 //! on the new side are listed. The cutover's last step, and `imapshift verify`.
+//!
+//! Every old folder is accounted for: taken and mapped (compared), taken but placed nowhere
+//! (all of it missing), or left out by `[filters]` (named and counted, never compared and never
+//! called OK). A folder of any size is compared in bounded memory ([`folder`]): both sides are
+//! listed in chunks into compact records, partitioned by match key (spilled to disk under the
+//! state directory when large) and matched bucket by bucket; Subjects and Message-IDs are
+//! fetched only for the differences listed, at most [`folder::Tuning::max_listed`] per user,
+//! while every count is exact.
+
+mod compact;
+mod folder;
+mod spill;
+
+pub use folder::Tuning;
 
 use crate::config::{Config, UserConfig};
 use crate::error::{exit, Result};
 use crate::imap::ImapSession;
 use crate::store::{Described, MailStore};
-use crate::types::Uid;
+use crate::types::{MailboxPath, Uid};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -89,8 +103,24 @@ pub struct FolderVerdict {
     pub only_new: usize,
     /// Old messages left out by `[filters]` (size, age), as the sync leaves them out.
     pub filtered: usize,
+    /// Of those, larger than `max_size`.
+    pub filtered_size: usize,
+    /// Of those, outside the age window.
+    pub filtered_age: usize,
     /// The old folder has no counterpart on the new server.
     pub new_folder_missing: bool,
+    /// Buckets the folder's messages were matched in (1 unless large, see docs/verify.md).
+    pub buckets: usize,
+    /// Whether the buckets went to disk (the folder did not fit in the memory share).
+    pub spilled: bool,
+}
+
+/// An old folder `[filters]` leave out: not compared.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExcludedFolder {
+    pub name: String,
+    /// Its messages (STATUS), `None` when the server did not say.
+    pub messages: Option<u32>,
 }
 
 /// One user's comparison.
@@ -107,16 +137,65 @@ pub struct UserVerdict {
     pub folders: Vec<FolderVerdict>,
     /// Folders on the new server that no old folder maps to (not an error).
     pub only_new_folders: Vec<String>,
+    /// The differences, the first [`Tuning::max_listed`] message differences (by folder, then
+    /// UID) and every folder-level one; the counts are exact for all.
     pub differences: Vec<Difference>,
     pub only_new_messages: Vec<OnlyNew>,
     /// This user's entry of the last sync run report, if the state directory has one.
     pub last_run: Option<serde_json::Value>,
+    /// Old folders `[filters]` leave out (not compared).
+    pub excluded_folders: Vec<ExcludedFolder>,
+    /// Message differences counted but not listed (beyond the cap).
+    pub differences_omitted: usize,
+    /// Messages only on the new side counted but not listed (beyond the cap).
+    pub only_new_omitted: usize,
 }
 
 impl UserVerdict {
-    /// Differences that count (everything but mail only on the new side).
+    /// Differences that count (everything but mail only on the new side), listed or not.
     pub fn problems(&self) -> usize {
-        self.differences.len()
+        let c = &self.counts;
+        c.missing
+            + c.flags_differ
+            + c.body_differs
+            + c.duplicates
+            + c.folders_missing
+            + c.subscriptions_lost
+    }
+}
+
+/// What `[filters]` left out of this run's comparison, and the reference time of its age
+/// window.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FiltersUsed {
+    pub include_folders: Vec<String>,
+    pub exclude_folders: Vec<String>,
+    pub max_size: Option<u64>,
+    pub max_age_days: Option<u32>,
+    pub min_age_days: Option<u32>,
+    /// The `UID SEARCH` criteria of the age window, computed at `as_of_unix`.
+    pub age_criteria: Option<String>,
+    /// The age window in words.
+    pub age_window: Option<String>,
+}
+
+/// How to verify.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyOptions {
+    /// Compare every message's bytes too (SHA-256), not only its header block.
+    pub deep: bool,
+    /// The age filters' "now": the start of the sync this verification checks (the cutover
+    /// passes its final sync's), so both select the same messages whatever the clock says.
+    pub as_of_unix: u64,
+}
+
+impl VerifyOptions {
+    /// A verification on its own (`imapshift verify`): the age window as of now.
+    pub fn now(deep: bool) -> VerifyOptions {
+        VerifyOptions {
+            deep,
+            as_of_unix: crate::timefmt::now_unix(),
+        }
     }
 }
 
@@ -133,6 +212,12 @@ pub struct Verdict {
     pub totals: Totals,
     /// When the last sync run (state_dir/last-run.json) finished, if known.
     pub last_run_unix: Option<u64>,
+    /// The age filters' reference time ([`VerifyOptions::as_of_unix`]).
+    pub as_of_unix: u64,
+    /// What `[filters]` select.
+    pub filters: FiltersUsed,
+    /// Message differences listed per user at most (counts are exact beyond it).
+    pub max_listed: usize,
 }
 
 /// Sums over all users.
@@ -157,8 +242,16 @@ pub struct Counts {
     pub folders_missing: usize,
     pub subscriptions_lost: usize,
     pub only_new: usize,
-    /// Old messages left out by `[filters]`.
+    /// Old messages left out by `[filters]` (size and age), in the folders compared.
     pub filtered: usize,
+    /// Of those, larger than `max_size`.
+    pub filtered_size: usize,
+    /// Of those, outside the age window.
+    pub filtered_age: usize,
+    /// Old folders left out by `[filters]` include/exclude.
+    pub folders_excluded: usize,
+    /// The messages in those folders.
+    pub excluded_messages: usize,
 }
 
 impl Counts {
@@ -173,6 +266,15 @@ impl Counts {
         self.subscriptions_lost += o.subscriptions_lost;
         self.only_new += o.only_new;
         self.filtered += o.filtered;
+        self.filtered_size += o.filtered_size;
+        self.filtered_age += o.filtered_age;
+        self.folders_excluded += o.folders_excluded;
+        self.excluded_messages += o.excluded_messages;
+    }
+
+    /// Whether `[filters]` left anything out (then OK covers only what was compared).
+    pub fn left_out(&self) -> bool {
+        self.filtered + self.folders_excluded > 0
     }
 
     /// Copies whose flags, content or subscription differ.
@@ -200,7 +302,7 @@ impl Verdict {
 }
 
 /// Compares every user (in parallel, `jobs` at a time, within the servers' connection caps).
-pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
+pub async fn verify(cfg: &Config, opts: &VerifyOptions) -> Verdict {
     let started = std::time::Instant::now();
     let last_run: Option<serde_json::Value> = std::fs::read(cfg.state_dir.join("last-run.json"))
         .ok()
@@ -226,6 +328,15 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
         None
     };
     let state = &state;
+    let jobs = cfg.sync.jobs.max(1);
+    let tuning = tuning(cfg, jobs);
+    let ctx = AccountCtx {
+        cfg,
+        deep: opts.deep,
+        age: cfg.filters.age_criteria(opts.as_of_unix),
+        tuning: &tuning,
+    };
+    let ctx = &ctx;
     let mut users: Vec<UserVerdict> = futures::stream::iter(cfg.users.iter())
         .map(|u| async move {
             let _o = caps.0.acquire().await.expect("never closed");
@@ -235,7 +346,7 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
                     .unwrap_or_default(),
                 None => Default::default(),
             };
-            let mut v = verify_user(cfg, u, deep, &earlier).await;
+            let mut v = verify_user(ctx, u, &earlier).await;
             v.last_run = last.as_ref().and_then(|r| {
                 r["users"]
                     .as_array()?
@@ -252,7 +363,7 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
             });
             v
         })
-        .buffered(cfg.sync.jobs.max(1))
+        .buffered(jobs)
         .collect()
         .await;
     users.sort_by(|a, b| a.old_login.cmp(&b.old_login));
@@ -265,9 +376,10 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
         t.errors += usize::from(u.status == "error");
         t.counts.add(&u.counts);
     }
+    let f = &cfg.filters;
     Verdict {
         ok: users.iter().all(|u| u.status == "ok"),
-        deep,
+        deep: opts.deep,
         generated_unix: crate::timefmt::now_unix(),
         seconds: started.elapsed().as_secs_f64(),
         old_server: format!("{}:{}", cfg.old.host, cfg.old.port),
@@ -278,15 +390,42 @@ pub async fn verify(cfg: &Config, deep: bool) -> Verdict {
             let s = r["started_unix"].as_u64()?;
             Some(s + r["seconds"].as_f64().unwrap_or(0.0) as u64)
         }),
+        as_of_unix: opts.as_of_unix,
+        filters: FiltersUsed {
+            include_folders: f.include_folders.clone(),
+            exclude_folders: f.exclude_folders.clone(),
+            max_size: f.max_size,
+            max_age_days: f.max_age_days,
+            min_age_days: f.min_age_days,
+            age_criteria: f.age_criteria(opts.as_of_unix),
+            age_window: f.describe_age(opts.as_of_unix),
+        },
+        max_listed: tuning.max_listed,
     }
 }
 
+/// Each user's share of `[sync] memory_budget` (the users verified at once split it).
+fn tuning(cfg: &Config, jobs: usize) -> Tuning {
+    let at_once = jobs.min(cfg.users.len()).max(1) as u64;
+    let share = (cfg.sync.memory_budget / at_once).max(1 << 20);
+    Tuning::new(share, &cfg.state_dir)
+}
+
+/// What every user's comparison shares.
+pub struct AccountCtx<'a> {
+    pub cfg: &'a Config,
+    pub deep: bool,
+    /// The age filters' `UID SEARCH` criteria at the run's reference time.
+    pub age: Option<String>,
+    pub tuning: &'a Tuning,
+}
+
 async fn verify_user(
-    cfg: &Config,
+    ctx: &AccountCtx<'_>,
     u: &UserConfig,
-    deep: bool,
     earlier: &std::collections::BTreeMap<String, String>,
 ) -> UserVerdict {
+    let cfg = ctx.cfg;
     let started = std::time::Instant::now();
     let mut v = UserVerdict {
         old_login: u.old_login.clone(),
@@ -299,222 +438,231 @@ async fn verify_user(
             ImapSession::connect(&cfg.new, &u.new_login, u.new_password.as_ref(), false),
         );
         let (mut old, mut new) = (o?, n?);
-        let r = compare_account(cfg, &mut old, &mut new, deep, earlier, &mut v).await;
+        let r = compare_account(ctx, &mut old, &mut new, earlier, &mut v).await;
         old.logout().await;
         new.logout().await;
         r
     }
     .await;
     v.seconds = started.elapsed().as_secs_f64();
+    sum_up(&mut v);
     if let Err(e) = r {
         v.status = "error".into();
         v.error = Some(e.to_string());
         return v;
     }
-    for f in &v.folders {
-        v.counts.old_messages += f.old_messages;
-        v.counts.new_messages += f.new_messages;
-        v.counts.filtered += f.filtered;
-    }
-    let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
-    v.counts.missing = count(Kind::Missing);
-    v.counts.flags_differ = count(Kind::Flags);
-    v.counts.body_differs = count(Kind::Body);
-    v.counts.duplicates = count(Kind::Duplicate);
-    v.counts.folders_missing = count(Kind::FolderMissing);
-    v.counts.subscriptions_lost = count(Kind::Subscription);
-    v.counts.only_new = v.only_new_messages.len();
     v.status = if v.problems() == 0 { "ok" } else { "differs" }.into();
     v
 }
 
-/// Compares every folder the sync takes, filling `v`.
+/// The user's counts from its folders (exact, whatever the lists kept).
+fn sum_up(v: &mut UserVerdict) {
+    let mut c = Counts {
+        folders_excluded: v.excluded_folders.len(),
+        excluded_messages: v
+            .excluded_folders
+            .iter()
+            .map(|f| f.messages.unwrap_or(0) as usize)
+            .sum(),
+        ..Default::default()
+    };
+    for f in &v.folders {
+        c.old_messages += f.old_messages;
+        c.new_messages += f.new_messages;
+        c.filtered += f.filtered;
+        c.filtered_size += f.filtered_size;
+        c.filtered_age += f.filtered_age;
+        c.missing += f.missing;
+        c.flags_differ += f.flags_differ;
+        c.body_differs += f.body_differs;
+        c.duplicates += f.duplicates;
+        c.only_new += f.only_new;
+    }
+    let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
+    c.folders_missing = count(Kind::FolderMissing);
+    c.subscriptions_lost = count(Kind::Subscription);
+    v.counts = c;
+}
+
+/// Compares every old folder, filling `v`: each folder the sync takes with its new folder (or,
+/// placed nowhere, as missing message by message); those `[filters]` leave out are named and
+/// counted.
 pub async fn compare_account<O: MailStore, N: MailStore>(
-    cfg: &Config,
+    ctx: &AccountCtx<'_>,
     old: &mut O,
     new: &mut N,
-    deep: bool,
     earlier: &std::collections::BTreeMap<String, String>,
     v: &mut UserVerdict,
 ) -> Result<()> {
     let crate::engine::FolderView {
+        old_all,
         taken: old_folders,
         new: new_folders,
         plan,
-        ..
-    } = crate::engine::folder_view(old, new, &cfg.filters, earlier).await?;
+    } = crate::engine::folder_view(old, new, &ctx.cfg.filters, earlier).await?;
     let targets: BTreeSet<&str> = plan.mappings.iter().map(|m| m.new.as_str()).collect();
     v.only_new_folders = new_folders
         .iter()
         .filter(|f| f.selectable() && !targets.contains(f.name.as_str()))
         .map(|f| f.name.display())
         .collect();
+    v.excluded_folders = excluded(old, &old_all, &old_folders).await?;
+    let mut room = ListRoom::new(ctx.tuning.max_listed);
     for m in &plan.mappings {
-        let st = old.examine(&m.old).await?;
-        let mut olds = if st.messages == 0 {
-            Vec::new()
-        } else {
-            old.fetch_described(Uid::MIN).await?
-        };
-        // What the sync leaves out ([filters] size and age) is not expected on the new server.
-        let listed = olds.len();
-        if let Some(max) = cfg.filters.max_size {
-            olds.retain(|d| u64::from(d.fp.size) <= max);
-        }
-        if !olds.is_empty() {
-            if let Some(c) = cfg.filters.age_criteria(crate::timefmt::now_unix()) {
-                let allowed: BTreeSet<Uid> = old.uid_search(&c).await?.into_iter().collect();
-                olds.retain(|d| allowed.contains(&d.uid));
+        let new_info = new_folders.iter().find(|f| f.name == m.new);
+        if let Some(new_info) = new_info {
+            let old_info = old_folders.iter().find(|f| f.name == m.old);
+            if old_info.is_some_and(|f| f.subscribed) && !new_info.subscribed {
+                v.differences.push(folder_difference(
+                    Kind::Subscription,
+                    &m.old,
+                    format!(
+                        "{} is subscribed on the old server, {} is not",
+                        m.old, m.new
+                    ),
+                ));
             }
         }
-        let filtered = listed - olds.len();
-        let new_info = new_folders.iter().find(|f| f.name == m.new);
-        let Some(new_info) = new_info else {
+        let r = compare_one(ctx, old, new, &m.old, new_info.map(|_| &m.new), &mut room).await?;
+        if new_info.is_none() {
             let detail = format!(
                 "{} has {} messages; {} does not exist",
-                m.old,
-                olds.len(),
-                m.new
+                m.old, r.verdict.old_messages, m.new
             );
-            folder_missing(v, &m.old, &m.new.display(), filtered, &olds, detail);
-            continue;
-        };
-        let old_info = old_folders.iter().find(|f| f.name == m.old);
-        if old_info.is_some_and(|f| f.subscribed) && !new_info.subscribed {
-            v.differences.push(Difference {
-                kind: Kind::Subscription,
-                folder: m.old.display(),
-                old_uid: None,
-                new_uid: None,
-                message_id: None,
-                subject: None,
-                size: None,
-                detail: format!(
-                    "{} is subscribed on the old server, {} is not",
-                    m.old, m.new
-                ),
-            });
+            v.differences
+                .push(folder_difference(Kind::FolderMissing, &m.old, detail));
         }
-        let st = new.examine(&m.new).await?;
-        let news = if st.messages == 0 {
-            Vec::new()
-        } else {
-            new.fetch_described(Uid::MIN).await?
-        };
-        let (old_sums, new_sums) = if deep {
-            (body_sums(old, &olds).await?, body_sums(new, &news).await?)
-        } else {
-            (HashMap::new(), HashMap::new())
-        };
-        let (f, mut d, mut only) = compare_folder(
-            &m.old.display(),
-            &m.new.display(),
-            &olds,
-            &news,
-            deep.then_some((&old_sums, &new_sums)),
-        );
-        v.folders.push(FolderVerdict { filtered, ..f });
-        v.differences.append(&mut d);
-        v.only_new_messages.append(&mut only);
+        record(v, r, m.new.display());
     }
-    // An old folder the plan could not place has no new folder: all of it is missing.
-    for (name, why) in &plan.conflicts {
-        let st = old.examine(name).await?;
-        let olds = if st.messages == 0 {
-            Vec::new()
-        } else {
-            old.fetch_described(Uid::MIN).await?
-        };
+    // An old folder the plan could not place has no new folder: all of it is missing. So has a
+    // selectable old folder the plan left out for any other reason (never silently).
+    let placed: BTreeSet<&str> = plan.mappings.iter().map(|m| m.old.as_str()).collect();
+    let conflicts: BTreeSet<&str> = plan.conflicts.iter().map(|(n, _)| n.as_str()).collect();
+    let unplaced = old_folders
+        .iter()
+        .filter(|f| f.selectable())
+        .filter(|f| !placed.contains(f.name.as_str()) && !conflicts.contains(f.name.as_str()))
+        .map(|f| {
+            (
+                f.name.clone(),
+                "the folder plan gives it no new folder".to_string(),
+            )
+        });
+    let nowhere: Vec<(MailboxPath, String)> =
+        plan.conflicts.iter().cloned().chain(unplaced).collect();
+    for (name, why) in &nowhere {
+        let r = compare_one(ctx, old, new, name, None, &mut room).await?;
         let detail = format!(
             "{name} has {} messages and no new folder: {why}",
-            olds.len()
+            r.verdict.old_messages
         );
-        folder_missing(v, name, "", 0, &olds, detail);
+        v.differences
+            .push(folder_difference(Kind::FolderMissing, name, detail));
+        record(v, r, String::new());
     }
+    v.differences_omitted = room.omitted.0;
+    v.only_new_omitted = room.omitted.1;
     Ok(())
 }
 
-/// Records an old folder without a new folder: the folder and each of its messages missing.
-fn folder_missing(
-    v: &mut UserVerdict,
-    old: &crate::types::MailboxPath,
-    new: &str,
-    filtered: usize,
-    olds: &[Described],
-    detail: String,
-) {
-    v.folders.push(FolderVerdict {
-        old: old.display(),
-        new: new.to_string(),
-        old_messages: olds.len(),
-        missing: olds.len(),
-        filtered,
-        new_folder_missing: true,
-        ..Default::default()
-    });
-    v.differences.push(Difference {
-        kind: Kind::FolderMissing,
-        folder: old.display(),
+/// The old folders `[filters]` leave out (selectable ones, with their message counts).
+async fn excluded<O: MailStore>(
+    old: &mut O,
+    all: &[crate::store::FolderInfo],
+    taken: &[crate::store::FolderInfo],
+) -> Result<Vec<ExcludedFolder>> {
+    let names: Vec<MailboxPath> = all
+        .iter()
+        .filter(|f| f.selectable() && !taken.iter().any(|t| t.name == f.name))
+        .map(|f| f.name.clone())
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let st = old.status_many(&names).await?;
+    Ok(names
+        .iter()
+        .zip(st)
+        .map(|(n, s)| ExcludedFolder {
+            name: n.display(),
+            messages: s.ok().map(|s| s.messages),
+        })
+        .collect())
+}
+
+/// How many more message differences (and messages only on the new side) a user's lists take.
+struct ListRoom {
+    left: (usize, usize),
+    omitted: (usize, usize),
+}
+
+impl ListRoom {
+    fn new(max: usize) -> ListRoom {
+        ListRoom {
+            left: (max, max),
+            omitted: (0, 0),
+        }
+    }
+
+    fn take(&mut self, f: &FolderVerdict, listed: (usize, usize)) {
+        let found = (
+            f.missing + f.flags_differ + f.body_differs + f.duplicates,
+            f.only_new,
+        );
+        self.left.0 -= listed.0;
+        self.left.1 -= listed.1;
+        self.omitted.0 += found.0 - listed.0;
+        self.omitted.1 += found.1 - listed.1;
+    }
+}
+
+async fn compare_one<O: MailStore, N: MailStore>(
+    ctx: &AccountCtx<'_>,
+    old: &mut O,
+    new: &mut N,
+    old_name: &MailboxPath,
+    new_name: Option<&MailboxPath>,
+    room: &mut ListRoom,
+) -> Result<folder::FolderResult> {
+    let c = folder::FolderCtx {
+        old_name,
+        new_name,
+        deep: ctx.deep,
+        max_size: ctx.cfg.filters.max_size,
+        age: ctx.age.as_deref(),
+        tuning: ctx.tuning,
+        room: room.left,
+    };
+    let r = folder::compare(old, new, &c).await?;
+    room.take(&r.verdict, (r.differences.len(), r.only_new.len()));
+    Ok(r)
+}
+
+fn record(v: &mut UserVerdict, mut r: folder::FolderResult, new: String) {
+    r.verdict.new = new;
+    v.folders.push(r.verdict);
+    v.differences.append(&mut r.differences);
+    v.only_new_messages.append(&mut r.only_new);
+}
+
+fn folder_difference(kind: Kind, folder: &MailboxPath, detail: String) -> Difference {
+    Difference {
+        kind,
+        folder: folder.display(),
         old_uid: None,
         new_uid: None,
         message_id: None,
         subject: None,
         size: None,
         detail,
-    });
-    for o in olds {
-        v.differences.push(diff(
-            Kind::Missing,
-            &old.display(),
-            Some(o),
-            None,
-            String::new(),
-        ));
     }
 }
 
-/// SHA-256 of every listed message, fetched in batches of up to 4 MiB.
-async fn body_sums<S: MailStore>(s: &mut S, items: &[Described]) -> Result<HashMap<Uid, String>> {
-    let mut out = HashMap::new();
-    let mut batch: Vec<Uid> = Vec::new();
-    let mut bytes = 0u64;
-    for (i, d) in items.iter().enumerate() {
-        batch.push(d.uid);
-        bytes += u64::from(d.fp.size);
-        if bytes >= 4 << 20 || batch.len() >= 500 || i + 1 == items.len() {
-            for m in s.fetch_messages(&batch).await? {
-                out.insert(m.uid, crate::fingerprint::sha256_hex(&m.body));
-            }
-            batch.clear();
-            bytes = 0;
-        }
-    }
-    Ok(out)
-}
+/// Body hashes per UID for [`compare_folder`] (`--deep`).
+type Sums<'a> = (&'a HashMap<Uid, u128>, &'a HashMap<Uid, u128>);
 
-fn diff(
-    kind: Kind,
-    folder: &str,
-    o: Option<&Described>,
-    n: Option<&Described>,
-    detail: String,
-) -> Difference {
-    let any = o.or(n);
-    Difference {
-        kind,
-        folder: folder.to_string(),
-        old_uid: o.map(|d| d.uid.get()),
-        new_uid: n.map(|d| d.uid.get()),
-        message_id: any.and_then(|d| d.fp.message_id.clone()),
-        subject: any.and_then(|d| d.subject.clone()),
-        size: any.map(|d| d.fp.size),
-        detail,
-    }
-}
-
-type Sums<'a> = (&'a HashMap<Uid, String>, &'a HashMap<Uid, String>);
-
-/// Matches one folder's messages by fingerprint (pure; unit-tested).
+/// Matches one folder's messages by fingerprint (pure; the rule and the listing order of the
+/// streaming comparison, on lists in memory; unit-tested).
 pub fn compare_folder(
     old_name: &str,
     new_name: &str,
@@ -522,18 +670,15 @@ pub fn compare_folder(
     news: &[Described],
     sums: Option<Sums<'_>>,
 ) -> (FolderVerdict, Vec<Difference>, Vec<OnlyNew>) {
-    // The one matching rule of the engine: INTERNALDATE as an instant, line ends unified, a size
-    // that line-end rewriting explains.
-    let paired = crate::fingerprint::pair_up(
-        &olds.iter().map(|o| &o.fp).collect::<Vec<_>>(),
-        &news.iter().map(|n| &n.fp).collect::<Vec<_>>(),
-    );
-    let norm = |f: &[String]| -> BTreeSet<String> {
-        f.iter()
-            .filter(|x| !x.eq_ignore_ascii_case("\\Recent"))
-            .map(|x| x.to_ascii_lowercase())
+    let recs = |list: &[Described], sums: Option<&HashMap<Uid, u128>>| -> Vec<compact::Rec> {
+        list.iter()
+            .map(|d| compact::Rec {
+                body: sums.and_then(|s| s.get(&d.uid).copied()).unwrap_or(0),
+                ..compact::Rec::new(d.uid.get(), &d.fp, &d.flags)
+            })
             .collect()
     };
+    let (o, n) = (recs(olds, sums.map(|s| s.0)), recs(news, sums.map(|s| s.1)));
     let mut f = FolderVerdict {
         old: old_name.to_string(),
         new: new_name.to_string(),
@@ -541,94 +686,90 @@ pub fn compare_folder(
         new_messages: news.len(),
         ..Default::default()
     };
-    let mut diffs = Vec::new();
-    let mut used = vec![false; news.len()];
-    for (o, p) in olds.iter().zip(&paired) {
-        let Some(n) = p.map(|j| {
-            used[j] = true;
-            &news[j]
-        }) else {
-            f.missing += 1;
-            diffs.push(diff(Kind::Missing, old_name, Some(o), None, String::new()));
-            continue;
-        };
-        let (of, nf) = (norm(&o.flags), norm(&n.flags));
-        if of != nf {
-            f.flags_differ += 1;
-            let gone: Vec<&String> = of.difference(&nf).collect();
-            let added: Vec<&String> = nf.difference(&of).collect();
-            let mut detail = Vec::new();
-            if !gone.is_empty() {
-                detail.push(format!("removed {}", join(&gone)));
-            }
-            if !added.is_empty() {
-                detail.push(format!("added {}", join(&added)));
-            }
-            diffs.push(diff(
-                Kind::Flags,
-                old_name,
-                Some(o),
-                Some(n),
-                detail.join("; "),
-            ));
+    let mut kept = folder::Kept::new((usize::MAX, usize::MAX));
+    folder::join(&o, &n, sums.is_some(), &mut |h| {
+        match h.kind {
+            folder::Found::Missing => f.missing += 1,
+            folder::Found::Flags => f.flags_differ += 1,
+            folder::Found::Body => f.body_differs += 1,
+            folder::Found::Duplicate => f.duplicates += 1,
+            folder::Found::OnlyNew => f.only_new += 1,
         }
-        if let Some((os, ns)) = sums {
-            if let (Some(a), Some(b)) = (os.get(&o.uid), ns.get(&n.uid)) {
-                if a != b {
-                    f.body_differs += 1;
-                    diffs.push(diff(
-                        Kind::Body,
-                        old_name,
-                        Some(o),
-                        Some(n),
-                        format!(
-                            "SHA-256 {}… on the old server, {}… on the new",
-                            &a[..12],
-                            &b[..12]
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    let old_keys: std::collections::HashSet<crate::fingerprint::MatchKey> =
-        olds.iter().map(|o| o.fp.match_key()).collect();
-    let left: Vec<&Described> = news
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|(n, _)| n)
-        .collect();
-    let mut only = Vec::new();
-    for n in left {
-        if old_keys.contains(&n.fp.match_key()) {
-            f.duplicates += 1;
-            diffs.push(diff(
-                Kind::Duplicate,
-                new_name,
-                None,
-                Some(n),
-                "one more copy than on the old server".into(),
-            ));
-        } else {
-            f.only_new += 1;
-            only.push(OnlyNew {
-                folder: new_name.to_string(),
-                new_uid: n.uid.get(),
-                message_id: n.fp.message_id.clone(),
-                subject: n.subject.clone(),
-                size: n.fp.size,
-            });
-        }
-    }
-    (f, diffs, only)
+        kept.add(h);
+    });
+    let (diffs, only) = kept.finish();
+    let by_uid = |l: &[Described]| -> HashMap<u32, Described> {
+        l.iter().map(|d| (d.uid.get(), d.clone())).collect()
+    };
+    let (d, only) = folder::build(&f, &diffs, &only, &by_uid(olds), &by_uid(news));
+    (f, d, only)
 }
 
-fn join(v: &[&String]) -> String {
-    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+/// What `[filters]` left out of a comparison, in words, or `None` when nothing was:
+/// `not compared, as [filters] leave them out: 3 messages over max_size (1000000 bytes), 2
+/// messages outside the age window (received on or after 5-Feb-2024), 1 folder (Trash, 5
+/// messages)`.
+pub fn left_out(c: &Counts, folders: &[&ExcludedFolder], f: &FiltersUsed) -> Option<String> {
+    if !c.left_out() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if c.filtered_size > 0 {
+        parts.push(format!(
+            "{} messages over max_size ({} bytes)",
+            c.filtered_size,
+            f.max_size.unwrap_or(0)
+        ));
+    }
+    if c.filtered_age > 0 {
+        parts.push(format!(
+            "{} messages outside the age window ({})",
+            c.filtered_age,
+            f.age_window.as_deref().unwrap_or("")
+        ));
+    }
+    if c.folders_excluded > 0 {
+        let names: Vec<String> = folders
+            .iter()
+            .take(10)
+            .map(|x| match x.messages {
+                Some(n) => format!("{} ({n} messages)", x.name),
+                None => x.name.clone(),
+            })
+            .collect();
+        let more = folders.len().saturating_sub(10);
+        parts.push(format!(
+            "{} folders with {} messages{}{}",
+            c.folders_excluded,
+            c.excluded_messages,
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names.join(", "))
+            },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Some(format!(
+        "not compared, as [filters] leave them out: {}",
+        parts.join("; ")
+    ))
 }
 
-/// One line per user for people, then the differences (at most 20 per user).
+/// Message differences and folder-level ones found, listed or not.
+fn shown_of(u: &UserVerdict) -> (usize, usize) {
+    (
+        u.differences.len(),
+        u.differences.len() + u.differences_omitted,
+    )
+}
+
+/// One line per user for people, then the differences (at most 20 per user), then what
+/// `[filters]` left out, then the total.
 pub fn render(v: &Verdict) -> String {
     let mut s = String::new();
     for u in &v.users {
@@ -680,16 +821,27 @@ pub fn render(v: &Verdict) -> String {
                 }
             ));
         }
-        if u.differences.len() > 20 {
+        let (listed, found) = shown_of(u);
+        if found > 20.min(listed) {
             s.push_str(&format!(
-                "          ... and {} more (see --json or --html)\n",
-                u.differences.len() - 20
+                "          ... and {} more ({} listed in --json and --html{})\n",
+                found - listed.min(20),
+                listed,
+                if listed < found {
+                    format!(", the first {} of each user", v.max_listed)
+                } else {
+                    String::new()
+                }
             ));
+        }
+        let excluded: Vec<&ExcludedFolder> = u.excluded_folders.iter().collect();
+        if let Some(l) = left_out(&u.counts, &excluded, &v.filters) {
+            s.push_str(&format!("          {l}\n"));
         }
     }
     let t = &v.totals;
     s.push_str(&format!(
-        "{}: {} of {} users OK, {} messages on the old server, {} missing, {} changed, {} duplicates, {} only on the new server{}\n",
+        "{}: {} of {} users OK, {} messages on the old server compared, {} missing, {} changed, {} duplicates, {} only on the new server{}\n",
         if v.ok { "VERIFIED" } else { "NOT VERIFIED" },
         t.users_ok,
         t.users,
@@ -700,6 +852,17 @@ pub fn render(v: &Verdict) -> String {
         t.counts.only_new,
         if v.deep { " (deep: message contents compared)" } else { "" }
     ));
+    if let Some(l) = left_out(&t.counts, &[], &v.filters) {
+        s.push_str(&format!(
+            "{}: {l} (age window as of {})\n",
+            if v.ok {
+                "VERIFIED ONLY WHAT WAS COMPARED"
+            } else {
+                "ALSO"
+            },
+            crate::timefmt::rfc3339(v.as_of_unix)
+        ));
+    }
     s
 }
 
@@ -773,8 +936,8 @@ mod tests {
     fn deep_finds_other_content() {
         let olds = [d(1, "a", &[])];
         let news = [d(7, "a", &[])];
-        let os: HashMap<Uid, String> = [(Uid::new(1).unwrap(), "aaaaaaaaaaaaaaaa".into())].into();
-        let ns: HashMap<Uid, String> = [(Uid::new(7).unwrap(), "bbbbbbbbbbbbbbbb".into())].into();
+        let os: HashMap<Uid, u128> = [(Uid::new(1).unwrap(), 0xaaaa)].into();
+        let ns: HashMap<Uid, u128> = [(Uid::new(7).unwrap(), 0xbbbb)].into();
         let (f, diffs, _) = compare_folder("INBOX", "INBOX", &olds, &news, Some((&os, &ns)));
         assert_eq!(f.body_differs, 1);
         assert_eq!(diffs[0].kind, Kind::Body);

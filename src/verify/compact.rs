@@ -1,0 +1,207 @@
+//! The compact record verify keeps per message, and the matching rule on it.
+//!
+//! A 1,000,000-message folder cannot be compared as lists of [`crate::store::Described`]
+//! (Message-ID, INTERNALDATE, header hash and Subject strings for every message) within the run's
+//! memory budget. Verify keeps 48 bytes per message instead: a 128-bit hash of the
+//! [`crate::fingerprint::MatchKey`], the UID, the size, a hash of the normalised flags and (with
+//! `--deep`) a hash of the body. [`pair_records`] is [`crate::fingerprint::pair_up`] on these
+//! records, step by step (a unit test checks both give the same pairs): same key, exact sizes
+//! first for all originals, then the smallest copy whose size line-end rewriting explains.
+//!
+//! Two different keys share a hash with a probability of about 2^-128 per pair; two different
+//! flag sets with about 2^-64. Both are far below any other risk of the comparison.
+
+use crate::fingerprint::{Fingerprint, MatchKey};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+
+/// One message as verify keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rec {
+    /// Hash of the match key (Message-ID, INTERNALDATE as an instant, header hash).
+    pub key: u128,
+    pub uid: u32,
+    /// RFC822.SIZE.
+    pub size: u32,
+    /// Hash of the flags as compared (lower case, `\Recent` left out, as a set).
+    pub flags: u64,
+    /// Hash of the whole message (`--deep`); 0 when not fetched.
+    pub body: u128,
+}
+
+/// Bytes of one record on disk.
+pub const REC_BYTES: usize = 48;
+
+impl Rec {
+    pub fn new(uid: u32, fp: &Fingerprint, flags: &[String]) -> Rec {
+        Rec {
+            key: key_hash(&fp.match_key()),
+            uid,
+            size: fp.size,
+            flags: flags_hash(flags),
+            body: 0,
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; REC_BYTES] {
+        let mut b = [0u8; REC_BYTES];
+        b[..16].copy_from_slice(&self.key.to_le_bytes());
+        b[16..20].copy_from_slice(&self.uid.to_le_bytes());
+        b[20..24].copy_from_slice(&self.size.to_le_bytes());
+        b[24..32].copy_from_slice(&self.flags.to_le_bytes());
+        b[32..].copy_from_slice(&self.body.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; REC_BYTES]) -> Rec {
+        let u128_at = |i: usize| u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Rec {
+            key: u128_at(0),
+            uid: u32_at(16),
+            size: u32_at(20),
+            flags: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
+            body: u128_at(32),
+        }
+    }
+}
+
+/// Feeds what `Hash` writes into SHA-256.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+}
+
+fn digest128(d: &[u8]) -> u128 {
+    u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+/// 128 bits of SHA-256 over the key as `Hash` writes it: equal keys give equal hashes (within one
+/// process, which is as long as the records live).
+pub fn key_hash(k: &MatchKey) -> u128 {
+    let mut h = ShaHasher(Sha256::new());
+    k.hash(&mut h);
+    digest128(&h.0.finalize())
+}
+
+/// The flags as verify compares them: without `\Recent` (the server's), without case, as a set.
+pub fn normalized_flags(flags: &[String]) -> BTreeSet<String> {
+    flags
+        .iter()
+        .filter(|x| !x.eq_ignore_ascii_case("\\Recent"))
+        .map(|x| x.to_ascii_lowercase())
+        .collect()
+}
+
+pub fn flags_hash(flags: &[String]) -> u64 {
+    let mut h = Sha256::new();
+    for f in normalized_flags(flags) {
+        h.update(f.as_bytes());
+        h.update([0]);
+    }
+    u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+pub fn body_hash(body: &[u8]) -> u128 {
+    // Never 0, which means "not fetched".
+    digest128(&Sha256::digest(body)).max(1)
+}
+
+/// [`crate::fingerprint::pair_up`] on records, by its own two passes
+/// ([`crate::fingerprint::pair_grouped`]): for each original (in order) the index of its copy, or
+/// `None`. Copies of the exact size first, for all originals; then originals left over take the
+/// smallest copy (then the first) whose size fits.
+pub fn pair_records(originals: &[Rec], copies: &[Rec]) -> Vec<Option<usize>> {
+    let mut groups: HashMap<u128, Vec<usize>> = HashMap::new();
+    for (i, c) in copies.iter().enumerate() {
+        groups.entry(c.key).or_default().push(i);
+    }
+    let keys: Vec<u128> = originals.iter().map(|o| o.key).collect();
+    let sizes: Vec<u32> = originals.iter().map(|o| o.size).collect();
+    let copy_sizes: Vec<u32> = copies.iter().map(|c| c.size).collect();
+    crate::fingerprint::pair_grouped(&keys, &sizes, &groups, &copy_sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip() {
+        let r = Rec {
+            key: u128::MAX - 7,
+            uid: 42,
+            size: 1234,
+            flags: 99,
+            body: 5,
+        };
+        assert_eq!(Rec::from_bytes(&r.to_bytes()), r);
+    }
+
+    #[test]
+    fn keys_as_the_fingerprint_compares_them() {
+        let a = Fingerprint::of_header(
+            b"Message-ID: <a@b>\r\nSubject: s\r\n\r\n",
+            10,
+            "14-Mar-2024 09:26:53 +0100",
+        );
+        let b = Fingerprint::of_header(
+            b"Message-ID: <a@b>\nSubject: s\n\n",
+            12,
+            "14-Mar-2024 04:26:53 -0400",
+        );
+        let c = Fingerprint::of_header(
+            b"Message-ID: <a@b>\r\nSubject: t\r\n\r\n",
+            10,
+            "14-Mar-2024 09:26:53 +0100",
+        );
+        assert_eq!(key_hash(&a.match_key()), key_hash(&b.match_key()));
+        assert_ne!(key_hash(&a.match_key()), key_hash(&c.match_key()));
+        let f = |v: &[&str]| flags_hash(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(f(&["\\Seen", "$X"]), f(&["$x", "\\Recent", "\\SEEN"]));
+        assert_ne!(f(&["\\Seen"]), f(&[]));
+    }
+
+    /// The records pair exactly as `fingerprint::pair_up` pairs the fingerprints, over many
+    /// random folders with few keys (many twins) and sizes near each other (grown copies).
+    #[test]
+    fn pairs_exactly_as_pair_up() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..2000 {
+            let fp = |key: u64, size: u64| {
+                Fingerprint::of_header(
+                    format!("Subject: {key}\r\n\r\n").as_bytes(),
+                    size as u32,
+                    "01-Jan-2020 00:00:00 +0000",
+                )
+            };
+            let (no, nc) = (next(8), next(8));
+            let olds: Vec<Fingerprint> = (0..no).map(|_| fp(next(3), 10 + next(4))).collect();
+            let news: Vec<Fingerprint> = (0..nc).map(|_| fp(next(3), 10 + next(14))).collect();
+            let want = crate::fingerprint::pair_up(
+                &olds.iter().collect::<Vec<_>>(),
+                &news.iter().collect::<Vec<_>>(),
+            );
+            let rec = |(i, f): (usize, &Fingerprint)| Rec::new(i as u32 + 1, f, &[]);
+            let got = pair_records(
+                &olds.iter().enumerate().map(rec).collect::<Vec<_>>(),
+                &news.iter().enumerate().map(rec).collect::<Vec<_>>(),
+            );
+            assert_eq!(got, want, "round {round}");
+        }
+    }
+}

@@ -244,7 +244,7 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
     );
     // Every MX TTL seen is remembered with its time: the next cutover, or this one's TTL wait,
     // counts it for as long as a resolver may hold it.
-    let mut ttl_log = crate::mx::ttl::TtlLog::open(&cfg.state_dir).map_err(Error::config)?;
+    let mut ttl_log = crate::mx::ttl::TtlLog::open(&cfg.state_dir).map_err(Error::state)?;
     let mut log_failed = false;
     let mut tell = |e: &crate::mx::Event, _: &WatchSpec, snap: &crate::mx::Snapshot| {
         if let crate::mx::Event::MxPolled { .. } = e {
@@ -309,10 +309,10 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
         format!("every nameserver serves {parking}"),
     ));
 
-    // 2. One more TTL, from the moment every nameserver serves the parking MX: the largest seen
-    //    by this watch, and at least [mx].max_ttl (when the MX was parked before this command
-    //    started, the old record's TTL was never seen here; preflight made sure it was at most
-    //    max_ttl).
+    // 2. One more TTL, from the moment every nameserver serves the parking MX: the largest a
+    //    resolver may still hold. That is the largest seen by this watch, or remembered from
+    //    preflight, watch-mx or an earlier cutover while its lifetime lasts, and at least
+    //    [mx].max_ttl (when the MX was parked before anything here saw it).
     let remembered = ttl_log.binding(reached);
     let (ttl, why) = ttl_to_wait(end.max_ttl_seen, remembered.as_ref(), mx.max_ttl);
     let t = now_unix();

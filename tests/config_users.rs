@@ -88,3 +88,74 @@ fn logins_are_compared_without_case() {
     ]);
     assert_ne!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// `merge = true`, against real servers: two old accounts go into one new account; INBOX of
+/// both meet in one INBOX, other folders sit side by side, and `verify` passes (each old account
+/// against the shared new one, the other's mail only listed as on the new side). A message that
+/// is in both old mailboxes with the same header block and INTERNALDATE is what this test pins
+/// down too: how many copies the merged INBOX holds of it.
+#[test]
+fn merged_accounts_meet_in_one_new_account() {
+    use common::{Dovecot, DovecotOpts, TestImap};
+    let old = Dovecot::start(
+        "old",
+        &[("alice", "pw"), ("ali", "pw")],
+        DovecotOpts::default(),
+    );
+    let new = Dovecot::start("new", &[("alice", "pw")], DovecotOpts::default());
+    let m = |tag: &str, i: usize| {
+        format!("Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@x>\r\n\r\nbody {tag} {i}\r\n")
+            .into_bytes()
+    };
+    let shared = m("shared", 0);
+    let date = "01-Jan-2024 10:00:00 +0000";
+    let mut a = TestImap::connect(old.port(), "alice", "pw");
+    a.append("INBOX", &[], None, &m("alice", 1)).unwrap();
+    a.append("INBOX", &[], None, &m("alice", 2)).unwrap();
+    a.append("INBOX", &[], Some(date), &shared).unwrap();
+    a.create("Work");
+    a.append("Work", &[], None, &m("work", 1)).unwrap();
+    a.logout();
+    let mut b = TestImap::connect(old.port(), "ali", "pw");
+    b.append("INBOX", &[], None, &m("ali", 1)).unwrap();
+    b.append("INBOX", &[], Some(date), &shared).unwrap();
+    b.create("Hobby");
+    b.append("Hobby", &[], None, &m("hobby", 1)).unwrap();
+    b.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imapshift.toml");
+    let text_cfg = plain_config(old.port(), new.port(), "", "", "", &[])
+        + "[[users]]\nold = \"alice\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\nmerge = true\n\
+           [[users]]\nold = \"ali\"\nnew = \"alice\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\nmerge = true\n\
+           [sync]\njobs = 1\n";
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = run_imapshift(&["sync", "--config", c], &[("PW", "pw")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run_imapshift(&["sync", "--config", c, "--json"], &[("PW", "pw")]);
+    let j = common::sync_report(&out.stdout).unwrap();
+    assert_eq!(j["copied"], 0, "a second run copies nothing: {j}");
+    let mut n = TestImap::connect(new.port(), "alice", "pw");
+    let inbox = n.fetch_all("INBOX");
+    let shared_copies = inbox.iter().filter(|x| x.body == shared).count();
+    assert_eq!(
+        inbox.len() - shared_copies,
+        3,
+        "alice 1, alice 2, ali 1 in the merged INBOX"
+    );
+    assert_eq!(
+        shared_copies, 1,
+        "the message in both old mailboxes is taken once"
+    );
+    assert_eq!(n.fetch_all("Work").len(), 1);
+    assert_eq!(n.fetch_all("Hobby").len(), 1);
+    n.logout();
+    let out = run_imapshift(&["verify", "--config", c], &[("PW", "pw")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -249,6 +249,17 @@ fn cutover(w: &World, args: &[&str], env: &[(&'static str, String)]) -> (i32, Va
     start(w, args, env).finish()
 }
 
+/// A cutover held at the first pass of `point`, sent `sig` there, then let go: its end.
+fn signal_at(w: &World, point: &str, sig: &str) -> (i32, Value, String) {
+    let pause = Pause::new(point, 1);
+    let run = start(w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    run.signal(sig);
+    run.wait_for("stopping cleanly", 20);
+    pause.release();
+    run.finish()
+}
+
 fn phases(r: &Value) -> Vec<String> {
     r["phases"]
         .as_array()
@@ -320,13 +331,7 @@ fn an_interrupted_final_sync_never_goes_on_to_verification() {
     w.fill("alice", "INBOX", "pre", 3, 10);
     assert_eq!(w.presync(), 0);
     w.fill("alice", "INBOX", "delta", 1, 10);
-    let pause = Pause::new("after-append", 1);
-    let run = start(&w, &[], &pause.env());
-    pause.wait_reached(Duration::from_secs(60));
-    run.signal("INT");
-    run.wait_for("stopping cleanly", 20);
-    pause.release();
-    let (code, r, log) = run.finish();
+    let (code, r, log) = signal_at(&w, "after-append", "INT");
     assert_eq!(code, 130, "{r:#}\n{log}");
     assert_no_next_step(code, &r, &log);
     let p = phases(&r);
@@ -445,13 +450,7 @@ fn every_phase_exits_130_on_a_signal() {
     // The verification.
     let w = world(Opts::default());
     w.fill("alice", "INBOX", "pre", 2, 10);
-    let pause = Pause::new("cutover-before-verification", 1);
-    let run = start(&w, &[], &pause.env());
-    pause.wait_reached(Duration::from_secs(60));
-    run.signal("TERM");
-    run.wait_for("stopping cleanly", 20);
-    pause.release();
-    let (code, r, log) = run.finish();
+    let (code, r, log) = signal_at(&w, "cutover-before-verification", "TERM");
     assert_eq!(code, 130, "verification: {r:#}\n{log}");
     assert_no_next_step(code, &r, &log);
     assert!(r["verification"].is_null(), "{r:#}");
@@ -580,14 +579,7 @@ fn filters_are_refused_or_stated() {
 /// server, in the folder of its old name, and says so (exit 0, NEXT STEP).
 #[test]
 fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
-    let old_ns = "namespace inbox {\n  inbox = yes\n\
-                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
-                  mailbox \"Sent Messages\" {\n    special_use = \\Sent\n  }\n\
-                  mailbox Trash {\n    special_use = \\Trash\n  }\n\
-                  mailbox \"Deleted Messages\" {\n    special_use = \\Trash\n  }\n}\n";
-    let new_ns = "namespace inbox {\n  inbox = yes\n\
-                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
-                  mailbox Trash {\n    special_use = \\Trash\n  }\n}\n";
+    let (old_ns, new_ns) = (common::STOCK_SPECIAL_USE_NS, common::SENT_AND_TRASH_NS);
     let users = [("alice", "pw"), ("bob", "pw")];
     let old = Dovecot::start(
         "old",

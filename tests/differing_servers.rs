@@ -574,14 +574,7 @@ fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
 /// (today `Sent Messages` and `Trash` are "in conflict", never copied, exit 1 on every run).
 #[test]
 fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
-    let old_ns = "namespace inbox {\n  inbox = yes\n\
-                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
-                  mailbox \"Sent Messages\" {\n    special_use = \\Sent\n  }\n\
-                  mailbox Trash {\n    special_use = \\Trash\n  }\n\
-                  mailbox \"Deleted Messages\" {\n    special_use = \\Trash\n  }\n}\n";
-    let new_ns = "namespace inbox {\n  inbox = yes\n\
-                  mailbox Sent {\n    special_use = \\Sent\n  }\n\
-                  mailbox Trash {\n    special_use = \\Trash\n  }\n}\n";
+    let (old_ns, new_ns) = (common::STOCK_SPECIAL_USE_NS, common::SENT_AND_TRASH_NS);
     let old = old_server(&["alice"], old_ns);
     let new = new_server(&["alice"], new_ns);
     let folders = [

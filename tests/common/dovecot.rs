@@ -81,6 +81,19 @@ pub struct DovecotOpts {
     pub tz: Option<String>,
 }
 
+/// Two folders of one special use, as Dovecot's stock 15-mailboxes.conf has for `\Sent`
+/// (`Sent` and `Sent Messages`), and the same for `\Trash` (`Trash` and `Deleted Messages`).
+pub const STOCK_SPECIAL_USE_NS: &str = "namespace inbox {\n  inbox = yes\n\
+    mailbox Sent {\n    special_use = \\Sent\n  }\n\
+    mailbox \"Sent Messages\" {\n    special_use = \\Sent\n  }\n\
+    mailbox Trash {\n    special_use = \\Trash\n  }\n\
+    mailbox \"Deleted Messages\" {\n    special_use = \\Trash\n  }\n}\n";
+
+/// A new server whose admin prepared `Sent` and `Trash` (one folder of each kind).
+pub const SENT_AND_TRASH_NS: &str = "namespace inbox {\n  inbox = yes\n\
+    mailbox Sent {\n    special_use = \\Sent\n  }\n\
+    mailbox Trash {\n    special_use = \\Trash\n  }\n}\n";
+
 /// The zone an instance named `name` gets when [`DovecotOpts::tz`] is `None`:
 /// the first word of the name (split at anything not an ASCII letter or
 /// digit) that starts with `old` gives `Europe/Berlin`, with `new`

@@ -21,7 +21,9 @@ pub mod proxy;
 mod rng;
 
 pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subject, Key};
-pub use dovecot::{default_tz, free_port, Dovecot, DovecotOpts};
+pub use dovecot::{
+    default_tz, free_port, Dovecot, DovecotOpts, SENT_AND_TRASH_NS, STOCK_SPECIAL_USE_NS,
+};
 pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
 pub use knot::{kdig, zone_text, Knot};
 pub use lame_dns::LameDns;
@@ -336,21 +338,7 @@ impl Pause {
     /// with a clear message if the point is not reached in time (e.g. the run finished or
     /// failed before its `hit`-th pass). Returns the point's name as the binary wrote it.
     pub fn wait_reached(&self, timeout: Duration) -> String {
-        let path = self.dir.path().join("reached");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(name) = std::fs::read_to_string(&path) {
-                return name;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "failpoint {} (hit {}) not reached within {timeout:?}: the run finished or \
-                 failed before it, or never passes there",
-                self.point,
-                self.hit
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_reached_nth(1, timeout)
     }
 
     /// Lets the paused run continue (idempotent).
@@ -361,10 +349,12 @@ impl Pause {
     /// With several passes armed (`Pause::new_at(point, &[1, 3])`): waits until the run holds at
     /// the `i`-th of them (1-based; a failure guard as in [`Pause::wait_reached`]).
     pub fn wait_reached_nth(&self, i: usize, timeout: Duration) -> String {
-        if i == 1 {
-            return self.wait_reached(timeout);
-        }
-        let path = self.dir.path().join(format!("reached-{i}"));
+        let name = if i == 1 {
+            "reached".to_string()
+        } else {
+            format!("reached-{i}")
+        };
+        let path = self.dir.path().join(name);
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(name) = std::fs::read_to_string(&path) {
@@ -372,7 +362,8 @@ impl Pause {
             }
             assert!(
                 Instant::now() < deadline,
-                "failpoint {} (its pass number {i} of {}) not reached within {timeout:?}",
+                "failpoint {} (armed pass {i} of IMAPSHIFT_FAILPOINT_HIT={}) not reached within \
+                 {timeout:?}: the run finished or failed before it, or never passes there",
                 self.point,
                 self.hit
             );

@@ -152,6 +152,19 @@ impl World {
     }
 }
 
+/// A world whose new server refuses messages over 20 kB (quota plugin), with `n` small messages
+/// in alice's INBOX, pre-synced.
+fn presynced_with_a_size_limit(n: usize) -> World {
+    let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
+    let w = world(Opts {
+        new_conf: quota,
+        ..Default::default()
+    });
+    w.fill("alice", "INBOX", "pre", n, 10);
+    assert_eq!(w.presync(), 0);
+    w
+}
+
 /// A cutover running in the background: its stderr collected as it comes.
 struct Running {
     child: Child,
@@ -249,6 +262,20 @@ fn cutover(w: &World, args: &[&str], env: &[(&'static str, String)]) -> (i32, Va
     start(w, args, env).finish()
 }
 
+/// A cutover held at `point` while the MX goes back to the old server: it must end with exit 5
+/// and no NEXT STEP. The report.
+fn mx_goes_back_at(w: &World, point: &str) -> Value {
+    let pause = Pause::new(point, 1);
+    let run = start(w, &[], &pause.env());
+    pause.wait_reached(Duration::from_secs(60));
+    w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
+    pause.release();
+    let (code, r, log) = run.finish();
+    assert_eq!(code, 5, "{r:#}\n{log}");
+    assert_no_next_step(code, &r, &log);
+    r
+}
+
 /// A cutover held at the first pass of `point`, sent `sig` there, then let go: its end.
 fn signal_at(w: &World, point: &str, sig: &str) -> (i32, Value, String) {
     let pause = Pause::new(point, 1);
@@ -258,6 +285,16 @@ fn signal_at(w: &World, point: &str, sig: &str) -> (i32, Value, String) {
     run.wait_for("stopping cleanly", 20);
     pause.release();
     run.finish()
+}
+
+/// The detail line of the report's phase `name` (panics if there is none).
+fn phase_detail(r: &Value, name: &str) -> String {
+    r["phases"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["detail"].as_str())
+        .unwrap_or_else(|| panic!("no phase {name:?}: {r:#}"))
+        .to_string()
 }
 
 fn phases(r: &Value) -> Vec<String> {
@@ -294,13 +331,7 @@ fn assert_no_next_step(code: i32, r: &Value, log: &str) {
 /// finishes the job; the rest of the delta is copied.
 #[test]
 fn a_message_the_final_sync_could_not_copy_means_no_next_step() {
-    let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
-    let w = world(Opts {
-        new_conf: quota,
-        ..Default::default()
-    });
-    w.fill("alice", "INBOX", "pre", 3, 10);
-    assert_eq!(w.presync(), 0);
+    let w = presynced_with_a_size_limit(3);
     // The delta: two small messages and one of 40 kB.
     let mut c = TestImap::connect(w.old.port(), "alice", "pw");
     c.append("INBOX", &[], None, &msg("delta", 0, 10)).unwrap();
@@ -351,14 +382,7 @@ fn a_record_that_went_back_before_the_final_sync_stops_it() {
     w.fill("alice", "INBOX", "pre", 3, 10);
     assert_eq!(w.presync(), 0);
     w.fill("alice", "INBOX", "delta", 2, 10);
-    let pause = Pause::new("cutover-before-final-sync", 1);
-    let run = start(&w, &[], &pause.env());
-    pause.wait_reached(Duration::from_secs(60));
-    w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
-    pause.release();
-    let (code, r, log) = run.finish();
-    assert_eq!(code, 5, "{r:#}\n{log}");
-    assert_no_next_step(code, &r, &log);
+    let r = mx_goes_back_at(&w, "cutover-before-final-sync");
     assert!(r["final_sync"].is_null(), "nothing synced: {r:#}");
     let l = left(&r);
     assert!(
@@ -375,14 +399,7 @@ fn a_record_that_went_back_before_next_step_withholds_it() {
     let w = world(Opts::default());
     w.fill("alice", "INBOX", "pre", 3, 10);
     assert_eq!(w.presync(), 0);
-    let pause = Pause::new("cutover-before-next-step", 1);
-    let run = start(&w, &[], &pause.env());
-    pause.wait_reached(Duration::from_secs(60));
-    w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
-    pause.release();
-    let (code, r, log) = run.finish();
-    assert_eq!(code, 5, "{r:#}\n{log}");
-    assert_no_next_step(code, &r, &log);
+    let r = mx_goes_back_at(&w, "cutover-before-next-step");
     assert_eq!(r["verification"]["ok"], true, "{r:#}");
     assert!(
         left(&r).contains("no longer points to the parking target"),
@@ -461,13 +478,7 @@ fn every_phase_exits_130_on_a_signal() {
 /// mail that arrived meanwhile is carried. Both passes are held at the `follow-pass` failpoint.
 #[test]
 fn follow_counts_every_pass_and_ends_with_a_pass_after_the_deadline() {
-    let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
-    let w = world(Opts {
-        new_conf: quota,
-        ..Default::default()
-    });
-    w.fill("alice", "INBOX", "pre", 2, 10);
-    assert_eq!(w.presync(), 0);
+    let w = presynced_with_a_size_limit(2);
     let pause = Pause::new_at("follow-pass", &[1, 2]);
     let run = start(
         &w,
@@ -520,15 +531,7 @@ fn a_shards_cutover_says_what_it_covers() {
             empty = Some(k);
         } else {
             assert_eq!(code, 0, "{r:#}\n{log}");
-            let v = r["phases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == "verification")
-                .unwrap()["detail"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let v = phase_detail(&r, "verification");
             assert!(v.contains(&format!("shard {k}/3")), "{v}");
             assert!(
                 r["next_step"].as_str().unwrap().contains("every shard"),
@@ -556,15 +559,7 @@ fn filters_are_refused_or_stated() {
     common::append_config(&w.cfg, "[filters]\nmax_size = 10000\n");
     let (code, r, log) = cutover(&w, &[], &[]);
     assert_eq!(code, 0, "{r:#}\n{log}");
-    let v = r["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "verification")
-        .unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v = phase_detail(&r, "verification");
     assert!(
         v.contains("that [filters] take") && v.contains("1 messages over max_size"),
         "{v}"

@@ -5,7 +5,7 @@
 //! subscribe, which messages to copy and how to batch them. It does no I/O, so `--dry-run` is free
 //! and the rules are tested by tables.
 
-use crate::folders::{delimiter_of, map_name};
+use crate::folders::{delimiter_of, translate, Naming};
 use crate::store::{FolderInfo, MsgSummary};
 use crate::types::{Flag, MailboxPath, Uid};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -67,26 +67,79 @@ pub fn plan_folders_with(
     earlier: &BTreeMap<String, String>,
 ) -> FolderPlan {
     let od = delimiter_of(old);
-    let nd = delimiter_of(new).or(od);
+    let names = Names {
+        old: Naming {
+            prefix: String::new(),
+            delim: od,
+        },
+        new: Naming {
+            prefix: String::new(),
+            delim: delimiter_of(new).or(od),
+        },
+    };
+    plan_folders_in(old, new, earlier, &names)
+}
+
+/// How both servers name the user's folders (personal prefix and delimiter each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    pub old: Naming,
+    pub new: Naming,
+}
+
+/// [`plan_folders_with`] between servers with personal-namespace prefixes (Courier's and Cyrus's
+/// `INBOX.`): names are translated component by component ([`crate::folders::translate`]), and
+/// special uses come from RFC 6154 attributes or, on a server that has none, from the folder's
+/// name ([`crate::folders::special_use_by_name`]).
+pub fn plan_folders_in(
+    old: &[FolderInfo],
+    new: &[FolderInfo],
+    earlier: &BTreeMap<String, String>,
+    names: &Names,
+) -> FolderPlan {
+    let nd = names.new.delim;
+    let use_of_old = special_uses(old, &names.old);
+    let use_of_new = special_uses(new, &names.new);
     let new_names: BTreeSet<&str> = new.iter().map(|f| f.name.as_str()).collect();
     let new_subscribed: BTreeSet<&str> = new
         .iter()
         .filter(|f| f.subscribed)
         .map(|f| f.name.as_str())
         .collect();
-    let new_by_use: BTreeMap<String, &MailboxPath> = new
+    let mut new_by_use: BTreeMap<String, &MailboxPath> = BTreeMap::new();
+    for (f, u) in new.iter().zip(&use_of_new) {
+        if let Some(u) = u {
+            // The first folder of a use (LIST order) stands for it.
+            new_by_use.entry(u.to_ascii_lowercase()).or_insert(&f.name);
+        }
+    }
+    let use_by_name: BTreeMap<&str, &str> = old
         .iter()
-        .filter_map(|f| f.special_use().map(|u| (u.to_ascii_lowercase(), &f.name)))
+        .zip(&use_of_old)
+        .filter_map(|(f, u)| u.map(|u| (f.name.as_str(), u)))
         .collect();
 
     let mut sorted: Vec<&FolderInfo> = old.iter().collect();
     sorted.sort_by(|a, b| {
         (!a.name.is_inbox(), a.name.as_str()).cmp(&(!b.name.is_inbox(), b.name.as_str()))
     });
-    let named: Vec<MailboxPath> = sorted
+    let translated: Vec<(MailboxPath, bool)> = sorted
         .iter()
-        .map(|f| map_name(&f.name, f.delimiter.or(od), nd))
+        .map(|f| {
+            let from = Naming {
+                prefix: names.old.prefix.clone(),
+                delim: f.delimiter.or(names.old.delim),
+            };
+            translate(&f.name, &from, &names.new)
+        })
         .collect();
+    let replaced: BTreeSet<&str> = sorted
+        .iter()
+        .zip(&translated)
+        .filter(|(_, (_, r))| *r)
+        .map(|(f, _)| f.name.as_str())
+        .collect();
+    let named: Vec<MailboxPath> = translated.into_iter().map(|(n, _)| n).collect();
     // Names that selectable old folders take by their own (translated) name on the new server.
     let by_name: BTreeSet<String> = sorted
         .iter()
@@ -134,9 +187,14 @@ pub fn plan_folders_with(
         }
         let mut target = own.clone();
         let mut by_use = None;
-        let mut note = None;
+        let mut note = replaced.contains(f.name.as_str()).then(|| {
+            format!(
+                "\"{}\" holds the new server's delimiter inside a name: written as its look-alike in \"{own}\" (reversible; docs/server-quirks.md)",
+                f.name
+            )
+        });
         if !new_names.contains(own.as_str()) {
-            if let Some(u) = f.special_use() {
+            if let Some(u) = use_by_name.get(f.name.as_str()).copied() {
                 if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
                     if let Some(first) = taken.get(existing.as_str()) {
                         note = Some(format!(
@@ -196,6 +254,22 @@ pub fn plan_folders_with(
     plan.create = create;
     plan.subscribe = subscribe.into_iter().collect();
     plan
+}
+
+/// Each folder's special use: its RFC 6154 attribute, or, when the server marks none of its
+/// folders (no SPECIAL-USE), what its name says (`Sent Items`, `Gesendete Objekte`, ...).
+fn special_uses<'a>(folders: &'a [FolderInfo], naming: &Naming) -> Vec<Option<&'a str>> {
+    let marked = folders.iter().any(|f| f.special_use().is_some());
+    folders
+        .iter()
+        .map(|f| {
+            if marked {
+                return f.special_use();
+            }
+            let last = crate::folders::components(&f.name, naming).pop()?;
+            crate::folders::special_use_by_name(&last)
+        })
+        .collect()
 }
 
 /// An old message that an earlier run put on the new server.
@@ -407,7 +481,9 @@ mod tests {
 
     #[test]
     fn colliding_names_get_a_suffix_in_plan_order() {
-        let old = vec![fi("a_b", '.', &[], false), fi("a/b", '.', &[], false)];
+        // `a/b` on a `.` server becomes `a∕b` (the look-alike) on a `/` server, which an old
+        // folder already called `a∕b` takes by name first (wire order: `&` before `/`).
+        let old = vec![fi("a/b", '.', &[], false), fi("a&IhU-b", '.', &[], false)];
         let new = vec![fi("INBOX", '/', &[], false)];
         let p = plan_folders(&old, &new);
         let got: Vec<(&str, &str)> = p
@@ -415,14 +491,21 @@ mod tests {
             .iter()
             .map(|m| (m.old.as_str(), m.new.as_str()))
             .collect();
-        assert_eq!(got, vec![("a/b", "a_b"), ("a_b", "a_b (2)")]);
+        assert_eq!(got, vec![("a&IhU-b", "a&IhU-b"), ("a/b", "a&IhU-b (2)")]);
         assert!(p.conflicts.is_empty());
-        assert!(p.mappings[1].note.as_deref().unwrap().contains("a_b (2)"));
+        assert!(p.mappings[1].note.as_deref().unwrap().contains("(2)"));
+        // A name with the new delimiter inside is reported in its note.
+        let lone = plan_folders(&[fi("x/y", '.', &[], false)], &new);
+        assert!(lone.mappings[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("look-alike"));
         // The next run (both exist on the new server now) plans the same.
         let new2 = vec![
             fi("INBOX", '/', &[], false),
-            fi("a_b", '/', &[], false),
-            fi("a_b (2)", '/', &[], false),
+            fi("a&IhU-b", '/', &[], false),
+            fi("a&IhU-b (2)", '/', &[], false),
         ];
         let p2 = plan_folders(&old, &new2);
         assert_eq!(p2.mappings, p.mappings);

@@ -54,6 +54,8 @@ pub struct UserReport {
     pub filtered: u64,
     /// Old folders `[filters]` left out by name: not synced, by the configuration.
     pub folders_excluded: Vec<String>,
+    /// Old folders in other users' or shared namespaces: never synced.
+    pub folders_outside: Vec<String>,
     pub failures: Vec<Failure>,
     pub folders: Vec<FolderReport>,
 }
@@ -246,6 +248,7 @@ async fn sync_user(
         gone_folders: totals.folders_gone.clone(),
         filtered: totals.filtered(),
         folders_excluded: totals.folders_excluded.clone(),
+        folders_outside: totals.folders_outside.clone(),
         failures: totals.failures,
         folders: totals.folders,
     }
@@ -454,6 +457,16 @@ pub fn render_summary(r: &RunReport) -> String {
         if let Some(l) = filtered_line(u) {
             out.push_str(&l);
         }
+        if !u.folders_outside.is_empty() {
+            out.push_str(&format!(
+                "         not migrated (other users' or shared folders): {}\n",
+                u.folders_outside
+                    .iter()
+                    .map(|f| format!("\"{f}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if r.dry_run {
             for f in u
                 .folders
@@ -595,6 +608,7 @@ mod tests {
             gone_folders: vec![],
             filtered: folders.iter().map(|f| f.filtered).sum(),
             folders_excluded: vec![],
+            folders_outside: vec![],
             failures,
             folders,
         }

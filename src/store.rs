@@ -60,6 +60,36 @@ impl FolderInfo {
     }
 }
 
+/// One namespace of RFC 2342: the prefix its folder names start with (wire form, e.g. `INBOX.`
+/// on Courier and Cyrus, `` on Dovecot) and its hierarchy delimiter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace {
+    pub prefix: String,
+    pub delimiter: Option<char>,
+}
+
+/// What NAMESPACE says: the user's own folders, other users' and shared ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// The first personal namespace; `None` when the server has no NAMESPACE (then the whole
+    /// tree is taken as personal, with the prefix ``).
+    pub personal: Option<Namespace>,
+    /// Other users' namespaces and shared ones: never migrated, listed.
+    pub others: Vec<Namespace>,
+}
+
+impl Namespaces {
+    /// Whether a folder (wire name) is one of the user's own: not under an other-users or shared
+    /// prefix (a prefix `` for those would take everything, so it is not counted).
+    pub fn is_personal(&self, name: &MailboxPath) -> bool {
+        !self.others.iter().any(|o| {
+            !o.prefix.is_empty()
+                && (name.as_str().starts_with(&o.prefix)
+                    || o.prefix.strip_suffix(|c| Some(c) == o.delimiter) == Some(name.as_str()))
+        })
+    }
+}
+
 /// What EXAMINE or STATUS tells about a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FolderStatus {
@@ -117,6 +147,8 @@ pub trait MailStore {
     /// `old server host:port (login)`, for messages.
     fn describe(&self) -> &str;
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>>;
+    /// The namespaces (RFC 2342), or the default when the server has no NAMESPACE.
+    async fn namespaces(&mut self) -> Result<Namespaces>;
     async fn create_folder(&mut self, name: &MailboxPath) -> Result<()>;
     async fn subscribe(&mut self, name: &MailboxPath) -> Result<()>;
     /// Renames a folder (new server only).

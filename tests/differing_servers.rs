@@ -669,11 +669,12 @@ fn a_folder_keeps_its_new_folder_when_another_old_folder_appears() {
     verify_ok(&cfg);
 }
 
-/// Item 2: old `.`-separated folders `a/b` and `a_b` both map to `a_b` on a `/`-separated new
-/// server. The earlier in old-name byte order (`a/b`) gets `a_b`, the later (`a_b`) the first
-/// free `a_b (2)`: both copied, no failure, verify passes (today `a_b` is never copied).
+/// Item 2, and issue 12's reversible rule: the old `.`-separated folder `a/b` holds the new
+/// server's separator `/` inside its name; it becomes `a∕b` (U+2215, the look-alike) on the
+/// `/`-separated new server, so it no longer collides with `a_b` (which the `_` substitute made
+/// it before): both copied to folders of their own, no failure, verify passes, stable.
 #[test]
-fn names_colliding_after_separator_translation_get_a_numbered_name() {
+fn a_name_holding_the_new_separator_gets_its_look_alike() {
     let old = old_server(
         &["alice"],
         &format!("namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n{LISTESCAPE}"),
@@ -705,8 +706,8 @@ fn names_colliding_after_separator_translation_get_a_numbered_name() {
         brief(&j)
     );
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
-    assert_mirror(&old, &new, "alice", "a/b", "a_b");
-    assert_mirror(&old, &new, "alice", "a_b", "a_b (2)");
+    assert_mirror(&old, &new, "alice", "a/b", "a&IhU-b");
+    assert_mirror(&old, &new, "alice", "a_b", "a_b");
     verify_ok(&cfg);
     let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "the resolution is stable: {}", brief(&j));

@@ -13,7 +13,7 @@ mod recover;
 
 use crate::error::{Error, Result, Scope};
 use crate::folders::delimiter_of;
-use crate::plan::{plan_folders_with, FolderMapping, Mapped};
+use crate::plan::{plan_folders_in, FolderMapping, Mapped};
 use crate::progress::UserProgress;
 use crate::state::{AccountKey, FolderState, MapEntry, StateStore};
 use crate::store::{FolderStatus, MailStore, MsgSummary, SessionPair, SessionSource};
@@ -200,6 +200,8 @@ pub struct AccountTotals {
     pub connection_pairs: usize,
     /// Old folders `[filters]` leave out (include_folders / exclude_folders): not synced.
     pub folders_excluded: Vec<String>,
+    /// Old folders in other users' or shared namespaces: never synced.
+    pub folders_outside: Vec<String>,
     /// Folders interrupted by a lost connection: their counts carry over to the retry.
     #[serde(skip)]
     pub partial: Vec<FolderReport>,
@@ -268,8 +270,12 @@ pub struct FolderView {
     /// Every old folder. Those left out by `[filters]` still count as present on the old
     /// server (they have not vanished).
     pub old_all: Vec<crate::store::FolderInfo>,
-    /// The old folders `[filters]` take.
+    /// The old folders `[filters]` take (of the user's own: personal namespace).
     pub taken: Vec<crate::store::FolderInfo>,
+    /// Old folders in other users' or shared namespaces: never taken.
+    pub outside: Vec<crate::store::FolderInfo>,
+    /// How both servers name the user's folders (personal prefix, delimiter).
+    pub names: crate::plan::Names,
     pub new: Vec<crate::store::FolderInfo>,
     /// Where each taken old folder goes (sync, preflight and verify use the same plan).
     pub plan: crate::plan::FolderPlan,
@@ -296,17 +302,29 @@ pub async fn folder_view<O: MailStore, N: MailStore>(
     earlier: &std::collections::BTreeMap<String, String>,
 ) -> Result<FolderView> {
     let old_all = old.list_folders().await?;
+    let new_ns = new.namespaces().await?;
     let new = new.list_folders().await?;
-    let taken: Vec<crate::store::FolderInfo> = old_all
+    let old_ns = old.namespaces().await?;
+    // Other users' and shared folders are never taken: listed, not migrated.
+    let (personal, outside): (Vec<_>, Vec<_>) = old_all
         .iter()
-        .filter(|f| filters.folder_allowed(f))
         .cloned()
+        .partition(|f| old_ns.is_personal(&f.name));
+    let taken: Vec<crate::store::FolderInfo> = personal
+        .into_iter()
+        .filter(|f| filters.folder_allowed(f))
         .collect();
-    let plan = plan_folders_with(&taken, &new, earlier);
+    let names = crate::plan::Names {
+        old: crate::folders::Naming::of(&old_ns, &old_all),
+        new: crate::folders::Naming::of(&new_ns, &new),
+    };
+    let plan = plan_folders_in(&taken, &new, earlier, &names);
     Ok(FolderView {
         old_all,
         taken,
+        outside,
         new,
+        names,
         plan,
     })
 }
@@ -327,12 +345,23 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
     let FolderView {
         old_all: old_folders,
         taken,
+        outside,
         new: mut new_folders,
+        names,
         mut plan,
     } = folder_view(old, new, &opts.filters, &earlier_targets(state, acct)?).await?;
     totals.folders_excluded = old_folders
         .iter()
-        .filter(|f| f.selectable() && !taken.iter().any(|t| t.name == f.name))
+        .filter(|f| {
+            f.selectable()
+                && !taken.iter().any(|t| t.name == f.name)
+                && !outside.iter().any(|o| o.name == f.name)
+        })
+        .map(|f| f.name.display())
+        .collect();
+    totals.folders_outside = outside
+        .iter()
+        .filter(|f| f.selectable())
         .map(|f| f.name.display())
         .collect();
     let mut skip = HashSet::new();
@@ -353,7 +382,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         if followed.renamed {
             // A folder was renamed on the new server: plan again from its current tree.
             new_folders = new.list_folders().await?;
-            plan = plan_folders_with(&taken, &new_folders, &earlier_targets(state, acct)?);
+            plan = plan_folders_in(&taken, &new_folders, &earlier_targets(state, acct)?, &names);
         }
         // A folder whose rename failed is left alone: its target is not created either (an
         // empty target would make the next run copy it anew instead of renaming).

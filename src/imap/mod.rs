@@ -552,6 +552,39 @@ fn is_serverbug(done: &Done) -> bool {
     done.code.as_ref().is_some_and(|c| c.name == "SERVERBUG")
 }
 
+/// `* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL`: the first personal namespace, and the
+/// prefixes of the others (other users', shared). `None` when the reply is malformed.
+fn parse_namespaces(rest: &[Value]) -> Option<crate::store::Namespaces> {
+    use crate::store::Namespace;
+    let group = |v: &Value| -> Option<Vec<Namespace>> {
+        match v {
+            Value::Nil => Some(Vec::new()),
+            Value::List(items) => items
+                .iter()
+                .map(|item| {
+                    let l = item.as_list()?;
+                    let prefix = l.first()?.as_text()?;
+                    let delimiter = match l.get(1)? {
+                        Value::Nil => None,
+                        Value::Str(s) if s.len() == 1 => Some(s[0] as char),
+                        Value::Str(s) if s.len() == 2 && s[0] == b'\\' => Some(s[1] as char),
+                        _ => return None,
+                    };
+                    Some(Namespace { prefix, delimiter })
+                })
+                .collect(),
+            _ => None,
+        }
+    };
+    let personal = group(rest.first()?)?;
+    let mut others = group(rest.get(1).unwrap_or(&Value::Nil))?;
+    others.extend(group(rest.get(2).unwrap_or(&Value::Nil))?);
+    Some(crate::store::Namespaces {
+        personal: personal.into_iter().next(),
+        others,
+    })
+}
+
 /// The values of a `* STATUS name (items)` reply.
 fn parse_status_items(rest: &[Value]) -> Option<FolderStatus> {
     let items = rest.get(1).and_then(Value::as_list)?;
@@ -731,6 +764,35 @@ impl MailStore for ImapSession {
 
     fn describe(&self) -> &str {
         &self.label
+    }
+
+    async fn namespaces(&mut self) -> Result<crate::store::Namespaces> {
+        if !self.caps.has("NAMESPACE") {
+            return Ok(Default::default());
+        }
+        // A raw command: async-imap cannot parse NAMESPACE replies.
+        let done = self.wire.command(&[Arg::Raw("NAMESPACE")]).await?;
+        if !done.is_ok() {
+            // A server that announces NAMESPACE and refuses it: take the whole tree as the
+            // user's, as without NAMESPACE.
+            tracing::warn!(
+                "{}: NAMESPACE refused ({}): taking every folder as the user's own",
+                self.label,
+                done.describe()
+            );
+            return Ok(Default::default());
+        }
+        for r in &done.untagged {
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
+            if kind != "NAMESPACE" {
+                continue;
+            }
+            return parse_namespaces(rest)
+                .ok_or_else(|| self.malformed(format!("NAMESPACE reply {rest:?}")));
+        }
+        Err(self.malformed("NAMESPACE: no reply".to_string()))
     }
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>> {
@@ -1603,6 +1665,48 @@ fn normalize_inbox(name: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn data(line: &str) -> Vec<Value> {
+        let parts = wire::Parts {
+            texts: vec![line.as_bytes().to_vec()],
+            literals: vec![],
+        };
+        match wire::parse_response(parts).unwrap() {
+            Response::Data { rest, .. } => rest,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// NAMESPACE replies of Dovecot, Courier and Cyrus, and a malformed one.
+    #[test]
+    fn namespaces_of_three_vendors() {
+        use crate::store::Namespace;
+        let ns = |p: &str, d: char| Namespace {
+            prefix: p.into(),
+            delimiter: Some(d),
+        };
+        let n = parse_namespaces(&data(
+            r#"* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))"#,
+        ))
+        .unwrap();
+        assert_eq!(n.personal, Some(ns("", '/')));
+        assert_eq!(n.others, vec![ns("Other Users/", '/'), ns("Shared/", '/')]);
+        let n = parse_namespaces(&data(
+            r##"* NAMESPACE (("INBOX." ".")) NIL (("#shared." ".")("shared." "."))"##,
+        ))
+        .unwrap();
+        assert_eq!(n.personal, Some(ns("INBOX.", '.')));
+        assert_eq!(n.others.len(), 2);
+        let n =
+            parse_namespaces(&data(r#"* NAMESPACE (("INBOX." ".")) (("user." ".")) NIL"#)).unwrap();
+        assert_eq!(n.personal, Some(ns("INBOX.", '.')));
+        let user = crate::types::MailboxPath::new("user.bob.Sent").unwrap();
+        assert!(!n.is_personal(&user));
+        assert!(n.is_personal(&crate::types::MailboxPath::new("INBOX.Sent").unwrap()));
+        let n = parse_namespaces(&data(r#"* NAMESPACE NIL NIL NIL"#)).unwrap();
+        assert_eq!(n.personal, None);
+        assert!(parse_namespaces(&data(r#"* NAMESPACE (("x")) NIL NIL"#)).is_none());
+    }
 
     #[test]
     fn lone_0x80_is_suspicious_utf8_is_not() {

@@ -145,6 +145,8 @@ pub struct UserVerdict {
     pub last_run: Option<serde_json::Value>,
     /// Old folders `[filters]` leave out (not compared).
     pub excluded_folders: Vec<ExcludedFolder>,
+    /// Old folders in other users' or shared namespaces: never migrated, not compared.
+    pub outside_folders: Vec<String>,
     /// Message differences counted but not listed (beyond the cap).
     pub differences_omitted: usize,
     /// Messages only on the new side counted but not listed (beyond the cap).
@@ -497,9 +499,20 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
     let crate::engine::FolderView {
         old_all,
         taken: old_folders,
+        outside,
         new: new_folders,
         plan,
+        ..
     } = crate::engine::folder_view(old, new, &ctx.cfg.filters, earlier).await?;
+    v.outside_folders = outside
+        .iter()
+        .filter(|f| f.selectable())
+        .map(|f| f.name.display())
+        .collect();
+    let old_all: Vec<_> = old_all
+        .into_iter()
+        .filter(|f| !outside.iter().any(|o| o.name == f.name))
+        .collect();
     let targets: BTreeSet<&str> = plan.mappings.iter().map(|m| m.new.as_str()).collect();
     v.only_new_folders = new_folders
         .iter()
@@ -837,6 +850,12 @@ pub fn render(v: &Verdict) -> String {
         let excluded: Vec<&ExcludedFolder> = u.excluded_folders.iter().collect();
         if let Some(l) = left_out(&u.counts, &excluded, &v.filters) {
             s.push_str(&format!("          {l}\n"));
+        }
+        if !u.outside_folders.is_empty() {
+            s.push_str(&format!(
+                "          not migrated, not compared (other users' or shared folders): {}\n",
+                u.outside_folders.join(", ")
+            ));
         }
     }
     let t = &v.totals;

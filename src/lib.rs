@@ -15,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod filters;
 pub mod fingerprint;
+pub mod folder_map;
 pub mod folders;
 pub mod imap;
 pub mod mutf7;

@@ -51,10 +51,27 @@ pub enum Command {
     /// step (point the MX at the new server); with --follow, keep carrying mail that still
     /// reaches the old server. Exits 0 only when the verification passed.
     Cutover(CutoverArgs),
+    /// Show, per user, where every old folder goes on the new server and why (namespace
+    /// prefixes and delimiters, special use, collisions, earlier runs), and which folders are
+    /// not migrated (other users' and shared namespaces, [filters]). Logs in; changes nothing.
+    Folders(FoldersArgs),
     /// Compare old and new for every user and folder by content (not by imapshift's records):
     /// messages missing, flags changed, duplicates, folders and subscriptions; mail only on the
     /// new server is listed, not counted. Exit 0 only when nothing is missing or changed.
     Verify(VerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FoldersArgs {
+    /// The configuration file (see docs/configuration.md).
+    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The folder map as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this user (old login); repeat for several.
+    #[arg(short, long = "user", value_name = "LOGIN")]
+    pub users: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -277,6 +294,7 @@ pub fn main() -> i32 {
         Command::Preflight(args) => preflight(args),
         Command::Cutover(args) => cutover(args, cli.quiet),
         Command::Verify(args) => verify(args),
+        Command::Folders(args) => folders(args),
     }
 }
 
@@ -399,6 +417,26 @@ fn verify(args: VerifyArgs) -> i32 {
         print!("{}", crate::verify::render(&verdict));
     }
     verdict.exit_code()
+}
+
+fn folders(args: FoldersArgs) -> i32 {
+    let cfg = match load_users(&args.config, None, &args.users) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(rt) = runtime() else {
+        return exit::FATAL;
+    };
+    let users = rt.block_on(crate::folder_map::run(&cfg));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&users).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::folder_map::render(&users));
+    }
+    crate::folder_map::exit_code(&users)
 }
 
 fn preflight(args: PreflightArgs) -> i32 {

@@ -114,6 +114,8 @@ pub struct Config {
     pub filters: crate::filters::Filters,
     /// The cutover's DNS: `[mx]` (optional).
     pub mx: Option<MxConfig>,
+    /// `[[folder_rules]]`: where folders go, tried in order before the other rules.
+    pub folder_rules: Vec<crate::plan::FolderRule>,
 }
 
 /// `[mx]`: the domains whose MX moves at cutover and the nameservers that serve them.
@@ -174,6 +176,16 @@ struct RawConfig {
     sync: Option<RawSync>,
     filters: Option<RawFilters>,
     mx: Option<Spanned<RawMx>>,
+    folder_rules: Option<Vec<Spanned<RawRule>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    pattern: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
+    merge: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -539,8 +551,14 @@ fn parse_inner(path: &Path, text: &str, take: &Take) -> Result<Config> {
         }
     }
 
+    let mut folder_rules = Vec::new();
+    for r in raw.folder_rules.iter().flatten() {
+        folder_rules.push(folder_rule(&w, r)?);
+    }
+
     Ok(Config {
         filters,
+        folder_rules,
         mx,
         path: path.to_path_buf(),
         state_dir,
@@ -579,6 +597,53 @@ fn check_user_collisions(users: &[UserConfig]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One `[[folder_rules]]` entry: `match` must be a regular expression, `to` a non-empty name
+/// whose `$n` refer to groups the expression has.
+fn folder_rule(w: &Where, r: &Spanned<RawRule>) -> Result<crate::plan::FolderRule> {
+    let raw = r.get_ref();
+    let origin = format!("{}:{}", w.file.display(), w.line_of(r.span().start));
+    let fix = "write e.g. match = \"^Archive/(\\d{4})$\" and to = \"Archives/$1\" (docs/configuration.md)";
+    let Some(m) = &raw.pattern else {
+        return Err(w.missing(r.span().start, "[[folder_rules]].match", fix));
+    };
+    let Some(to) = &raw.to else {
+        return Err(w.missing(r.span().start, "[[folder_rules]].to", fix));
+    };
+    let pattern = regex::Regex::new(m.get_ref()).map_err(|e| {
+        w.at(
+            m,
+            "[[folder_rules]].match",
+            format!("is not a regular expression: {e}"),
+        )
+    })?;
+    if to.get_ref().trim().is_empty() || to.get_ref().split('/').any(|p| p.is_empty()) {
+        return Err(w.at(
+            to,
+            "[[folder_rules]].to",
+            "must name a folder: levels separated by a single /, none empty",
+        ));
+    }
+    // `$n` / `${n}` beyond the expression's groups would silently expand to nothing.
+    let groups = pattern.captures_len() - 1;
+    let refs = regex::Regex::new(r"\$\{?(\d+)").expect("static regex");
+    for c in refs.captures_iter(to.get_ref()) {
+        let n: usize = c[1].parse().unwrap_or(usize::MAX);
+        if n > groups {
+            return Err(w.at(
+                to,
+                "[[folder_rules]].to",
+                format!("refers to group ${n}, but match has {groups} groups"),
+            ));
+        }
+    }
+    Ok(crate::plan::FolderRule {
+        pattern,
+        to: to.get_ref().clone(),
+        merge: raw.merge.unwrap_or(false),
+        origin,
+    })
 }
 
 fn ranged(w: &Where, v: &Spanned<i64>, field: &str, lo: i64, hi: i64) -> Result<i64> {
@@ -1311,6 +1376,29 @@ new_password = "cmd:echo s3cret"
         assert_eq!(c.users[0].new_password.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/x/state"));
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn folder_rules_are_checked() {
+        let ok = format!("{GOOD}[[folder_rules]]\nmatch = \"^Archive/(\\\\d{{4}})$\"\nto = \"Old/$1\"\nmerge = true\n");
+        std::env::set_var("IMAPSHIFT_TEST_PW", "pw1");
+        let c = p(&ok).unwrap();
+        assert_eq!(c.folder_rules.len(), 1);
+        assert!(c.folder_rules[0].merge);
+        assert_eq!(
+            c.folder_rules[0].apply("Archive/2019").as_deref(),
+            Some("Old/2019")
+        );
+        let bad = ok.replace("^Archive/(", "^Archive/((");
+        let e = p(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("[[folder_rules]].match") && e.contains("regular expression"),
+            "{e}"
+        );
+        let e = p(&ok.replace("Old/$1", "Old/$2")).unwrap_err().to_string();
+        assert!(e.contains("group $2") && e.contains(":18:"), "{e}");
+        let e = p(&ok.replace("Old/$1", "Old//$1")).unwrap_err().to_string();
+        assert!(e.contains("[[folder_rules]].to"), "{e}");
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub struct FolderLine {
     pub old: String,
     /// The new folder, or `None` when it is not migrated.
     pub new: Option<String>,
-    /// `same name`, `namespace`, `special-use`, `earlier run`, `collision`, `filters`,
-    /// `other namespace` or `conflict`.
+    /// `same name`, `namespace`, `special-use`, `rule`, `earlier run`, `collision`,
+    /// `filters`, `other namespace` or `conflict`.
     pub rule: &'static str,
     /// The reason in words.
     pub reason: String,
@@ -69,6 +69,8 @@ pub fn lines(view: &crate::engine::FolderView) -> Vec<FolderLine> {
             } else if let Some(note) = &m.note {
                 let rule = if note.contains("earlier runs") {
                     "earlier run"
+                } else if note.contains("by the folder rule of") {
+                    "rule"
                 } else if note.contains("look-alike") {
                     "namespace"
                 } else {
@@ -152,7 +154,14 @@ async fn user_folders(cfg: &Config, u: &UserConfig) -> UserFolders {
         } else {
             Default::default()
         };
-        let view = crate::engine::folder_view(&mut old, &mut new, &cfg.filters, &earlier).await;
+        let view = crate::engine::folder_view(
+            &mut old,
+            &mut new,
+            &cfg.filters,
+            &cfg.folder_rules,
+            &earlier,
+        )
+        .await;
         old.logout().await;
         new.logout().await;
         view

@@ -36,6 +36,30 @@ pub struct FolderPlan {
     pub conflicts: Vec<(MailboxPath, String)>,
 }
 
+/// A folder rule of the configuration (`[[folder_rules]]`): an old folder whose name (its
+/// components joined with `/`, as people read them) matches `pattern` goes to `to` (with `$1`
+/// ... for the captures, components joined with `/`), under the new server's prefix and
+/// delimiter. Rules are tried in order; the first that matches decides. Two old folders onto one
+/// new folder by a rule are an error unless the rule says `merge`.
+#[derive(Clone, Debug)]
+pub struct FolderRule {
+    pub pattern: regex::Regex,
+    pub to: String,
+    pub merge: bool,
+    /// Where the rule was written (`imapshift.toml:31`), for messages.
+    pub origin: String,
+}
+
+impl FolderRule {
+    /// The new name (as people read it, `/`-joined) an old folder gets, if the rule matches.
+    pub fn apply(&self, human: &str) -> Option<String> {
+        let caps = self.pattern.captures(human)?;
+        let mut out = String::new();
+        caps.expand(&self.to, &mut out);
+        Some(out)
+    }
+}
+
 /// How many suffixed names (`name (2)` ...) are tried before a collision is given up.
 const MAX_SUFFIX: usize = 99;
 
@@ -77,7 +101,7 @@ pub fn plan_folders_with(
             delim: delimiter_of(new).or(od),
         },
     };
-    plan_folders_in(old, new, earlier, &names)
+    plan_folders_in(old, new, earlier, &names, &[])
 }
 
 /// How both servers name the user's folders (personal prefix and delimiter each).
@@ -96,6 +120,7 @@ pub fn plan_folders_in(
     new: &[FolderInfo],
     earlier: &BTreeMap<String, String>,
     names: &Names,
+    rules: &[FolderRule],
 ) -> FolderPlan {
     let nd = names.new.delim;
     let use_of_old = special_uses(old, &names.old);
@@ -166,6 +191,8 @@ pub fn plan_folders_in(
     }
     let mut create: BTreeSet<MailboxPath> = BTreeSet::new();
     let mut subscribe: BTreeSet<MailboxPath> = BTreeSet::new();
+    // New folders taken by a merging rule: other old folders of a merging rule may share them.
+    let mut merging: BTreeMap<String, bool> = BTreeMap::new();
     for (f, own) in sorted.iter().copied().zip(named) {
         if let Some(t) = reserved.get(f.name.as_str()) {
             // Where earlier runs put it.
@@ -193,7 +220,29 @@ pub fn plan_folders_in(
                 f.name
             )
         });
-        if !new_names.contains(own.as_str()) {
+        // A folder rule decides first (after earlier runs' choices).
+        let mut by_rule: Option<&FolderRule> = None;
+        if f.selectable() {
+            let from = Naming {
+                prefix: names.old.prefix.clone(),
+                delim: f.delimiter.or(names.old.delim),
+            };
+            let human = crate::folders::components(&f.name, &from).join("/");
+            if let Some((r, to)) = rules.iter().find_map(|r| r.apply(&human).map(|t| (r, t))) {
+                let parts: Vec<String> = to.split('/').map(str::to_string).collect();
+                if parts.iter().any(|p| p.is_empty()) {
+                    plan.conflicts.push((
+                        f.name.clone(),
+                        format!("the folder rule of {} gives \"{to}\", which has an empty level: fix the rule's `to`", r.origin),
+                    ));
+                    continue;
+                }
+                target = crate::folders::compose(&parts, &names.new).0;
+                note = Some(format!("\"{target}\" by the folder rule of {}", r.origin));
+                by_rule = Some(r);
+            }
+        }
+        if by_rule.is_none() && !new_names.contains(own.as_str()) {
             if let Some(u) = use_by_name.get(f.name.as_str()).copied() {
                 if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
                     if let Some(first) = taken.get(existing.as_str()) {
@@ -215,7 +264,23 @@ pub fn plan_folders_in(
             // Holds no messages: the server creates it as a parent of its children (RFC 3501
             // 6.3.3), so it stays a non-selectable parent on the new server too.
         } else {
-            if let Some(first) = taken.get(target.as_str()).cloned() {
+            let merged =
+                by_rule.is_some_and(|r| r.merge) && merging.get(target.as_str()) == Some(&true);
+            if let (Some(first), Some(r), false) =
+                (taken.get(target.as_str()).cloned(), by_rule, merged)
+            {
+                plan.conflicts.push((
+                    f.name.clone(),
+                    format!(
+                        "the folder rule of {} sends it to \"{target}\", which \"{first}\" goes to already: two old folders onto one new folder need merge = true on the rule (and on the rule of the other, if it has one)",
+                        r.origin
+                    ),
+                ));
+                continue;
+            }
+            if merged {
+                // Merged on purpose: this folder shares the new folder.
+            } else if let Some(first) = taken.get(target.as_str()).cloned() {
                 let free = (2..=MAX_SUFFIX + 1)
                     .filter_map(|k| MailboxPath::new(format!("{} ({k})", target.as_str())))
                     .find(|c| !taken.contains_key(c.as_str()) && !by_name.contains(c.as_str()));
@@ -232,7 +297,13 @@ pub fn plan_folders_in(
                 target = free;
                 by_use = None;
             }
-            taken.insert(target.as_str().to_string(), f.name.clone());
+            if !merged {
+                taken.insert(target.as_str().to_string(), f.name.clone());
+                merging.insert(
+                    target.as_str().to_string(),
+                    by_rule.is_some_and(|r| r.merge),
+                );
+            }
             if !new_names.contains(target.as_str()) && !target.is_inbox() {
                 create.insert(target.clone());
             }
@@ -510,6 +581,75 @@ mod tests {
         let p2 = plan_folders(&old, &new2);
         assert_eq!(p2.mappings, p.mappings);
         assert!(p2.create.is_empty());
+    }
+
+    fn rule(pattern: &str, to: &str, merge: bool) -> FolderRule {
+        FolderRule {
+            pattern: regex::Regex::new(pattern).unwrap(),
+            to: to.into(),
+            merge,
+            origin: "imapshift.toml:9".into(),
+        }
+    }
+
+    fn plan_with_rules(old: &[FolderInfo], rules: &[FolderRule]) -> FolderPlan {
+        let names = Names {
+            old: Naming {
+                prefix: "INBOX.".into(),
+                delim: Some('.'),
+            },
+            new: Naming {
+                prefix: String::new(),
+                delim: Some('/'),
+            },
+        };
+        let new = vec![fi("INBOX", '/', &[], false)];
+        plan_folders_in(old, &new, &BTreeMap::new(), &names, rules)
+    }
+
+    /// Folder rules: first match wins, on names as people read them (prefix off, `/`-joined),
+    /// captures expand; two old folders onto one new folder need merge on the rule.
+    #[test]
+    fn folder_rules_rename_and_merge_only_on_purpose() {
+        let old = vec![
+            fi("INBOX.Archive.2019", '.', &[], false),
+            fi("INBOX.Archive.2020", '.', &[], false),
+            fi("INBOX.Lists.rust", '.', &[], false),
+        ];
+        let rules = [rule(r"^Archive/(\d{4})$", "Old mail/$1", false)];
+        let p = plan_with_rules(&old, &rules);
+        let got: Vec<(&str, &str)> = p
+            .mappings
+            .iter()
+            .map(|m| (m.old.as_str(), m.new.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("INBOX.Archive.2019", "Old mail/2019"),
+                ("INBOX.Archive.2020", "Old mail/2020"),
+                ("INBOX.Lists.rust", "Lists/rust"),
+            ]
+        );
+        assert!(p.mappings[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("imapshift.toml:9"));
+        // Both years into one folder: refused without merge ...
+        let into_one = [rule(r"^Archive/\d{4}$", "Archive", false)];
+        let p = plan_with_rules(&old, &into_one);
+        assert_eq!(p.mappings.len(), 2, "{p:?}");
+        assert_eq!(p.conflicts.len(), 1, "{p:?}");
+        assert!(p.conflicts[0].1.contains("merge = true"), "{p:?}");
+        // ... and done with it.
+        let merged = [rule(r"^Archive/\d{4}$", "Archive", true)];
+        let p = plan_with_rules(&old, &merged);
+        assert!(p.conflicts.is_empty(), "{p:?}");
+        assert_eq!(p.mappings[0].new.as_str(), "Archive");
+        assert_eq!(p.mappings[1].new.as_str(), "Archive");
+        let create: Vec<&str> = p.create.iter().map(|m| m.as_str()).collect();
+        assert_eq!(create, vec!["Archive", "Lists/rust"]);
     }
 
     /// Regression (review of issue 10): a mapping never flips when an old folder appears.

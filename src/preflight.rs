@@ -212,9 +212,15 @@ async fn mailbox_checks(
 ) -> crate::error::Result<Vec<Check>> {
     let mut out = Vec::new();
     // Before a first sync there is no earlier mapping; after one, the sync's own keeps it.
-    let plan = crate::engine::folder_view(old, new, &cfg.filters, &Default::default())
-        .await?
-        .plan;
+    let plan = crate::engine::folder_view(
+        old,
+        new,
+        &cfg.filters,
+        &cfg.folder_rules,
+        &Default::default(),
+    )
+    .await?
+    .plan;
     let name = format!("folders {}", u.old_login);
     if plan.conflicts.is_empty() {
         out.push(check(

@@ -3,8 +3,9 @@
 //! `INBOX.` and the separator `.` on one side, Dovecot's `` and `/` on the other. Folders keep
 //! their place in the tree (`INBOX.Archive.2019` is `Archive/2019`, never `INBOX/Archive/2019`),
 //! subscriptions follow, a name holding the other side's separator gets its look-alike, a
-//! public namespace is left out and listed, `imapshift folders` shows every mapping with its
-//! reason, verify passes and a re-run copies nothing. And the other way round.
+//! public namespace is left out and listed, a folder rule renames, `imapshift folders` shows
+//! every mapping with its reason, verify passes and a re-run copies nothing. And the other way
+//! round.
 
 mod common;
 
@@ -72,11 +73,11 @@ fn fill(port: u16, folders: &[(&str, usize)]) {
     c.logout();
 }
 
-fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> PathBuf {
+fn config(dir: &Path, old: &Dovecot, new: &Dovecot, rules: &str) -> PathBuf {
     let cfg = dir.join("imapshift.toml");
     std::fs::write(
         &cfg,
-        plain_config(old.port(), new.port(), "", "", "", &["alice"]),
+        plain_config(old.port(), new.port(), "", "", rules, &["alice"]),
     )
     .unwrap();
     cfg
@@ -131,14 +132,16 @@ fn from_an_inbox_prefix_to_none() {
     c.subscribe("INBOX.Sent Items");
     c.logout();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
+    // A folder rule: the yearly archives go into "Old mail".
+    let rules = "[[folder_rules]]\nmatch = '^Archive/(\\d{4})$'\nto = 'Old mail/$1'\n";
+    let cfg = config(dir.path(), &old, &new, rules);
 
     // Before anything is copied: where every folder goes, and why.
     let (code, text, err) = run(&cfg, &["folders"]);
     assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains("prefix \"INBOX.\""), "{text}");
     assert!(
-        text.contains("INBOX.Archive.2019") && text.contains("-> Archive/2019 (created)"),
+        text.contains("INBOX.Archive.2019") && text.contains("-> Old mail/2019 (created)  [rule:"),
         "{text}"
     );
     assert!(text.contains("[namespace: the name translated"), "{text}");
@@ -164,7 +167,7 @@ fn from_an_inbox_prefix_to_none() {
             ("INBOX", "INBOX"),
             ("INBOX.Sent Items", "Sent Items"),
             ("INBOX.Archive", "Archive"),
-            ("INBOX.Archive.2019", "Archive/2019"),
+            ("INBOX.Archive.2019", "Old mail/2019"),
             ("INBOX.Entw&APw-rfe", "Entw&APw-rfe"),
             ("INBOX.a/b", "a&IhU-b"),
         ],
@@ -179,7 +182,7 @@ fn from_an_inbox_prefix_to_none() {
     );
     let subs = n.lsub();
     assert!(
-        subs.contains(&"Archive/2019".to_string()) && subs.contains(&"Sent Items".to_string()),
+        subs.contains(&"Old mail/2019".to_string()) && subs.contains(&"Sent Items".to_string()),
         "{subs:?}"
     );
     n.logout();
@@ -209,7 +212,7 @@ fn from_no_prefix_to_an_inbox_prefix() {
     c.subscribe("Sent");
     c.logout();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
+    let cfg = config(dir.path(), &old, &new, "");
     let (code, text, err) = run(&cfg, &["sync"]);
     assert_eq!(code, 0, "{text}{err}");
     assert_moved(

@@ -786,6 +786,7 @@ fn engine_options(
         propagate_deletes,
         force_remap,
         filters: cfg.filters.clone(),
+        folder_rules: cfg.folder_rules.clone(),
         memory: Some(std::sync::Arc::new(crate::engine::MemoryBudget::new(
             memory.bodies,
         ))),

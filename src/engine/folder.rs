@@ -748,6 +748,7 @@ mod tests {
             propagate_deletes: false,
             force_remap: false,
             filters: Default::default(),
+            folder_rules: Vec::new(),
             memory: None,
             old_rate: None,
             new_rate: None,

@@ -34,6 +34,8 @@ pub struct EngineOptions {
     pub force_remap: bool,
     /// Folders and messages to take.
     pub filters: crate::filters::Filters,
+    /// Where folders go (`[[folder_rules]]`).
+    pub folder_rules: Vec<crate::plan::FolderRule>,
     /// The run's budget for message bodies in flight, shared by all users.
     pub memory: Option<std::sync::Arc<MemoryBudget>>,
     /// Rate limits of the old and the new server, shared by all users.
@@ -299,6 +301,7 @@ pub async fn folder_view<O: MailStore, N: MailStore>(
     old: &mut O,
     new: &mut N,
     filters: &crate::filters::Filters,
+    rules: &[crate::plan::FolderRule],
     earlier: &std::collections::BTreeMap<String, String>,
 ) -> Result<FolderView> {
     let old_all = old.list_folders().await?;
@@ -318,7 +321,7 @@ pub async fn folder_view<O: MailStore, N: MailStore>(
         old: crate::folders::Naming::of(&old_ns, &old_all),
         new: crate::folders::Naming::of(&new_ns, &new),
     };
-    let plan = plan_folders_in(&taken, &new, earlier, &names);
+    let plan = plan_folders_in(&taken, &new, earlier, &names, rules);
     Ok(FolderView {
         old_all,
         taken,
@@ -349,7 +352,14 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         new: mut new_folders,
         names,
         mut plan,
-    } = folder_view(old, new, &opts.filters, &earlier_targets(state, acct)?).await?;
+    } = folder_view(
+        old,
+        new,
+        &opts.filters,
+        &opts.folder_rules,
+        &earlier_targets(state, acct)?,
+    )
+    .await?;
     totals.folders_excluded = old_folders
         .iter()
         .filter(|f| {
@@ -382,7 +392,13 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
         if followed.renamed {
             // A folder was renamed on the new server: plan again from its current tree.
             new_folders = new.list_folders().await?;
-            plan = plan_folders_in(&taken, &new_folders, &earlier_targets(state, acct)?, &names);
+            plan = plan_folders_in(
+                &taken,
+                &new_folders,
+                &earlier_targets(state, acct)?,
+                &names,
+                &opts.folder_rules,
+            );
         }
         // A folder whose rename failed is left alone: its target is not created either (an
         // empty target would make the next run copy it anew instead of renaming).

@@ -503,7 +503,8 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         new: new_folders,
         plan,
         ..
-    } = crate::engine::folder_view(old, new, &ctx.cfg.filters, earlier).await?;
+    } = crate::engine::folder_view(old, new, &ctx.cfg.filters, &ctx.cfg.folder_rules, earlier)
+        .await?;
     v.outside_folders = outside
         .iter()
         .filter(|f| f.selectable())

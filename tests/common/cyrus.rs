@@ -531,6 +531,20 @@ fn installed_prefix() -> PathBuf {
          (scripts/test does), or set IMAPSHIFT_CYRUS_PREFIX to where it is",
         prefix.display()
     );
+    if is_root() {
+        // The master runs imapd as `mail`: every folder above the binaries must let it pass.
+        let closed = prefix
+            .ancestors()
+            .find(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
+        if let Some(dir) = closed {
+            panic!(
+                "Cyrus in {} cannot run as {RUN_AS:?}: {} is closed to other users; install it \
+                 elsewhere (IMAPSHIFT_CYRUS_PREFIX, default /var/cache/imapshift/cyrus-{SERIES})",
+                prefix.display(),
+                dir.display()
+            );
+        }
+    }
     prefix
 }
 

@@ -34,17 +34,20 @@ fn alice(name: &str, opts: CyrusOpts) -> Cyrus {
     Cyrus::start(name, &[("alice", "pw-alice")], opts)
 }
 
+/// The untagged responses of `r` as text.
+fn untagged_text(r: &Reply) -> Vec<String> {
+    let text = |u: &Vec<u8>| String::from_utf8_lossy(u).into_owned();
+    r.untagged.iter().map(text).collect()
+}
+
 /// The personal-namespace part of the NAMESPACE reply, as the server wrote it.
 fn namespace_line(c: &mut TestImap) -> String {
     let r = c.raw("NAMESPACE");
     assert!(r.is_ok(), "NAMESPACE: {} {}", r.status, r.text);
-    let line = r
-        .untagged
-        .iter()
-        .map(|u| String::from_utf8_lossy(u).into_owned())
+    untagged_text(&r)
+        .into_iter()
         .find(|u| u.starts_with("NAMESPACE "))
-        .unwrap_or_else(|| panic!("no NAMESPACE data: {r:?}"));
-    line
+        .unwrap_or_else(|| panic!("no NAMESPACE data: {r:?}"))
 }
 
 #[test]
@@ -241,11 +244,7 @@ fn extra_conf_quota_and_appendlimit() {
         c.capabilities()
     );
     let r = c.raw("GETQUOTAROOT INBOX");
-    let quota: Vec<String> = r
-        .untagged
-        .iter()
-        .map(|u| String::from_utf8_lossy(u).into_owned())
-        .collect();
+    let quota = untagged_text(&r);
     assert!(
         quota.contains(&"QUOTA INBOX (STORAGE 0 100)".to_string()),
         "{quota:?}"
@@ -390,4 +389,45 @@ fn log_shows_the_conversation() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!cy.log().contains("pw-alice"), "a password in the log");
+}
+
+/// Folder rules the migrations meet: names Cyrus refuses, special-use on CREATE, and the
+/// replies for a missing folder or one with children.
+#[test]
+fn folder_rules_and_special_use() {
+    let cy = alice("folders", CyrusOpts::default());
+    let mut c = TestImap::connect(cy.port(), "alice", "pw-alice");
+    let invalid = Err("NO Invalid mailbox name".to_string());
+    assert_eq!(c.try_create("INBOX.a/b"), invalid);
+    let r = c.raw("CREATE \"INBOX.Sent\" (USE (\\Sent))");
+    assert!(r.is_ok(), "CREATE with USE: {} {}", r.status, r.text);
+    c.create("INBOX.p.q");
+    let r = c.raw("LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+    let lines = untagged_text(&r);
+    assert!(
+        lines.contains(&"LIST (\\HasNoChildren \\Sent) \".\" INBOX.Sent".to_string()),
+        "{lines:?}"
+    );
+    let r = c.raw("SUBSCRIBE INBOX.missing");
+    assert_eq!(r.text, "Subscribe: Mailbox does not exist");
+    let r = c.raw("DELETE INBOX.p");
+    assert_eq!(
+        r.text,
+        "[HASCHILDREN] Mailbox has inferior hierarchical names"
+    );
+    assert_eq!(
+        c.append("INBOX.missing", &[], None, b"Subject: x\r\n\r\nx\r\n"),
+        Err("NO [TRYCREATE] Mailbox does not exist".to_string())
+    );
+    assert_eq!(
+        c.append("INBOX.Sent", &[], None, b""),
+        Err("NO Zero-length message literal".to_string())
+    );
+    let r = c.select("INBOX.Sent");
+    let permanent = untagged_text(&r)
+        .into_iter()
+        .find(|u| u.contains("PERMANENTFLAGS"))
+        .unwrap_or_default();
+    assert!(permanent.contains("\\*)]"), "{permanent}");
+    c.logout();
 }

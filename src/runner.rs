@@ -551,8 +551,20 @@ fn failed_line(login: &str, f: &Failure) -> String {
         .old_uid
         .map(|u| format!(" old UID {u}"))
         .unwrap_or_default();
+    let mut which = Vec::new();
+    if let Some(id) = &f.message_id {
+        which.push(format!("Message-ID {id}"));
+    }
+    if let Some(n) = f.size {
+        which.push(format!("{n} bytes"));
+    }
+    let which = if which.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", which.join(", "))
+    };
     format!(
-        "         FAILED user {login} folder \"{}\"{uid}: {}\n",
+        "         FAILED user {login} folder \"{}\"{uid}{which}: {}\n",
         f.folder, f.reason
     )
 }
@@ -684,6 +696,7 @@ mod tests {
             folder: MailboxPath::new("Entw&APw-rfe").unwrap().display(),
             old_uid: Some(5),
             reason: "NO [LIMIT] message too large".into(),
+            ..Default::default()
         }];
         let out = render_summary(&run(true, vec![user(folders, failures)]));
         let has = |line: &str| {
@@ -707,6 +720,7 @@ mod tests {
             folder: "Sent \"old\"".into(),
             old_uid: None,
             reason: "why".into(),
+            ..Default::default()
         });
         let out = render_summary(&real);
         assert!(out.contains("folder \"Sent \"old\"\": why"), "{out}");

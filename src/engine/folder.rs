@@ -47,6 +47,7 @@ impl FolderCtx<'_> {
             folder: self.m.old.display(),
             old_uid: Some(uid.get()),
             reason: why,
+            ..Default::default()
         });
         report.failed += 1;
     }
@@ -579,8 +580,13 @@ async fn append_batch<N: MailStore>(
             }
             AppendResult::Refused(why) => {
                 dropped.push(x.uid);
-                // The server's words (`NO [TOOBIG] ...`) are the reason.
+                // The server's words (`NO [TOOBIG] ...`) are the reason; the Message-ID and
+                // size name the message for the admin (never dropped silently).
                 cx.fail(failures, report, x.uid, why);
+                if let Some(f) = failures.last_mut() {
+                    f.message_id = fp.message_id.clone();
+                    f.size = Some(fp.size);
+                }
             }
         }
     }
@@ -723,6 +729,7 @@ pub(crate) fn folder_failure(
         folder: m.old.display(),
         old_uid: None,
         reason: e.message,
+        ..Default::default()
     });
     Ok(())
 }

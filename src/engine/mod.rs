@@ -124,11 +124,16 @@ impl MemoryPlan {
 }
 
 /// A message or folder that failed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Failure {
     pub folder: String,
     pub old_uid: Option<u32>,
     pub reason: String,
+    /// A message's Message-ID and size, when known (a message the new server refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
 }
 
 /// Per-folder counts.
@@ -416,6 +421,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
             folder: name.display(),
             old_uid: None,
             reason: why.clone(),
+            ..Default::default()
         });
     }
     let mut failed_new: HashSet<MailboxPath> = HashSet::new();
@@ -433,6 +439,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
                         folder: name.display(),
                         old_uid: None,
                         reason: e.message,
+                        ..Default::default()
                     });
                 }
                 Err(e) => return Err(e),
@@ -445,6 +452,7 @@ pub async fn sync_account<O: MailStore, N: MailStore, S: SessionSource<O, N>>(
                     folder: name.display(),
                     old_uid: None,
                     reason: e.message,
+                    ..Default::default()
                 }),
                 Err(e) => return Err(e),
             }
@@ -641,6 +649,7 @@ async fn folder_worker<O: MailStore, N: MailStore>(
                     folder: m.old.display(),
                     old_uid: None,
                     reason: e.message,
+                    ..Default::default()
                 });
                 out.folders.push((i, report));
             }

@@ -530,6 +530,15 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// The largest message the server takes (RFC 7889 `APPENDLIMIT=n` in its capabilities).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.caps
+            .0
+            .iter()
+            .find_map(|c| c.strip_prefix("APPENDLIMIT="))
+            .and_then(|n| n.parse().ok())
+    }
+
     /// True when the connection cannot be used any more (after an error): reconnect.
     pub fn is_broken(&self) -> bool {
         self.wire.is_broken()
@@ -1357,11 +1366,19 @@ impl MailStore for ImapSession {
             return Ok(Vec::new());
         }
         let binary = self.caps.has("BINARY");
+        let limit = self.append_limit();
         let mut results: Vec<Option<AppendResult>> = vec![None; items.len()];
-        // Messages with NUL need a literal8; without BINARY they cannot be sent at all.
+        // Messages with NUL need a literal8; without BINARY they cannot be sent at all. One over
+        // the server's APPENDLIMIT is not sent either: Cyrus answers it with BYE (quirk
+        // `appendlimit-bye`, docs/server-quirks.md), which would cost the connection.
         let mut sendable = Vec::new();
         for (i, it) in items.iter().enumerate() {
-            if it.body.contains(&0) && !binary {
+            if let Some(max) = limit.filter(|&max| it.body.len() as u64 > max) {
+                results[i] = Some(AppendResult::Refused(format!(
+                    "the message ({} bytes) is larger than the new server's APPENDLIMIT ({max} bytes)",
+                    it.body.len()
+                )));
+            } else if it.body.contains(&0) && !binary {
                 results[i] = Some(AppendResult::Refused(
                     "message contains NUL bytes and the new server lacks the BINARY extension"
                         .into(),

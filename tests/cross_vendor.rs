@@ -1,0 +1,244 @@
+//! Migrations between different server software (issue 12), against real servers of both
+//! vendors: Dovecot 2.3 and Cyrus IMAP 3.6 (Debian's packages; Cyrus unpacked into a prefix by
+//! scripts/vendor/cyrus.sh and started by tests/common/cyrus.rs). Cyrus names the user's folders
+//! under `INBOX.` with `.`; Dovecot here has no prefix and `/`. Nested folders, a non-ASCII name,
+//! special-use folders, keywords, a name holding the other side's separator and a message the
+//! target refuses: every other message arrives byte for byte with its flags and INTERNALDATE,
+//! in the folder of its old name; the refused one is named; a re-run copies nothing; verify
+//! agrees. The servers run in different time zones.
+
+mod common;
+
+use common::cyrus::{Cyrus, CyrusOpts};
+use common::{plain_config, run_imapshift, Dovecot, DovecotOpts, TestImap};
+use std::path::{Path, PathBuf};
+
+const PW: &str = "pw";
+
+/// Dovecot with no prefix and `/`; `Sent` and `Drafts` marked special-use; listescape lets a
+/// name hold `.` (Cyrus's separator).
+fn dovecot(name: &str) -> Dovecot {
+    Dovecot::start(
+        name,
+        &[("alice", PW)],
+        DovecotOpts {
+            extra_conf: "namespace inbox {\n  inbox = yes\n  separator = /\n\
+                         mailbox Sent {\n    special_use = \\Sent\n  }\n\
+                         mailbox Drafts {\n    special_use = \\Drafts\n  }\n}\n\
+                         mail_plugins = $mail_plugins listescape\n\
+                         plugin {\n  listescape_char = \"\\\\\"\n}\n"
+                .into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn cyrus(name: &str) -> Cyrus {
+    Cyrus::start(name, &[("alice", PW)], CyrusOpts::default())
+}
+
+/// Cyrus taking messages of at most 20,000 bytes (it announces `APPENDLIMIT=20000`).
+fn small_cyrus(name: &str) -> Cyrus {
+    Cyrus::start(
+        name,
+        &[("alice", PW)],
+        CyrusOpts {
+            extra_conf: "maxmessagesize: 20000\n".into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn msg(tag: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@example.com>\r\n\
+         Date: Tue, 2 Jan 2024 10:00:00 +0100\r\n\r\nbody of {tag} {i}\r\n{}\r\n",
+        "line\r\n".repeat(i)
+    )
+    .into_bytes()
+}
+
+/// APPENDs `n` messages to `folder` (created unless INBOX), each with a date and keywords.
+fn fill(c: &mut TestImap, folder: &str, tag: &str, n: usize) {
+    if !folder.eq_ignore_ascii_case("INBOX") {
+        c.create(folder);
+    }
+    for i in 0..n {
+        let flags: &[&str] = match i % 3 {
+            0 => &["\\Seen"],
+            1 => &["\\Seen", "\\Flagged", "$Forwarded"],
+            _ => &["project-x", "$Label1"],
+        };
+        let date = format!("{:>2}-Mar-2023 0{}:15:00 +0000", 1 + i, i % 10);
+        c.append(folder, flags, Some(&date), &msg(tag, i))
+            .unwrap_or_else(|e| panic!("APPEND to {folder}: {e}"));
+    }
+}
+
+fn config(dir: &Path, old_port: u16, new_port: u16) -> PathBuf {
+    let cfg = dir.join("imapshift.toml");
+    std::fs::write(
+        &cfg,
+        plain_config(old_port, new_port, "", "", "[sync]\njobs = 1\n", &["alice"]),
+    )
+    .unwrap();
+    cfg
+}
+
+fn sync(cfg: &Path) -> (i32, serde_json::Value, String) {
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[("PW", PW)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let j = common::sync_report(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), j, stderr)
+}
+
+fn verify(cfg: &Path) -> (i32, serde_json::Value) {
+    let out = run_imapshift(
+        &["verify", "--config", cfg.to_str().unwrap(), "--json"],
+        &[("PW", PW)],
+    );
+    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json: {e}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), j)
+}
+
+/// Every (old folder, new folder) pair holds the same messages (bodies, flags, INTERNALDATE
+/// instants); `skip` bodies are expected on the old side only.
+fn assert_moved(old_port: u16, new_port: u16, pairs: &[(&str, &str)], skip: &[Vec<u8>]) {
+    let mut o = TestImap::connect(old_port, "alice", PW);
+    let mut n = TestImap::connect(new_port, "alice", PW);
+    for (a, b) in pairs {
+        let olds: Vec<_> = o
+            .fetch_all(a)
+            .into_iter()
+            .filter(|m| !skip.contains(&m.body))
+            .collect();
+        if let Err(e) = common::diff_folder(a, &olds, &n.fetch_all(b)) {
+            panic!("{a} -> {b}: {e}");
+        }
+    }
+    o.logout();
+    n.logout();
+}
+
+/// Dovecot to Cyrus: every folder goes under Cyrus's `INBOX.` with `.`; `x.y` keeps its dot as
+/// a look-alike; a message over Cyrus's APPENDLIMIT is not sent (Cyrus would answer it with
+/// BYE) but named by UID, Message-ID and size, and verify counts exactly it missing.
+#[test]
+fn dovecot_to_cyrus() {
+    let old = dovecot("old");
+    let new = small_cyrus("new");
+    let mut c = TestImap::connect(old.port(), "alice", PW);
+    fill(&mut c, "INBOX", "inbox", 3);
+    fill(&mut c, "Sent", "sent", 4);
+    fill(&mut c, "Drafts", "drafts", 1);
+    fill(&mut c, "Archive", "archive", 1);
+    fill(&mut c, "Archive/2019", "y2019", 3);
+    fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
+    fill(&mut c, "x.y", "dotted", 2);
+    let big = format!(
+        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(600)
+    )
+    .into_bytes();
+    c.append("INBOX", &[], None, &big).unwrap();
+    c.subscribe("Archive/2019");
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port());
+
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 1, "one message refused: {j:#}\n{err}");
+    let failures = j["users"][0]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{j:#}");
+    assert_eq!(failures[0]["folder"], "INBOX", "{j:#}");
+    assert_eq!(failures[0]["old_uid"], 4, "{j:#}");
+    assert_eq!(failures[0]["message_id"], "<big@example.com>", "{j:#}");
+    assert_eq!(failures[0]["size"], big.len(), "{j:#}");
+    assert!(
+        failures[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("APPENDLIMIT (20000 bytes)"),
+        "{j:#}"
+    );
+    assert_eq!(j["users"][0]["retries"], 0, "no connection was lost: {j:#}");
+    assert_moved(
+        old.port(),
+        new.port(),
+        &[
+            ("INBOX", "INBOX"),
+            ("Sent", "INBOX.Sent"),
+            ("Drafts", "INBOX.Drafts"),
+            ("Archive", "INBOX.Archive"),
+            ("Archive/2019", "INBOX.Archive.2019"),
+            ("Entw&APw-rfe", "INBOX.Entw&APw-rfe"),
+            ("x.y", "INBOX.x&ICQ-y"),
+        ],
+        &[big],
+    );
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    assert!(
+        n.lsub().contains(&"INBOX.Archive.2019".to_string()),
+        "{:?}",
+        n.lsub()
+    );
+    n.logout();
+
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 1, "{j:#}\n{err}");
+    assert_eq!(j["copied"], 0, "a re-run copies nothing: {j:#}");
+    let (code, v) = verify(&cfg);
+    assert_eq!(code, 7, "{v:#}");
+    assert_eq!(v["totals"]["missing"], 1, "only the refused one: {v:#}");
+}
+
+/// Cyrus to Dovecot: `INBOX.` taken off, `.` becomes `/`: nothing lands under `INBOX/`.
+#[test]
+fn cyrus_to_dovecot() {
+    let old = cyrus("old");
+    let new = dovecot("new");
+    let mut c = TestImap::connect(old.port(), "alice", PW);
+    fill(&mut c, "INBOX", "inbox", 2);
+    fill(&mut c, "INBOX.Sent", "sent", 3);
+    fill(&mut c, "INBOX.Archive", "archive", 1);
+    fill(&mut c, "INBOX.Archive.2019", "y2019", 2);
+    fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
+    c.subscribe("INBOX.Sent");
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port());
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 0, "{j:#}\n{err}");
+    assert_moved(
+        old.port(),
+        new.port(),
+        &[
+            ("INBOX", "INBOX"),
+            ("INBOX.Sent", "Sent"),
+            ("INBOX.Archive", "Archive"),
+            ("INBOX.Archive.2019", "Archive/2019"),
+            ("INBOX.Entw&APw-rfe", "Entw&APw-rfe"),
+        ],
+        &[],
+    );
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, x)| x).collect();
+    assert!(
+        !names.iter().any(|x| x.starts_with("INBOX/")),
+        "nothing nested under INBOX: {names:?}"
+    );
+    assert!(n.lsub().contains(&"Sent".to_string()));
+    n.logout();
+    let (code, j, _) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
+    let (code, v) = verify(&cfg);
+    assert_eq!(code, 0, "{v:#}");
+}

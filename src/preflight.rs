@@ -257,6 +257,9 @@ async fn mailbox_checks(
     let names: Vec<_> = plan.mappings.iter().map(|m| m.old.clone()).collect();
     let mut bytes = 0u64;
     let mut messages = 0u64;
+    let limit = new.append_limit();
+    let mut too_big: Vec<String> = Vec::new();
+    let mut too_big_count = 0usize;
     for (m, st) in plan.mappings.iter().zip(old.status_many(&names).await?) {
         let Ok(st) = st else { continue };
         if st.messages == 0 {
@@ -266,6 +269,39 @@ async fn mailbox_checks(
         let list = old.list_messages(&st).await?;
         messages += list.len() as u64;
         bytes += list.iter().map(|s| u64::from(s.size)).sum::<u64>();
+        if let Some(max) = limit {
+            for s in list.iter().filter(|s| u64::from(s.size) > max) {
+                too_big_count += 1;
+                if too_big.len() < 20 {
+                    too_big.push(format!(
+                        "\"{}\" old UID {} ({} bytes)",
+                        m.old.display(),
+                        s.uid,
+                        s.size
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(max) = limit {
+        let name = format!("size limit {}", u.new_login);
+        out.push(if too_big_count == 0 {
+            check(
+                Level::Pass,
+                name,
+                format!("every message fits the new server's APPENDLIMIT ({max} bytes)"),
+            )
+        } else {
+            check(
+                Level::Fail,
+                name,
+                format!(
+                    "{too_big_count} messages are larger than the new server's APPENDLIMIT ({max} bytes) and cannot be copied: {}{}; raise the new server's limit, or leave them out with [filters].max_size",
+                    too_big.join(", "),
+                    if too_big_count > too_big.len() { ", ..." } else { "" }
+                ),
+            )
+        });
     }
     let inbox = crate::types::MailboxPath::new("INBOX").expect("INBOX is a valid name");
     let name = format!("quota {}", u.new_login);

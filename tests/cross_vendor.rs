@@ -154,6 +154,19 @@ fn dovecot_to_cyrus() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), old.port(), new.port());
 
+    // Before the cutover, preflight names what will not fit.
+    let out = run_imapshift(
+        &["preflight", "--config", cfg.to_str().unwrap()],
+        &[("PW", PW)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  size limit alice")
+            && text.contains("\"INBOX\" old UID 4")
+            && text.contains("APPENDLIMIT (20000 bytes)"),
+        "{text}"
+    );
+
     let (code, j, err) = sync(&cfg);
     assert_eq!(code, 1, "one message refused: {j:#}\n{err}");
     let failures = j["users"][0]["failures"].as_array().unwrap();

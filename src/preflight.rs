@@ -109,7 +109,7 @@ pub fn render(checks: &[Check]) -> String {
 }
 
 fn caps_check(side: &str, caps: &crate::store::Capabilities) -> Check {
-    // What each missing extension costs (docs/quirks.md).
+    // What each missing extension costs (docs/server-quirks.md).
     let wanted: &[(&str, &str)] = if side == "old" {
         &[
             (

@@ -409,7 +409,7 @@ impl ImapSession {
         Ok(out)
     }
 
-    /// Quirk `nul-as-0x80` (docs/quirks.md): Dovecot stores NUL bytes but sends them as 0x80 in
+    /// Quirk `nul-as-0x80` (docs/server-quirks.md): Dovecot stores NUL bytes but sends them as 0x80 in
     /// `BODY[]`. For messages with 0x80 bytes, `BINARY.PEEK[]` is fetched too (one more round
     /// trip for the batch); where it equals the body except for NULs in place of 0x80
     /// ([`is_nul_restoration`]), it is the message as stored and is copied (as a literal8)

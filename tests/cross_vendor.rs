@@ -211,6 +211,16 @@ fn dovecot_to_cyrus() {
     let (code, v) = verify(&cfg);
     assert_eq!(code, 7, "{v:#}");
     assert_eq!(v["totals"]["missing"], 1, "only the refused one: {v:#}");
+    let d = &v["users"][0]["differences"][0];
+    assert_eq!(
+        (d["kind"].as_str(), d["old_uid"].as_u64()),
+        (Some("missing"), Some(4)),
+        "{v:#}"
+    );
+    assert!(
+        d["detail"].as_str().unwrap().contains("APPENDLIMIT"),
+        "verify names why: {v:#}"
+    );
 }
 
 /// Cyrus to Dovecot: `INBOX.` taken off, `.` becomes `/`: nothing lands under `INBOX/`.

@@ -303,6 +303,32 @@ impl Verdict {
     }
 }
 
+/// A missing message that the last sync failed says why (the server's refusal, a size limit),
+/// from that run's report: a refused message is named, never silently absent.
+fn explain_missing(v: &mut UserVerdict) {
+    let Some(failures) = v
+        .last_run
+        .as_ref()
+        .and_then(|r| r["failures"].as_array())
+        .cloned()
+    else {
+        return;
+    };
+    for d in v
+        .differences
+        .iter_mut()
+        .filter(|d| d.kind == Kind::Missing && d.detail.is_empty())
+    {
+        let why = failures.iter().find(|f| {
+            f["folder"].as_str() == Some(d.folder.as_str())
+                && f["old_uid"].as_u64() == d.old_uid.map(u64::from)
+        });
+        if let Some(reason) = why.and_then(|f| f["reason"].as_str()) {
+            d.detail = format!("the last sync could not copy it: {reason}");
+        }
+    }
+}
+
 /// Compares every user (in parallel, `jobs` at a time, within the servers' connection caps).
 pub async fn verify(cfg: &Config, opts: &VerifyOptions) -> Verdict {
     let started = std::time::Instant::now();
@@ -363,6 +389,7 @@ pub async fn verify(cfg: &Config, opts: &VerifyOptions) -> Verdict {
                         })
                     })
             });
+            explain_missing(&mut v);
             v
         })
         .buffered(jobs)

@@ -513,7 +513,7 @@ pub fn free_port() -> u16 {
 /// without it glibc silently falls back to UTC and the zone tests would pass
 /// for the wrong reason. `UTC` and POSIX rule strings (with a digit, e.g.
 /// `<+03>-3`) are not checked.
-fn check_zone(tz: &str) {
+pub(super) fn check_zone(tz: &str) {
     let name = tz.strip_prefix(':').unwrap_or(tz);
     let posix_rule =
         !tz.starts_with(':') && !name.contains('/') && name.chars().any(|c| c.is_ascii_digit());
@@ -580,7 +580,7 @@ fn make_cert(dir: &Path) {
 }
 
 /// Connects and checks that the server greets with `* OK`.
-fn greeting_ok(port: u16) -> bool {
+pub(super) fn greeting_ok(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
@@ -623,7 +623,7 @@ extern "C" {
     fn getegid() -> u32;
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { geteuid() == 0 }
 }
@@ -638,7 +638,7 @@ fn mail_ids() -> (u32, u32) {
     }
 }
 
-fn passwd_ids(user: &str) -> Option<(u32, u32)> {
+pub(super) fn passwd_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();

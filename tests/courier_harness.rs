@@ -42,6 +42,11 @@ fn courier_namespace_append_and_fetch_byte_for_byte() {
         "greeting: {}",
         t.greeting()
     );
+    let greeted = t.greeting().to_string();
+    assert!(
+        greeted.starts_with(&format!("* OK [CAPABILITY {CAPABILITIES}] ")),
+        "greeting: {greeted}"
+    );
     let refused = t.login("alice", "wrong").unwrap_err();
     assert!(refused.starts_with("NO"), "wrong password: {refused}");
     t.login("alice", "s3cret pw")
@@ -64,6 +69,12 @@ fn courier_namespace_append_and_fetch_byte_for_byte() {
         refused.contains("Invalid mailbox name"),
         "CREATE Sent: {refused}"
     );
+    let listed = t.list();
+    let archive = listed
+        .iter()
+        .find(|l| l.2 == "INBOX.Archive")
+        .expect("INBOX.Archive");
+    assert!(archive.0.iter().any(|a| a == "\\Noselect"), "{archive:?}");
     let names: Vec<(Option<char>, String)> = t.list().into_iter().map(|(_, d, n)| (d, n)).collect();
     let want = ["INBOX", "INBOX.Archive", "INBOX.Archive.2019", "INBOX.Sent"];
     assert_eq!(
@@ -155,7 +166,20 @@ fn courier_limits_and_refusals() {
     assert_eq!(refused, "NO Current box is selected READ-ONLY.");
     t.append("INBOX.Other", &[], None, MSG)
         .expect("APPEND to another mailbox than the EXAMINEd one");
+    // A bare-LF message comes back with CRLF, a NUL byte as is; BINARY[] is refused.
+    let bare_lf = b"Subject: lf\n\nbare lf\n";
+    let nul = b"Subject: nul\r\n\r\nnul\0byte\r\n";
+    let lf_uid = t.append("INBOX.Other", &[], None, bare_lf).unwrap();
+    let nul_uid = t.append("INBOX.Other", &[], None, nul).unwrap();
+    let msgs = t.fetch_all("INBOX.Other");
+    let body = |uid: u32| msgs.iter().find(|m| m.uid == uid).unwrap().body.clone();
+    assert_eq!(body(lf_uid), b"Subject: lf\r\n\r\nbare lf\r\n");
+    assert_eq!(body(nul_uid), nul);
+    let r = t.raw(&format!("UID FETCH {nul_uid} (BINARY.PEEK[])"));
+    assert_eq!(r.status, "NO", "BINARY: {r:?}");
     t.logout();
+    let refused = TestImap::try_connect(c.port(), "nobody-here", "pw").err();
+    assert_eq!(refused.as_deref(), Some("NO Login failed."));
 
     let mut raw = Raw::login(c.port(), "bob", "pw");
     raw.send(b"a CREATE {8192}\r\n");
@@ -165,6 +189,9 @@ fn courier_limits_and_refusals() {
     assert_eq!(raw.line(), "a NO Invalid mailbox name.");
     raw.send(b"b CREATE {8193}\r\n");
     assert_eq!(raw.line(), "* NO [ALERT] IMAP command too long.");
+    let mut raw = Raw::login(c.port(), "bob", "pw");
+    raw.send(format!("a SEARCH SUBJECT \"{}\"\r\n", "y".repeat(9000)).as_bytes());
+    assert_eq!(raw.line(), "a NO Error in IMAP command received by server.");
 
     let mut raw = Raw::login(c.port(), "bob", "pw");
     raw.send(b"a APPEND INBOX {3+}\r\nabc\r\n");

@@ -13,8 +13,10 @@
 //! socket), so each instance runs in a private mount namespace (`unshare -m --propagation
 //! private`, root only): an overlay over `/etc` and one over `/run` (their upper dirs in the
 //! instance's temp dir, so the mount points can be made without touching the host), then the
-//! instance's `etc/` bound over `/etc/courier` and `run/` over `/run/courier`. Nothing of it is
-//! visible outside the namespace, which goes away with its last process.
+//! instance's `etc/` bound over `/etc/courier` and `run/` over `/run/courier`, and the prefix
+//! bound onto `prefix/` in the temp dir (root's `$HOME` is mode 700; the mail processes run as
+//! nobody and must reach imapd). Nothing of it is visible outside the namespace, which goes
+//! away with its last process.
 //!
 //! Inside, `start.sh` does what Debian's init scripts do, with Debian's stock
 //! `/etc/courier/imapd` (only `ADDRESS`, `PORT` and [`CourierOpts::extra_env`] appended): builds
@@ -31,7 +33,7 @@
 //! Folders are Maildir++ (`Maildir/.Sent/`), so `INBOX.Sent` on the wire.
 //!
 //! Layout of the temp dir (`/tmp/cuXXXXXX`): `etc/` (/etc/courier: `imapd`, `authdaemonrc`,
-//! `userdb`), `run/` (/run/courier), `overlay/`, `home/`, `start.sh`, `makeuserdb`,
+//! `userdb`), `run/` (/run/courier), `overlay/`, `prefix/`, `home/`, `start.sh`, `makeuserdb`,
 //! `courier.log` (stdout and stderr of every Courier process).
 //!
 //! Process group and stop: the launcher (unshare, then `sh start.sh`, which execs couriertcpd)
@@ -48,7 +50,10 @@
 use super::dovecot::{check_zone, default_tz, free_port, greeting_ok, is_root, passwd_ids};
 /// Live members of a process group (for checking that a stopped instance left nothing).
 pub use super::procgroup::group_members;
-use super::procgroup::{signal, wait_group_empty, SIGKILL, SIGTERM};
+use super::procgroup::{
+    end_group, keep_tmp_if_asked, log_tail_on_panic, signal, tail_lines, wait_started, Started,
+    SIGKILL, SIGTERM,
+};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -179,17 +184,7 @@ impl Courier {
 
     /// Last `n` lines of [`Courier::log`].
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Live (non-zombie) processes of this instance's process group. Empty once stopped.
-    pub fn processes(&self) -> Vec<u32> {
-        if self.pid == 0 {
-            return Vec::new();
-        }
-        group_members(self.pid)
+        tail_lines(&self.log(), n)
     }
 
     /// Stops the instance (idempotent): SIGTERM to its process group, wait up to 10 s for
@@ -205,28 +200,16 @@ impl Courier {
         while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
             sleep(Duration::from_millis(20));
         }
-        let mut left = wait_group_empty(pgid, Duration::from_secs(5));
-        if !left.is_empty() || !matches!(child.try_wait(), Ok(Some(_))) {
+        if !matches!(child.try_wait(), Ok(Some(_))) {
             eprintln!(
-                "courier {}: {left:?} ignored SIGTERM, sending SIGKILL",
+                "courier {}: couriertcpd {pgid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
                 self.name
             );
             signal(-(pgid as i32), SIGKILL);
             let _ = child.wait();
-            left = wait_group_empty(pgid, Duration::from_secs(5));
         }
+        end_group(pgid, &format!("courier {}", self.name));
         self.pid = 0;
-        if !left.is_empty() {
-            let msg = format!(
-                "courier {}: processes of group {pgid} survived stop: {left:?}",
-                self.name
-            );
-            if std::thread::panicking() {
-                eprintln!("{msg}");
-            } else {
-                panic!("{msg}");
-            }
-        }
     }
 
     // ----- internals -----
@@ -455,59 +438,42 @@ impl Courier {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for courier: {e}"));
         self.pid = child.id();
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().unwrap();
-            if let Ok(Some(status)) = child.try_wait() {
+        let child = self.child.insert(child);
+        let port = self.port;
+        match wait_started(child, START_TIMEOUT, || greeting_ok(port)) {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => {
                 self.stop_after_failed_start();
-                return Err(format!("courier exited during startup ({status})"));
+                Err(format!("courier exited during startup ({status})"))
             }
-            if greeting_ok(self.port) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
+            Started::TimedOut => {
                 self.stop();
-                return Err(format!(
-                    "no `* OK` greeting on 127.0.0.1:{} within {START_TIMEOUT:?}",
-                    self.port
-                ));
+                Err(format!(
+                    "no `* OK` greeting on 127.0.0.1:{port} within {START_TIMEOUT:?}"
+                ))
             }
-            sleep(Duration::from_millis(50));
         }
     }
 
     /// The launcher died (e.g. the port was taken): end what it left (authdaemond).
     fn stop_after_failed_start(&mut self) {
-        let pgid = self.pid;
         self.child = None;
-        signal(-(pgid as i32), SIGKILL);
-        let left = wait_group_empty(pgid, Duration::from_secs(5));
-        assert!(
-            left.is_empty(),
-            "courier {}: {left:?} survived a failed start",
-            self.name
-        );
+        end_group(self.pid, &format!("courier {}", self.name));
         self.pid = 0;
     }
 }
 
 impl Drop for Courier {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.child.is_some() {
-            eprintln!(
-                "--- courier {:?} ({}) log tail ---\n{}",
-                self.name,
-                self.dir.display(),
-                self.log_tail(30)
-            );
-        }
+        log_tail_on_panic(
+            "courier",
+            &self.name,
+            &self.dir,
+            self.child.is_some(),
+            || self.log_tail(30),
+        );
         self.stop();
-        if std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some() {
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("keeping courier dir {}", tmp.keep().display());
-            }
-        }
+        keep_tmp_if_asked("courier", &mut self.tmp);
     }
 }
 

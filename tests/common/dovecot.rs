@@ -47,7 +47,9 @@
 //! paths are printed on stderr). `IMAPSHIFT_DOVECOT` overrides the path of
 //! the dovecot binary (default `/usr/sbin/dovecot`).
 
-use super::procgroup::{group_members, signal, wait_group_empty, SIGKILL, SIGTERM};
+use super::procgroup::{
+    end_group, group_members, keep_tmp_if_asked, log_tail_on_panic, signal, SIGKILL, SIGTERM,
+};
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -475,20 +477,15 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.child.is_some() {
-            eprintln!(
-                "--- dovecot {:?} ({}) log tail ---\n{}",
-                self.name,
-                self.dir.display(),
-                self.log_tail(30)
-            );
-        }
+        log_tail_on_panic(
+            "dovecot",
+            &self.name,
+            &self.dir,
+            self.child.is_some(),
+            || self.log_tail(30),
+        );
         self.stop();
-        if std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some() {
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("keeping dovecot dir {}", tmp.keep().display());
-            }
-        }
+        keep_tmp_if_asked("dovecot", &mut self.tmp);
     }
 }
 
@@ -580,7 +577,7 @@ fn make_cert(dir: &Path) {
 }
 
 /// Connects and checks that the server greets with `* OK`.
-fn greeting_ok(port: u16) -> bool {
+pub(super) fn greeting_ok(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
@@ -598,24 +595,7 @@ fn greeting_ok(port: u16) -> bool {
 /// `* BYE Server shutting down.` and exits), SIGKILL as a last resort, and
 /// panic (unless already panicking) if anything survives.
 fn sweep_group(pgid: u32, name: &str) {
-    let mut left = group_members(pgid);
-    if !left.is_empty() {
-        signal(-(pgid as i32), SIGTERM);
-        left = wait_group_empty(pgid, Duration::from_secs(5));
-    }
-    if !left.is_empty() {
-        eprintln!("dovecot {name}: {left:?} ignored SIGTERM, sending SIGKILL");
-        signal(-(pgid as i32), SIGKILL);
-        left = wait_group_empty(pgid, Duration::from_secs(5));
-    }
-    if !left.is_empty() {
-        let msg = format!("dovecot {name}: processes of group {pgid} survived stop: {left:?}");
-        if std::thread::panicking() {
-            eprintln!("{msg}");
-        } else {
-            panic!("{msg}");
-        }
-    }
+    end_group(pgid, &format!("dovecot {name}"));
 }
 
 extern "C" {

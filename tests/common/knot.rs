@@ -42,7 +42,9 @@
 //! paths are printed on stderr). A missing `knotd`/`knotc`/`kdig` is a
 //! panic naming the Debian packages: tests must fail, never skip.
 
-use super::procgroup::{group_members, signal, wait_group_empty, SIGKILL, SIGTERM};
+use super::procgroup::{
+    group_members, keep_tmp_if_asked, log_tail_on_panic, signal, wait_group_empty, SIGKILL, SIGTERM,
+};
 use std::collections::HashSet;
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
@@ -529,20 +531,11 @@ impl Knot {
 
 impl Drop for Knot {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.child.is_some() {
-            eprintln!(
-                "--- knot {:?} ({}) log tail ---\n{}",
-                self.name,
-                self.dir.display(),
-                self.log_tail(30)
-            );
-        }
+        log_tail_on_panic("knot", &self.name, &self.dir, self.child.is_some(), || {
+            self.log_tail(30)
+        });
         self.stop();
-        if std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some() {
-            if let Some(tmp) = self.tmp.take() {
-                eprintln!("keeping knot dir {}", tmp.keep().display());
-            }
-        }
+        keep_tmp_if_asked("knot", &mut self.tmp);
     }
 }
 

@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod compare;
+pub mod courier;
 pub mod cyrus;
 mod dovecot;
 mod imap;
@@ -22,6 +23,7 @@ pub mod proxy;
 mod rng;
 
 pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subject, Key};
+pub use courier::{courier_prefix, Courier, CourierOpts};
 pub use cyrus::{cyrus_prefix, Cyrus, CyrusOpts, CYRUS_ADMIN, CYRUS_ADMIN_PASSWORD};
 pub use dovecot::{
     default_tz, free_port, Dovecot, DovecotOpts, SENT_AND_TRASH_NS, STOCK_SPECIAL_USE_NS,

@@ -1,8 +1,10 @@
-//! Process groups of the test servers (Dovecot, Knot): who is still alive, waiting for the
-//! group to empty, and signals that can never hit "all processes" or the test's own group.
-//! One copy for every harness that starts a server in its own process group.
+//! Process groups of the test servers (Dovecot, Knot, Courier): who is still alive, waiting for
+//! the group to empty, ending what is left of it, signals that can never hit "all processes" or
+//! the test's own group, and what a server's Drop does around its stop. One copy for every
+//! harness that starts a server in its own process group.
 
 use std::fs;
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -59,4 +61,91 @@ pub fn signal(pid: i32, sig: i32) {
     unsafe {
         kill(pid, sig);
     }
+}
+
+/// After a server's main process is gone: SIGTERM what is left of its group (5 s), SIGKILL as
+/// a last resort (5 s), and panic (unless already panicking) if anything survives. `what`
+/// names the server in messages, e.g. `dovecot old`.
+pub fn end_group(pgid: u32, what: &str) {
+    let mut left = group_members(pgid);
+    if !left.is_empty() {
+        signal(-(pgid as i32), SIGTERM);
+        left = wait_group_empty(pgid, Duration::from_secs(5));
+    }
+    if !left.is_empty() {
+        eprintln!("{what}: {left:?} ignored SIGTERM, sending SIGKILL");
+        signal(-(pgid as i32), SIGKILL);
+        left = wait_group_empty(pgid, Duration::from_secs(5));
+    }
+    if !left.is_empty() {
+        let msg = format!("{what}: processes of group {pgid} survived stop: {left:?}");
+        if std::thread::panicking() {
+            eprintln!("{msg}");
+        } else {
+            panic!("{msg}");
+        }
+    }
+}
+
+/// For a test server's Drop, before it stops: when the test panics while the server runs,
+/// prints the server's log tail. `kind` is e.g. `"courier"`.
+pub fn log_tail_on_panic(
+    kind: &str,
+    name: &str,
+    dir: &Path,
+    running: bool,
+    log_tail: impl FnOnce() -> String,
+) {
+    if std::thread::panicking() && running {
+        eprintln!(
+            "--- {kind} {name:?} ({}) log tail ---\n{}",
+            dir.display(),
+            log_tail()
+        );
+    }
+}
+
+/// For a test server's Drop, after it stopped: with `IMAPSHIFT_KEEP_TMP` set, keeps its temp
+/// dir (and prints where).
+pub fn keep_tmp_if_asked(kind: &str, tmp: &mut Option<tempfile::TempDir>) {
+    if std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some() {
+        if let Some(tmp) = tmp.take() {
+            eprintln!("keeping {kind} dir {}", tmp.keep().display());
+        }
+    }
+}
+
+/// How a server's start ended, see [`wait_started`].
+pub enum Started {
+    Ready,
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Polls every 50 ms, for at most `timeout` (a failure guard), until `ready()` says the server
+/// serves or its process `child` exited.
+pub fn wait_started(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Started {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Started::Exited(status);
+        }
+        if ready() {
+            return Started::Ready;
+        }
+        if Instant::now() > deadline {
+            return Started::TimedOut;
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `n` lines of a server's log.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -1,11 +1,12 @@
-//! Migrations between different server software (issue 12), against real servers of both
-//! vendors: Dovecot 2.3 and Cyrus IMAP 3.6 (Debian's packages; Cyrus unpacked into a prefix by
-//! scripts/vendor/cyrus.sh and started by tests/common/cyrus.rs). Cyrus names the user's folders
-//! under `INBOX.` with `.`; Dovecot here has no prefix and `/`. Nested folders, a non-ASCII name,
-//! special-use folders, keywords, a name holding the other side's separator and a message the
-//! target refuses: every other message arrives byte for byte with its flags and INTERNALDATE,
-//! in the folder of its old name; the refused one is named; a re-run copies nothing; verify
-//! agrees. The servers run in different time zones.
+//! Migrations between different server software (issue 12), against real servers of three
+//! vendors: Dovecot 2.3, Cyrus IMAP 3.6 and Courier-IMAP 5.0 (Debian's packages; Cyrus and
+//! Courier unpacked into prefixes by scripts/vendor/*.sh and started by tests/common/cyrus.rs and
+//! tests/common/courier.rs). Courier and Cyrus name the user's folders under `INBOX.` with `.`;
+//! Dovecot here has no prefix and `/`. Nested folders, a non-ASCII name, special-use folders (by
+//! attribute, and by name on Courier, which has none), keywords, a name holding the other side's
+//! separator and a message the target refuses: every other message arrives byte for byte with
+//! its flags and INTERNALDATE, in the folder of its old name; the refused one is named; a re-run
+//! copies nothing; verify agrees. The servers run in different time zones.
 
 mod common;
 
@@ -264,4 +265,140 @@ fn cyrus_to_dovecot() {
     assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
     let (code, v) = verify(&cfg);
     assert_eq!(code, 0, "{v:#}");
+}
+
+/// A Dovecot that refuses messages over 20 kB (quota plugin: `NO [LIMIT]`).
+fn small_dovecot(name: &str) -> Dovecot {
+    Dovecot::start(
+        name,
+        &[("alice", PW)],
+        DovecotOpts {
+            extra_conf: "namespace inbox {\n  inbox = yes\n  separator = /\n\
+                         mailbox Sent {\n    special_use = \\Sent\n  }\n}\n\
+                         mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  \
+                         quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n"
+                .into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn courier(name: &str) -> common::Courier {
+    common::Courier::start(name, &[("alice", PW)], Default::default())
+}
+
+/// Fills a Courier mailbox the way its users have it: everything under `INBOX.`, no special-use
+/// attributes (Courier has no SPECIAL-USE), `Sent Items` as Outlook names it, a nested and a
+/// non-ASCII folder, keywords, and one message of 40 kB.
+fn fill_courier(port: u16) -> Vec<u8> {
+    let mut c = TestImap::connect(port, "alice", PW);
+    fill(&mut c, "INBOX", "inbox", 3);
+    fill(&mut c, "INBOX.Sent Items", "sent", 3);
+    fill(&mut c, "INBOX.Archive", "archive", 1);
+    fill(&mut c, "INBOX.Archive.2019", "y2019", 2);
+    fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
+    let big = format!(
+        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(600)
+    )
+    .into_bytes();
+    c.append("INBOX.Archive", &[], None, &big).unwrap();
+    c.subscribe("INBOX.Archive.2019");
+    c.logout();
+    big
+}
+
+/// Courier to Dovecot, the double-`INBOX.` trap: nothing lands under `INBOX/`; Outlook's
+/// `Sent Items` (no attribute on Courier, recognised by name) goes into Dovecot's `\Sent` folder
+/// `Sent`; the message Dovecot refuses is named; a re-run copies nothing; verify agrees.
+#[test]
+fn courier_to_dovecot() {
+    let old = courier("old");
+    let new = small_dovecot("new");
+    let big = fill_courier(old.port());
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    n.create("Sent");
+    n.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port());
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 1, "the big one refused: {j:#}\n{err}");
+    let failures = j["users"][0]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{j:#}");
+    assert_eq!(
+        (
+            failures[0]["folder"].as_str(),
+            failures[0]["old_uid"].as_u64()
+        ),
+        (Some("INBOX.Archive"), Some(2)),
+        "{j:#}"
+    );
+    assert_eq!(failures[0]["message_id"], "<big@example.com>", "{j:#}");
+    assert_moved(
+        old.port(),
+        new.port(),
+        &[
+            ("INBOX", "INBOX"),
+            ("INBOX.Sent Items", "Sent"),
+            ("INBOX.Archive", "Archive"),
+            ("INBOX.Archive.2019", "Archive/2019"),
+            ("INBOX.Entw&APw-rfe", "Entw&APw-rfe"),
+        ],
+        &[big],
+    );
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, x)| x).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|x| x.starts_with("INBOX/") || x == "Sent Items"),
+        "{names:?}"
+    );
+    assert!(n.lsub().contains(&"Archive/2019".to_string()));
+    n.logout();
+    let (code, j, _) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (1, Some(0)), "{j:#}");
+    let (code, v) = verify(&cfg);
+    assert_eq!(code, 7, "{v:#}");
+    assert_eq!(v["totals"]["missing"], 1, "only the refused one: {v:#}");
+}
+
+/// Courier to Cyrus: both name folders under `INBOX.` with `.`, so names stay; the message
+/// over Cyrus's APPENDLIMIT is named; a re-run copies nothing.
+#[test]
+fn courier_to_cyrus() {
+    let old = courier("old");
+    let new = small_cyrus("new");
+    let big = fill_courier(old.port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port());
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 1, "the big one refused: {j:#}\n{err}");
+    assert_eq!(
+        j["users"][0]["failures"][0]["message_id"], "<big@example.com>",
+        "{j:#}"
+    );
+    assert_moved(
+        old.port(),
+        new.port(),
+        &[
+            ("INBOX", "INBOX"),
+            ("INBOX.Sent Items", "INBOX.Sent Items"),
+            ("INBOX.Archive", "INBOX.Archive"),
+            ("INBOX.Archive.2019", "INBOX.Archive.2019"),
+            ("INBOX.Entw&APw-rfe", "INBOX.Entw&APw-rfe"),
+        ],
+        &[big],
+    );
+    let mut n = TestImap::connect(new.port(), "alice", PW);
+    assert!(n.lsub().contains(&"INBOX.Archive.2019".to_string()));
+    n.logout();
+    let (code, j, _) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (1, Some(0)), "{j:#}");
+    let (code, v) = verify(&cfg);
+    assert_eq!(
+        (code, v["totals"]["missing"].as_u64()),
+        (7, Some(1)),
+        "{v:#}"
+    );
 }

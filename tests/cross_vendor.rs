@@ -402,3 +402,43 @@ fn courier_to_cyrus() {
         "{v:#}"
     );
 }
+
+/// Dovecot to Courier: Courier has neither MULTIAPPEND nor LITERAL+ (APPENDs go one by one on
+/// synchronizing literals) and refuses an APPEND to the folder the session has EXAMINEd; folders
+/// go under `INBOX.`; a re-run copies nothing; verify OK.
+#[test]
+fn dovecot_to_courier() {
+    let old = dovecot("old");
+    let new = courier("new");
+    let mut c = TestImap::connect(old.port(), "alice", PW);
+    fill(&mut c, "INBOX", "inbox", 3);
+    fill(&mut c, "Sent", "sent", 4);
+    fill(&mut c, "Archive/2019", "y2019", 3);
+    fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
+    c.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port());
+    let (code, j, err) = sync(&cfg);
+    assert_eq!(code, 0, "{j:#}\n{err}");
+    assert_moved(
+        old.port(),
+        new.port(),
+        &[
+            ("INBOX", "INBOX"),
+            ("Sent", "INBOX.Sent"),
+            ("Archive/2019", "INBOX.Archive.2019"),
+            ("Entw&APw-rfe", "INBOX.Entw&APw-rfe"),
+        ],
+        &[],
+    );
+    // New mail on the old side, then a second run: only it is copied.
+    let mut c = TestImap::connect(old.port(), "alice", PW);
+    c.append("INBOX", &[], None, &msg("late", 1)).unwrap();
+    c.logout();
+    let (code, j, err) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (0, Some(1)), "{j:#}\n{err}");
+    let (code, j, _) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
+    let (code, v) = verify(&cfg);
+    assert_eq!(code, 0, "{v:#}");
+}

@@ -439,6 +439,14 @@ fn dovecot_to_courier() {
     assert_eq!((code, j["copied"].as_u64()), (0, Some(1)), "{j:#}\n{err}");
     let (code, j, _) = sync(&cfg);
     assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
+    // The state store lost, and new mail: the maps are rebuilt by matching (EXAMINE on Courier's
+    // side), then the new message is appended to the folder just examined.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let mut c = TestImap::connect(old.port(), "alice", PW);
+    c.append("INBOX", &[], None, &msg("after-loss", 1)).unwrap();
+    c.logout();
+    let (code, j, err) = sync(&cfg);
+    assert_eq!((code, j["copied"].as_u64()), (0, Some(1)), "{j:#}\n{err}");
     let (code, v) = verify(&cfg);
     assert_eq!(code, 0, "{v:#}");
 }

@@ -64,6 +64,9 @@ pub struct ImapSession {
     caps: Capabilities,
     read_only: bool,
     label: String,
+    /// The folder this session has open read-only (EXAMINE), if any: Courier refuses an APPEND
+    /// into it (quirk `append-to-examined`, docs/server-quirks.md).
+    examined: Option<MailboxPath>,
 }
 
 impl ImapSession {
@@ -293,6 +296,7 @@ impl ImapSession {
             caps: Capabilities(caps),
             read_only,
             label,
+            examined: None,
         })
     }
 
@@ -912,6 +916,7 @@ impl MailStore for ImapSession {
         self.refuse_if_read_only("DELETE")?;
         // A selected folder cannot always be deleted: leave it first.
         let _ = self.wire.command(&[Arg::Raw("UNSELECT")]).await;
+        self.examined = None;
         let done = self
             .wire
             .command(&[Arg::Raw("DELETE"), Arg::Str(name.as_str())])
@@ -935,6 +940,8 @@ impl MailStore for ImapSession {
     }
 
     async fn examine(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
+        // A failed EXAMINE leaves no folder open (RFC 3501 6.3.2).
+        self.examined = None;
         let done = self
             .wire
             .command(&[Arg::Raw("EXAMINE"), Arg::Str(name.as_str())])
@@ -942,6 +949,7 @@ impl MailStore for ImapSession {
         if !done.is_ok() {
             return Err(self.no(&format!("EXAMINE {name} failed"), &done, Scope::Folder));
         }
+        self.examined = Some(name.clone());
         self.opened_status(name, &done)
     }
 
@@ -1009,6 +1017,7 @@ impl MailStore for ImapSession {
 
     async fn select(&mut self, name: &MailboxPath) -> Result<FolderStatus> {
         self.refuse_if_read_only("SELECT")?;
+        self.examined = None;
         let done = self
             .wire
             .command(&[Arg::Raw("SELECT"), Arg::Str(name.as_str())])
@@ -1364,6 +1373,21 @@ impl MailStore for ImapSession {
         self.refuse_if_read_only("APPEND")?;
         if items.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.examined.as_ref() == Some(folder) {
+            // Courier answers an APPEND into the folder open read-only with `NO Current box is
+            // selected READ-ONLY`: leave it first. CLOSE on an EXAMINEd folder expunges nothing
+            // (RFC 3501 6.4.2); UNSELECT (RFC 3691) says so outright where the server has it.
+            let leave = if self.caps.has("UNSELECT") {
+                "UNSELECT"
+            } else {
+                "CLOSE"
+            };
+            let done = self.wire.command(&[Arg::Raw(leave)]).await?;
+            if !done.is_ok() {
+                tracing::debug!("{}: {leave} refused: {}", self.label, done.describe());
+            }
+            self.examined = None;
         }
         let binary = self.caps.has("BINARY");
         let limit = self.append_limit();

@@ -1374,21 +1374,127 @@ impl MailStore for ImapSession {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        if self.examined.as_ref() == Some(folder) {
-            // Courier answers an APPEND into the folder open read-only with `NO Current box is
-            // selected READ-ONLY`: leave it first. CLOSE on an EXAMINEd folder expunges nothing
-            // (RFC 3501 6.4.2); UNSELECT (RFC 3691) says so outright where the server has it.
-            let leave = if self.caps.has("UNSELECT") {
-                "UNSELECT"
-            } else {
-                "CLOSE"
-            };
-            let done = self.wire.command(&[Arg::Raw(leave)]).await?;
-            if !done.is_ok() {
-                tracing::debug!("{}: {leave} refused: {}", self.label, done.describe());
-            }
-            self.examined = None;
+        if self.examined.as_ref() != Some(folder) {
+            return self.append_batch(folder, items).await;
         }
+        // Courier answers an APPEND into the folder open read-only with `NO Current box is
+        // selected READ-ONLY`: leave it first, and open it again afterwards, so the caller's
+        // view (the folder examined, as for a UID SEARCH of the new copies) stays true. CLOSE
+        // on an EXAMINEd folder expunges nothing (RFC 3501 6.4.2); UNSELECT (RFC 3691) says so
+        // outright where the server has it.
+        let leave = if self.caps.has("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "CLOSE"
+        };
+        let done = self.wire.command(&[Arg::Raw(leave)]).await?;
+        if !done.is_ok() {
+            tracing::debug!("{}: {leave} refused: {}", self.label, done.describe());
+        }
+        self.examined = None;
+        let results = self.append_batch(folder, items).await?;
+        self.examine(folder).await?;
+        Ok(results)
+    }
+
+    async fn storage_quota(
+        &mut self,
+        folder: &MailboxPath,
+    ) -> Result<Option<crate::store::StorageQuota>> {
+        if !self.caps.has("QUOTA") {
+            return Ok(None);
+        }
+        let done = self
+            .wire
+            .command(&[Arg::Raw("GETQUOTAROOT"), Arg::Str(folder.as_str())])
+            .await?;
+        if !done.is_ok() {
+            return Err(self.no(
+                &format!("GETQUOTAROOT {folder} failed"),
+                &done,
+                Scope::Folder,
+            ));
+        }
+        // * QUOTA "root" (STORAGE used limit [MESSAGE used limit ...]), in KiB.
+        let mut best: Option<crate::store::StorageQuota> = None;
+        for r in &done.untagged {
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
+            if kind != "QUOTA" {
+                continue;
+            }
+            let Some(list) = rest.get(1).and_then(Value::as_list) else {
+                return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+            };
+            for triple in list.chunks(3) {
+                let [name, used, limit] = triple else {
+                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+                };
+                if !name
+                    .as_text()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("STORAGE"))
+                {
+                    continue;
+                }
+                let num = |v: &Value| v.as_text().and_then(|t| t.parse::<u64>().ok());
+                let (Some(u), Some(l)) = (num(used), num(limit)) else {
+                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
+                };
+                let q = crate::store::StorageQuota {
+                    used: u.saturating_mul(1024),
+                    limit: l.saturating_mul(1024),
+                };
+                // Several roots: the tightest one counts.
+                if best
+                    .is_none_or(|b| q.limit.saturating_sub(q.used) < b.limit.saturating_sub(b.used))
+                {
+                    best = Some(q);
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>> {
+        if !self.caps.has("IDLE") {
+            return Ok(None);
+        }
+        Ok(Some(self.wire.idle(max).await?))
+    }
+
+    async fn logout(&mut self) {
+        if !self.wire.is_broken() {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.wire.command(&[Arg::Raw("LOGOUT")]),
+            )
+            .await;
+        }
+    }
+}
+
+/// A header listing as (UID, fingerprint, flags).
+fn triples(v: Vec<crate::store::Described>) -> Vec<(Uid, Fingerprint, Vec<String>)> {
+    v.into_iter().map(|d| (d.uid, d.fp, d.flags)).collect()
+}
+
+fn normalize_inbox(name: String) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".into()
+    } else {
+        name
+    }
+}
+
+impl ImapSession {
+    /// The APPENDs of one batch (MULTIAPPEND, or single APPENDs pipelined where LITERAL+
+    /// allows), into a folder that is not open read-only.
+    async fn append_batch(
+        &mut self,
+        folder: &MailboxPath,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<AppendResult>> {
         let binary = self.caps.has("BINARY");
         let limit = self.append_limit();
         let mut results: Vec<Option<AppendResult>> = vec![None; items.len()];
@@ -1611,95 +1717,6 @@ impl MailStore for ImapSession {
                 None => AppendResult::Refused("not sent".into()),
             })
             .collect())
-    }
-
-    async fn storage_quota(
-        &mut self,
-        folder: &MailboxPath,
-    ) -> Result<Option<crate::store::StorageQuota>> {
-        if !self.caps.has("QUOTA") {
-            return Ok(None);
-        }
-        let done = self
-            .wire
-            .command(&[Arg::Raw("GETQUOTAROOT"), Arg::Str(folder.as_str())])
-            .await?;
-        if !done.is_ok() {
-            return Err(self.no(
-                &format!("GETQUOTAROOT {folder} failed"),
-                &done,
-                Scope::Folder,
-            ));
-        }
-        // * QUOTA "root" (STORAGE used limit [MESSAGE used limit ...]), in KiB.
-        let mut best: Option<crate::store::StorageQuota> = None;
-        for r in &done.untagged {
-            let Response::Data { kind, rest } = r else {
-                continue;
-            };
-            if kind != "QUOTA" {
-                continue;
-            }
-            let Some(list) = rest.get(1).and_then(Value::as_list) else {
-                return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-            };
-            for triple in list.chunks(3) {
-                let [name, used, limit] = triple else {
-                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-                };
-                if !name
-                    .as_text()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("STORAGE"))
-                {
-                    continue;
-                }
-                let num = |v: &Value| v.as_text().and_then(|t| t.parse::<u64>().ok());
-                let (Some(u), Some(l)) = (num(used), num(limit)) else {
-                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-                };
-                let q = crate::store::StorageQuota {
-                    used: u.saturating_mul(1024),
-                    limit: l.saturating_mul(1024),
-                };
-                // Several roots: the tightest one counts.
-                if best
-                    .is_none_or(|b| q.limit.saturating_sub(q.used) < b.limit.saturating_sub(b.used))
-                {
-                    best = Some(q);
-                }
-            }
-        }
-        Ok(best)
-    }
-
-    async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>> {
-        if !self.caps.has("IDLE") {
-            return Ok(None);
-        }
-        Ok(Some(self.wire.idle(max).await?))
-    }
-
-    async fn logout(&mut self) {
-        if !self.wire.is_broken() {
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                self.wire.command(&[Arg::Raw("LOGOUT")]),
-            )
-            .await;
-        }
-    }
-}
-
-/// A header listing as (UID, fingerprint, flags).
-fn triples(v: Vec<crate::store::Described>) -> Vec<(Uid, Fingerprint, Vec<String>)> {
-    v.into_iter().map(|d| (d.uid, d.fp, d.flags)).collect()
-}
-
-fn normalize_inbox(name: String) -> String {
-    if name.eq_ignore_ascii_case("INBOX") {
-        "INBOX".into()
-    } else {
-        name
     }
 }
 

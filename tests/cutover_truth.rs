@@ -482,7 +482,7 @@ fn follow_counts_every_pass_and_ends_with_a_pass_after_the_deadline() {
     let pause = Pause::new_at("follow-pass", &[1, 2]);
     let run = start(
         &w,
-        &["--follow", "3s", "--follow-interval", "1s"],
+        &["--follow", "8s", "--follow-interval", "1s"],
         &pause.env(),
     );
     // Pass 1 starts before the deadline and is held until the deadline is over.
@@ -493,7 +493,9 @@ fn follow_counts_every_pass_and_ends_with_a_pass_after_the_deadline() {
     c.append("INBOX", &[], None, &msg("toobig", 1, 40_000)) // UID 4
         .unwrap();
     c.logout();
-    std::thread::sleep(Duration::from_secs(4));
+    // The hold began after the follow started, so 9 s from here is past its 8 s deadline
+    // however slow the machine (a wall-clock deadline is what this test is about).
+    std::thread::sleep(Duration::from_secs(9));
     pause.release();
     // Pass 1 carried the small one and failed the big one; pass 2 must follow.
     pause.wait_reached_nth(2, Duration::from_secs(60));

@@ -367,14 +367,7 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
             return runner::exit_code_for(&e);
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-    } else {
-        print!("{}", crate::cutover::render(&report));
-    }
+    print_result(args.json, &report, || crate::cutover::render(&report));
     report.exit_code
 }
 
@@ -408,55 +401,50 @@ fn verify(args: VerifyArgs) -> i32 {
         }
         tracing::info!("HTML report written to {}", p.display());
     }
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&verdict).unwrap_or_default()
-        );
-    } else {
-        print!("{}", crate::verify::render(&verdict));
-    }
+    print_result(args.json, &verdict, || crate::verify::render(&verdict));
     verdict.exit_code()
 }
 
 fn folders(args: FoldersArgs) -> i32 {
-    let cfg = match load_users(&args.config, None, &args.users) {
-        Ok(c) => c,
+    let (cfg, rt) = match users_and_runtime(&args.config, &args.users) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let Some(rt) = runtime() else {
-        return exit::FATAL;
-    };
     let users = rt.block_on(crate::folder_map::run(&cfg));
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&users).unwrap_or_default()
-        );
-    } else {
-        print!("{}", crate::folder_map::render(&users));
-    }
+    print_result(args.json, &users, || crate::folder_map::render(&users));
     crate::folder_map::exit_code(&users)
 }
 
 fn preflight(args: PreflightArgs) -> i32 {
-    let cfg = match load_users(&args.config, None, &args.users) {
-        Ok(c) => c,
+    let (cfg, rt) = match users_and_runtime(&args.config, &args.users) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let Some(rt) = runtime() else {
-        return exit::FATAL;
-    };
     let checks = rt.block_on(crate::preflight::run(&cfg));
-    if args.json {
+    print_result(args.json, &checks, || crate::preflight::render(&checks));
+    crate::preflight::exit_code(&checks)
+}
+
+/// The configuration with the `--user`s a read-only command takes, and a runtime to run it.
+fn users_and_runtime(
+    path: &std::path::Path,
+    users: &[String],
+) -> Result<(config::Config, tokio::runtime::Runtime), i32> {
+    let cfg = load_users(path, None, users)?;
+    let rt = runtime().ok_or(exit::FATAL)?;
+    Ok((cfg, rt))
+}
+
+/// A command's result on stdout: pretty JSON with `--json`, else the text for people.
+fn print_result<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&checks).unwrap_or_default()
+            serde_json::to_string_pretty(value).unwrap_or_default()
         );
     } else {
-        print!("{}", crate::preflight::render(&checks));
+        print!("{}", text());
     }
-    crate::preflight::exit_code(&checks)
 }
 
 /// Loads the configuration with the users a command takes (its shard, its `--user`s): only

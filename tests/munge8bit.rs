@@ -172,6 +172,30 @@ fn cyrus(name: &str, extra_conf: &str) -> Cyrus {
     )
 }
 
+/// An old Dovecot with [`mails`], a Cyrus with `extra_conf`, and a config for them with `tables`
+/// in `[sync]`.
+struct Migration {
+    old: Dovecot,
+    new: Cyrus,
+    mails: Vec<Mail>,
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+fn migration(name: &str, extra_conf: &str, tables: &str) -> Migration {
+    let (old, mails) = old_dovecot(&format!("{name}-old"));
+    let new = cyrus(name, extra_conf);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), new.port(), tables);
+    Migration {
+        old,
+        new,
+        mails,
+        dir,
+        cfg,
+    }
+}
+
 fn config(dir: &Path, old_port: u16, new_port: u16, tables: &str) -> PathBuf {
     let cfg = dir.join("imapshift.toml");
     let tables = format!("[sync]\njobs = 1\n{tables}");
@@ -314,10 +338,13 @@ fn assert_verified(cfg: &Path) {
 /// The whole story on a default (munging) Cyrus, then the documented fix on the same server.
 #[test]
 fn munging_cyrus_exactly_once_and_verify_says_altered() {
-    let (old, mails) = old_dovecot("old");
-    let mut new = cyrus("munging", "");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port(), "");
+    let Migration {
+        old: _old,
+        mut new,
+        mails,
+        dir,
+        cfg,
+    } = migration("munging", "", "");
     let eight = eight_bit_uids(&mails);
     assert_eq!(eight.len(), 5);
 
@@ -393,10 +420,8 @@ fn munging_cyrus_exactly_once_and_verify_says_altered() {
 /// fingerprint, copies nothing twice; verify: only the 8-bit ones altered.
 #[test]
 fn munging_cyrus_crash_after_append_no_duplicate() {
-    let (old, mails) = old_dovecot("oldc");
-    let new = cyrus("crash", "");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port(), "batch_messages = 2\n");
+    let m = migration("crash", "", "batch_messages = 2\n");
+    let (new, mails, cfg) = (&m.new, m.mails.as_slice(), m.cfg.as_path());
     let crash = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[
@@ -415,24 +440,22 @@ fn munging_cyrus_crash_after_append_no_duplicate() {
         vec![4, 0],
         "two batches before the crash"
     );
-    let (code, j, err) = sync(&cfg, &[]);
+    let (code, j, err) = sync(cfg, &[]);
     assert_eq!(code, 0, "{j:#}\n{err}");
     assert_eq!(folder_sum(&j, "recovered"), 2, "both intents found: {j:#}");
     assert_eq!(folder_sum(&j, "requeued"), 0, "{j:#}");
     assert_eq!(counts(new.port()), vec![6, 3], "no duplicate");
-    assert_copies(new.port(), &mails, munged);
-    assert_altered(&cfg, &eight_bit_uids(&mails), false);
+    assert_copies(new.port(), mails, munged);
+    assert_altered(cfg, &eight_bit_uids(mails), false);
 }
 
 /// `munge8bit: no`: the same migration arrives byte for byte and verifies OK.
 #[test]
 fn cyrus_without_munge8bit_verifies_ok() {
-    let (old, mails) = old_dovecot("oldk");
-    let new = cyrus("kept", "munge8bit: no\n");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port(), "");
-    let (code, j, err) = sync(&cfg, &[]);
+    let m = migration("kept", "munge8bit: no\n", "");
+    let (new, mails, cfg) = (&m.new, m.mails.as_slice(), m.cfg.as_path());
+    let (code, j, err) = sync(cfg, &[]);
     assert_eq!(code, 0, "{j:#}\n{err}");
-    assert_copies(new.port(), &mails, Mail::bytes);
-    assert_verified(&cfg);
+    assert_copies(new.port(), mails, Mail::bytes);
+    assert_verified(cfg);
 }

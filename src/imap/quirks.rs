@@ -179,7 +179,7 @@ pub const KNOWN: &[QuirkInfo] = &[
     QuirkInfo {
         name: "munge8bit",
         servers: "Cyrus",
-        handling: "documented: set munge8bit: no on a Cyrus target",
+        handling: "copies paired by their munged form (exactly once); verify lists them altered",
     },
 ];
 

@@ -215,8 +215,14 @@ impl StateStore {
                 let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock")
                 {
                     " (another imapshift run uses this state directory; wait for it to finish)"
+                        .to_string()
                 } else {
-                    ""
+                    // The store is a cache of what both servers show: losing it costs time,
+                    // never a duplicate (docs/reliability.md).
+                    format!(
+                        ". If it is damaged, move it aside (mv {0} {0}.damaged) and run again: the UID maps are rebuilt by matching the messages on both servers, and nothing is copied twice",
+                        dir.display()
+                    )
                 };
                 Error::state(format!(
                     "cannot open the state store in {}: {e}{hint}",

@@ -102,6 +102,9 @@ impl World {
     }
 }
 
+/// A way to damage a file.
+type Damage = Box<dyn Fn(&Path)>;
+
 fn overwrite(path: &Path, seed: u64, count: usize) {
     let mut b = std::fs::read(path).unwrap();
     let mut rng = Rng::new(seed);
@@ -117,7 +120,7 @@ fn overwrite(path: &Path, seed: u64, count: usize) {
 fn a_damaged_data_file_is_rebuilt_by_matching_without_duplicates() {
     let mut w = World::new();
     let data = w.state().join("db/db");
-    let damages: [(&str, Box<dyn Fn(&Path)>); 4] = [
+    let damages: [(&str, Damage); 4] = [
         (
             "truncated to half",
             Box::new(|p: &Path| {

@@ -674,8 +674,9 @@ mod tests {
         }
     }
 
-    fn plan_with_rules(old: &[FolderInfo], rules: &[FolderRule]) -> FolderPlan {
-        let names = Names {
+    /// Old folders under `INBOX.` with `.` (Courier, Cyrus), new ones plain with `/` (Dovecot).
+    fn prefixed_to_plain() -> Names {
+        Names {
             old: Naming {
                 prefix: "INBOX.".into(),
                 delim: Some('.'),
@@ -684,7 +685,11 @@ mod tests {
                 prefix: String::new(),
                 delim: Some('/'),
             },
-        };
+        }
+    }
+
+    fn plan_with_rules(old: &[FolderInfo], rules: &[FolderRule]) -> FolderPlan {
+        let names = prefixed_to_plain();
         let new = vec![fi("INBOX", '/', &[], false)];
         plan_folders_in(old, &new, &BTreeMap::new(), &names, rules)
     }
@@ -786,6 +791,7 @@ mod tests {
     #[test]
     fn map_reason_truth_table() {
         use MapReason as R;
+        #[derive(Default)]
         struct Case {
             name: &'static str,
             old: Vec<FolderInfo>,
@@ -797,119 +803,110 @@ mod tests {
             want: Vec<(&'static str, &'static str, MapReason)>,
             note: Option<&'static str>,
         }
+        impl Case {
+            fn named(name: &'static str) -> Case {
+                Case {
+                    name,
+                    ..Default::default()
+                }
+            }
+            fn old(self, old: Vec<FolderInfo>) -> Case {
+                Case { old, ..self }
+            }
+            /// The new server's folders.
+            fn onto(self, new: Vec<FolderInfo>) -> Case {
+                Case { new, ..self }
+            }
+            fn earlier(self, earlier: Vec<(&'static str, &'static str)>) -> Case {
+                Case { earlier, ..self }
+            }
+            fn rules(self, rules: Vec<FolderRule>) -> Case {
+                Case { rules, ..self }
+            }
+            fn prefixed(self) -> Case {
+                Case {
+                    prefixed: true,
+                    ..self
+                }
+            }
+            fn want(self, want: Vec<(&'static str, &'static str, MapReason)>) -> Case {
+                Case { want, ..self }
+            }
+            /// A text that some mapping's note holds (none: no mapping has a note).
+            fn note(self, note: &'static str) -> Case {
+                Case {
+                    note: Some(note),
+                    ..self
+                }
+            }
+        }
         let sent = || R::SpecialUse {
             kind: "\\Sent".into(),
         };
         let dovecot = |n: &str| fi(n, '/', &[], false);
+        let marked = |n: &str| fi(n, '/', &["\\Sent"], false);
+        // Kept its own name: the new `\Sent` folder `Gesendet` is taken (by an old folder or,
+        // `None`, by the old folder of that name).
+        let gesendet_taken = |by: Option<&str>| R::SpecialUseTaken {
+            kind: "\\Sent".into(),
+            folder: mp("Gesendet"),
+            by: by.map(mp),
+        };
         let cases = vec![
-            Case {
-                name: "the same name on both servers",
-                old: vec![dovecot("INBOX"), dovecot("Work")],
-                new: vec![dovecot("INBOX")],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![
+            Case::named("the same name on both servers")
+                .old(vec![dovecot("INBOX"), dovecot("Work")])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![
                     ("INBOX", "INBOX", R::SameName),
                     ("Work", "Work", R::SameName),
-                ],
-                note: None,
-            },
-            Case {
-                name: "prefix and delimiter translated",
-                old: vec![
-                    fi("INBOX", '.', &[], false),
-                    fi("INBOX.Work.2024", '.', &[], false),
-                ],
-                new: vec![dovecot("INBOX")],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: true,
-                want: vec![
-                    ("INBOX", "INBOX", R::SameName),
-                    ("INBOX.Work.2024", "Work/2024", R::Namespace),
-                ],
-                note: None,
-            },
-            Case {
-                name: "the new delimiter inside a name: its look-alike",
-                old: vec![fi("x/y", '.', &[], false)],
-                new: vec![dovecot("INBOX")],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![("x/y", "x&IhU-y", R::LookAlike)],
-                note: Some("look-alike in \"x∕y\""),
-            },
-            Case {
-                name: "onto the new special-use folder",
-                old: vec![fi("Sent Items", '/', &["\\Sent"], false)],
-                new: vec![fi("Sent", '/', &["\\Sent"], false)],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![("Sent Items", "Sent", sent())],
-                note: None,
-            },
-            Case {
-                name: "the special-use folder taken by an earlier old folder",
-                old: vec![
-                    fi("Sent Items", '/', &["\\Sent"], false),
-                    fi("Sent Messages", '/', &["\\Sent"], false),
-                ],
-                new: vec![fi("Gesendet", '/', &["\\Sent"], false)],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![
+                ]),
+            Case::named("prefix and delimiter translated")
+                .old(vec![fi("INBOX.Work.2024", '.', &[], false)])
+                .onto(vec![dovecot("INBOX")])
+                .prefixed()
+                .want(vec![("INBOX.Work.2024", "Work/2024", R::Namespace)]),
+            Case::named("the new delimiter inside a name: its look-alike")
+                .old(vec![fi("x/y", '.', &[], false)])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![("x/y", "x&IhU-y", R::LookAlike)])
+                .note("look-alike in \"x∕y\""),
+            Case::named("onto the new special-use folder")
+                .old(vec![marked("Sent Items")])
+                .onto(vec![marked("Sent")])
+                .want(vec![("Sent Items", "Sent", sent())]),
+            Case::named("the special-use folder taken by an earlier old folder")
+                .old(vec![marked("Sent Items"), marked("Sent Messages")])
+                .onto(vec![marked("Gesendet")])
+                .want(vec![
                     ("Sent Items", "Gesendet", sent()),
                     (
                         "Sent Messages",
                         "Sent Messages",
-                        R::SpecialUseTaken {
-                            kind: "\\Sent".into(),
-                            folder: mp("Gesendet"),
-                            by: Some(mp("Sent Items")),
-                        },
+                        gesendet_taken(Some("Sent Items")),
                     ),
-                ],
-                note: Some("holds \"Sent Items\""),
-            },
-            Case {
-                name: "the special-use folder taken by name",
-                old: vec![
-                    dovecot("Gesendet"),
-                    fi("Elementos enviados", '/', &["\\Sent"], false),
-                ],
-                new: vec![fi("Gesendet", '/', &["\\Sent"], false)],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![
+                ])
+                .note("holds \"Sent Items\""),
+            Case::named("the special-use folder taken by name")
+                .old(vec![dovecot("Gesendet"), marked("Elementos enviados")])
+                .onto(vec![marked("Gesendet")])
+                .want(vec![
                     (
                         "Elementos enviados",
                         "Elementos enviados",
-                        R::SpecialUseTaken {
-                            kind: "\\Sent".into(),
-                            folder: mp("Gesendet"),
-                            by: None,
-                        },
+                        gesendet_taken(None),
                     ),
                     ("Gesendet", "Gesendet", R::SameName),
-                ],
-                note: Some("holds the old folder of that name"),
-            },
-            Case {
-                name: "a folder rule, merging on purpose, before special use",
-                old: vec![
+                ])
+                .note("holds the old folder of that name"),
+            Case::named("a folder rule, merging on purpose, before special use")
+                .old(vec![
                     fi("INBOX.Junk", '.', &["\\Junk"], false),
                     fi("INBOX.Spam", '.', &[], false),
-                ],
-                new: vec![dovecot("INBOX"), fi("Spam", '/', &["\\Junk"], false)],
-                earlier: vec![],
-                rules: vec![rule("^(Junk|Spam)$", "Junk mail", true)],
-                prefixed: true,
-                want: vec![
+                ])
+                .onto(vec![dovecot("INBOX"), fi("Spam", '/', &["\\Junk"], false)])
+                .rules(vec![rule("^(Junk|Spam)$", "Junk mail", true)])
+                .prefixed()
+                .want(vec![
                     (
                         "INBOX.Junk",
                         "Junk mail",
@@ -924,17 +921,13 @@ mod tests {
                             origin: "imapshift.toml:9".into(),
                         },
                     ),
-                ],
-                note: Some("by the folder rule of imapshift.toml:9"),
-            },
-            Case {
-                name: "earlier runs' folder kept; the name it would take now is suffixed",
-                old: vec![dovecot("Sent"), fi("Sent Items", '/', &["\\Sent"], false)],
-                new: vec![fi("Sent", '/', &["\\Sent"], false)],
-                earlier: vec![("Sent Items", "Sent")],
-                rules: vec![],
-                prefixed: false,
-                want: vec![
+                ])
+                .note("by the folder rule of imapshift.toml:9"),
+            Case::named("earlier runs' folder kept; the name it would take now is suffixed")
+                .old(vec![dovecot("Sent"), marked("Sent Items")])
+                .onto(vec![marked("Sent")])
+                .earlier(vec![("Sent Items", "Sent")])
+                .want(vec![
                     (
                         "Sent",
                         "Sent (2)",
@@ -944,27 +937,21 @@ mod tests {
                         },
                     ),
                     ("Sent Items", "Sent", R::Earlier),
-                ],
-                note: Some("named \"Sent (2)\" on the new server: \"Sent\" holds \"Sent Items\""),
-            },
-            Case {
-                name: "earlier runs' folder that is the own name: the naming reason",
-                old: vec![fi("INBOX.Work", '.', &[], false)],
-                new: vec![dovecot("INBOX"), dovecot("Work")],
-                earlier: vec![("INBOX.Work", "Work")],
-                rules: vec![],
-                prefixed: true,
-                want: vec![("INBOX.Work", "Work", R::Namespace)],
-                note: None,
-            },
-            Case {
-                name: "a look-alike that collides is suffixed",
-                old: vec![fi("a/b", '.', &[], false), fi("a&IhU-b", '.', &[], false)],
-                new: vec![dovecot("INBOX")],
-                earlier: vec![],
-                rules: vec![],
-                prefixed: false,
-                want: vec![
+                ])
+                .note("named \"Sent (2)\" on the new server: \"Sent\" holds \"Sent Items\""),
+            Case::named("earlier runs' folder that is the own name: the naming reason")
+                .old(vec![fi("INBOX.Work", '.', &[], false)])
+                .onto(vec![dovecot("INBOX"), dovecot("Work")])
+                .earlier(vec![("INBOX.Work", "Work")])
+                .prefixed()
+                .want(vec![("INBOX.Work", "Work", R::Namespace)]),
+            Case::named("a look-alike that collides is suffixed")
+                .old(vec![
+                    fi("a/b", '.', &[], false),
+                    fi("a&IhU-b", '.', &[], false),
+                ])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![
                     ("a&IhU-b", "a&IhU-b", R::SameName),
                     (
                         "a/b",
@@ -974,22 +961,12 @@ mod tests {
                             by: mp("a&IhU-b"),
                         },
                     ),
-                ],
-                note: Some("(2)"),
-            },
+                ])
+                .note("(2)"),
         ];
         for c in cases {
             let names = if c.prefixed {
-                Names {
-                    old: Naming {
-                        prefix: "INBOX.".into(),
-                        delim: Some('.'),
-                    },
-                    new: Naming {
-                        prefix: String::new(),
-                        delim: Some('/'),
-                    },
-                }
+                prefixed_to_plain()
             } else {
                 Names {
                     old: Naming {

@@ -36,6 +36,16 @@ fn assert_same(old: &Dovecot, new: &Dovecot, user: &str, folders: &[&str]) {
     }
 }
 
+/// The old server: its process titles say which command a session runs (IDLE, for the follow:
+/// see [`wait_idle`]).
+fn old_dovecot(users: &[(&str, &str)]) -> Dovecot {
+    let opts = DovecotOpts {
+        extra_conf: "verbose_proctitle = yes\n".into(),
+        ..Default::default()
+    };
+    Dovecot::start("old", users, opts)
+}
+
 /// Waits (a failure guard only) until one of `server`'s processes runs IDLE for `user`: Dovecot's
 /// `verbose_proctitle` shows `[user 127.0.0.1 IDLE]` in its command line.
 fn wait_idle(server: &Dovecot, user: &str, guard: Duration) {
@@ -62,15 +72,7 @@ fn wait_idle(server: &Dovecot, user: &str, guard: Duration) {
 #[test]
 fn cutover_catches_everything_and_follows_stray_mail() {
     let users = [("alice", "pw"), ("bob", "pw")];
-    // The process titles say which command a session runs (IDLE, for the follow).
-    let old = Dovecot::start(
-        "old",
-        &users,
-        DovecotOpts {
-            extra_conf: "verbose_proctitle = yes\n".into(),
-            ..Default::default()
-        },
-    );
+    let old = old_dovecot(&users);
     let new = Dovecot::start("new", &users, DovecotOpts::default());
     let mut c = TestImap::connect(old.port(), "alice", "pw");
     c.create("Archive");
@@ -288,14 +290,7 @@ fn cutover_gives_up_when_a_nameserver_never_changes() {
 #[test]
 fn ctrl_c_during_follow_stops_at_once() {
     let users = [("alice", "pw")];
-    let old = Dovecot::start(
-        "old",
-        &users,
-        DovecotOpts {
-            extra_conf: "verbose_proctitle = yes\n".into(),
-            ..Default::default()
-        },
-    );
+    let old = old_dovecot(&users);
     let new = Dovecot::start("new", &users, DovecotOpts::default());
     let port = Knot::free_port(&["127.0.0.1"]);
     let zone = zone_text("example.com", &[], &[(10, PARK)], 1);

@@ -10,8 +10,68 @@
 
 use crate::config::{Config, UserConfig};
 use crate::imap::ImapSession;
+use crate::plan::{FolderMapping, MapReason};
 use crate::store::MailStore;
 use serde::Serialize;
+
+/// What decided a folder's fate: the JSON `rule` field and the tag of a text line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Rule {
+    #[serde(rename = "same name")]
+    SameName,
+    #[serde(rename = "namespace")]
+    Namespace,
+    #[serde(rename = "special-use")]
+    SpecialUse,
+    #[serde(rename = "rule")]
+    FolderRule,
+    #[serde(rename = "earlier run")]
+    EarlierRun,
+    #[serde(rename = "collision")]
+    Collision,
+    #[serde(rename = "filters")]
+    Filters,
+    #[serde(rename = "other namespace")]
+    OtherNamespace,
+    #[serde(rename = "conflict")]
+    Conflict,
+}
+
+impl Rule {
+    /// The word people and scripts read (the same as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::SameName => "same name",
+            Rule::Namespace => "namespace",
+            Rule::SpecialUse => "special-use",
+            Rule::FolderRule => "rule",
+            Rule::EarlierRun => "earlier run",
+            Rule::Collision => "collision",
+            Rule::Filters => "filters",
+            Rule::OtherNamespace => "other namespace",
+            Rule::Conflict => "conflict",
+        }
+    }
+
+    /// The rule behind a planned mapping. A look-alike is a namespace matter (the delimiters
+    /// differ); a special-use folder that is taken and a suffixed name are collisions.
+    pub fn of(reason: &MapReason) -> Rule {
+        match reason {
+            MapReason::SameName => Rule::SameName,
+            MapReason::Namespace | MapReason::LookAlike => Rule::Namespace,
+            MapReason::SpecialUse { .. } => Rule::SpecialUse,
+            MapReason::Rule { .. } => Rule::FolderRule,
+            MapReason::Earlier => Rule::EarlierRun,
+            MapReason::SpecialUseTaken { .. } | MapReason::Suffixed { .. } => Rule::Collision,
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One old folder and what happens to it.
 #[derive(Clone, Debug, Serialize)]
@@ -22,7 +82,7 @@ pub struct FolderLine {
     pub new: Option<String>,
     /// `same name`, `namespace`, `special-use`, `rule`, `earlier run`, `collision`,
     /// `filters`, `other namespace` or `conflict`.
-    pub rule: &'static str,
+    pub rule: Rule,
     /// The reason in words.
     pub reason: String,
     /// The new folder does not exist yet: the sync creates it.
@@ -52,6 +112,25 @@ fn naming(n: &crate::folders::Naming) -> String {
     )
 }
 
+/// A mapping's reason in words: the planner's note where it has one, else what the reason
+/// means for this pair of servers.
+fn reason_text(m: &FolderMapping, names: &crate::plan::Names) -> String {
+    match &m.reason {
+        MapReason::SpecialUse { kind } => format!("the new server's {kind} folder (special use)"),
+        MapReason::SameName => "the same name on both servers".to_string(),
+        MapReason::Namespace => format!(
+            "the name translated: old {}, new {}",
+            naming(&names.old),
+            naming(&names.new)
+        ),
+        MapReason::LookAlike
+        | MapReason::SpecialUseTaken { .. }
+        | MapReason::Rule { .. }
+        | MapReason::Earlier
+        | MapReason::Suffixed { .. } => m.note().unwrap_or_default(),
+    }
+}
+
 /// The lines of a plan (pure).
 pub fn lines(view: &crate::engine::FolderView) -> Vec<FolderLine> {
     let plan = &view.plan;
@@ -60,49 +139,19 @@ pub fn lines(view: &crate::engine::FolderView) -> Vec<FolderLine> {
     let mut out: Vec<FolderLine> = plan
         .mappings
         .iter()
-        .map(|m| {
-            let (rule, reason) = if let Some(u) = &m.by_special_use {
-                (
-                    "special-use",
-                    format!("the new server's {u} folder (special use)"),
-                )
-            } else if let Some(note) = &m.note {
-                let rule = if note.contains("earlier runs") {
-                    "earlier run"
-                } else if note.contains("by the folder rule of") {
-                    "rule"
-                } else if note.contains("look-alike") {
-                    "namespace"
-                } else {
-                    "collision"
-                };
-                (rule, note.clone())
-            } else if m.old == m.new {
-                ("same name", "the same name on both servers".to_string())
-            } else {
-                (
-                    "namespace",
-                    format!(
-                        "the name translated: old {}, new {}",
-                        naming(&view.names.old),
-                        naming(&view.names.new)
-                    ),
-                )
-            };
-            FolderLine {
-                old: m.old.display(),
-                new: Some(m.new.display()),
-                rule,
-                reason,
-                create: !new_names.contains(m.new.as_str()) && !m.new.is_inbox(),
-            }
+        .map(|m| FolderLine {
+            old: m.old.display(),
+            new: Some(m.new.display()),
+            rule: Rule::of(&m.reason),
+            reason: reason_text(m, &view.names),
+            create: !new_names.contains(m.new.as_str()) && !m.new.is_inbox(),
         })
         .collect();
     for (name, why) in &plan.conflicts {
         out.push(FolderLine {
             old: name.display(),
             new: None,
-            rule: "conflict",
+            rule: Rule::Conflict,
             reason: why.clone(),
             create: false,
         });
@@ -111,7 +160,7 @@ pub fn lines(view: &crate::engine::FolderView) -> Vec<FolderLine> {
         out.push(FolderLine {
             old: f.name.display(),
             new: None,
-            rule: "other namespace",
+            rule: Rule::OtherNamespace,
             reason: "another user's or a shared folder: never migrated".into(),
             create: false,
         });
@@ -123,7 +172,7 @@ pub fn lines(view: &crate::engine::FolderView) -> Vec<FolderLine> {
             out.push(FolderLine {
                 old: f.name.display(),
                 new: None,
-                rule: "filters",
+                rule: Rule::Filters,
                 reason: "left out by [filters] (include_folders / exclude_folders)".into(),
                 create: false,
             });
@@ -234,10 +283,71 @@ pub fn exit_code(users: &[UserFolders]) -> i32 {
         exit::ACCOUNT
     } else if users
         .iter()
-        .any(|u| u.folders.iter().any(|f| f.rule == "conflict"))
+        .any(|u| u.folders.iter().any(|f| f.rule == Rule::Conflict))
     {
         exit::PARTIAL
     } else {
         exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MailboxPath;
+
+    /// Each planner reason gives the `rule` the docs promise (docs/configuration.md), and the
+    /// JSON value is the word of the text line.
+    #[test]
+    fn rule_of_each_reason() {
+        let p = |s: &str| MailboxPath::new(s).unwrap();
+        let table = [
+            (MapReason::SameName, "same name"),
+            (MapReason::Namespace, "namespace"),
+            (MapReason::LookAlike, "namespace"),
+            (
+                MapReason::SpecialUse {
+                    kind: "\\Sent".into(),
+                },
+                "special-use",
+            ),
+            (
+                MapReason::SpecialUseTaken {
+                    kind: "\\Sent".into(),
+                    folder: p("Sent"),
+                    by: None,
+                },
+                "collision",
+            ),
+            (
+                MapReason::Rule {
+                    origin: "imapshift.toml:3".into(),
+                },
+                "rule",
+            ),
+            (MapReason::Earlier, "earlier run"),
+            (
+                MapReason::Suffixed {
+                    wanted: p("a"),
+                    by: p("b"),
+                },
+                "collision",
+            ),
+        ];
+        for (reason, want) in table {
+            let rule = Rule::of(&reason);
+            assert_eq!(rule.as_str(), want, "{reason:?}");
+            assert_eq!(
+                serde_json::to_value(rule).unwrap(),
+                serde_json::json!(want),
+                "{reason:?}"
+            );
+        }
+        for r in [Rule::Filters, Rule::OtherNamespace, Rule::Conflict] {
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.as_str())
+            );
+        }
     }
 }

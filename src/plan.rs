@@ -15,10 +15,78 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 pub struct FolderMapping {
     pub old: MailboxPath,
     pub new: MailboxPath,
-    /// Mapped onto an existing special-use folder of the new server (`Sent Items` onto `Sent`).
-    pub by_special_use: Option<String>,
-    /// Why the folder does not go where its name alone would take it (a collision resolved).
-    pub note: Option<String>,
+    /// Why the planner chose `new`.
+    pub reason: MapReason,
+}
+
+impl FolderMapping {
+    /// An old folder that goes into the new folder of the same name (no plan behind it: a
+    /// folder the engine handles on its own, such as one renamed on the old server).
+    pub fn same_name(name: MailboxPath) -> FolderMapping {
+        FolderMapping {
+            old: name.clone(),
+            new: name,
+            reason: MapReason::SameName,
+        }
+    }
+
+    /// The mapping in words, when the folder does not simply go where its name takes it (a
+    /// collision resolved, a rule, an earlier run, a look-alike): for preflight's warnings and
+    /// the report's `note`. `None` for the same name, a plain namespace translation and a
+    /// special-use folder.
+    pub fn note(&self) -> Option<String> {
+        let (old, new) = (&self.old, &self.new);
+        match &self.reason {
+            MapReason::SameName | MapReason::Namespace | MapReason::SpecialUse { .. } => None,
+            MapReason::LookAlike => Some(format!(
+                "\"{old}\" holds the new server's delimiter inside a name: written as its look-alike in \"{new}\" (reversible; docs/server-quirks.md)"
+            )),
+            MapReason::SpecialUseTaken { kind, folder, by } => Some(match by {
+                Some(first) => format!(
+                    "keeps its own name: the new {kind} folder \"{folder}\" holds \"{first}\""
+                ),
+                None => format!(
+                    "keeps its own name: the new {kind} folder \"{folder}\" holds the old folder of that name"
+                ),
+            }),
+            MapReason::Rule { origin } => Some(format!("\"{new}\" by the folder rule of {origin}")),
+            MapReason::Earlier => Some(format!("\"{new}\" on the new server, as in earlier runs")),
+            MapReason::Suffixed { wanted, by } => Some(format!(
+                "named \"{new}\" on the new server: \"{wanted}\" holds \"{by}\""
+            )),
+        }
+    }
+}
+
+/// Why an old folder goes where it goes: what [`plan_folders_in`] decided, one value per rule it
+/// applies, so what the `folders` command, preflight and the sync report say follows the
+/// decision and not a sentence about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapReason {
+    /// The same name on both servers (same prefix and delimiter, or INBOX).
+    SameName,
+    /// The name translated between the servers' personal prefixes and delimiters.
+    Namespace,
+    /// Translated, and a level holds the new server's delimiter: written with its look-alike.
+    LookAlike,
+    /// Onto the new server's folder of this special use (`\Sent`): `Sent Items` onto `Sent`.
+    SpecialUse { kind: String },
+    /// It has a special use, but the new folder of that use (`folder`) is taken: by the old
+    /// folder `by`, or (`None`) by the old folder of that name. It keeps its own name.
+    SpecialUseTaken {
+        kind: String,
+        folder: MailboxPath,
+        by: Option<MailboxPath>,
+    },
+    /// By the `[[folder_rules]]` rule written at `origin` (`imapshift.toml:31`).
+    Rule { origin: String },
+    /// Where earlier runs put it (the state store), which is not where its name takes it now.
+    Earlier,
+    /// Its name (`wanted`) is taken by the old folder `by`: the first free `name (N)`.
+    Suffixed {
+        wanted: MailboxPath,
+        by: MailboxPath,
+    },
 }
 
 /// What to do with the folder tree.
@@ -199,13 +267,15 @@ pub fn plan_folders_in(
             if !new_names.contains(t.as_str()) && !t.is_inbox() {
                 create.insert(t.clone());
             }
-            let note =
-                (t != &own).then(|| format!("\"{t}\" on the new server, as in earlier runs"));
+            let reason = if t != &own {
+                MapReason::Earlier
+            } else {
+                naming_reason(f, &own, &replaced)
+            };
             plan.mappings.push(FolderMapping {
                 old: f.name.clone(),
                 new: t.clone(),
-                by_special_use: None,
-                note,
+                reason,
             });
             if f.subscribed && !new_subscribed.contains(t.as_str()) {
                 subscribe.insert(t.clone());
@@ -213,13 +283,7 @@ pub fn plan_folders_in(
             continue;
         }
         let mut target = own.clone();
-        let mut by_use = None;
-        let mut note = replaced.contains(f.name.as_str()).then(|| {
-            format!(
-                "\"{}\" holds the new server's delimiter inside a name: written as its look-alike in \"{own}\" (reversible; docs/server-quirks.md)",
-                f.name
-            )
-        });
+        let mut reason = naming_reason(f, &own, &replaced);
         // A folder rule decides first (after earlier runs' choices).
         let mut by_rule: Option<&FolderRule> = None;
         if f.selectable() {
@@ -238,24 +302,29 @@ pub fn plan_folders_in(
                     continue;
                 }
                 target = crate::folders::compose(&parts, &names.new).0;
-                note = Some(format!("\"{target}\" by the folder rule of {}", r.origin));
+                reason = MapReason::Rule {
+                    origin: r.origin.clone(),
+                };
                 by_rule = Some(r);
             }
         }
         if by_rule.is_none() && !new_names.contains(own.as_str()) {
             if let Some(u) = use_by_name.get(f.name.as_str()).copied() {
                 if let Some(existing) = new_by_use.get(&u.to_ascii_lowercase()) {
+                    let kept = |by: Option<&MailboxPath>| MapReason::SpecialUseTaken {
+                        kind: u.to_string(),
+                        folder: (*existing).clone(),
+                        by: by.cloned(),
+                    };
                     if let Some(first) = taken.get(existing.as_str()) {
-                        note = Some(format!(
-                            "keeps its own name: the new {u} folder \"{existing}\" holds \"{first}\""
-                        ));
+                        reason = kept(Some(first));
                     } else if by_name.contains(existing.as_str()) {
-                        note = Some(format!(
-                            "keeps its own name: the new {u} folder \"{existing}\" holds the old folder of that name"
-                        ));
+                        reason = kept(None);
                     } else if f.selectable() {
                         target = (*existing).clone();
-                        by_use = Some(u.to_string());
+                        reason = MapReason::SpecialUse {
+                            kind: u.to_string(),
+                        };
                     }
                 }
             }
@@ -291,11 +360,11 @@ pub fn plan_folders_in(
                     ));
                     continue;
                 };
-                note = Some(format!(
-                    "named \"{free}\" on the new server: \"{target}\" holds \"{first}\""
-                ));
+                reason = MapReason::Suffixed {
+                    wanted: target,
+                    by: first,
+                };
                 target = free;
-                by_use = None;
             }
             if !merged {
                 taken.insert(target.as_str().to_string(), f.name.clone());
@@ -310,8 +379,7 @@ pub fn plan_folders_in(
             plan.mappings.push(FolderMapping {
                 old: f.name.clone(),
                 new: target.clone(),
-                by_special_use: by_use,
-                note,
+                reason,
             });
         }
         if f.subscribed && !new_subscribed.contains(target.as_str()) {
@@ -325,6 +393,18 @@ pub fn plan_folders_in(
     plan.create = create;
     plan.subscribe = subscribe.into_iter().collect();
     plan
+}
+
+/// Why a folder that goes where its own name takes it (`own`, translated) goes there: the same
+/// name, a namespace translation, or one with a look-alike for the new delimiter (`replaced`).
+fn naming_reason(f: &FolderInfo, own: &MailboxPath, replaced: &BTreeSet<&str>) -> MapReason {
+    if replaced.contains(f.name.as_str()) {
+        MapReason::LookAlike
+    } else if own == &f.name {
+        MapReason::SameName
+    } else {
+        MapReason::Namespace
+    }
 }
 
 /// Each folder's special use: its RFC 6154 attribute, or, when the server marks none of its
@@ -531,7 +611,12 @@ mod tests {
             .find(|m| m.old.as_str() == "Sent Items")
             .unwrap();
         assert_eq!(sent.new.as_str(), "Sent");
-        assert_eq!(sent.by_special_use.as_deref(), Some("\\Sent"));
+        assert_eq!(
+            sent.reason,
+            MapReason::SpecialUse {
+                kind: "\\Sent".into()
+            }
+        );
         let subs: Vec<&str> = p.subscribe.iter().map(|m| m.as_str()).collect();
         assert_eq!(subs, vec!["Archive/2024/Q1"]);
         assert_eq!(p.mappings[0].old.as_str(), "INBOX");
@@ -564,14 +649,11 @@ mod tests {
             .collect();
         assert_eq!(got, vec![("a&IhU-b", "a&IhU-b"), ("a/b", "a&IhU-b (2)")]);
         assert!(p.conflicts.is_empty());
-        assert!(p.mappings[1].note.as_deref().unwrap().contains("(2)"));
+        assert!(p.mappings[1].note().unwrap().contains("(2)"));
         // A name with the new delimiter inside is reported in its note.
         let lone = plan_folders(&[fi("x/y", '.', &[], false)], &new);
-        assert!(lone.mappings[0]
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("look-alike"));
+        assert_eq!(lone.mappings[0].reason, MapReason::LookAlike);
+        assert!(lone.mappings[0].note().unwrap().contains("look-alike"));
         // The next run (both exist on the new server now) plans the same.
         let new2 = vec![
             fi("INBOX", '/', &[], false),
@@ -592,8 +674,9 @@ mod tests {
         }
     }
 
-    fn plan_with_rules(old: &[FolderInfo], rules: &[FolderRule]) -> FolderPlan {
-        let names = Names {
+    /// Old folders under `INBOX.` with `.` (Courier, Cyrus), new ones plain with `/` (Dovecot).
+    fn prefixed_to_plain() -> Names {
+        Names {
             old: Naming {
                 prefix: "INBOX.".into(),
                 delim: Some('.'),
@@ -602,7 +685,11 @@ mod tests {
                 prefix: String::new(),
                 delim: Some('/'),
             },
-        };
+        }
+    }
+
+    fn plan_with_rules(old: &[FolderInfo], rules: &[FolderRule]) -> FolderPlan {
+        let names = prefixed_to_plain();
         let new = vec![fi("INBOX", '/', &[], false)];
         plan_folders_in(old, &new, &BTreeMap::new(), &names, rules)
     }
@@ -631,11 +718,7 @@ mod tests {
                 ("INBOX.Lists.rust", "Lists/rust"),
             ]
         );
-        assert!(p.mappings[0]
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("imapshift.toml:9"));
+        assert!(p.mappings[0].note().unwrap().contains("imapshift.toml:9"));
         // Both years into one folder: refused without merge ...
         let into_one = [rule(r"^Archive/\d{4}$", "Archive", false)];
         let p = plan_with_rules(&old, &into_one);
@@ -697,6 +780,224 @@ mod tests {
                 .as_str(),
             "a_b (2)"
         );
+    }
+
+    fn mp(name: &str) -> MailboxPath {
+        MailboxPath::new(name).unwrap()
+    }
+
+    /// Every reason the planner gives, from the decision that makes it: a row per rule of
+    /// [`plan_folders_in`] (and per way a rule yields to another), with the note people read.
+    #[test]
+    fn map_reason_truth_table() {
+        use MapReason as R;
+        #[derive(Default)]
+        struct Case {
+            name: &'static str,
+            old: Vec<FolderInfo>,
+            new: Vec<FolderInfo>,
+            earlier: Vec<(&'static str, &'static str)>,
+            rules: Vec<FolderRule>,
+            /// Old names under `INBOX.` with `.` (Courier, Cyrus), new plain with `/`.
+            prefixed: bool,
+            want: Vec<(&'static str, &'static str, MapReason)>,
+            note: Option<&'static str>,
+        }
+        impl Case {
+            fn named(name: &'static str) -> Case {
+                Case {
+                    name,
+                    ..Default::default()
+                }
+            }
+            fn old(self, old: Vec<FolderInfo>) -> Case {
+                Case { old, ..self }
+            }
+            /// The new server's folders.
+            fn onto(self, new: Vec<FolderInfo>) -> Case {
+                Case { new, ..self }
+            }
+            fn earlier(self, earlier: Vec<(&'static str, &'static str)>) -> Case {
+                Case { earlier, ..self }
+            }
+            fn rules(self, rules: Vec<FolderRule>) -> Case {
+                Case { rules, ..self }
+            }
+            fn prefixed(self) -> Case {
+                Case {
+                    prefixed: true,
+                    ..self
+                }
+            }
+            fn want(self, want: Vec<(&'static str, &'static str, MapReason)>) -> Case {
+                Case { want, ..self }
+            }
+            /// A text that some mapping's note holds (none: no mapping has a note).
+            fn note(self, note: &'static str) -> Case {
+                Case {
+                    note: Some(note),
+                    ..self
+                }
+            }
+        }
+        let sent = || R::SpecialUse {
+            kind: "\\Sent".into(),
+        };
+        let dovecot = |n: &str| fi(n, '/', &[], false);
+        let marked = |n: &str| fi(n, '/', &["\\Sent"], false);
+        // Kept its own name: the new `\Sent` folder `Gesendet` is taken (by an old folder or,
+        // `None`, by the old folder of that name).
+        let gesendet_taken = |by: Option<&str>| R::SpecialUseTaken {
+            kind: "\\Sent".into(),
+            folder: mp("Gesendet"),
+            by: by.map(mp),
+        };
+        let cases = vec![
+            Case::named("the same name on both servers")
+                .old(vec![dovecot("INBOX"), dovecot("Work")])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![
+                    ("INBOX", "INBOX", R::SameName),
+                    ("Work", "Work", R::SameName),
+                ]),
+            Case::named("prefix and delimiter translated")
+                .old(vec![fi("INBOX.Work.2024", '.', &[], false)])
+                .onto(vec![dovecot("INBOX")])
+                .prefixed()
+                .want(vec![("INBOX.Work.2024", "Work/2024", R::Namespace)]),
+            Case::named("the new delimiter inside a name: its look-alike")
+                .old(vec![fi("x/y", '.', &[], false)])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![("x/y", "x&IhU-y", R::LookAlike)])
+                .note("look-alike in \"x∕y\""),
+            Case::named("onto the new special-use folder")
+                .old(vec![marked("Sent Items")])
+                .onto(vec![marked("Sent")])
+                .want(vec![("Sent Items", "Sent", sent())]),
+            Case::named("the special-use folder taken by an earlier old folder")
+                .old(vec![marked("Sent Items"), marked("Sent Messages")])
+                .onto(vec![marked("Gesendet")])
+                .want(vec![
+                    ("Sent Items", "Gesendet", sent()),
+                    (
+                        "Sent Messages",
+                        "Sent Messages",
+                        gesendet_taken(Some("Sent Items")),
+                    ),
+                ])
+                .note("holds \"Sent Items\""),
+            Case::named("the special-use folder taken by name")
+                .old(vec![dovecot("Gesendet"), marked("Elementos enviados")])
+                .onto(vec![marked("Gesendet")])
+                .want(vec![
+                    (
+                        "Elementos enviados",
+                        "Elementos enviados",
+                        gesendet_taken(None),
+                    ),
+                    ("Gesendet", "Gesendet", R::SameName),
+                ])
+                .note("holds the old folder of that name"),
+            Case::named("a folder rule, merging on purpose, before special use")
+                .old(vec![
+                    fi("INBOX.Junk", '.', &["\\Junk"], false),
+                    fi("INBOX.Spam", '.', &[], false),
+                ])
+                .onto(vec![dovecot("INBOX"), fi("Spam", '/', &["\\Junk"], false)])
+                .rules(vec![rule("^(Junk|Spam)$", "Junk mail", true)])
+                .prefixed()
+                .want(vec![
+                    (
+                        "INBOX.Junk",
+                        "Junk mail",
+                        R::Rule {
+                            origin: "imapshift.toml:9".into(),
+                        },
+                    ),
+                    (
+                        "INBOX.Spam",
+                        "Junk mail",
+                        R::Rule {
+                            origin: "imapshift.toml:9".into(),
+                        },
+                    ),
+                ])
+                .note("by the folder rule of imapshift.toml:9"),
+            Case::named("earlier runs' folder kept; the name it would take now is suffixed")
+                .old(vec![dovecot("Sent"), marked("Sent Items")])
+                .onto(vec![marked("Sent")])
+                .earlier(vec![("Sent Items", "Sent")])
+                .want(vec![
+                    (
+                        "Sent",
+                        "Sent (2)",
+                        R::Suffixed {
+                            wanted: mp("Sent"),
+                            by: mp("Sent Items"),
+                        },
+                    ),
+                    ("Sent Items", "Sent", R::Earlier),
+                ])
+                .note("named \"Sent (2)\" on the new server: \"Sent\" holds \"Sent Items\""),
+            Case::named("earlier runs' folder that is the own name: the naming reason")
+                .old(vec![fi("INBOX.Work", '.', &[], false)])
+                .onto(vec![dovecot("INBOX"), dovecot("Work")])
+                .earlier(vec![("INBOX.Work", "Work")])
+                .prefixed()
+                .want(vec![("INBOX.Work", "Work", R::Namespace)]),
+            Case::named("a look-alike that collides is suffixed")
+                .old(vec![
+                    fi("a/b", '.', &[], false),
+                    fi("a&IhU-b", '.', &[], false),
+                ])
+                .onto(vec![dovecot("INBOX")])
+                .want(vec![
+                    ("a&IhU-b", "a&IhU-b", R::SameName),
+                    (
+                        "a/b",
+                        "a&IhU-b (2)",
+                        R::Suffixed {
+                            wanted: mp("a&IhU-b"),
+                            by: mp("a&IhU-b"),
+                        },
+                    ),
+                ])
+                .note("(2)"),
+        ];
+        for c in cases {
+            let names = if c.prefixed {
+                prefixed_to_plain()
+            } else {
+                Names {
+                    old: Naming {
+                        prefix: String::new(),
+                        delim: delimiter_of(&c.old),
+                    },
+                    new: Naming {
+                        prefix: String::new(),
+                        delim: Some('/'),
+                    },
+                }
+            };
+            let earlier: BTreeMap<String, String> = c
+                .earlier
+                .iter()
+                .map(|(o, n)| (o.to_string(), n.to_string()))
+                .collect();
+            let p = plan_folders_in(&c.old, &c.new, &earlier, &names, &c.rules);
+            assert!(p.conflicts.is_empty(), "{}: {p:?}", c.name);
+            let got: Vec<(&str, &str, MapReason)> = p
+                .mappings
+                .iter()
+                .map(|m| (m.old.as_str(), m.new.as_str(), m.reason.clone()))
+                .collect();
+            assert_eq!(got, c.want, "{}", c.name);
+            let notes: Vec<String> = p.mappings.iter().filter_map(|m| m.note()).collect();
+            match c.note {
+                None => assert!(notes.is_empty(), "{}: {notes:?}", c.name),
+                Some(n) => assert!(notes.iter().any(|t| t.contains(n)), "{}: {notes:?}", c.name),
+            }
+        }
     }
 
     #[test]

@@ -261,8 +261,7 @@ async fn mailbox_checks(
         .mappings
         .iter()
         .filter_map(|m| {
-            m.note
-                .as_ref()
+            m.note()
                 .map(|n| format!("{} -> {}: {n}", m.old.display(), m.new.display()))
         })
         .collect();

@@ -689,7 +689,7 @@ mod tests {
                 old: m.old.display(),
                 new: m.new.display(),
                 copied: 7,
-                note: m.note.clone(),
+                note: m.note(),
                 ..Default::default()
             })
             .collect();

@@ -76,6 +76,15 @@ fn fill(c: &mut TestImap, folder: &str, tag: &str, n: usize) {
     }
 }
 
+/// A message of about 40 kB, over both 20 kB limits the targets set.
+fn big_message() -> Vec<u8> {
+    format!(
+        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(600)
+    )
+    .into_bytes()
+}
+
 fn config(dir: &Path, old_port: u16, new_port: u16) -> PathBuf {
     let cfg = dir.join("imapshift.toml");
     std::fs::write(
@@ -108,6 +117,72 @@ fn verify(cfg: &Path) -> (i32, serde_json::Value) {
         )
     });
     (out.status.code().unwrap_or(-1), j)
+}
+
+/// One migration between two servers: its configuration (in a temp dir of its own).
+struct Migration {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+impl Migration {
+    fn new(old_port: u16, new_port: u16) -> Migration {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), old_port, new_port);
+        Migration { dir, cfg }
+    }
+
+    /// A sync that must exit `code`; its report.
+    fn sync(&self, code: i32) -> serde_json::Value {
+        let (got, j, err) = sync(&self.cfg);
+        assert_eq!(got, code, "{j:#}\n{err}");
+        j
+    }
+
+    /// A re-run copies nothing (exit `code`: 1 while a refused message stays refused), and
+    /// verify exits `verify_code` with exactly `missing` messages missing. Verify's report.
+    fn rerun_and_verify(&self, code: i32, verify_code: i32, missing: u64) -> serde_json::Value {
+        let j = self.sync(code);
+        assert_eq!(j["copied"], 0, "a re-run copies nothing: {j:#}");
+        let (got, v) = verify(&self.cfg);
+        assert_eq!(got, verify_code, "{v:#}");
+        assert_eq!(v["totals"]["missing"], missing, "{v:#}");
+        v
+    }
+}
+
+/// The one failure of a sync report: `folder`, old UID `uid`, the big message's Message-ID.
+fn assert_one_refused<'a>(
+    j: &'a serde_json::Value,
+    folder: &str,
+    uid: u64,
+) -> &'a serde_json::Value {
+    let failures = j["users"][0]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{j:#}");
+    let f = &failures[0];
+    assert_eq!(
+        (f["folder"].as_str(), f["old_uid"].as_u64()),
+        (Some(folder), Some(uid)),
+        "{j:#}"
+    );
+    assert_eq!(f["message_id"], "<big@example.com>", "{j:#}");
+    f
+}
+
+/// The new server's folder names and subscriptions: `subscribed` is subscribed, and no name
+/// starts with one of `forbidden` or is one of them (`INBOX/`: nothing nested under INBOX).
+fn assert_new_folders(port: u16, subscribed: &str, forbidden: &[&str]) {
+    let mut n = TestImap::connect(port, "alice", PW);
+    let names: Vec<String> = n.list().into_iter().map(|(_, _, x)| x).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|x| forbidden.iter().any(|f| x.starts_with(f))),
+        "none of {forbidden:?}: {names:?}"
+    );
+    let subs = n.lsub();
+    assert!(subs.contains(&subscribed.to_string()), "{subs:?}");
+    n.logout();
 }
 
 /// Every (old folder, new folder) pair holds the same messages (bodies, flags, INTERNALDATE
@@ -144,20 +219,15 @@ fn dovecot_to_cyrus() {
     fill(&mut c, "Archive/2019", "y2019", 3);
     fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
     fill(&mut c, "x.y", "dotted", 2);
-    let big = format!(
-        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}",
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(600)
-    )
-    .into_bytes();
+    let big = big_message();
     c.append("INBOX", &[], None, &big).unwrap();
     c.subscribe("Archive/2019");
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port());
+    let m = Migration::new(old.port(), new.port());
 
     // Before the cutover, preflight names what will not fit.
     let out = run_imapshift(
-        &["preflight", "--config", cfg.to_str().unwrap()],
+        &["preflight", "--config", m.cfg.to_str().unwrap()],
         &[("PW", PW)],
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -168,16 +238,12 @@ fn dovecot_to_cyrus() {
         "{text}"
     );
 
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 1, "one message refused: {j:#}\n{err}");
-    let failures = j["users"][0]["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "{j:#}");
-    assert_eq!(failures[0]["folder"], "INBOX", "{j:#}");
-    assert_eq!(failures[0]["old_uid"], 4, "{j:#}");
-    assert_eq!(failures[0]["message_id"], "<big@example.com>", "{j:#}");
-    assert_eq!(failures[0]["size"], big.len(), "{j:#}");
+    // One message refused.
+    let j = m.sync(1);
+    let failure = assert_one_refused(&j, "INBOX", 4);
+    assert_eq!(failure["size"], big.len(), "{j:#}");
     assert!(
-        failures[0]["reason"]
+        failure["reason"]
             .as_str()
             .unwrap()
             .contains("APPENDLIMIT (20000 bytes)"),
@@ -198,20 +264,10 @@ fn dovecot_to_cyrus() {
         ],
         &[big],
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
-    assert!(
-        n.lsub().contains(&"INBOX.Archive.2019".to_string()),
-        "{:?}",
-        n.lsub()
-    );
-    n.logout();
+    assert_new_folders(new.port(), "INBOX.Archive.2019", &[]);
 
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 1, "{j:#}\n{err}");
-    assert_eq!(j["copied"], 0, "a re-run copies nothing: {j:#}");
-    let (code, v) = verify(&cfg);
-    assert_eq!(code, 7, "{v:#}");
-    assert_eq!(v["totals"]["missing"], 1, "only the refused one: {v:#}");
+    // Only the refused one is missing.
+    let v = m.rerun_and_verify(1, 7, 1);
     let d = &v["users"][0]["differences"][0];
     assert_eq!(
         (d["kind"].as_str(), d["old_uid"].as_u64()),
@@ -237,10 +293,8 @@ fn cyrus_to_dovecot() {
     fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
     c.subscribe("INBOX.Sent");
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port());
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 0, "{j:#}\n{err}");
+    let m = Migration::new(old.port(), new.port());
+    m.sync(0);
     assert_moved(
         old.port(),
         new.port(),
@@ -253,18 +307,8 @@ fn cyrus_to_dovecot() {
         ],
         &[],
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
-    let names: Vec<String> = n.list().into_iter().map(|(_, _, x)| x).collect();
-    assert!(
-        !names.iter().any(|x| x.starts_with("INBOX/")),
-        "nothing nested under INBOX: {names:?}"
-    );
-    assert!(n.lsub().contains(&"Sent".to_string()));
-    n.logout();
-    let (code, j, _) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
-    let (code, v) = verify(&cfg);
-    assert_eq!(code, 0, "{v:#}");
+    assert_new_folders(new.port(), "Sent", &["INBOX/"]);
+    m.rerun_and_verify(0, 0, 0);
 }
 
 /// A Dovecot that refuses messages over 20 kB (quota plugin: `NO [LIMIT]`).
@@ -297,11 +341,7 @@ fn fill_courier(port: u16) -> Vec<u8> {
     fill(&mut c, "INBOX.Archive", "archive", 1);
     fill(&mut c, "INBOX.Archive.2019", "y2019", 2);
     fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
-    let big = format!(
-        "Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n{}",
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(600)
-    )
-    .into_bytes();
+    let big = big_message();
     c.append("INBOX.Archive", &[], None, &big).unwrap();
     c.subscribe("INBOX.Archive.2019");
     c.logout();
@@ -319,21 +359,9 @@ fn courier_to_dovecot() {
     let mut n = TestImap::connect(new.port(), "alice", PW);
     n.create("Sent");
     n.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port());
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 1, "the big one refused: {j:#}\n{err}");
-    let failures = j["users"][0]["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "{j:#}");
-    assert_eq!(
-        (
-            failures[0]["folder"].as_str(),
-            failures[0]["old_uid"].as_u64()
-        ),
-        (Some("INBOX.Archive"), Some(2)),
-        "{j:#}"
-    );
-    assert_eq!(failures[0]["message_id"], "<big@example.com>", "{j:#}");
+    let m = Migration::new(old.port(), new.port());
+    // The big one refused.
+    assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
     assert_moved(
         old.port(),
         new.port(),
@@ -346,21 +374,10 @@ fn courier_to_dovecot() {
         ],
         &[big],
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
-    let names: Vec<String> = n.list().into_iter().map(|(_, _, x)| x).collect();
-    assert!(
-        !names
-            .iter()
-            .any(|x| x.starts_with("INBOX/") || x == "Sent Items"),
-        "{names:?}"
-    );
-    assert!(n.lsub().contains(&"Archive/2019".to_string()));
-    n.logout();
-    let (code, j, _) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (1, Some(0)), "{j:#}");
-    let (code, v) = verify(&cfg);
-    assert_eq!(code, 7, "{v:#}");
-    assert_eq!(v["totals"]["missing"], 1, "only the refused one: {v:#}");
+    // `Sent Items` went into `Sent`: no folder of that name (nor one starting with it).
+    assert_new_folders(new.port(), "Archive/2019", &["INBOX/", "Sent Items"]);
+    // Only the refused one is missing.
+    m.rerun_and_verify(1, 7, 1);
 }
 
 /// Courier to Cyrus: both name folders under `INBOX.` with `.`, so names stay; the message
@@ -370,14 +387,9 @@ fn courier_to_cyrus() {
     let old = courier("old");
     let new = small_cyrus("new");
     let big = fill_courier(old.port());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port());
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 1, "the big one refused: {j:#}\n{err}");
-    assert_eq!(
-        j["users"][0]["failures"][0]["message_id"], "<big@example.com>",
-        "{j:#}"
-    );
+    let m = Migration::new(old.port(), new.port());
+    // The big one refused.
+    assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
     assert_moved(
         old.port(),
         new.port(),
@@ -390,17 +402,8 @@ fn courier_to_cyrus() {
         ],
         &[big],
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
-    assert!(n.lsub().contains(&"INBOX.Archive.2019".to_string()));
-    n.logout();
-    let (code, j, _) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (1, Some(0)), "{j:#}");
-    let (code, v) = verify(&cfg);
-    assert_eq!(
-        (code, v["totals"]["missing"].as_u64()),
-        (7, Some(1)),
-        "{v:#}"
-    );
+    assert_new_folders(new.port(), "INBOX.Archive.2019", &[]);
+    m.rerun_and_verify(1, 7, 1);
 }
 
 /// Dovecot to Courier: Courier has neither MULTIAPPEND nor LITERAL+ (APPENDs go one by one on
@@ -416,10 +419,8 @@ fn dovecot_to_courier() {
     fill(&mut c, "Archive/2019", "y2019", 3);
     fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), new.port());
-    let (code, j, err) = sync(&cfg);
-    assert_eq!(code, 0, "{j:#}\n{err}");
+    let m = Migration::new(old.port(), new.port());
+    m.sync(0);
     assert_moved(
         old.port(),
         new.port(),
@@ -435,18 +436,15 @@ fn dovecot_to_courier() {
     let mut c = TestImap::connect(old.port(), "alice", PW);
     c.append("INBOX", &[], None, &msg("late", 1)).unwrap();
     c.logout();
-    let (code, j, err) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (0, Some(1)), "{j:#}\n{err}");
-    let (code, j, _) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (0, Some(0)), "{j:#}");
+    assert_eq!(m.sync(0)["copied"], 1);
+    assert_eq!(m.sync(0)["copied"], 0, "a re-run copies nothing");
     // The state store lost, and new mail: the maps are rebuilt by matching (EXAMINE on Courier's
     // side), then the new message is appended to the folder just examined.
-    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    std::fs::remove_dir_all(m.dir.path().join("state")).unwrap();
     let mut c = TestImap::connect(old.port(), "alice", PW);
     c.append("INBOX", &[], None, &msg("after-loss", 1)).unwrap();
     c.logout();
-    let (code, j, err) = sync(&cfg);
-    assert_eq!((code, j["copied"].as_u64()), (0, Some(1)), "{j:#}\n{err}");
-    let (code, v) = verify(&cfg);
+    assert_eq!(m.sync(0)["copied"], 1);
+    let (code, v) = verify(&m.cfg);
     assert_eq!(code, 0, "{v:#}");
 }

@@ -3,14 +3,17 @@
 //! the other); the cutover waits for both and one TTL, the final delta catches every message,
 //! the verification passes, and mail that reaches the old server afterwards (stale DNS) is
 //! carried by `--follow`, at once thanks to IDLE rather than at the next interval.
+//!
+//! No step waits for a moment: each acts on what the cutover's log shows (a poll at 1 of 2, the
+//! NEXT STEP) or what the old Dovecot shows (alice's IDLE running, `verbose_proctitle`);
+//! durations are failure guards only.
 
 mod common;
 
-use common::{diff_folder, imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, TestImap};
-use std::io::{BufRead, BufReader};
+use common::{
+    diff_folder, imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, StderrLog, TestImap,
+};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PARK: &str = "park.example.net.";
@@ -33,10 +36,43 @@ fn assert_same(old: &Dovecot, new: &Dovecot, user: &str, folders: &[&str]) {
     }
 }
 
+/// The old server: its process titles say which command a session runs (IDLE, for the follow:
+/// see [`wait_idle`]).
+fn old_dovecot(users: &[(&str, &str)]) -> Dovecot {
+    let opts = DovecotOpts {
+        extra_conf: "verbose_proctitle = yes\n".into(),
+        ..Default::default()
+    };
+    Dovecot::start("old", users, opts)
+}
+
+/// Waits (a failure guard only) until one of `server`'s processes runs IDLE for `user`: Dovecot's
+/// `verbose_proctitle` shows `[user 127.0.0.1 IDLE]` in its command line.
+fn wait_idle(server: &Dovecot, user: &str, guard: Duration) {
+    let t = Instant::now();
+    let idling = || {
+        server.processes().iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains(&format!("[{user} ")) && c.contains(" IDLE]")
+                })
+                .unwrap_or(false)
+        })
+    };
+    while !idling() {
+        assert!(
+            t.elapsed() < guard,
+            "no IDLE of {user} on the old server within {guard:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn cutover_catches_everything_and_follows_stray_mail() {
     let users = [("alice", "pw"), ("bob", "pw")];
-    let old = Dovecot::start("old", &users, DovecotOpts::default());
+    let old = old_dovecot(&users);
     let new = Dovecot::start("new", &users, DovecotOpts::default());
     let mut c = TestImap::connect(old.port(), "alice", "pw");
     c.create("Archive");
@@ -86,24 +122,6 @@ fn cutover_catches_everything_and_follows_stray_mail() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Mail keeps arriving on the old server until the MX flips.
-    let stop = Arc::new(AtomicBool::new(false));
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let deliverer = {
-        let (stop, delivered, port) = (stop.clone(), delivered.clone(), old.port());
-        std::thread::spawn(move || {
-            let mut c = TestImap::connect(port, "alice", "pw");
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                c.append("INBOX", &[], None, &msg("during", i)).unwrap();
-                i += 1;
-                delivered.store(i, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            c.logout();
-        })
-    };
-
     let mut child = Command::new(imapshift_bin())
         .args([
             "cutover",
@@ -112,7 +130,7 @@ fn cutover_catches_everything_and_follows_stray_mail() {
             "--dns-interval",
             "0.3s",
             "--follow",
-            "12s",
+            "30s",
             "--follow-interval",
             "60s",
             "--json",
@@ -124,76 +142,61 @@ fn cutover_catches_everything_and_follows_stray_mail() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let err = child.stderr.take().unwrap();
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let wait_for = |what: &str, secs: u64| {
-        let t = Instant::now();
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) if l.contains(what) => return,
-                _ if t.elapsed() > Duration::from_secs(secs) => {
-                    panic!("no {what:?} within {secs}s:\n{}", log.lock().unwrap())
-                }
-                _ => {}
-            }
+    let log = StderrLog::of(&mut child);
+    // Waits (a failure guard only) for a line of the cutover's log with all of `what`.
+    let wait_for = |what: &[&str], secs: u64| log.wait_for(what, Duration::from_secs(secs));
+    // Mail keeps arriving on the old server until the MX flips on both nameservers.
+    let mut during = 0;
+    let mut deliver = |n: usize| {
+        let mut c = TestImap::connect(old.port(), "alice", "pw");
+        for _ in 0..n {
+            c.append("INBOX", &[], None, &msg("during", during))
+                .unwrap();
+            during += 1;
         }
+        c.logout();
     };
-    wait_for("cutover: waiting until 2 nameserver(s) serve", 20);
-    std::thread::sleep(Duration::from_millis(800));
-    // Propagation lag: ns1 first, ns2 a moment later.
+    wait_for(&["cutover: waiting until 2 nameserver(s) serve"], 20);
+    deliver(5);
+    // Propagation lag: ns1 first; the cutover sees it at 1 of 2 and goes on waiting.
     ns1.set_mx("example.com", "@", 2, &[(10, PARK)]);
-    std::thread::sleep(Duration::from_millis(1200));
-    assert!(child.try_wait().unwrap().is_none());
-    ns2.set_mx("example.com", "@", 2, &[(10, PARK)]);
-    stop.store(true, Ordering::SeqCst);
-    deliverer.join().unwrap();
-    let during = delivered.load(Ordering::SeqCst);
+    wait_for(&[&ns1.addr().to_string(), "[1/2 serve the target]"], 30);
+    deliver(5);
+    // Another poll at 1 of 2 (ns2 lowers its TTL, still the old MX) must not end the wait
+    // either: the cutover reports it, so it polled again without going on.
+    ns2.set_mx("example.com", "@", 1, &[(10, "old-mx.example.net.")]);
+    wait_for(&[&ns2.addr().to_string(), "[1/2 serve the target]"], 30);
     assert!(
-        during >= 10,
-        "mail kept arriving during the propagation: {during}"
+        !log.text().contains("for caches to expire"),
+        "went on at 1 of 2:\n{}",
+        log.text()
     );
+    ns2.set_mx("example.com", "@", 2, &[(10, PARK)]);
 
-    wait_for("cutover: NEXT STEP", 60);
-    // The admin flips the MX to the new server; a sender with stale DNS still reaches the old.
+    wait_for(&["cutover: NEXT STEP"], 60);
+    // The admin flips the MX to the new server; a sender with stale DNS still reaches the old,
+    // while the follow's IDLE on alice's old INBOX runs.
     ns1.set_mx("example.com", "@", 2, &[(10, "new-mx.example.net.")]);
     ns2.set_mx("example.com", "@", 2, &[(10, "new-mx.example.net.")]);
-    let stray_at = Instant::now();
+    wait_idle(&old, "alice", Duration::from_secs(20));
     let mut c = TestImap::connect(old.port(), "alice", "pw");
     for i in 0..3 {
         c.append("INBOX", &[], None, &msg("stray", i)).unwrap();
     }
     c.logout();
-    // IDLE wakes the follow loop: the stray mail arrives long before the 60 s interval.
-    let mut n = TestImap::connect(new.port(), "alice", "pw");
+    // IDLE wakes the follow loop: a pass carries the stray mail, not the 60 s interval nor the
+    // pass at the end of the 30 s follow (which the loop logs no wake-up for).
+    wait_for(&["follow: new mail on the old server (IDLE)"], 30);
+    wait_for(&["follow: carried 3 messages"], 30);
     let want = 5 + during + 3;
-    loop {
-        let got = n.fetch_all("INBOX").len();
-        if got == want {
-            break;
-        }
-        assert!(
-            stray_at.elapsed() < Duration::from_secs(8),
-            "stray mail not carried promptly ({got}/{want}):\n{}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut n = TestImap::connect(new.port(), "alice", "pw");
+    assert_eq!(n.fetch_all("INBOX").len(), want, "stray mail carried");
     n.logout();
 
     let status = child.wait().unwrap();
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    assert_eq!(status.code(), Some(0), "{stdout}\n{}", log.lock().unwrap());
+    assert_eq!(status.code(), Some(0), "{stdout}\n{}", log.finish());
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let phases: Vec<&str> = r["phases"]
         .as_array()
@@ -287,7 +290,7 @@ fn cutover_gives_up_when_a_nameserver_never_changes() {
 #[test]
 fn ctrl_c_during_follow_stops_at_once() {
     let users = [("alice", "pw")];
-    let old = Dovecot::start("old", &users, DovecotOpts::default());
+    let old = old_dovecot(&users);
     let new = Dovecot::start("new", &users, DovecotOpts::default());
     let port = Knot::free_port(&["127.0.0.1"]);
     let zone = zone_text("example.com", &[], &[(10, PARK)], 1);
@@ -316,25 +319,21 @@ fn ctrl_c_during_follow_stops_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(err).lines().map_while(Result::ok);
-    let t = Instant::now();
-    assert!(
-        lines.any(|l| l.contains("cutover: NEXT STEP")),
-        "no NEXT STEP (already parked, TTL 1 s)"
-    );
-    assert!(t.elapsed() < Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
-    let stopped = Instant::now();
+    let log = StderrLog::of(&mut child);
+    // Already parked (TTL 1 s): the follow starts, and waits once its IDLE runs.
+    log.wait_for(&["cutover: NEXT STEP"], Duration::from_secs(60));
+    wait_idle(&old, "alice", Duration::from_secs(20));
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        stopped.elapsed() < Duration::from_secs(10),
-        "Ctrl-C during --follow waited for the 10 min interval ({:?})",
-        stopped.elapsed()
+    // The follow lasts 10 min and passes every 10 min: an exit within the guard (a minute) is
+    // the Ctrl-C ending the wait between passes.
+    let code = common::wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(
+        code,
+        Some(130),
+        "interrupted follow: exit 130\n{}",
+        log.finish()
     );
-    assert_eq!(status.code(), Some(130), "interrupted follow: exit 130");
 }

@@ -8,13 +8,12 @@
 
 mod common;
 
-use common::{imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, Pause, TestImap};
+use common::{imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, Pause, StderrLog, TestImap};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PARK: &str = "park.example.net.";
@@ -168,7 +167,7 @@ fn presynced_with_a_size_limit(n: usize) -> World {
 /// A cutover running in the background: its stderr collected as it comes.
 struct Running {
     child: Child,
-    log: Arc<Mutex<String>>,
+    log: StderrLog,
 }
 
 fn start(w: &World, args: &[&str], env: &[(&'static str, String)]) -> Running {
@@ -190,35 +189,18 @@ fn start(w: &World, args: &[&str], env: &[(&'static str, String)]) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-    }
+    let log = StderrLog::of(&mut child);
     Running { child, log }
 }
 
 impl Running {
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
-    /// Waits (a failure guard only) until stderr shows `what`.
+    /// Waits (a failure guard only) until stderr shows a line with `what`.
     fn wait_for(&self, what: &str, secs: u64) {
-        let t = Instant::now();
-        while !self.log().contains(what) {
-            assert!(
-                t.elapsed() < Duration::from_secs(secs),
-                "no {what:?} within {secs}s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.log.wait_for(&[what], Duration::from_secs(secs));
     }
 
     fn signal(&self, sig: &str) {
@@ -251,10 +233,9 @@ impl Running {
             .unwrap()
             .read_to_string(&mut out)
             .unwrap();
-        // Let the stderr reader drain.
-        std::thread::sleep(Duration::from_millis(100));
         let report = serde_json::from_str(&out).unwrap_or(Value::Null);
-        (status.code().unwrap_or(-1), report, self.log())
+        // All of stderr: the reader ends when the exited process's pipe closes.
+        (status.code().unwrap_or(-1), report, self.log.finish())
     }
 }
 

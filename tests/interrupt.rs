@@ -1,11 +1,13 @@
 //! Ctrl-C stops cleanly: the batch in flight is committed, no intent is left pending, the exit
-//! code is 130, and the next run finishes exactly. Real Dovecot servers.
+//! code is 130, and the next run finishes exactly. Real Dovecot servers. The run is held at the
+//! `after-append` failpoint of its fourth batch and signalled there, so where it stops does not
+//! depend on the machine's speed.
 
 mod common;
 
 use common::{
-    append_config, run_imapshift, spawn_imapshift, wait_for_messages, write_config, Dovecot,
-    DovecotOpts, TestImap,
+    append_config, run_imapshift, spawn_imapshift, write_config, Dovecot, DovecotOpts, Pause,
+    StderrLog, TestImap,
 };
 use std::process::Command;
 use std::time::Duration;
@@ -32,31 +34,31 @@ fn sigint_stops_cleanly_and_the_next_run_finishes() {
     );
     append_config(&cfg, "[sync]\nbatch_messages = 3\n");
     let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
-    let child = spawn_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
-    // Wait until some messages arrived, then Ctrl-C.
-    wait_for_messages(
-        new.port(),
-        "alice",
-        "new-a",
-        "INBOX",
-        10,
-        Duration::from_secs(20),
-    );
+    // Held right after the fourth batch (messages 10 to 12) was appended, before it is
+    // committed: Ctrl-C arrives with that batch in flight.
+    let pause = Pause::new("after-append", 4);
+    let mut env: Vec<(&str, String)> = envs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.extend(pause.env());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = spawn_imapshift(&["sync", "--config", cfg.to_str().unwrap(), "--json"], &env);
+    let log = StderrLog::of(&mut child);
+    pause.wait_reached(Duration::from_secs(60));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    log.wait_for(&["stopping cleanly"], Duration::from_secs(20));
+    pause.release();
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = log.finish();
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping cleanly"), "{stderr}");
     let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     let copied = j["copied"].as_u64().unwrap();
-    assert!(copied > 0 && copied < 300, "stopped in the middle: {j}");
+    assert!(
+        (12..300).contains(&copied),
+        "stopped in the middle, the held batch committed: {j}"
+    );
     // Nothing pending: the batch in flight was committed.
     let st = run_imapshift(
         &["status", "--config", cfg.to_str().unwrap(), "--json"],

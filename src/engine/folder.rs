@@ -101,7 +101,7 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
     statuses: Statuses,
 ) -> Result<()> {
     let (state, acct, m, opts) = (cx.state, cx.acct, cx.m, cx.opts);
-    report.note = m.note.clone();
+    report.note = m.note();
     let previous = state.folder_state(acct, &m.old)?;
     let intents = state.intents(acct, &m.old)?;
     let ghosts = !state.ghosts(acct, &m.old)?.is_empty();
@@ -784,12 +784,7 @@ mod tests {
     #[test]
     fn fast_path_table() {
         let uv = |n| UidValidity::new(n).unwrap();
-        let m = FolderMapping {
-            old: crate::types::MailboxPath::new("Work").unwrap(),
-            new: crate::types::MailboxPath::new("Work").unwrap(),
-            by_special_use: None,
-            note: None,
-        };
+        let m = FolderMapping::same_name(crate::types::MailboxPath::new("Work").unwrap());
         let st = |uidnext, messages, modseq| FolderStatus {
             uidvalidity: uv(5),
             uidnext,

@@ -90,12 +90,7 @@ pub(crate) async fn follow_folder_changes<O: MailStore, N: MailStore>(
         .collect();
     let mut renames: Vec<(String, String)> = Vec::new();
     let folder_error = |e: crate::error::Error, m: &MailboxPath, totals: &mut AccountTotals| {
-        let fm = FolderMapping {
-            old: m.clone(),
-            new: m.clone(),
-            by_special_use: None,
-            note: None,
-        };
+        let fm = FolderMapping::same_name(m.clone());
         folder_failure(e, &fm, &mut totals.failures)
     };
     // Old folders imapshift has never seen: rename candidates (plan order: parents first).

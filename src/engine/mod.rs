@@ -170,7 +170,9 @@ pub struct FolderReport {
     /// given up on it and copied the message again) found: removed as duplicates, or taken as
     /// the copy.
     pub late_copies: u64,
-    /// The new folder (a collision resolved: `Sent Messages` kept its own name), if any.
+    /// Why the folder does not simply go where its name takes it, in words
+    /// ([`crate::plan::FolderMapping::note`]: a collision resolved, a rule, an earlier run, a
+    /// look-alike), if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Old UIDs that were in a batch when a connection broke: fetched and appended alone on the

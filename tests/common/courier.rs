@@ -51,20 +51,17 @@ use super::dovecot::{check_zone, default_tz, free_port, greeting_ok, is_root, pa
 /// Live members of a process group (for checking that a stopped instance left nothing).
 pub use super::procgroup::group_members;
 use super::procgroup::{
-    end_group, keep_tmp_if_asked, log_tail_on_panic, signal, tail_lines, wait_started, Started,
-    SIGKILL, SIGTERM,
+    end_group, keep_tmp_if_asked, log_tail_on_panic, spawn_in_group, stop_server, tail_lines,
+    wait_started, Started, TermTo,
 };
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What `scripts/vendor/courier.sh install` writes last into a complete prefix.
 const COMPLETE_MARKER: &str = ".imapshift-complete";
 
@@ -191,24 +188,11 @@ impl Courier {
     /// couriertcpd (then SIGKILL), then wait for the rest of the group, SIGKILL what is left,
     /// and panic (unless already panicking) if anything survives.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        let pgid = self.pid;
-        signal(-(pgid as i32), SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
-            sleep(Duration::from_millis(20));
-        }
-        if !matches!(child.try_wait(), Ok(Some(_))) {
-            eprintln!(
-                "courier {}: couriertcpd {pgid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
-                self.name
-            );
-            signal(-(pgid as i32), SIGKILL);
-            let _ = child.wait();
-        }
-        end_group(pgid, &format!("courier {}", self.name));
+        let what = format!("courier {}", self.name);
+        stop_server(child, self.pid, TermTo::Group, &what, "couriertcpd");
         self.pid = 0;
     }
 
@@ -420,22 +404,13 @@ impl Courier {
     /// the greeting.
     fn spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "courier already running");
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("courier.log"))
-            .unwrap();
-        let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "--", "/bin/sh"])
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "--", "/bin/sh"])
             .arg(self.dir.join("start.sh"))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("TZ", self.tz())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
+            .env("TZ", self.tz());
+        let child = spawn_in_group(&mut cmd, &self.dir.join("courier.log"))
             .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for courier: {e}"));
         self.pid = child.id();
         let child = self.child.insert(child);

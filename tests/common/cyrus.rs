@@ -40,19 +40,19 @@
 //! dirs (their paths are printed on stderr).
 
 use super::dovecot::{check_zone, is_root, passwd_ids};
-use super::procgroup::{group_members, signal, wait_group_empty, SIGKILL, SIGTERM};
+use super::procgroup::{
+    group_members, signal, spawn_in_group, stop_server, wait_group_empty, TermTo, SIGKILL,
+};
 use super::{default_tz, free_port, TestImap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const SERIES: &str = "3.6";
 /// Written by scripts/vendor/cyrus.sh when a prefix is complete (the package versions).
 const MARKER: &str = ".imapshift-complete";
@@ -220,36 +220,13 @@ impl Cyrus {
     /// 10 s SIGKILL to the group; then SIGKILL whatever is left and check via /proc that
     /// nothing survives. Panics if something does (unless already panicking).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        let pgid = self.pid as i32;
-        signal(pgid, SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
-            sleep(Duration::from_millis(20));
-        }
-        if !matches!(child.try_wait(), Ok(Some(_))) {
-            eprintln!(
-                "cyrus {}: master {pgid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
-                self.name
-            );
-            signal(-pgid, SIGKILL);
-        }
-        let _ = child.wait();
-        // The master stops its imapd children on SIGTERM; whatever is left gets SIGKILL.
-        let mut left = wait_group_empty(self.pid, Duration::from_secs(5));
-        if !left.is_empty() {
-            signal(-pgid, SIGKILL);
-            left = wait_group_empty(self.pid, Duration::from_secs(5));
-        }
+        // The master stops its imapd children on SIGTERM; whatever is left is ended.
+        let what = format!("cyrus {}", self.name);
+        stop_server(child, self.pid, TermTo::Leader, &what, "master");
         self.pid = 0;
-        // (A test that is already failing says so itself; its Drop shows the log.)
-        assert!(
-            left.is_empty() || std::thread::panicking(),
-            "cyrus {}: processes of group {pgid} survived stop: {left:?}",
-            self.name
-        );
     }
 
     /// Stops and starts again with the same config, port and mail.
@@ -413,14 +390,9 @@ impl Cyrus {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("cyrus.stderr"))
-            .expect("open cyrus.stderr");
         let master = self.prefix.join("usr/lib/cyrus/bin/master");
-        let child = Command::new(&master)
-            .arg("-D")
+        let mut cmd = Command::new(&master);
+        cmd.arg("-D")
             .arg("-C")
             .arg(self.config_path())
             .arg("-M")
@@ -429,18 +401,13 @@ impl Cyrus {
             .arg(self.dir.join("run/master.pid"))
             .env("LD_LIBRARY_PATH", lib_path(&self.prefix))
             .env("TZ", self.tz())
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup cyrus.stderr"))
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {} ({e}): run scripts/vendor/cyrus.sh install",
-                    master.display()
-                )
-            });
+            .current_dir(&self.dir);
+        let child = spawn_in_group(&mut cmd, &self.dir.join("cyrus.stderr")).unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run scripts/vendor/cyrus.sh install",
+                master.display()
+            )
+        });
         self.pid = child.id();
         self.child = Some(child);
         self.wait_listening()

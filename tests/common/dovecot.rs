@@ -48,22 +48,20 @@
 //! the dovecot binary (default `/usr/sbin/dovecot`).
 
 use super::procgroup::{
-    end_group, group_members, keep_tmp_if_asked, log_tail_on_panic, signal, SIGKILL, SIGTERM,
+    end_group, group_members, keep_tmp_if_asked, log_tail_on_panic, spawn_in_group, stop_server,
+    wait_started, Started, TermTo,
 };
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options for [`Dovecot::start`].
 #[derive(Debug, Clone, Default)]
@@ -298,29 +296,11 @@ impl Dovecot {
     /// of its process group and check via /proc that nothing survives.
     /// Panics if something does (unless already panicking).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        let pid = self.pid as i32;
-        signal(pid, SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let mut exited = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                break;
-            }
-            sleep(Duration::from_millis(20));
-        }
-        if !exited {
-            eprintln!(
-                "dovecot {}: master {pid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
-                self.name
-            );
-            signal(-pid, SIGKILL);
-            let _ = child.wait();
-        }
-        sweep_group(self.pid, &self.name);
+        let what = format!("dovecot {}", self.name);
+        stop_server(child, self.pid, TermTo::Leader, &what, "master");
         self.pid = 0;
     }
 
@@ -424,53 +404,42 @@ impl Dovecot {
     /// (and a TCP accept on the TLS port).
     fn spawn(&mut self, bin: &Path) -> Result<(), String> {
         assert!(self.child.is_none(), "dovecot already running");
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dovecot.stderr"))
-            .unwrap();
-        let child = Command::new(bin)
-            .arg("-F")
-            .arg("-c")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run dovecot ({}): {e}; integration tests need Debian's \
+        let child = spawn_in_group(
+            Command::new(bin)
+                .arg("-F")
+                .arg("-c")
+                .arg(self.config_path()),
+            &self.dir.join("dovecot.stderr"),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run dovecot ({}): {e}; integration tests need Debian's \
                      dovecot-imapd (or set IMAPSHIFT_DOVECOT)",
-                    bin.display()
-                )
-            });
+                bin.display()
+            )
+        });
         self.pid = child.id();
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().unwrap();
-            if let Ok(Some(status)) = child.try_wait() {
+        let child = self.child.insert(child);
+        let (port, tls_port) = (self.port, self.tls_port);
+        let ready = || {
+            greeting_ok(port)
+                && tls_port.is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
+        };
+        match wait_started(child, START_TIMEOUT, ready) {
+            Started::Ready => Ok(()),
+            Started::Exited(status) => {
                 self.child = None;
                 sweep_group(self.pid, &self.name);
                 self.pid = 0;
-                return Err(format!("dovecot exited during startup ({status})"));
+                Err(format!("dovecot exited during startup ({status})"))
             }
-            if greeting_ok(self.port)
-                && self
-                    .tls_port
-                    .is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
+            Started::TimedOut => {
                 self.stop();
-                return Err(format!(
+                Err(format!(
                     "no `* OK` greeting on 127.0.0.1:{} within {START_TIMEOUT:?}",
                     self.port
-                ));
+                ))
             }
-            sleep(Duration::from_millis(50));
         }
     }
 }

@@ -43,13 +43,13 @@
 //! panic naming the Debian packages: tests must fail, never skip.
 
 use super::procgroup::{
-    group_members, keep_tmp_if_asked, log_tail_on_panic, signal, wait_group_empty, SIGKILL, SIGTERM,
+    group_members, keep_tmp_if_asked, log_tail_on_panic, signal, spawn_in_group, stop_server,
+    TermTo,
 };
 use std::collections::HashSet;
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -58,7 +58,6 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `knotc -t`: a paused server must not hang a test for knotc's default 60 s.
 const KNOTC_TIMEOUT_SECS: &str = "5";
 const INSTALL_HINT: &str = "install Knot DNS: apt-get install -y knot knot-dnsutils";
@@ -348,48 +347,15 @@ impl Knot {
     /// of its process group survives. Panics if something does (unless
     /// already panicking).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        let pid = self.pid as i32;
         if self.paused.swap(false, Ordering::SeqCst) {
-            signal(pid, SIGCONT);
+            signal(self.pid as i32, SIGCONT);
         }
-        signal(pid, SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let mut exited = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited = true;
-                break;
-            }
-            sleep(Duration::from_millis(10));
-        }
-        if !exited {
-            eprintln!(
-                "knot {}: knotd {pid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL",
-                self.name
-            );
-            signal(-pid, SIGKILL);
-            let _ = child.wait();
-        }
-        let mut left = wait_group_empty(self.pid, Duration::from_secs(2));
-        if !left.is_empty() {
-            signal(-pid, SIGKILL);
-            left = wait_group_empty(self.pid, Duration::from_secs(5));
-        }
+        let what = format!("knot {}", self.name);
+        stop_server(child, self.pid, TermTo::Leader, &what, "knotd");
         self.pid = 0;
-        if !left.is_empty() {
-            let msg = format!(
-                "knot {}: processes of group {pid} survived stop: {left:?}",
-                self.name
-            );
-            if std::thread::panicking() {
-                eprintln!("{msg}");
-            } else {
-                panic!("{msg}");
-            }
-        }
     }
 
     // ----- internals -----
@@ -432,22 +398,11 @@ impl Knot {
     /// TCP accepts and the control socket accepts.
     fn spawn(&mut self, bin: &Path) -> Result<(), String> {
         assert!(self.child.is_none(), "knot already running");
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("knotd.stderr"))
-            .unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run knotd ({}): {e}; {INSTALL_HINT}", bin.display())
-            });
+        let child = spawn_in_group(
+            Command::new(bin).arg("-c").arg(self.config_path()),
+            &self.dir.join("knotd.stderr"),
+        )
+        .unwrap_or_else(|e| panic!("cannot run knotd ({}): {e}; {INSTALL_HINT}", bin.display()));
         self.pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;

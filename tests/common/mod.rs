@@ -268,22 +268,74 @@ pub fn spawn_imapshift(args: &[&str], envs: &[(&str, &str)]) -> std::process::Ch
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", imapshift_bin().display()))
 }
 
-/// Waits (up to `timeout`) until `folder` on the server holds at least `n` messages.
-pub fn wait_for_messages(
-    port: u16,
-    user: &str,
-    pass: &str,
-    folder: &str,
-    n: u32,
-    timeout: Duration,
-) {
-    let deadline = Instant::now() + timeout;
+/// A running child's stderr, read line by line by a thread: what it said so far, and a wait for
+/// a line (an observed state, never a moment).
+pub struct StderrLog {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StderrLog {
+    /// Takes `child`'s piped stderr.
+    pub fn of(child: &mut std::process::Child) -> StderrLog {
+        use std::io::BufRead;
+        let err = child.stderr.take().expect("stderr piped");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let t = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                t.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        StderrLog {
+            text,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything read so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits for the next line that holds every one of `what` (lines before it are passed
+    /// over). `guard` is only a failure guard: it panics with the log.
+    pub fn wait_for(&self, what: &[&str], guard: Duration) {
+        let deadline = Instant::now() + guard;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if what.iter().all(|w| l.contains(w)) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what:?} within {guard:?}:\n{}", self.text()),
+            }
+        }
+    }
+
+    /// All of stderr, once the child has closed it (exited).
+    pub fn finish(mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.text()
+    }
+}
+
+/// Waits for `child` to exit and returns its exit code (`None`: killed by a signal). `guard` is
+/// only a failure guard: past it the child is killed and the test fails.
+pub fn wait_exit(child: &mut std::process::Child, guard: Duration) -> Option<i32> {
+    let deadline = Instant::now() + guard;
     loop {
-        let mut c = TestImap::connect(port, user, pass);
-        let (count, _, _) = c.status(folder);
-        c.logout();
-        if count >= n || Instant::now() > deadline {
-            return;
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("imapshift did not exit within {guard:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -87,6 +87,63 @@ pub fn end_group(pgid: u32, what: &str) {
     }
 }
 
+/// Starts a server in a process group of its own (its PID is the group's id), stdin closed,
+/// stdout and stderr appended to `log`.
+pub fn spawn_in_group(
+    cmd: &mut std::process::Command,
+    log: &Path,
+) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+}
+
+/// Where a server's stop request goes: to its main process alone (it stops its children:
+/// Dovecot's and Cyrus's masters, knotd) or to its whole process group (Courier).
+#[derive(Clone, Copy, Debug)]
+pub enum TermTo {
+    Leader,
+    Group,
+}
+
+/// How long a server's main process gets to exit after SIGTERM before its group gets SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Stops a server whose main process `child` leads process group `pgid`: SIGTERM (to `to`),
+/// up to [`STOP_TIMEOUT`] for it to exit, else SIGKILL to the group; then [`end_group`] for
+/// whatever is left (and its panic if anything survives). `what` names the server (`dovecot
+/// old`), `leader` its main process (`master`, `knotd`, `couriertcpd`).
+pub fn stop_server(
+    mut child: std::process::Child,
+    pgid: u32,
+    to: TermTo,
+    what: &str,
+    leader: &str,
+) {
+    let pid = pgid as i32;
+    signal(
+        match to {
+            TermTo::Leader => pid,
+            TermTo::Group => -pid,
+        },
+        SIGTERM,
+    );
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
+        sleep(Duration::from_millis(10));
+    }
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        eprintln!("{what}: {leader} {pid} ignored SIGTERM for {STOP_TIMEOUT:?}, sending SIGKILL");
+        signal(-pid, SIGKILL);
+        let _ = child.wait();
+    }
+    end_group(pgid, what);
+}
+
 /// For a test server's Drop, before it stops: when the test panics while the server runs,
 /// prints the server's log tail. `kind` is e.g. `"courier"`.
 pub fn log_tail_on_panic(

@@ -63,13 +63,11 @@ fn lower_set(v: &[String]) -> BTreeSet<String> {
     v.iter().map(|f| f.to_ascii_lowercase()).collect()
 }
 
+/// One user, one job: the folder's messages in one session pair.
 fn config(dir: &Path, old: u16, new: u16) -> PathBuf {
     let cfg = dir.join("imapshift.toml");
-    std::fs::write(
-        &cfg,
-        plain_config(old, new, "", "", "[sync]\njobs = 1\n", &["alice"]),
-    )
-    .unwrap();
+    let text = plain_config(old, new, "", "", "[sync]\njobs = 1\n", &["alice"]);
+    std::fs::write(&cfg, text).unwrap();
     cfg
 }
 
@@ -79,21 +77,33 @@ struct Run {
     stderr: String,
 }
 
-fn sync(cfg: &Path) -> Run {
+/// Runs `imapshift <command> --config cfg --json`: exit code, stdout, stderr.
+fn imapshift(command: &str, cfg: &Path) -> (i32, Vec<u8>, String) {
     let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[command, "--config", cfg.to_str().unwrap(), "--json"],
         &[("PW", PW)],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = common::sync_report(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), out.stdout, stderr)
+}
+
+fn sync(cfg: &Path) -> Run {
+    let (code, stdout, stderr) = imapshift("sync", cfg);
+    let report = common::sync_report(&stdout).unwrap_or_else(|e| panic!("{e}\n{stderr}"));
     Run {
-        code: out.status.code().unwrap_or(-1),
+        code,
         report,
         stderr,
     }
 }
 
 impl Run {
+    fn failures(&self) -> &[serde_json::Value] {
+        self.report["users"][0]["failures"]
+            .as_array()
+            .map_or(&[], Vec::as_slice)
+    }
+
     fn folder(&self, old: &str) -> &serde_json::Value {
         self.report["users"][0]["folders"]
             .as_array()
@@ -112,17 +122,10 @@ impl Run {
 }
 
 fn verify(cfg: &Path) -> (i32, serde_json::Value) {
-    let out = run_imapshift(
-        &["verify", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("PW", PW)],
-    );
-    let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "verify --json: {e}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), j)
+    let (code, stdout, stderr) = imapshift("verify", cfg);
+    let j =
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("verify --json: {e}\n{stderr}"));
+    (code, j)
 }
 
 /// The new folder holds every old message byte for byte with its INTERNALDATE (as an
@@ -160,22 +163,9 @@ fn without_refused(_: usize, flags: &[String]) -> Vec<String> {
 
 #[test]
 fn dovecot_to_cyrus_drops_only_keywords_a_full_folder_cannot_take() {
-    let old = Dovecot::start(
-        "old",
-        &[("alice", PW)],
-        DovecotOpts {
-            tz: Some("Europe/Berlin".into()),
-            ..Default::default()
-        },
-    );
-    let new = Cyrus::start(
-        "new",
-        &[("alice", PW)],
-        CyrusOpts {
-            tz: Some("America/New_York".into()),
-            ..Default::default()
-        },
-    );
+    // Zones by name: Europe/Berlin and America/New_York (`common::default_tz`).
+    let old = Dovecot::start("old", &[("alice", PW)], DovecotOpts::default());
+    let new = Cyrus::start("new", &[("alice", PW)], CyrusOpts::default());
     let mut c = TestImap::connect(old.port(), "alice", PW);
     c.create("Tags");
     for i in 0..MESSAGES {
@@ -231,14 +221,7 @@ fn dovecot_to_cyrus_drops_only_keywords_a_full_folder_cannot_take() {
         "the warning names the count and the keywords: {}",
         warnings[0]
     );
-    assert!(
-        r.report["users"][0]["failures"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
-        "{:#}",
-        r.report
-    );
+    assert!(r.failures().is_empty(), "{:#}", r.report);
 
     // A re-run appends nothing and does not warn again.
     let r = sync(&cfg);
@@ -283,10 +266,7 @@ fn dovecot_to_cyrus_drops_only_keywords_a_full_folder_cannot_take() {
     assert_eq!(f["flags_updated"], 3, "{f:#}");
     assert_eq!(f["flags_dropped"], 2, "{f:#}");
     assert!(
-        r.report["users"][0]["failures"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
+        r.failures().is_empty(),
         "the folder does not fail: {:#}",
         r.report
     );

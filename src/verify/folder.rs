@@ -615,3 +615,58 @@ fn flags_detail(o: Option<&Described>, n: Option<&Described>) -> String {
     }
     detail.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(uid: u32, key: u128, flags: &[&str]) -> Rec {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Rec {
+            key,
+            uid,
+            size: 10,
+            flags: super::super::compact::flags_hash(&flags),
+            body: 0,
+        }
+    }
+
+    /// A copy that lacks only keywords its new folder does not hold (the old record left them
+    /// out, its UID noted) is `KeywordsRefused`; one whose other flags differ too is `Flags`;
+    /// an old message with such a keyword and no copy is still missing.
+    #[test]
+    fn keywords_the_new_folder_does_not_hold_are_told_apart() {
+        let mut nt = NotTaken {
+            held: ["kw5".to_string()].into(),
+            reduced: HashSet::new(),
+        };
+        let old_flags = ["\\Seen".to_string(), "KW5".into(), "kw110".into()];
+        let fewer = nt.flags_to_compare(1, &old_flags, true).unwrap();
+        assert_eq!(fewer, vec!["\\Seen".to_string(), "KW5".into()]);
+        assert_eq!(nt.flags_to_compare(2, &old_flags[..2], true), None);
+        assert_eq!(
+            nt.flags_to_compare(3, &old_flags, false),
+            None,
+            "no new folder"
+        );
+        let olds = [
+            rec(1, 1, &["\\Seen", "kw5"]),
+            rec(4, 4, &["kw5"]),
+            rec(5, 5, &["kw5"]),
+        ];
+        let news = [rec(11, 1, &["\\Seen", "kw5"]), rec(14, 4, &[])];
+        let reduced: HashSet<u32> = [1, 4, 5].into();
+        let mut found = Vec::new();
+        join(&olds, &news, false, &reduced, &mut |h| {
+            found.push((h.kind, h.old.map(|r| r.uid)))
+        });
+        assert_eq!(
+            found,
+            vec![
+                (Found::KeywordsRefused, Some(1)),
+                (Found::Flags, Some(4)),
+                (Found::Missing, Some(5)),
+            ]
+        );
+    }
+}

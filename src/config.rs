@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Rate limits for this server (all users together).
     pub max_messages_per_sec: Option<f64>,
     pub max_bytes_per_sec: Option<f64>,
+    /// `[side.quirks]`: workarounds forced on or off, capabilities to ignore
+    /// (docs/server-quirks.md).
+    pub quirks: crate::imap::quirks::QuirkOverrides,
 }
 
 /// An administrator's login that opens users' mailboxes: a Dovecot master user (`auth =
@@ -226,6 +229,7 @@ struct RawServer {
     max_connections: Option<Spanned<i64>>,
     max_messages_per_sec: Option<Spanned<i64>>,
     max_bytes_per_sec: Option<Spanned<i64>>,
+    quirks: Option<std::collections::BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -807,6 +811,14 @@ fn server(
             Some(v) => {
                 Some(ranged(w, v, &format!("[{side}].max_bytes_per_sec"), 1024, i64::MAX)? as f64)
             }
+        },
+        quirks: {
+            let mut o = crate::imap::quirks::QuirkOverrides::default();
+            for (key, v) in raw.quirks.iter().flatten() {
+                o.set_from_config(key, v.get_ref())
+                    .map_err(|e| w.at(v, &format!("[{side}.quirks].{key}"), e))?;
+            }
+            o
         },
     })
 }

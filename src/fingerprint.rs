@@ -17,6 +17,15 @@
 //!   the exact size are paired first; only then is a copy paired whose size is larger, by at most
 //!   what line-end rewriting can add (twice the size plus a final CRLF). Sizes never shrink.
 //!
+//! - **8-bit header bytes may come back as `X`**: a server that munges them on APPEND (Cyrus's
+//!   `munge8bit`, on by default) stores each header byte >= 0x80 as `X`, size unchanged. A
+//!   fingerprint of a header with such bytes also keeps the [`Munged`] form (Message-ID and
+//!   header hash of the header so rewritten), and only after every exact pairing is a copy paired
+//!   whose own key is exactly that form ([`Fingerprint::munged_key`]). This is directed and
+//!   narrow: the copy must be what munging makes of this header, nothing else; a header without
+//!   8-bit bytes has no munged form, so its matching is unchanged. [`Fingerprint::munged_in`]
+//!   tells such a copy ("rewritten") from an identical one; `verify` reports it as altered.
+//!
 //! What a fingerprint cannot tell apart: two messages with the same Message-ID, the same
 //! INTERNALDATE to the second and the same header block byte for byte, but different bodies.
 //! Between such twins a copy of one may stand for the other; `verify --deep` compares bodies.
@@ -45,6 +54,21 @@ pub struct Fingerprint {
     /// version-0 original after an upgrade in the middle of a migration.
     #[serde(skip)]
     pub raw_hash: Option<String>,
+    /// For a header with bytes >= 0x80: its form with each such byte replaced by `X`, as a
+    /// munging server stores it. `None` for a 7-bit header, and in fingerprints stored before
+    /// this field existed (those pair exactly only, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub munged: Option<Munged>,
+}
+
+/// A header's form after a server replaced each of its bytes >= 0x80 by `X` (Cyrus
+/// `munge8bit`): what a copy's own fingerprint holds then.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Munged {
+    /// The Message-ID of the munged header.
+    pub message_id: Option<String>,
+    /// Hash of the munged header block, line ends unified (as [`Fingerprint::header_hash`]).
+    pub header_hash: String,
 }
 
 /// The part of a fingerprint that a copy shares with its original on any server: everything but
@@ -70,6 +94,24 @@ impl Fingerprint {
         }
     }
 
+    /// The key of this message's copy on a server that replaced its 8-bit header bytes by `X`;
+    /// `None` when the header has none (or the fingerprint was stored without it).
+    pub fn munged_key(&self) -> Option<MatchKey> {
+        let m = self.munged.as_ref()?;
+        Some(MatchKey {
+            message_id: m.message_id.clone(),
+            header_hash: m.header_hash.clone(),
+            ..self.match_key()
+        })
+    }
+
+    /// Whether `copy` is this message with its 8-bit header bytes replaced by `X` (and not
+    /// identical): a pair [`pair_up`] made only by that tolerance.
+    pub fn munged_in(&self, copy: &Fingerprint) -> bool {
+        let k = copy.match_key();
+        self.match_key() != k && self.munged_key().is_some_and(|m| m == k)
+    }
+
     /// Whether a copy of this size can be this message after a server rewrote line ends (bare LF
     /// to CRLF, a final CRLF added) on APPEND.
     pub fn size_fits(&self, copy_size: u32) -> bool {
@@ -83,10 +125,12 @@ impl Fingerprint {
 }
 
 /// Pairs originals with copies as a multiset: for each original (in order) the index of its copy
-/// in `copies`, or `None`. Each copy is taken once. Copies of the exact size are paired first,
-/// for all originals; then originals left over take the smallest copy whose size
-/// [`Fingerprint::size_fits`]. The one matching rule behind crash recovery, map rebuilding, UID
-/// lookup without UIDPLUS, rename detection and verification.
+/// in `copies`, or `None`. Each copy is taken once. Two tiers: first by the same key, then
+/// (originals left over with 8-bit header bytes) by their [`Fingerprint::munged_key`]; in each
+/// tier copies of the exact size are paired first, for all originals, then originals left over
+/// take the smallest copy whose size [`Fingerprint::size_fits`]. The one matching rule behind
+/// crash recovery, map rebuilding, UID lookup without UIDPLUS, rename detection and
+/// verification.
 pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Option<usize>> {
     let mut groups: HashMap<MatchKey, Vec<usize>> = HashMap::new();
     for (i, c) in copies.iter().enumerate() {
@@ -105,24 +149,48 @@ pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Optio
             }
         }
     }
-    let keys: Vec<MatchKey> = originals.iter().map(|o| o.match_key()).collect();
+    let exact: Vec<Option<MatchKey>> = originals.iter().map(|o| Some(o.match_key())).collect();
+    let munged: Vec<Option<MatchKey>> = originals.iter().map(|o| o.munged_key()).collect();
     let sizes: Vec<u32> = originals.iter().map(|o| o.size).collect();
     let copy_sizes: Vec<u32> = copies.iter().map(|c| c.size).collect();
-    pair_grouped(&keys, &sizes, &groups, &copy_sizes)
+    pair_grouped(&[exact, munged], &sizes, &groups, &copy_sizes)
 }
 
-/// The two passes of [`pair_up`] on keys and sizes: `groups` holds, per key, the indexes of the
-/// copies with that key in order. Shared with `verify`, which pairs compact records by it.
+/// The passes of [`pair_up`] on keys and sizes: `groups` holds, per key, the indexes of the
+/// copies with that key in order; `tiers` the originals' keys to look up, tier after tier (an
+/// original without a key in a tier, `None`, sits that tier out; one paired in a tier is done).
+/// Shared with `verify`, which pairs compact records by it.
 pub fn pair_grouped<K: std::hash::Hash + Eq>(
-    keys: &[K],
+    tiers: &[Vec<Option<K>>],
     sizes: &[u32],
     groups: &HashMap<K, Vec<usize>>,
     copy_sizes: &[u32],
 ) -> Vec<Option<usize>> {
     let mut taken = vec![false; copy_sizes.len()];
-    let mut out: Vec<Option<usize>> = vec![None; keys.len()];
+    let mut out: Vec<Option<usize>> = vec![None; sizes.len()];
+    for keys in tiers {
+        pair_tier(keys, sizes, groups, copy_sizes, &mut taken, &mut out);
+    }
+    out
+}
+
+/// One tier of [`pair_grouped`]: exact sizes first, then the smallest copy that fits.
+fn pair_tier<K: std::hash::Hash + Eq>(
+    keys: &[Option<K>],
+    sizes: &[u32],
+    groups: &HashMap<K, Vec<usize>>,
+    copy_sizes: &[u32],
+    taken: &mut [bool],
+    out: &mut [Option<usize>],
+) {
+    let group = |k: usize, out: &[Option<usize>]| {
+        if out[k].is_some() {
+            return None;
+        }
+        keys[k].as_ref().and_then(|key| groups.get(key))
+    };
     for (k, &size) in sizes.iter().enumerate() {
-        let Some(g) = groups.get(&keys[k]) else {
+        let Some(g) = group(k, out) else {
             continue;
         };
         if let Some(&i) = g.iter().find(|&&i| !taken[i] && copy_sizes[i] == size) {
@@ -131,10 +199,7 @@ pub fn pair_grouped<K: std::hash::Hash + Eq>(
         }
     }
     for (k, &size) in sizes.iter().enumerate() {
-        if out[k].is_some() {
-            continue;
-        }
-        let Some(g) = groups.get(&keys[k]) else {
+        let Some(g) = group(k, out) else {
             continue;
         };
         let best = g
@@ -147,7 +212,6 @@ pub fn pair_grouped<K: std::hash::Hash + Eq>(
             out[k] = Some(i);
         }
     }
-    out
 }
 
 /// [`Fingerprint::size_fits`] on sizes.
@@ -240,6 +304,36 @@ fn unified_line_ends(header: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether any byte is >= 0x80.
+fn has_8bit(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b >= 0x80)
+}
+
+/// The bytes with each one >= 0x80 replaced by `X`: what Cyrus (`munge8bit`) stores of a header.
+pub fn munge_8bit(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if b >= 0x80 { b'X' } else { b })
+        .collect()
+}
+
+/// A whole message with its header block munged ([`munge_8bit`]) and the rest as it is: the
+/// message as a munging server stores it (the message itself when its header is 7-bit).
+pub fn munge_header_of(msg: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let header = header_block(msg);
+    if !has_8bit(header) {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = munge_8bit(header);
+    out.extend_from_slice(&msg[header.len()..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// First 16 bytes of the SHA-256 of the header with line ends unified, hex.
+fn header_hash(header: &[u8]) -> String {
+    hex::encode(&Sha256::digest(unified_line_ends(header))[..16])
+}
+
 /// SHA-256 of all bytes, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -257,9 +351,16 @@ impl Fingerprint {
             message_id: message_id(header),
             size,
             internaldate: internaldate.to_string(),
-            header_hash: hex::encode(&Sha256::digest(unified_line_ends(header))[..16]),
+            header_hash: header_hash(header),
             v: 1,
             raw_hash: Some(hex::encode(&Sha256::digest(header)[..16])),
+            munged: has_8bit(header).then(|| {
+                let m = munge_8bit(header);
+                Munged {
+                    message_id: message_id(&m),
+                    header_hash: header_hash(&m),
+                }
+            }),
         }
     }
 }
@@ -393,6 +494,170 @@ mod tests {
         // Another key never pairs.
         let other = fp("", 10, date, "Subject: t\r\n\r\n");
         assert_eq!(pair_up(&[&f(10)], &[&other]), vec![None]);
+    }
+
+    /// Pairing rows with headers: a copy whose 8-bit header bytes a server replaced by `X`
+    /// (Cyrus `munge8bit`) pairs, after every exact pairing; any other header difference never.
+    #[test]
+    fn munged_pairing_table() {
+        let date = "01-Jan-2020 00:00:00 +0000";
+        let utf8 = "Message-ID: <m@b>\r\nSubject: caf\u{e9}\r\n\r\n"
+            .as_bytes()
+            .to_vec();
+        let latin1 = b"Message-ID: <m@b>\r\nFrom: J\xfcrgen <j@b>\r\n\r\n".to_vec();
+        let ascii_xx = b"Message-ID: <m@b>\r\nSubject: cafXX\r\n\r\n".to_vec();
+        let h = |s: &str| s.as_bytes().to_vec();
+        struct Case {
+            name: &'static str,
+            originals: Vec<(Vec<u8>, u32)>,
+            copies: Vec<(Vec<u8>, u32)>,
+            want: Vec<Option<usize>>,
+        }
+        let cases = [
+            Case {
+                name: "UTF-8 Subject munged (each byte an X, same size)",
+                originals: vec![(utf8.clone(), 50)],
+                copies: vec![(munge_8bit(&utf8), 50)],
+                want: vec![Some(0)],
+            },
+            Case {
+                name: "Latin-1 From munged",
+                originals: vec![(latin1.clone(), 50)],
+                copies: vec![(munge_8bit(&latin1), 50)],
+                want: vec![Some(0)],
+            },
+            Case {
+                name: "8-bit Message-ID munged too",
+                originals: vec![(h("Message-ID: <caf\u{e9}@b>\r\nSubject: s\r\n\r\n"), 50)],
+                copies: vec![(h("Message-ID: <cafXX@b>\r\nSubject: s\r\n\r\n"), 50)],
+                want: vec![Some(0)],
+            },
+            Case {
+                name: "munged and line ends rewritten, size grown",
+                originals: vec![(h("Message-ID: <m@b>\nSubject: caf\u{e9}\n\n"), 50)],
+                copies: vec![(munge_8bit(&utf8), 53)],
+                want: vec![Some(0)],
+            },
+            Case {
+                name: "identical copies first: each original takes its own",
+                originals: vec![(utf8.clone(), 50), (ascii_xx.clone(), 50)],
+                copies: vec![(ascii_xx.clone(), 50), (utf8.clone(), 50)],
+                want: vec![Some(1), Some(0)],
+            },
+            Case {
+                name: "an original whose plain twin took the only exact copy takes the munged one",
+                originals: vec![(utf8.clone(), 50), (ascii_xx.clone(), 50)],
+                copies: vec![(ascii_xx.clone(), 50), (ascii_xx.clone(), 50)],
+                want: vec![Some(1), Some(0)],
+            },
+            Case {
+                name: "multiset: one munged copy for two identical originals",
+                originals: vec![(utf8.clone(), 50), (utf8.clone(), 50)],
+                copies: vec![(munge_8bit(&utf8), 50)],
+                want: vec![Some(0), None],
+            },
+            Case {
+                name: "the header differs elsewhere too: no pair",
+                originals: vec![(
+                    h("Message-ID: <m@b>\r\nSubject: caf\u{e9}\r\nX: 1\r\n\r\n"),
+                    50,
+                )],
+                copies: vec![(h("Message-ID: <m@b>\r\nSubject: cafXX\r\nX: 2\r\n\r\n"), 50)],
+                want: vec![None],
+            },
+            Case {
+                name: "bytes replaced by something else than X, or only some: no pair",
+                originals: vec![(utf8.clone(), 50), (utf8.clone(), 50)],
+                copies: vec![
+                    (h("Message-ID: <m@b>\r\nSubject: caf??\r\n\r\n"), 50),
+                    (
+                        b"Message-ID: <m@b>\r\nSubject: cafX\xa9\r\n\r\n".to_vec(),
+                        50,
+                    ),
+                ],
+                want: vec![None, None],
+            },
+            Case {
+                name: "a copy never gains 8-bit bytes: a 7-bit original has no munged form",
+                originals: vec![(ascii_xx.clone(), 50)],
+                copies: vec![(utf8.clone(), 50)],
+                want: vec![None],
+            },
+            Case {
+                name: "munged, but never smaller",
+                originals: vec![(utf8.clone(), 50)],
+                copies: vec![(munge_8bit(&utf8), 49)],
+                want: vec![None],
+            },
+        ];
+        let fps = |v: &[(Vec<u8>, u32)]| -> Vec<Fingerprint> {
+            v.iter()
+                .map(|(h, s)| Fingerprint::of_header(h, *s, date))
+                .collect()
+        };
+        for c in cases {
+            let (o, n) = (fps(&c.originals), fps(&c.copies));
+            let got = pair_up(&o.iter().collect::<Vec<_>>(), &n.iter().collect::<Vec<_>>());
+            assert_eq!(got, c.want, "{}", c.name);
+            // Every pair is told identical or munged by `munged_in`, as its bytes are.
+            for (k, p) in got.iter().enumerate() {
+                if let Some(j) = *p {
+                    let rewritten = c.originals[k].0 != c.copies[j].0
+                        && munge_8bit(&c.originals[k].0) != c.originals[k].0;
+                    assert_eq!(o[k].munged_in(&n[j]), rewritten, "{}: pair {k}", c.name);
+                }
+            }
+        }
+        // Another day never pairs, munged or not.
+        let other_day =
+            Fingerprint::of_header(&munge_8bit(&utf8), 50, "02-Jan-2020 00:00:00 +0000");
+        let orig = Fingerprint::of_header(&utf8, 50, date);
+        assert_eq!(pair_up(&[&orig], &[&other_day]), vec![None]);
+        assert!(Fingerprint::of_header(&ascii_xx, 50, date).munged.is_none());
+        assert!(!orig.munged_in(&orig));
+    }
+
+    /// A fingerprint as the release before the munged form stored it (version 1, no `munged`
+    /// field) reads back and pairs with one made now, 8-bit header or not; one made now keeps
+    /// its munged form through the state store.
+    #[test]
+    fn version_1_fingerprints_stored_before_still_pair() {
+        let date = "01-Jan-2020 00:00:00 +0000";
+        let header = "Message-ID: <v1@example.com>\r\nSubject: caf\u{e9}\r\n\r\n";
+        let stored = r#"{"message_id":"<v1@example.com>","size":60,"internaldate":"01-Jan-2020 00:00:00 +0000","header_hash":"fc9415d31d0b7b2c48d10f7abe1a1bac","v":1}"#;
+        let old: Fingerprint = serde_json::from_str(stored).unwrap();
+        assert_eq!((old.v, old.munged.as_ref()), (1, None));
+        let now = Fingerprint::of_header(header.as_bytes(), 60, date);
+        assert_eq!(
+            now.header_hash, old.header_hash,
+            "the hash kept its meaning"
+        );
+        assert_eq!(pair_up(&[&old], &[&now]), vec![Some(0)]);
+        assert_eq!(pair_up(&[&now], &[&old]), vec![Some(0)]);
+        assert!(!old.munged_in(&now) && !now.munged_in(&old));
+        let json = serde_json::to_string(&now).unwrap();
+        let back: Fingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.munged, now.munged);
+        let munged = Fingerprint::of_header(&munge_8bit(header.as_bytes()), 60, date);
+        assert_eq!(pair_up(&[&back], &[&munged]), vec![Some(0)]);
+        assert!(back.munged_in(&munged));
+        // A 7-bit header's stored form is what it was: no `munged` field.
+        let plain = Fingerprint::of_header(b"Subject: s\r\n\r\n", 10, date);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("munged"));
+    }
+
+    #[test]
+    fn munge_header_of_leaves_the_body() {
+        let m = "Subject: caf\u{e9}\r\n\r\nbody caf\u{e9}\r\n".as_bytes();
+        assert_eq!(
+            munge_header_of(m).as_ref(),
+            "Subject: cafXX\r\n\r\nbody caf\u{e9}\r\n".as_bytes()
+        );
+        let plain = b"Subject: s\r\n\r\nbody \xe9\r\n";
+        assert!(matches!(
+            munge_header_of(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     /// A fingerprint an earlier version stored (raw header hash, no version) still pairs with a

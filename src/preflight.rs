@@ -58,11 +58,24 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
         out.extend(checks);
     }
     let mut server = Vec::new();
-    if let Some(c) = caps_old {
-        server.push(caps_check("old", &c));
-    }
-    if let Some(c) = caps_new {
-        server.push(caps_check("new", &c));
+    for (side, facts, sc) in [("old", caps_old, &cfg.old), ("new", caps_new, &cfg.new)] {
+        if let Some((caps, software)) = facts {
+            server.push(check(Level::Pass, format!("software {side}"), software));
+            let mut c = caps_check(side, &caps);
+            if !sc.quirks.ignore_capabilities.is_empty() {
+                let ignored: Vec<&str> = sc
+                    .quirks
+                    .ignore_capabilities
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                c.detail.push_str(&format!(
+                    "; ignored by [{side}.quirks]: {}",
+                    ignored.join(" ")
+                ));
+            }
+            server.push(c);
+        }
     }
     server.extend(out);
     let mut out = server;
@@ -160,11 +173,14 @@ fn caps_check(side: &str, caps: &crate::store::Capabilities) -> Check {
     }
 }
 
-type UserResult = (
-    Vec<Check>,
-    Option<crate::store::Capabilities>,
-    Option<crate::store::Capabilities>,
-);
+/// A side's capabilities and its software with the workarounds switched on.
+type ServerFacts = (crate::store::Capabilities, String);
+
+type UserResult = (Vec<Check>, Option<ServerFacts>, Option<ServerFacts>);
+
+fn facts(s: &ImapSession) -> ServerFacts {
+    (s.caps().clone(), s.quirks().describe())
+}
 
 async fn user_checks(cfg: &Config, u: &UserConfig) -> UserResult {
     let mut out = Vec::new();
@@ -181,15 +197,15 @@ async fn user_checks(cfg: &Config, u: &UserConfig) -> UserResult {
     let (mut o, mut n) = match (o, n) {
         (Ok(o), Ok(n)) => (o, n),
         (o, n) => {
-            let co = o.as_ref().ok().map(|s| s.caps().clone());
-            let cn = n.as_ref().ok().map(|s| s.caps().clone());
+            let co = o.as_ref().ok().map(facts);
+            let cn = n.as_ref().ok().map(facts);
             for mut s in [o.ok(), n.ok()].into_iter().flatten() {
                 s.logout().await;
             }
             return (out, co, cn);
         }
     };
-    let caps = (Some(o.caps().clone()), Some(n.caps().clone()));
+    let caps = (Some(facts(&o)), Some(facts(&n)));
     match mailbox_checks(cfg, u, &mut o, &mut n).await {
         Ok(c) => out.extend(c),
         Err(e) => out.push(check(

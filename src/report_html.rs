@@ -196,7 +196,7 @@ fn user_section(u: &UserVerdict, filters: &crate::verify::FiltersUsed) -> String
                 f.old_messages,
                 f.new_messages,
                 f.missing,
-                f.flags_differ + f.body_differs,
+                f.flags_differ + f.body_differs + f.altered,
                 f.duplicates,
                 f.only_new
             ));

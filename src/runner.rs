@@ -352,7 +352,8 @@ pub async fn run_sync(
             crate::timefmt::rfc3339(report.started_unix).replace(':', "")
         ));
         for path in [cfg.state_dir.join("last-run.json"), kept] {
-            let r = std::fs::create_dir_all(&runs).and_then(|()| std::fs::write(&path, &json));
+            let r = crate::state::files::private_dir(&runs)
+                .and_then(|_| crate::state::files::write_private(&path, &json));
             if let Err(e) = r {
                 tracing::warn!("cannot write the run report {}: {e}", path.display());
             }

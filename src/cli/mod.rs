@@ -285,6 +285,8 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // Everything written about a migration is owner-only, whatever the admin's umask.
+    crate::state::files::restrict_umask();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match cli.command {
@@ -336,6 +338,10 @@ fn cutover(args: CutoverArgs, quiet: bool) -> i32 {
         );
         return exit::CONFIG;
     }
+    let _lock = match lock_state(&cfg, "cutover") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let final_opts = engine_options(&cfg, false, cfg.sync.propagate_deletes_on_final, false);
     // Follow passes never delete: mail only arrives on the old server now.
     let follow_opts = engine_options(&cfg, false, false, false);
@@ -387,6 +393,10 @@ fn verify(args: VerifyArgs) -> i32 {
             return exit::CONFIG;
         }
     }
+    let _lock = match lock_state(&cfg, "verify") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let Some(rt) = runtime() else {
         return exit::FATAL;
     };
@@ -395,7 +405,8 @@ fn verify(args: VerifyArgs) -> i32 {
         &crate::verify::VerifyOptions::now(args.deep),
     ));
     if let Some(p) = &args.html {
-        if let Err(e) = std::fs::write(p, crate::report_html::render(&verdict)) {
+        let html = crate::report_html::render(&verdict);
+        if let Err(e) = crate::state::files::write_private(p, html.as_bytes()) {
             eprintln!("imapshift: cannot write {}: {e}", p.display());
             return exit::FATAL;
         }
@@ -408,6 +419,10 @@ fn verify(args: VerifyArgs) -> i32 {
 fn folders(args: FoldersArgs) -> i32 {
     let (cfg, rt) = match users_and_runtime(&args.config, &args.users) {
         Ok(x) => x,
+        Err(code) => return code,
+    };
+    let _lock = match lock_state(&cfg, "folders") {
+        Ok(l) => l,
         Err(code) => return code,
     };
     let users = rt.block_on(crate::folder_map::run(&cfg));
@@ -423,6 +438,32 @@ fn preflight(args: PreflightArgs) -> i32 {
     let checks = rt.block_on(crate::preflight::run(&cfg));
     print_result(args.json, &checks, || crate::preflight::render(&checks));
     crate::preflight::exit_code(&checks)
+}
+
+/// Takes the state directory's lock for `command` (one run per state directory,
+/// `state::lock`). `Err` holds the exit code, after the message naming the run that holds it.
+fn lock_state(cfg: &config::Config, command: &str) -> Result<crate::state::lock::StateLock, i32> {
+    let made = crate::state::files::private_dir(&cfg.state_dir).map_err(|e| {
+        eprintln!(
+            "imapshift: cannot create the state directory {}: {e} (set state_dir to a writable folder)",
+            cfg.state_dir.display()
+        );
+        exit::CONFIG
+    })?;
+    if let Some(w) = made {
+        tracing::warn!("{w}");
+    }
+    let lock = crate::state::lock::StateLock::acquire(&cfg.state_dir, command).map_err(|e| {
+        eprintln!("imapshift: {e}");
+        exit::FATAL
+    })?;
+    if let Some(was) = &lock.stale {
+        tracing::warn!(
+            "the last run on {} ({was}) did not end normally (killed or crashed): its journal is resolved now",
+            cfg.state_dir.display()
+        );
+    }
+    Ok(lock)
 }
 
 /// The configuration with the `--user`s a read-only command takes, and a runtime to run it.
@@ -821,6 +862,10 @@ fn sync(args: SyncArgs, quiet: bool) -> i32 {
         eprintln!("imapshift: --progress-interval must be between 0 and 86400 seconds");
         return exit::CONFIG;
     }
+    let _lock = match lock_state(&cfg, "sync") {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let progress = Progress::new(
         quiet,
         std::time::Duration::from_secs_f64(args.progress_interval),
@@ -856,6 +901,10 @@ fn status(args: StatusArgs) -> i32 {
             eprintln!("imapshift: {e}");
             return exit::CONFIG;
         }
+    };
+    let _lock = match lock_state(&cfg, "status") {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     match runner::status(&cfg) {
         Ok(users) => {

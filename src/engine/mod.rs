@@ -313,10 +313,12 @@ pub async fn folder_view<O: MailStore, N: MailStore>(
     rules: &[crate::plan::FolderRule],
     earlier: &std::collections::BTreeMap<String, String>,
 ) -> Result<FolderView> {
+    // Each listing asks NAMESPACE in the same round trip; `namespaces()` then costs nothing.
     let old_all = old.list_folders().await?;
+    let new_all = new.list_folders().await?;
     let new_ns = new.namespaces().await?;
-    let new = new.list_folders().await?;
     let old_ns = old.namespaces().await?;
+    let new = new_all;
     // Other users' and shared folders are never taken: listed, not migrated.
     let (personal, outside): (Vec<_>, Vec<_>) = old_all
         .iter()

@@ -2,7 +2,9 @@
 //!
 //! The state store is a cache of the truth, so every way it can be wrong is repaired by looking
 //! at the servers, always with the one matching rule ([`crate::fingerprint::pair_up`]: Message-ID,
-//! INTERNALDATE as an instant, the header hash with line ends unified, a size that fits):
+//! INTERNALDATE as an instant, the header hash with line ends unified, a size that fits, and
+//! after every exact pairing a copy whose 8-bit header bytes the new server replaced by `X`,
+//! with a warning naming the folder):
 //! - intents of an interrupted run ([`resolve_intents`]): a copy that reached the new server is
 //!   committed, the others are dropped and copied again, leaving a *ghost* behind;
 //! - ghosts ([`look_for_late_copies`]): an APPEND that the new server commits after imapshift gave
@@ -46,6 +48,29 @@ fn pairs<'a, 'b, A, B>(
         .enumerate()
         .filter_map(|(k, j)| j.map(|j| (k, j)))
         .collect()
+}
+
+/// [`pairs`] for one folder, with a warning naming it when copies paired only because the new
+/// server replaced their 8-bit header bytes by `X` (Cyrus `munge8bit`): they are the copies (not
+/// copied again), and `verify` lists them as altered.
+fn pairs_in<'a, 'b, A, B>(
+    folder: &crate::types::MailboxPath,
+    originals: &'a [A],
+    ofp: impl Fn(&'a A) -> &'a Fingerprint,
+    copies: &'b [B],
+    cfp: impl Fn(&'b B) -> &'b Fingerprint,
+) -> Vec<(usize, usize)> {
+    let p = pairs(originals, &ofp, copies, &cfp);
+    let munged = p
+        .iter()
+        .filter(|&&(k, j)| ofp(&originals[k]).munged_in(cfp(&copies[j])))
+        .count();
+    if munged > 0 {
+        tracing::warn!(
+            "folder {folder}: {munged} copies on the new server have each 8-bit header byte replaced by X (the new server rewrites 8-bit headers; Cyrus: munge8bit): taken as the copies, not copied again; verify lists them as altered (docs/verify.md, Altered copies)"
+        );
+    }
+    p
 }
 
 /// One listed message as `fetch_fingerprints` returns it.
@@ -146,7 +171,13 @@ pub(crate) async fn resolve_intents<N: MailStore>(
     // stored, got a UID at or above it); a pair below is dropped and the message copied again.
     // Only byte-identical twins in different batches can pair across marks, and for them any
     // pairing leaves each with one copy.
-    let found = pairs(&live, |(_, _, i)| &i.fp, &candidates, |(_, fp, _)| fp);
+    let found = pairs_in(
+        &m.old,
+        &live,
+        |(_, _, i)| &i.fp,
+        &candidates,
+        |(_, fp, _)| fp,
+    );
     let mut hit: HashMap<usize, usize> = found.into_iter().collect();
     hit.retain(|&k, &mut j| candidates[j].0.get() >= live[k].2.new_uidnext_before);
     #[derive(Default)]
@@ -245,7 +276,13 @@ pub(crate) async fn look_for_late_copies<N: MailStore>(
         } else {
             new.fetch_fingerprints_of(&unknown).await?
         };
-        let found = pairs(&live, |(_, _, g)| &g.fp, &candidates, |(_, fp, _)| fp);
+        let found = pairs_in(
+            &m.old,
+            &live,
+            |(_, _, g)| &g.fp,
+            &candidates,
+            |(_, fp, _)| fp,
+        );
         let entries: HashMap<Uid, MapEntry> = state
             .map_entries(acct, &m.old, st.uidvalidity)?
             .into_iter()
@@ -371,7 +408,7 @@ pub(crate) async fn reconcile_maps<O: MailStore, N: MailStore>(
         .iter()
         .filter(|(u, _, _)| !claimed_new.contains(&u.get()))
         .collect();
-    let matched: Vec<(Uid, MapEntry)> = pairs(&olds, |o| &o.1, &news, |n| &n.1)
+    let matched: Vec<(Uid, MapEntry)> = pairs_in(&m.old, &olds, |o| &o.1, &news, |n| &n.1)
         .into_iter()
         .map(|(k, j)| matched_entry(cx, new_st, olds[k], news[j]))
         .collect();
@@ -473,7 +510,7 @@ pub(crate) async fn adopt_existing_copies<O: MailStore, N: MailStore>(
         }
         Err(e) => return Err(e),
     };
-    let adopted: Vec<(Uid, MapEntry)> = pairs(&olds, |o| &o.1, &unknown, |n| &n.1)
+    let adopted: Vec<(Uid, MapEntry)> = pairs_in(&m.old, &olds, |o| &o.1, &unknown, |n| &n.1)
         .into_iter()
         .map(|(k, j)| matched_entry(cx, new_st, &olds[k], &unknown[j]))
         .collect();

@@ -7,6 +7,7 @@
 //! BODY.PEEK, so the old server's `\Seen` flags and contents are never changed.
 
 pub mod keywords;
+pub mod quirks;
 pub mod stream;
 pub mod wire;
 
@@ -19,6 +20,7 @@ use crate::store::{
     MsgSummary,
 };
 use crate::types::{is_copyable_flag, is_sendable_flag, MailboxPath, Uid, UidValidity};
+use quirks::Quirk;
 use std::collections::BTreeSet;
 use stream::Buffered;
 use wire::{format_uid_set, parse_uid_set, Arg, Done, Io, Response, Value, Wire};
@@ -71,6 +73,10 @@ pub struct ImapSession {
     /// What each new folder's opens and refusals said about the keywords it takes (quirk
     /// `cyrus-keyword-limit`).
     keywords: keywords::Memory,
+    /// The server software's workarounds switched on for this session.
+    quirks: quirks::Quirks,
+    /// NAMESPACE's answer, read along with the first LIST (one round trip for both).
+    namespaces: Option<crate::store::Namespaces>,
 }
 
 impl ImapSession {
@@ -224,12 +230,12 @@ impl ImapSession {
             "{} server {}:{} ({login}{via})",
             server.side, server.host, server.port
         );
-        let (stream, greeting_pending) = stream::connect(server).await?;
+        let (stream, mut greeting) = stream::connect(server).await?;
         let mut client = async_imap::Client::new(stream);
         let t = server.timeout;
         let lost =
             |what: String| Error::new(Scope::Account, Retry::Transient, format!("{label}: {what}"));
-        if greeting_pending {
+        if greeting.is_none() {
             match tokio::time::timeout(t, client.read_response()).await {
                 Err(_) => return Err(lost("no greeting (timeout): is this an IMAP port?".into())),
                 Ok(Err(e)) => {
@@ -240,7 +246,7 @@ impl ImapSession {
                 Ok(Ok(None)) => {
                     return Err(lost("server closed the connection before greeting".into()))
                 }
-                Ok(Ok(Some(_))) => {}
+                Ok(Ok(Some(r))) => greeting = Some(greeting_text(r.parsed())),
             }
         }
         let auth_fail = |e: async_imap::error::Error| {
@@ -294,7 +300,12 @@ impl ImapSession {
                 }
             }
         }
+        // Capabilities the configuration says the server does not honour are not seen at all.
+        caps.retain(|c| !server.quirks.ignore_capabilities.contains(c));
         wire.literal_plus = caps.contains("LITERAL+");
+        let vendor = quirks::Vendor::from_greeting(greeting.as_deref().unwrap_or(""));
+        let quirks = quirks::Quirks::resolve(vendor, &server.quirks);
+        tracing::debug!("{label}: {}", quirks.describe());
         Ok(ImapSession {
             wire,
             caps: Capabilities(caps),
@@ -302,7 +313,63 @@ impl ImapSession {
             label,
             examined: None,
             keywords: keywords::Memory::default(),
+            quirks,
+            namespaces: None,
         })
+    }
+
+    /// Quirk `append-to-examined` (Courier): an APPEND into the folder open read-only is
+    /// refused with `NO Current box is selected READ-ONLY`. Leave it first, and open it again
+    /// afterwards, so the caller's view (the folder examined, as for a UID SEARCH of the new
+    /// copies) stays true. CLOSE on an EXAMINEd folder expunges nothing (RFC 3501 6.4.2);
+    /// UNSELECT (RFC 3691) says so outright where the server has it.
+    async fn append_leaving_examined(
+        &mut self,
+        folder: &MailboxPath,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<AppendResult>> {
+        let leave = if self.caps.has("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "CLOSE"
+        };
+        let done = self.wire.command(&[Arg::Raw(leave)]).await?;
+        if !done.is_ok() {
+            tracing::debug!("{}: {leave} refused: {}", self.label, done.describe());
+        }
+        self.examined = None;
+        let results = self.append_batch(folder, items).await?;
+        self.examine(folder).await?;
+        Ok(results)
+    }
+
+    /// The server software and the workarounds switched on for this session.
+    pub fn quirks(&self) -> &quirks::Quirks {
+        &self.quirks
+    }
+
+    /// The namespaces a NAMESPACE command's completion tells.
+    fn namespaces_from(&mut self, done: &Done) -> Result<crate::store::Namespaces> {
+        if !done.is_ok() {
+            // A server that announces NAMESPACE and refuses it: take the whole tree as the
+            // user's, as without NAMESPACE.
+            tracing::warn!(
+                "{}: NAMESPACE refused ({}): taking every folder as the user's own",
+                self.label,
+                done.describe()
+            );
+            return Ok(Default::default());
+        }
+        for r in &done.untagged {
+            let Response::Data { kind, rest } = r else {
+                continue;
+            };
+            if kind == "NAMESPACE" {
+                return parse_namespaces(rest)
+                    .ok_or_else(|| self.malformed(format!("NAMESPACE reply {rest:?}")));
+            }
+        }
+        Err(self.malformed("NAMESPACE: no reply".to_string()))
     }
 
     fn refuse_if_read_only(&self, what: &str) -> Result<()> {
@@ -412,7 +479,7 @@ impl ImapSession {
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
-        if self.caps.has("BINARY") {
+        if self.caps.has("BINARY") && self.quirks.on(Quirk::NulAs0x80) {
             self.restore_nuls(&mut out).await?;
         }
         Ok(out)
@@ -570,6 +637,18 @@ fn may_be_about_flags(done: &Done) -> bool {
             .code
             .as_ref()
             .is_none_or(|c| matches!(c.name.as_str(), "CANNOT" | "CLIENTBUG" | "PARSE"))
+}
+
+/// The human-readable text of a greeting (`Dovecot (Debian) ready.`), which names the software.
+fn greeting_text(r: &async_imap::imap_proto::Response<'_>) -> String {
+    match r {
+        async_imap::imap_proto::Response::Data { outcome, .. } => outcome
+            .information
+            .as_deref()
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
 }
 
 /// A `[SERVERBUG]` completion: the server failed on this command, the connection is fine.
@@ -792,32 +871,18 @@ impl MailStore for ImapSession {
     }
 
     async fn namespaces(&mut self) -> Result<crate::store::Namespaces> {
+        if let Some(ns) = &self.namespaces {
+            return Ok(ns.clone());
+        }
         if !self.caps.has("NAMESPACE") {
             return Ok(Default::default());
         }
         // A raw command: async-imap cannot parse NAMESPACE replies.
-        let done = self.wire.command(&[Arg::Raw("NAMESPACE")]).await?;
-        if !done.is_ok() {
-            // A server that announces NAMESPACE and refuses it: take the whole tree as the
-            // user's, as without NAMESPACE.
-            tracing::warn!(
-                "{}: NAMESPACE refused ({}): taking every folder as the user's own",
-                self.label,
-                done.describe()
-            );
-            return Ok(Default::default());
-        }
-        for r in &done.untagged {
-            let Response::Data { kind, rest } = r else {
-                continue;
-            };
-            if kind != "NAMESPACE" {
-                continue;
-            }
-            return parse_namespaces(rest)
-                .ok_or_else(|| self.malformed(format!("NAMESPACE reply {rest:?}")));
-        }
-        Err(self.malformed("NAMESPACE: no reply".to_string()))
+        let tag = self.wire.send(&[Arg::Raw("NAMESPACE")]).await?;
+        let done = self.wire.finish(&tag).await?;
+        let ns = self.namespaces_from(&done)?;
+        self.namespaces = Some(ns.clone());
+        Ok(ns)
     }
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>> {
@@ -828,13 +893,42 @@ impl MailStore for ImapSession {
         if self.caps.has("LIST-EXTENDED") && self.caps.has("SPECIAL-USE") {
             list.push(Arg::Raw("RETURN (SPECIAL-USE)"));
         }
+        // The first listing of a session also asks NAMESPACE, in the same round trip.
+        let t0 = if self.namespaces.is_none() && self.caps.has("NAMESPACE") {
+            Some(self.wire.send(&[Arg::Raw("NAMESPACE")]).await?)
+        } else {
+            None
+        };
         let t1 = self.wire.send(&list).await?;
         let t2 = self
             .wire
             .send(&[Arg::Raw("LSUB"), Arg::Str(""), Arg::Str("*")])
             .await?;
-        let list = self.wire.finish(&t1).await?;
-        let lsub = self.wire.finish(&t2).await?;
+        let mut ns = match t0 {
+            Some(t0) => Some(self.wire.finish(&t0).await?),
+            None => None,
+        };
+        let mut list = self.wire.finish(&t1).await?;
+        let mut lsub = self.wire.finish(&t2).await?;
+        if let Some(ns) = &mut ns {
+            // The three may run in parallel on the server: each takes its own replies back.
+            let mut pool: Vec<Response> = Vec::new();
+            for d in [&mut *ns, &mut list, &mut lsub] {
+                pool.append(&mut d.untagged);
+            }
+            for r in pool {
+                let kind = match &r {
+                    Response::Data { kind, .. } => kind.as_str(),
+                    _ => "",
+                };
+                match kind {
+                    "NAMESPACE" => ns.untagged.push(r),
+                    "LSUB" => lsub.untagged.push(r),
+                    _ => list.untagged.push(r),
+                }
+            }
+            self.namespaces = Some(self.namespaces_from(ns)?);
+        }
         if !list.is_ok() {
             return Err(self.no("LIST failed", &list, Scope::Account));
         }
@@ -1461,26 +1555,27 @@ impl MailStore for ImapSession {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        if self.examined.as_ref() != Some(folder) {
-            return self.append_batch(folder, items).await;
+        let examined = self.examined.as_ref() == Some(folder);
+        if examined && self.quirks.on(Quirk::AppendToExamined) {
+            return self.append_leaving_examined(folder, items).await;
         }
-        // Courier answers an APPEND into the folder open read-only with `NO Current box is
-        // selected READ-ONLY`: leave it first, and open it again afterwards, so the caller's
-        // view (the folder examined, as for a UID SEARCH of the new copies) stays true. CLOSE
-        // on an EXAMINEd folder expunges nothing (RFC 3501 6.4.2); UNSELECT (RFC 3691) says so
-        // outright where the server has it.
-        let leave = if self.caps.has("UNSELECT") {
-            "UNSELECT"
-        } else {
-            "CLOSE"
-        };
-        let done = self.wire.command(&[Arg::Raw(leave)]).await?;
-        if !done.is_ok() {
-            tracing::debug!("{}: {leave} refused: {}", self.label, done.describe());
+        let mut results = self.append_batch(folder, items).await?;
+        // A server not known for the quirk that refuses APPENDs into the folder it has open
+        // read-only shows it now: learn it, and send the refused messages again.
+        let refused: Vec<usize> = (0..results.len())
+            .filter(|&i| matches!(results[i], AppendResult::Refused(_)))
+            .collect();
+        if examined && !refused.is_empty() && self.quirks.learn(Quirk::AppendToExamined) {
+            tracing::info!(
+                "{}: APPEND into the folder open read-only was refused: leaving it first from now on (quirk append-to-examined)",
+                self.label
+            );
+            let again: Vec<AppendItem<'_>> = refused.iter().map(|&i| items[i]).collect();
+            let retried = self.append_leaving_examined(folder, &again).await?;
+            for (i, r) in refused.into_iter().zip(retried) {
+                results[i] = r;
+            }
         }
-        self.examined = None;
-        let results = self.append_batch(folder, items).await?;
-        self.examine(folder).await?;
         Ok(results)
     }
 

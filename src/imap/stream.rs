@@ -78,9 +78,8 @@ fn account_err(server: &ServerConfig, retry: Retry, what: String) -> Error {
 }
 
 /// Connects, performs TLS or STARTTLS as configured. For `Plain` and `Tls` the greeting is
-/// still unread; for `Starttls` it was consumed before the upgrade. Returns the stream and whether
-/// the greeting is still to be read.
-pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
+/// still unread (`None`); for `Starttls` it was read before the upgrade and is returned.
+pub async fn connect(server: &ServerConfig) -> Result<(Buffered, Option<String>), Error> {
     let addr = (server.host.as_str(), server.port);
     let tcp = match tokio::time::timeout(server.timeout, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -120,13 +119,13 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
     match server.security {
         Security::Plain => Ok((
             BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Plain(tcp)),
-            true,
+            None,
         )),
         Security::Tls => {
             let tls = tls_handshake(server, tcp).await?;
             Ok((
                 BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Tls(Box::new(tls))),
-                true,
+                None,
             ))
         }
         Security::Starttls => {
@@ -144,6 +143,7 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
                     ),
                 ));
             }
+            let greeting = String::from_utf8_lossy(&line).trim_end().to_string();
             io(server, plain.write_all(b"S0 STARTTLS\r\n").await)?;
             io(server, plain.flush().await)?;
             loop {
@@ -175,7 +175,7 @@ pub async fn connect(server: &ServerConfig) -> Result<(Buffered, bool), Error> {
             let tls = tls_handshake(server, tcp).await?;
             Ok((
                 BufStream::with_capacity(BUF_READ, BUF_WRITE, Stream::Tls(Box::new(tls))),
-                false,
+                Some(greeting),
             ))
         }
     }

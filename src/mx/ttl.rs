@@ -11,8 +11,6 @@
 
 use super::Snapshot;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The file in the state directory.
@@ -166,37 +164,18 @@ impl TtlLog {
             self.note(s);
         }
         self.prune(now);
-        if !self.dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir)
-                .map_err(|e| {
-                    format!(
-                        "cannot create the state directory {}: {e}",
-                        self.dir.display()
-                    )
-                })?;
-        }
+        crate::state::files::private_dir(&self.dir).map_err(|e| {
+            format!(
+                "cannot create the state directory {}: {e}",
+                self.dir.display()
+            )
+        })?;
         let text = serde_json::to_string_pretty(&LogFile {
             version: 1,
             seen: self.seen.clone(),
         })
         .map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
-        let tmp = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(text.as_bytes())?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        written.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
+        crate::state::files::write_private(&path, text.as_bytes()).map_err(|e| {
             format!(
                 "cannot write {}: {e} (check the state directory: disk full, permissions?)",
                 path.display()

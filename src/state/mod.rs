@@ -11,6 +11,9 @@
 //! anything is copied again. sled's flush is not fully durable (DEVELOPERS.md), so the store is a cache of truth that
 //! can be rebuilt by matching messages on both sides; it is never the only proof.
 
+pub mod files;
+pub mod lock;
+
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprint;
 use crate::types::{MailboxPath, Uid, UidValidity};
@@ -193,12 +196,15 @@ fn dec<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
 impl StateStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<StateStore> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        let wide = files::private_dir(dir).map_err(|e| {
             Error::config(format!(
                 "cannot create the state directory {}: {e} (set state_dir to a writable folder)",
                 dir.display()
             ))
         })?;
+        if let Some(w) = wide {
+            tracing::warn!("{w}");
+        }
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)

@@ -154,6 +154,7 @@ pub async fn compare<O: MailStore, N: MailStore>(
                 Found::Flags => v.flags_differ += 1,
                 Found::KeywordsRefused => v.keywords_refused += 1,
                 Found::Body => v.body_differs += 1,
+                Found::Altered => v.altered += 1,
                 Found::Duplicate => v.duplicates += 1,
                 Found::OnlyNew => v.only_new += 1,
             }
@@ -347,6 +348,8 @@ async fn hash_bodies<S: MailStore>(s: &mut S, folder: &str, recs: &mut [Rec]) ->
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Found {
     Missing,
+    /// The copy is its original with 8-bit header bytes replaced by `X` (Cyrus `munge8bit`).
+    Altered,
     Flags,
     /// The copy lacks only keywords its new folder does not hold at all.
     KeywordsRefused,
@@ -374,10 +377,11 @@ impl Hit {
     }
 }
 
-/// Matches one bucket (pure): every old record is missing, or matched (then its flags and, with
-/// `deep`, its body compared); every new record left over is a duplicate (its key is an old
-/// one's) or only on the new side. `reduced`: old UIDs whose record leaves out keywords the new
-/// folder does not hold; such a copy whose flags otherwise match lacks only those.
+/// Matches one bucket (pure): every old record is missing, or matched (then whether the copy is
+/// altered, its flags and, with `deep`, its body compared); every new record left over is a
+/// duplicate (it could have been an old one's copy) or only on the new side. `reduced`: old
+/// UIDs whose record leaves out keywords the new folder does not hold; such a copy whose flags
+/// otherwise match lacks only those.
 pub fn join(
     olds: &[Rec],
     news: &[Rec],
@@ -398,6 +402,13 @@ pub fn join(
         };
         used[j] = true;
         let n = news[j];
+        if n.altered_from(o) {
+            out(Hit {
+                kind: Found::Altered,
+                old: Some(*o),
+                new: Some(n),
+            });
+        }
         if o.flags != n.flags || reduced.contains(&o.uid) {
             out(Hit {
                 kind: if o.flags == n.flags {
@@ -417,10 +428,15 @@ pub fn join(
             });
         }
     }
-    let old_keys: HashSet<u128> = olds.iter().map(|o| o.key).collect();
+    // A copy of an old message: the same exact key, or a 7-bit copy of an old munged key.
+    let old_exact: HashSet<(u128, u64)> = olds.iter().map(|o| (o.key, o.exact)).collect();
+    let old_munged: HashSet<u128> = olds.iter().filter(|o| !o.plain()).map(|o| o.key).collect();
+    let copy_of_old = |n: &Rec| {
+        old_exact.contains(&(n.key, n.exact)) || (n.plain() && old_munged.contains(&n.key))
+    };
     for (n, _) in news.iter().zip(&used).filter(|(_, u)| !**u) {
         out(Hit {
-            kind: if old_keys.contains(&n.key) {
+            kind: if copy_of_old(n) {
                 Found::Duplicate
             } else {
                 Found::OnlyNew
@@ -576,6 +592,7 @@ fn difference(
                 ),
             )
         }
+        Found::Altered => (Kind::Altered, &v.old, altered_detail(&v.new, h.new)),
         Found::Duplicate | Found::OnlyNew => (
             Kind::Duplicate,
             &v.new,
@@ -592,6 +609,14 @@ fn difference(
         size: h.old.or(h.new).map(|r| r.size),
         detail,
     }
+}
+
+/// Where an altered copy is, what happened to it and the fix (docs/verify.md, "Altered copies").
+fn altered_detail(new_folder: &str, copy: Option<Rec>) -> String {
+    format!(
+        "stored as {new_folder} UID {} with each 8-bit header byte replaced by X (Cyrus: munge8bit); fix: set munge8bit: no, delete this copy, move the state directory aside and sync again (docs/verify.md, Altered copies)",
+        copy.map_or(0, |r| r.uid)
+    )
 }
 
 /// `removed \seen; added $important`, from the flags fetched for the listing.
@@ -624,6 +649,7 @@ mod tests {
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         Rec {
             key,
+            exact: key as u64,
             uid,
             size: 10,
             flags: super::super::compact::flags_hash(&flags),

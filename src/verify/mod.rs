@@ -4,8 +4,10 @@
 //! Every message of an old folder is matched, as a multiset, by fingerprint (Message-ID,
 //! RFC822.SIZE, INTERNALDATE and a hash of the header block; `BODY.PEEK[HEADER]` only, so it is
 //! fast) against the mapped new folder. Old messages without a match are **missing**; matched
-//! copies whose flags or keywords differ are **changed**; with `--deep` a SHA-256 of each whole
-//! message is compared too (**body differs**). New messages that match an old fingerprint
+//! copies whose flags or keywords differ are **changed**; copies that match only because the new
+//! server replaced 8-bit header bytes by `X` (Cyrus `munge8bit`) are **altered** (a problem: not
+//! identical, with the fix in the report); with `--deep` a SHA-256 of each whole message is
+//! compared too (**body differs**; an altered copy's is compared with its original as munged). New messages that match an old fingerprint
 //! beyond its count are **duplicates** (an exactly-once failure); new messages that match none
 //! are **only on the new side** (mail delivered there after the cutover), listed and never an
 //! error. Folders missing on the new side and lost subscriptions are differences; folders only
@@ -50,6 +52,9 @@ pub enum Kind {
     KeywordsRefused,
     /// A copy's bytes differ although its header block matches (`--deep`).
     Body,
+    /// A copy whose header the new server stored with each 8-bit byte replaced by `X` (Cyrus
+    /// `munge8bit`): the message is there, but not byte for byte.
+    Altered,
     /// A message is on the new server more often than on the old one.
     Duplicate,
     /// The old folder is subscribed, its copy is not.
@@ -64,6 +69,7 @@ impl Kind {
             Kind::Flags => "flags differ",
             Kind::KeywordsRefused => "without keywords the new folder does not take",
             Kind::Body => "content differs",
+            Kind::Altered => "altered by the new server (8-bit header bytes replaced by X)",
             Kind::Duplicate => "duplicate on the new server",
             Kind::Subscription => "not subscribed on the new server",
         }
@@ -107,6 +113,8 @@ pub struct FolderVerdict {
     /// [`Kind::KeywordsRefused`]).
     pub keywords_refused: usize,
     pub body_differs: usize,
+    /// Copies whose 8-bit header bytes the new server replaced by `X`.
+    pub altered: usize,
     pub duplicates: usize,
     pub only_new: usize,
     /// Old messages left out by `[filters]` (size, age), as the sync leaves them out.
@@ -168,6 +176,7 @@ impl UserVerdict {
         c.missing
             + c.flags_differ
             + c.body_differs
+            + c.altered
             + c.duplicates
             + c.folders_missing
             + c.subscriptions_lost
@@ -250,6 +259,8 @@ pub struct Counts {
     /// Copies without keywords the new folder does not take (not a problem).
     pub keywords_refused: usize,
     pub body_differs: usize,
+    /// Copies whose 8-bit header bytes the new server replaced by `X`.
+    pub altered: usize,
     pub duplicates: usize,
     pub folders_missing: usize,
     pub subscriptions_lost: usize,
@@ -274,6 +285,7 @@ impl Counts {
         self.flags_differ += o.flags_differ;
         self.keywords_refused += o.keywords_refused;
         self.body_differs += o.body_differs;
+        self.altered += o.altered;
         self.duplicates += o.duplicates;
         self.folders_missing += o.folders_missing;
         self.subscriptions_lost += o.subscriptions_lost;
@@ -290,9 +302,9 @@ impl Counts {
         self.filtered + self.folders_excluded > 0
     }
 
-    /// Copies whose flags, content or subscription differ.
+    /// Copies whose flags, content or subscription differ, or that the new server altered.
     pub fn changed(&self) -> usize {
-        self.flags_differ + self.body_differs + self.subscriptions_lost
+        self.flags_differ + self.body_differs + self.altered + self.subscriptions_lost
     }
 }
 
@@ -545,6 +557,7 @@ fn sum_up(v: &mut UserVerdict) {
         c.flags_differ += f.flags_differ;
         c.keywords_refused += f.keywords_refused;
         c.body_differs += f.body_differs;
+        c.altered += f.altered;
         c.duplicates += f.duplicates;
         c.only_new += f.only_new;
     }
@@ -688,7 +701,12 @@ impl ListRoom {
 
     fn take(&mut self, f: &FolderVerdict, listed: (usize, usize)) {
         let found = (
-            f.missing + f.flags_differ + f.keywords_refused + f.body_differs + f.duplicates,
+            f.missing
+                + f.flags_differ
+                + f.keywords_refused
+                + f.body_differs
+                + f.altered
+                + f.duplicates,
             f.only_new,
         );
         self.left.0 -= listed.0;
@@ -775,6 +793,7 @@ pub fn compare_folder(
             folder::Found::Flags => f.flags_differ += 1,
             folder::Found::KeywordsRefused => f.keywords_refused += 1,
             folder::Found::Body => f.body_differs += 1,
+            folder::Found::Altered => f.altered += 1,
             folder::Found::Duplicate => f.duplicates += 1,
             folder::Found::OnlyNew => f.only_new += 1,
         }
@@ -851,6 +870,16 @@ fn shown_of(u: &UserVerdict) -> (usize, usize) {
     )
 }
 
+/// The fix for `n` altered copies, in one line (docs/verify.md, "Altered copies").
+pub fn altered_hint(n: usize) -> String {
+    format!(
+        "FIX: {n} copies have their 8-bit header bytes replaced by X by the new server (Cyrus: munge8bit). \
+         They are there and are not copied again. For identical copies: set munge8bit: no on the new server, \
+         delete those copies there (folder and new UID in --json), move the state directory aside and sync again \
+         (docs/verify.md, Altered copies)"
+    )
+}
+
 /// One line per user for people, then the differences (at most 20 per user), then what
 /// `[filters]` left out, then the total.
 pub fn render(v: &Verdict) -> String {
@@ -871,6 +900,7 @@ pub fn render(v: &Verdict) -> String {
                 "without keywords the new folder does not take",
             ),
             (u.counts.body_differs, "with other content"),
+            (u.counts.altered, "altered by the new server"),
             (u.counts.duplicates, "duplicates"),
             (u.counts.subscriptions_lost, "subscriptions lost"),
         ] {
@@ -920,6 +950,9 @@ pub fn render(v: &Verdict) -> String {
                     String::new()
                 }
             ));
+        }
+        if u.counts.altered > 0 {
+            s.push_str(&format!("          {}\n", altered_hint(u.counts.altered)));
         }
         let excluded: Vec<&ExcludedFolder> = u.excluded_folders.iter().collect();
         if let Some(l) = left_out(&u.counts, &excluded, &v.filters) {
@@ -978,6 +1011,7 @@ mod tests {
                 header_hash: id.into(),
                 v: 1,
                 raw_hash: None,
+                munged: None,
             },
             flags: flags.iter().map(|f| f.to_string()).collect(),
             subject: Some(format!("subject {id}")),
@@ -1023,6 +1057,106 @@ mod tests {
             (f.missing, f.flags_differ, f.duplicates, f.only_new),
             (2, 1, 1, 1)
         );
+    }
+
+    /// A message of `header` and `body` as listed (fingerprint from the header), with its body
+    /// hash as `--deep` takes it.
+    fn real(uid: u32, header: &[u8], body: &[u8]) -> (Described, u128) {
+        let whole = [header, body].concat();
+        let d = Described {
+            uid: Uid::new(uid).unwrap(),
+            fp: Fingerprint::of_header(header, whole.len() as u32, "01-Jan-2024 00:00:00 +0000"),
+            flags: vec!["\\Seen".into()],
+            subject: crate::fingerprint::subject(header),
+        };
+        (d, compact::body_hash(&whole))
+    }
+
+    /// A copy whose 8-bit header bytes the new server replaced by X is altered (a problem, not
+    /// missing and not a duplicate), also with `--deep` (not "content differs"), unless its body
+    /// really differs; a 7-bit message's identical copy is fine; a second munged copy is a
+    /// duplicate.
+    #[test]
+    fn munged_copies_are_altered_not_missing() {
+        let utf8 = "Message-ID: <u@x>\r\nSubject: caf\u{e9}\r\n\r\n".as_bytes();
+        let latin1 = b"Message-ID: <l@x>\r\nFrom: J\xfcrgen <j@x>\r\n\r\n";
+        let plain = b"Message-ID: <p@x>\r\nSubject: plain\r\n\r\n";
+        let body: &[u8] = b"caf\xc3\xa9 in the body stays\r\n";
+        let munged = |h: &[u8]| crate::fingerprint::munge_8bit(h);
+        let olds = [
+            real(1, utf8, body),
+            real(2, latin1, body),
+            real(3, plain, body),
+        ];
+        let news = [
+            real(11, &munged(utf8), body),
+            real(12, &munged(latin1), b"another body!!!!!!!!!!!!!!!!!!!!\r\n"),
+            real(13, plain, body),
+            real(14, &munged(utf8), body),
+        ];
+        let (o, n): (Vec<Described>, Vec<Described>) = (
+            olds.iter().map(|x| x.0.clone()).collect(),
+            news.iter().map(|x| x.0.clone()).collect(),
+        );
+        let sums = |l: &[(Described, u128)]| -> HashMap<Uid, u128> {
+            l.iter().map(|(d, h)| (d.uid, *h)).collect()
+        };
+        let (os, ns) = (sums(&olds), sums(&news));
+        for deep in [false, true] {
+            let (f, diffs, only) =
+                compare_folder("INBOX", "INBOX", &o, &n, deep.then_some((&os, &ns)));
+            let kinds: Vec<(Kind, Option<u32>, Option<u32>)> = diffs
+                .iter()
+                .map(|x| (x.kind, x.old_uid, x.new_uid))
+                .collect();
+            let mut want = vec![
+                (Kind::Altered, Some(1), Some(11)),
+                (Kind::Altered, Some(2), Some(12)),
+            ];
+            if deep {
+                want.push((Kind::Body, Some(2), Some(12)));
+            }
+            want.push((Kind::Duplicate, None, Some(14)));
+            assert_eq!(kinds, want, "deep {deep}");
+            assert_eq!(
+                (
+                    f.missing,
+                    f.altered,
+                    f.body_differs,
+                    f.duplicates,
+                    only.len()
+                ),
+                (0, 2, usize::from(deep), 1, 0),
+                "deep {deep}"
+            );
+            assert!(
+                diffs[0].detail.contains("INBOX UID 11"),
+                "{}",
+                diffs[0].detail
+            );
+            assert!(
+                diffs[0].detail.contains("munge8bit: no"),
+                "{}",
+                diffs[0].detail
+            );
+        }
+        // The verdict is not OK: altered copies are problems (exit 7).
+        let (f, _, _) = compare_folder("INBOX", "INBOX", &o, &n, None);
+        let mut u = UserVerdict {
+            folders: vec![f],
+            ..Default::default()
+        };
+        sum_up(&mut u);
+        assert_eq!((u.counts.altered, u.problems()), (2, 3));
+        let v = Verdict {
+            users: vec![UserVerdict {
+                status: "differs".into(),
+                ..u
+            }],
+            ..Default::default()
+        };
+        assert_eq!(v.exit_code(), crate::error::exit::VERIFY_FAILED);
+        assert!(render(&v).contains("FIX: 2 copies have their 8-bit header bytes replaced by X"));
     }
 
     #[test]

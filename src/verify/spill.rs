@@ -179,6 +179,7 @@ mod tests {
     fn r(key: u128, uid: u32) -> Rec {
         Rec {
             key,
+            exact: key as u64,
             uid,
             size: 1,
             flags: 0,

@@ -135,6 +135,10 @@ pub enum AppendResult {
         uid: Option<Uid>,
         /// Flags and keywords the server refused, so the message was stored without them.
         dropped_flags: Vec<Flag>,
+        /// Keywords the new folder cannot take (its PERMANENTFLAGS lacks them, or it holds as
+        /// many keywords as it can: quirk `cyrus-keyword-limit`): dropped for good, so not tried
+        /// again on every run.
+        refused_keywords: Vec<Flag>,
     },
     /// Refused by the server (too large, quota, bad content): the server's words.
     Refused(String),
@@ -187,8 +191,18 @@ pub trait MailStore {
     ) -> Result<Vec<Described>>;
     /// Adds and removes flags on messages of the selected folder: `(uid, add, remove)`, as
     /// `+FLAGS.SILENT` / `-FLAGS.SILENT`, batched by flag set and pipelined. Flags not named are
-    /// left as they are (the user's on the new server).
-    async fn store_flag_changes(&mut self, changes: &[(Uid, Vec<Flag>, Vec<Flag>)]) -> Result<()>;
+    /// left as they are (the user's on the new server). Keywords the folder refuses (too many,
+    /// not in its PERMANENTFLAGS, too long) are left out and returned per UID: the other
+    /// changes are made.
+    async fn store_flag_changes(
+        &mut self,
+        changes: &[(Uid, Vec<Flag>, Vec<Flag>)],
+    ) -> Result<Vec<(Uid, Vec<Flag>)>>;
+    /// The keywords (lower case) a folder defines, as its last EXAMINE or SELECT in this session
+    /// said (`* FLAGS`), when known.
+    fn folder_keywords(&self, _name: &MailboxPath) -> Option<&std::collections::BTreeSet<String>> {
+        None
+    }
     /// Deletes exactly these messages of the selected folder (UID EXPUNGE; refused without
     /// UIDPLUS, where EXPUNGE would also remove other messages marked `\Deleted`).
     async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()>;

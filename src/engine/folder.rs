@@ -541,20 +541,24 @@ async fn append_batch<N: MailStore>(
                 uidvalidity,
                 uid,
                 dropped_flags,
+                refused_keywords,
             } => {
                 if let Some(u) = uid {
                     *uidnext = (*uidnext).max(u.get() + 1);
                 } else {
                     uid_unknown = true;
                 }
-                if !dropped_flags.is_empty() {
-                    tracing::warn!(
-                        "folder {}: old UID {} copied without {} (refused by the new server)",
+                if !dropped_flags.is_empty() || !refused_keywords.is_empty() {
+                    tracing::debug!(
+                        "folder {}: old UID {} copied without {} {} (refused by the new server)",
                         m.old,
                         x.uid,
-                        dropped_flags.join(" ")
+                        dropped_flags.join(" "),
+                        refused_keywords.join(" ")
                     );
                     report.flags_dropped += 1;
+                    let names = dropped_flags.iter().chain(&refused_keywords).cloned();
+                    report.flags_dropped_names.extend(names);
                 }
                 bytes += x.body.len() as u64;
                 mapped_now.push((
@@ -568,7 +572,9 @@ async fn append_batch<N: MailStore>(
                         fp,
                         // What the copy got: the old side's flags less those refused, so the
                         // next run tries the refused ones once more as a flag change (a system
-                        // flag refused along with a bad keyword then arrives).
+                        // flag refused along with a bad keyword then arrives). Keywords the
+                        // folder cannot take (`refused_keywords`) count as carried: trying them
+                        // on every run would only warn again.
                         flags: x
                             .flags
                             .iter()
@@ -674,8 +680,14 @@ async fn apply_changes<N: MailStore>(
             .map(|u| (u.new_uid, u.add.clone(), u.remove.clone()))
             .collect();
         match new.store_flag_changes(&changes).await {
-            Ok(()) => {
+            Ok(not_set) => {
                 crate::failpoint::hit("after-store")?;
+                // Keywords the new folder refused are dropped for good (counted, named in the
+                // folder's warning) and recorded as carried, like those of a copy.
+                report.flags_dropped += not_set.len() as u64;
+                for (_, kw) in not_set {
+                    report.flags_dropped_names.extend(kw);
+                }
                 let by_old: HashMap<Uid, &MapEntry> =
                     entries.iter().map(|(u, e)| (*u, e)).collect();
                 let changed: Vec<(Uid, MapEntry)> = plan
@@ -714,6 +726,34 @@ async fn apply_changes<N: MailStore>(
         }
     }
     Ok(ok)
+}
+
+/// Keyword names a warning lists before it says how many more there are.
+const NAMES_IN_WARNING: usize = 20;
+
+/// One warning per folder and run for the flags the new server refused (issue 12: a folder
+/// takes at most so many keywords, quirk `cyrus-keyword-limit`): the folder, how many messages,
+/// which flags. The messages themselves are copied.
+pub(crate) fn warn_dropped_flags(m: &FolderMapping, report: &FolderReport) {
+    if report.flags_dropped == 0 {
+        return;
+    }
+    let names = &report.flags_dropped_names;
+    let mut shown: Vec<&str> = names
+        .iter()
+        .take(NAMES_IN_WARNING)
+        .map(String::as_str)
+        .collect();
+    let more = names.len().saturating_sub(NAMES_IN_WARNING);
+    let more = (more > 0).then(|| format!("and {more} more"));
+    shown.extend(more.as_deref());
+    tracing::warn!(
+        "folder {} (new folder {}): {} messages copied or updated without flags the new server refused: {} (the messages are there; flags_dropped in the report)",
+        m.old,
+        m.new,
+        report.flags_dropped,
+        shown.join(" ")
+    );
 }
 
 /// Records a folder-scoped error as that folder's failure; passes wider errors on.

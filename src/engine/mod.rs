@@ -164,8 +164,12 @@ pub struct FolderReport {
     /// Intents of an interrupted run resolved: found on the new server / not found.
     pub recovered: u64,
     pub requeued: u64,
-    /// Messages copied without some flags or keywords the new server refused (named in the log).
+    /// Messages copied or updated without some flags or keywords the new server refused (named
+    /// in one warning per folder, and in `flags_dropped_names`).
     pub flags_dropped: u64,
+    /// The flags and keywords the new server refused in this folder (in this run).
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub flags_dropped_names: std::collections::BTreeSet<String>,
     /// Late copies of an interrupted APPEND (committed by the new server after imapshift had
     /// given up on it and copied the message again) found: removed as duplicates, or taken as
     /// the copy.
@@ -646,6 +650,11 @@ async fn folder_worker<O: MailStore, N: MailStore>(
             progress: ctx.progress,
         };
         let r = folder::sync_folder(old, new, &cx, &mut report, &mut out.failures, *statuses).await;
+        if r.as_ref()
+            .map_or_else(|e| e.scope <= Scope::Folder, |()| true)
+        {
+            folder::warn_dropped_flags(m, &report);
+        }
         match r {
             Ok(()) => out.folders.push((i, report)),
             Err(e) if e.scope <= Scope::Folder => {

@@ -6,6 +6,7 @@
 //! SUBSCRIBE and APPEND before anything is sent, and only ever EXAMINEs and fetches with
 //! BODY.PEEK, so the old server's `\Seen` flags and contents are never changed.
 
+pub mod keywords;
 pub mod quirks;
 pub mod stream;
 pub mod wire;
@@ -69,6 +70,9 @@ pub struct ImapSession {
     /// The folder this session has open read-only (EXAMINE), if any: Courier refuses an APPEND
     /// into it (quirk `append-to-examined`, docs/server-quirks.md).
     examined: Option<MailboxPath>,
+    /// What each new folder's opens and refusals said about the keywords it takes (quirk
+    /// `cyrus-keyword-limit`).
+    keywords: keywords::Memory,
     /// The server software's workarounds switched on for this session.
     quirks: quirks::Quirks,
     /// NAMESPACE's answer, read along with the first LIST (one round trip for both).
@@ -308,6 +312,7 @@ impl ImapSession {
             read_only,
             label,
             examined: None,
+            keywords: keywords::Memory::default(),
             quirks,
             namespaces: None,
         })
@@ -528,12 +533,18 @@ impl ImapSession {
     }
 
     /// A stored message's result from its APPEND's tagged OK.
-    fn stored(&self, done: &Done, dropped_flags: Vec<String>) -> AppendResult {
+    fn stored(
+        &self,
+        done: &Done,
+        dropped_flags: Vec<String>,
+        refused_keywords: Vec<String>,
+    ) -> AppendResult {
         let (uv, uids) = self.appenduid(done);
         AppendResult::Stored {
             uidvalidity: uv,
             uid: uids.and_then(|u| if u.len() == 1 { Uid::new(u[0]) } else { None }),
             dropped_flags,
+            refused_keywords,
         }
     }
 
@@ -565,6 +576,7 @@ impl ImapSession {
         let Some(messages) = exists else {
             return Err(self.malformed(format!("{name}: no EXISTS when opened")));
         };
+        self.keywords.opened(name, done);
         Ok(FolderStatus {
             uidvalidity,
             uidnext,
@@ -1151,85 +1163,160 @@ impl MailStore for ImapSession {
     async fn store_flag_changes(
         &mut self,
         changes: &[(Uid, Vec<String>, Vec<String>)],
-    ) -> Result<()> {
+    ) -> Result<Vec<(Uid, Vec<String>)>> {
         self.refuse_if_read_only("STORE")?;
+        // A folder known to take no new keyword (quirk `cyrus-keyword-limit`) is not asked to:
+        // such an addition is left out and returned; a removal of a keyword it does not hold has
+        // nothing to remove.
+        let folder = self.keywords.current().cloned();
+        let limited = |s: &Self| {
+            folder
+                .as_ref()
+                .and_then(|f| s.keywords.limits(f))
+                .filter(|l| !l.new_ones)
+                .cloned()
+        };
+        let limits = limited(self);
+        let mut not_set: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
         // One UID STORE per distinct (+/-, flag set), all pipelined. Adding and removing touch
         // different flags, so their order on the server does not matter.
         let mut groups: std::collections::BTreeMap<(&str, Vec<&str>), Vec<u32>> =
             Default::default();
         for (uid, add, remove) in changes {
-            for (op, flags) in [("+FLAGS.SILENT", add), ("-FLAGS.SILENT", remove)] {
-                let fl: Vec<&str> = flags
+            for (op, flags) in [(ADD_FLAGS, add), (REMOVE_FLAGS, remove)] {
+                let mut fl: Vec<&str> = flags
                     .iter()
                     .map(String::as_str)
                     .filter(|f| is_sendable_flag(f))
                     .collect();
+                if let Some(l) = &limits {
+                    let (keep, drop) = keywords::split_for_folder(&fl, l);
+                    if op == ADD_FLAGS && !drop.is_empty() {
+                        let out = not_set.entry(uid.get()).or_default();
+                        out.extend(drop.into_iter().map(String::from));
+                    }
+                    fl = keep;
+                }
                 if !fl.is_empty() {
                     groups.entry((op, fl)).or_default().push(uid.get());
                 }
             }
         }
-        let list = |fl: &[&str]| format!("({})", fl.join(" "));
-        let mut tags = Vec::new();
-        for ((op, flags), mut uids) in groups {
-            uids.sort_unstable();
-            let set = format_uid_set(&uids);
-            let tag = self
-                .wire
-                .send(&[
-                    Arg::Raw("UID STORE"),
-                    Arg::Raw(&set),
-                    Arg::Raw(op),
-                    Arg::Raw(&list(&flags)),
-                ])
-                .await?;
-            tags.push((tag, op, flags, set));
-        }
-        let mut refused = Vec::new();
-        for (tag, op, flags, set) in tags {
-            let done = self.wire.finish(&tag).await?;
-            if !done.is_ok() {
-                refused.push((op, flags, set, done));
+        let groups: Vec<FlagGroup<'_>> = groups
+            .into_iter()
+            .map(|((op, flags), mut uids)| {
+                uids.sort_unstable();
+                FlagGroup {
+                    op,
+                    set: format_uid_set(&uids),
+                    flags,
+                    uids,
+                }
+            })
+            .collect();
+        let refused = self.store_groups(groups).await?;
+        // Cyrus refuses a keyword its folder has no room for: learn what the folder holds (a
+        // SELECT again: its FLAGS then include what the other STOREs just created) and set the
+        // others.
+        let too_many = refused
+            .iter()
+            .any(|(_, d)| keywords::is_too_many_keywords(d));
+        if let (true, Some(f), None) = (too_many, &folder, &limits) {
+            match MailStore::select(self, f).await {
+                Ok(_) => self.keywords.mark_full(f),
+                Err(e) if e.scope <= Scope::Folder => tracing::debug!("{}: {e}", self.label),
+                Err(e) => return Err(e),
             }
         }
-        // A keyword the new server will not take (too long, too many) must not fail the folder
-        // on every run: the system flags of that change are set without the keywords, which are
-        // named in the log. Anything else refused fails the folder.
+        let mut retry = Vec::new();
+        let mut left = Vec::new();
+        match limited(self) {
+            Some(l) => {
+                for (g, done) in refused {
+                    let (keep, drop) = keywords::split_for_folder(&g.flags, &l);
+                    if drop.is_empty() || !may_be_about_flags(&done) {
+                        left.push((g, done));
+                        continue;
+                    }
+                    if g.op == ADD_FLAGS {
+                        for u in &g.uids {
+                            let out = not_set.entry(*u).or_default();
+                            out.extend(drop.iter().map(|s| s.to_string()));
+                        }
+                    }
+                    if !keep.is_empty() {
+                        retry.push(FlagGroup { flags: keep, ..g });
+                    }
+                }
+            }
+            None => left = refused,
+        }
+        left.extend(self.store_groups(retry).await?);
+        // A keyword the new server will not take for another reason (too long) must not fail
+        // the folder on every run either: the system flags of that change are set without the
+        // keywords, which are returned. Anything else refused fails the folder.
         let mut failed = None;
-        for (op, flags, set, done) in refused {
-            let system: Vec<&str> = flags
+        for (g, done) in left {
+            let system: Vec<&str> = g
+                .flags
                 .iter()
                 .copied()
                 .filter(|f| f.starts_with('\\'))
                 .collect();
-            if system.len() < flags.len() && may_be_about_flags(&done) {
+            if system.len() < g.flags.len() && may_be_about_flags(&done) {
+                let keywords: Vec<String> = g
+                    .flags
+                    .iter()
+                    .filter(|f| !f.starts_with('\\'))
+                    .map(|f| f.to_string())
+                    .collect();
                 let again = if system.is_empty() {
-                    None
+                    Vec::new()
                 } else {
-                    Some(
-                        self.wire
-                            .command(&[
-                                Arg::Raw("UID STORE"),
-                                Arg::Raw(&set),
-                                Arg::Raw(op),
-                                Arg::Raw(&list(&system)),
-                            ])
-                            .await?,
-                    )
+                    let g2 = FlagGroup {
+                        flags: system,
+                        op: g.op,
+                        set: g.set.clone(),
+                        uids: g.uids.clone(),
+                    };
+                    self.store_groups(vec![g2]).await?
                 };
-                if again.as_ref().is_none_or(|d| d.is_ok()) {
-                    tracing::warn!(
-                        "{}: UID {set}: the new server refused the keywords of {} ({}); set without them",
+                if again.is_empty() {
+                    tracing::debug!(
+                        "{}: UID {}: the new server refused the keywords {} ({}); set without them",
                         self.label,
-                        list(&flags),
+                        g.set,
+                        keywords.join(" "),
                         done.describe()
                     );
+                    if g.op == ADD_FLAGS {
+                        for u in &g.uids {
+                            not_set
+                                .entry(*u)
+                                .or_default()
+                                .extend(keywords.iter().cloned());
+                        }
+                    }
                     continue;
                 }
             }
             failed.get_or_insert_with(|| self.no("UID STORE failed", &done, Scope::Folder));
         }
-        failed.map_or(Ok(()), Err)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(not_set
+            .into_iter()
+            .filter_map(|(u, mut kw)| {
+                kw.sort();
+                kw.dedup();
+                Uid::new(u).map(|u| (u, kw))
+            })
+            .collect())
+    }
+
+    fn folder_keywords(&self, name: &MailboxPath) -> Option<&BTreeSet<String>> {
+        self.keywords.defined(name)
     }
 
     async fn expunge_uids(&mut self, uids: &[Uid]) -> Result<()> {
@@ -1582,6 +1669,26 @@ fn normalize_inbox(name: String) -> String {
     }
 }
 
+const ADD_FLAGS: &str = "+FLAGS.SILENT";
+const REMOVE_FLAGS: &str = "-FLAGS.SILENT";
+
+/// One `UID STORE`: `+FLAGS.SILENT` or `-FLAGS.SILENT` of these flags on these UIDs.
+struct FlagGroup<'a> {
+    op: &'static str,
+    flags: Vec<&'a str>,
+    set: String,
+    uids: Vec<u32>,
+}
+
+/// One batch's messages as sent: the folder, the items, each one's flags as sent (sendable, and
+/// without keywords the folder is known not to take) and quoted INTERNALDATE.
+struct BatchCtx<'a, 'b> {
+    folder: &'a MailboxPath,
+    items: &'a [AppendItem<'b>],
+    sent: &'a [Vec<&'b str>],
+    dates: &'a [Option<String>],
+}
+
 impl ImapSession {
     /// The APPENDs of one batch (MULTIAPPEND, or single APPENDs pipelined where LITERAL+
     /// allows), into a folder that is not open read-only.
@@ -1624,17 +1731,34 @@ impl ImapSession {
                     .collect()
             })
             .collect();
-        let flag_lists: Vec<String> = items
+        // Keywords the folder is known not to take (its PERMANENTFLAGS without `\*`, or a refusal
+        // as one too many earlier in this session: quirk `cyrus-keyword-limit`) are not sent:
+        // dropped for good and reported, the message copied with the others.
+        let limits = self
+            .keywords
+            .limits(folder)
+            .filter(|l| !l.new_ones)
+            .cloned();
+        let mut refused_kw: Vec<Vec<String>> = vec![Vec::new(); items.len()];
+        let sent: Vec<Vec<&str>> = items
             .iter()
-            .map(|it| {
+            .zip(&mut refused_kw)
+            .map(|(it, out)| {
                 let fl: Vec<&str> = it
                     .flags
                     .iter()
                     .map(String::as_str)
                     .filter(|f| is_sendable_flag(f))
                     .collect();
-                format!("({})", fl.join(" "))
+                let Some(l) = &limits else { return fl };
+                let (keep, drop) = keywords::split_for_folder(&fl, l);
+                out.extend(drop.into_iter().map(String::from));
+                keep
             })
+            .collect();
+        let flag_lists: Vec<String> = sent
+            .iter()
+            .map(|fl| format!("({})", fl.join(" ")))
             .collect();
         let dates: Vec<Option<String>> =
             items.iter().map(|it| quote_date(it.internaldate)).collect();
@@ -1664,6 +1788,7 @@ impl ImapSession {
                         uidvalidity: uv,
                         uid: uids.as_ref().and_then(|u| Uid::new(u[k])),
                         dropped_flags: unsendable[i].clone(),
+                        refused_keywords: refused_kw[i].clone(),
                     });
                 }
                 return Ok(results.into_iter().map(Option::unwrap).collect());
@@ -1711,7 +1836,7 @@ impl ImapSession {
             let Some(tag) = tag else { continue };
             let done = self.wire.finish(&tag).await?;
             if done.is_ok() {
-                results[i] = Some(self.stored(&done, Vec::new()));
+                results[i] = Some(self.stored(&done, Vec::new(), Vec::new()));
             } else if done.status == wire::Status::Bad && self.wire.literal_plus() {
                 return Err(self
                     .wire
@@ -1721,33 +1846,40 @@ impl ImapSession {
                 refused.push((i, done));
             }
         }
-        // A message refused for its flags (an invalid system flag, a keyword too long or one too
-        // many) is still worth copying: again with the standard system flags only, then with
-        // none, one at a time (this costs round trips only for refused messages). Refusals for
-        // size or quota are final.
+        // A message refused because its folder takes no new keyword (Cyrus's limit, or a
+        // PERMANENTFLAGS without `\*`) is sent again with the keywords the folder holds.
+        let b = BatchCtx {
+            folder,
+            items,
+            sent: &sent,
+            dates: &dates,
+        };
+        let refused = self
+            .retry_within_folder_keywords(&b, refused, &mut results)
+            .await?;
+        // A message refused for its flags (an invalid system flag, a keyword too long) is still
+        // worth copying: again with the standard system flags only, then with none, one at a
+        // time (this costs round trips only for refused messages). Refusals for size or quota
+        // are final.
         for (i, done) in refused {
             let final_code = !may_be_about_flags(&done);
-            let sent: Vec<&String> = items[i]
-                .flags
-                .iter()
-                .filter(|f| is_sendable_flag(f))
-                .collect();
+            let sent: Vec<&str> = sent[i].clone();
             if final_code || sent.is_empty() {
                 continue;
             }
-            let system: Vec<&String> = sent
+            let system: Vec<&str> = sent
                 .iter()
                 .copied()
                 .filter(|f| f.starts_with('\\'))
                 .collect();
             // First without keywords longer than the usual limit (Dovecot's
             // mail_max_keyword_length is 50), keeping the others.
-            let short: Vec<&String> = sent
+            let short: Vec<&str> = sent
                 .iter()
                 .copied()
                 .filter(|f| f.starts_with('\\') || f.len() <= MAX_USUAL_KEYWORD)
                 .collect();
-            let mut tries: Vec<Vec<&String>> = Vec::new();
+            let mut tries: Vec<Vec<&str>> = Vec::new();
             if short.len() < sent.len() && !short.is_empty() {
                 tries.push(short);
             }
@@ -1756,13 +1888,7 @@ impl ImapSession {
             }
             tries.push(Vec::new());
             for keep in tries {
-                let fl = format!(
-                    "({})",
-                    keep.iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+                let fl = format!("({})", keep.join(" "));
                 let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(folder.as_str())];
                 push_message(&mut args, &fl, dates[i].as_deref(), items[i].body);
                 let again = match self.wire.send(&args).await {
@@ -1781,13 +1907,13 @@ impl ImapSession {
                         .filter(|f| !keep.contains(f))
                         .map(|f| f.to_string())
                         .collect();
-                    tracing::warn!(
+                    tracing::debug!(
                         "{}: a message was refused with its flags ({}); stored without {}",
                         self.label,
                         done.describe(),
                         dropped.join(" ")
                     );
-                    results[i] = Some(self.stored(&again, dropped));
+                    results[i] = Some(self.stored(&again, dropped, Vec::new()));
                     break;
                 }
             }
@@ -1795,23 +1921,144 @@ impl ImapSession {
         Ok(results
             .into_iter()
             .zip(unsendable)
-            .map(|(r, bad)| match r {
+            .zip(refused_kw)
+            .map(|((r, bad), not_taken)| match r {
                 Some(AppendResult::Stored {
                     uidvalidity,
                     uid,
                     mut dropped_flags,
+                    mut refused_keywords,
                 }) => {
                     dropped_flags.extend(bad);
+                    refused_keywords.extend(not_taken);
                     AppendResult::Stored {
                         uidvalidity,
                         uid,
                         dropped_flags,
+                        refused_keywords,
                     }
                 }
                 Some(r) => r,
                 None => AppendResult::Refused("not sent".into()),
             })
             .collect())
+    }
+
+    /// Sends these `UID STORE`s pipelined; returns those refused, with the server's reply.
+    async fn store_groups<'a>(
+        &mut self,
+        groups: Vec<FlagGroup<'a>>,
+    ) -> Result<Vec<(FlagGroup<'a>, Done)>> {
+        let mut tags = Vec::with_capacity(groups.len());
+        for g in groups {
+            let list = format!("({})", g.flags.join(" "));
+            let tag = self
+                .wire
+                .send(&[
+                    Arg::Raw("UID STORE"),
+                    Arg::Raw(&g.set),
+                    Arg::Raw(g.op),
+                    Arg::Raw(&list),
+                ])
+                .await?;
+            tags.push((tag, g));
+        }
+        let mut refused = Vec::new();
+        for (tag, g) in tags {
+            let done = self.wire.finish(&tag).await?;
+            if !done.is_ok() {
+                refused.push((g, done));
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Refused messages of a batch whose folder takes no new keyword: Cyrus's `NO Too many user
+    /// flags in mailbox` (quirk `cyrus-keyword-limit`), or a folder whose PERMANENTFLAGS lacks
+    /// `\*`. What the folder holds is learned once per folder and session, by a SELECT after the
+    /// batch's other messages went in (its FLAGS then name every keyword the folder has), and
+    /// the refused messages are sent again, pipelined, with the keywords it holds; only the new
+    /// ones are dropped (for good: [`AppendResult::Stored::refused_keywords`]). Later batches
+    /// leave them out before sending. Returns the messages still refused.
+    async fn retry_within_folder_keywords(
+        &mut self,
+        b: &BatchCtx<'_, '_>,
+        refused: Vec<(usize, Done)>,
+        results: &mut [Option<AppendResult>],
+    ) -> Result<Vec<(usize, Done)>> {
+        let has_keyword = |i: usize| b.sent[i].iter().any(|f| !f.starts_with('\\'));
+        let too_many = refused
+            .iter()
+            .any(|(i, d)| has_keyword(*i) && keywords::is_too_many_keywords(d));
+        let about_flags = refused
+            .iter()
+            .any(|(i, d)| has_keyword(*i) && may_be_about_flags(d));
+        let known = self.keywords.limits(b.folder).is_some();
+        if !about_flags || (known && !too_many && !self.keywords.is_limited(b.folder)) {
+            return Ok(refused);
+        }
+        if !self.keywords.is_limited(b.folder) {
+            match MailStore::select(self, b.folder).await {
+                Ok(_) => {}
+                Err(e) if e.scope <= Scope::Folder => {
+                    tracing::debug!("{}: {e}", self.label);
+                    return Ok(refused);
+                }
+                Err(e) => return Err(e),
+            }
+            if too_many {
+                self.keywords.mark_full(b.folder);
+            }
+        }
+        let Some(limits) = self
+            .keywords
+            .limits(b.folder)
+            .filter(|l| !l.new_ones)
+            .cloned()
+        else {
+            return Ok(refused);
+        };
+        let mut still = Vec::new();
+        let mut pending = Vec::new();
+        for (i, done) in refused {
+            let (keep, drop) = keywords::split_for_folder(&b.sent[i], &limits);
+            if drop.is_empty() || !may_be_about_flags(&done) {
+                still.push((i, done));
+                continue;
+            }
+            let fl = format!("({})", keep.join(" "));
+            let mut args: Vec<Arg<'_>> = vec![Arg::Raw("APPEND"), Arg::Str(b.folder.as_str())];
+            push_message(&mut args, &fl, b.dates[i].as_deref(), b.items[i].body);
+            let drop: Vec<String> = drop.into_iter().map(String::from).collect();
+            match self.wire.send(&args).await {
+                Ok(tag) => pending.push((i, tag, drop)),
+                Err(e) if e.scope == Scope::Message => {
+                    still.push((i, self.wire.finish_refused().await?));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, tag, drop) in pending {
+            let again = self.wire.finish(&tag).await?;
+            if again.status == wire::Status::Bad && self.wire.literal_plus() {
+                return Err(self
+                    .wire
+                    .poison(format!("APPEND answered BAD ({})", again.describe())));
+            }
+            if again.is_ok() {
+                tracing::debug!(
+                    "{}: {}: the folder takes no new keywords; a message stored without {}",
+                    self.label,
+                    b.folder,
+                    drop.join(" ")
+                );
+                results[i] = Some(self.stored(&again, Vec::new(), drop));
+            } else {
+                results[i] = Some(AppendResult::Refused(again.describe()));
+                still.push((i, again));
+            }
+        }
+        Ok(still)
     }
 }
 

@@ -14,7 +14,7 @@ use super::{Difference, FolderVerdict, Kind, OnlyNew};
 use crate::error::{Error, Result, Retry, Scope};
 use crate::store::{Described, FolderStatus, MailStore};
 use crate::types::Uid;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Sizes that keep verify within its memory share (see [`Tuning::new`]).
 #[derive(Clone, Debug)]
@@ -90,6 +90,17 @@ pub async fn compare<O: MailStore, N: MailStore>(
         Some(n) => Some(new.examine(n).await?),
         None => None,
     };
+    // The keywords the new folder holds (its `* FLAGS`, and every keyword on a message listed
+    // there): an old keyword outside them is on no copy, as the new server did not take it
+    // (quirk `cyrus-keyword-limit`). So the new side is listed first.
+    let mut not_taken = NotTaken {
+        held: c
+            .new_name
+            .and_then(|n| new.folder_keywords(n))
+            .cloned()
+            .unwrap_or_default(),
+        reduced: HashSet::new(),
+    };
     let expected = old_st.messages as usize + new_st.map_or(0, |s| s.messages as usize);
     let t = c.tuning;
     let mut part = Partition::new(
@@ -106,17 +117,13 @@ pub async fn compare<O: MailStore, N: MailStore>(
     };
     let old_side = SideCtx {
         side: Side::Old,
+        new_listed: new_st.is_some(),
         folder: &v.old,
         deep: c.deep,
         max_size: c.max_size,
         age: c.age,
         chunk: t.chunk,
     };
-    let listed = list_side(old, &old_st, &old_side, &mut part).await?;
-    v.old_messages = listed.compared;
-    v.filtered_size = listed.filtered_size;
-    v.filtered_age = listed.filtered_age;
-    v.filtered = listed.filtered_size + listed.filtered_age;
     if let Some(st) = &new_st {
         let new_side = SideCtx {
             side: Side::New,
@@ -125,16 +132,27 @@ pub async fn compare<O: MailStore, N: MailStore>(
             age: None,
             ..old_side
         };
-        v.new_messages = list_side(new, st, &new_side, &mut part).await?.compared;
+        v.new_messages = list_side(new, st, &new_side, &mut part, &mut not_taken)
+            .await?
+            .compared;
+    } else {
+        not_taken.held.clear();
     }
+    let listed = list_side(old, &old_st, &old_side, &mut part, &mut not_taken).await?;
+    v.old_messages = listed.compared;
+    v.filtered_size = listed.filtered_size;
+    v.filtered_age = listed.filtered_age;
+    v.filtered = listed.filtered_size + listed.filtered_age;
+    let reduced = not_taken.reduced;
     (v.buckets, v.spilled) = (part.buckets(), part.spilled());
     let mut kept = Kept::new(c.room);
     for i in 0..part.buckets() {
         let (olds, news) = part.take(i)?;
-        join(&olds, &news, c.deep, &mut |f| {
+        join(&olds, &news, c.deep, &reduced, &mut |f| {
             match f.kind {
                 Found::Missing => v.missing += 1,
                 Found::Flags => v.flags_differ += 1,
+                Found::KeywordsRefused => v.keywords_refused += 1,
                 Found::Body => v.body_differs += 1,
                 Found::Altered => v.altered += 1,
                 Found::Duplicate => v.duplicates += 1,
@@ -157,6 +175,8 @@ pub async fn compare<O: MailStore, N: MailStore>(
 #[derive(Clone, Copy)]
 struct SideCtx<'a> {
     side: Side,
+    /// The folder has a new folder (listed first): keywords it does not hold can be told.
+    new_listed: bool,
     folder: &'a str,
     deep: bool,
     max_size: Option<u64>,
@@ -171,11 +191,43 @@ struct Listed {
     filtered_age: usize,
 }
 
+/// Keywords the new folder does not hold: the new side's listing collects what it holds, the
+/// old side's leaves the others out of its records' flags (their UIDs noted), so a copy that
+/// lacks only those is told apart from one whose flags differ.
+struct NotTaken {
+    /// The new folder's keywords (lower case): its `* FLAGS` and those on its messages.
+    held: BTreeSet<String>,
+    /// Old UIDs whose records leave keywords out.
+    reduced: HashSet<u32>,
+}
+
+impl NotTaken {
+    /// The old message's flags to compare, when it has keywords the new folder does not hold
+    /// (with a new folder at all).
+    fn flags_to_compare(
+        &mut self,
+        uid: u32,
+        flags: &[String],
+        new_listed: bool,
+    ) -> Option<Vec<String>> {
+        let held = &self.held;
+        let not_held =
+            |f: &&String| !f.starts_with('\\') && !held.contains(&f.to_ascii_lowercase());
+        if !new_listed || !flags.iter().any(|f| not_held(&f)) {
+            return None;
+        }
+        let fewer = flags.iter().filter(|f| !not_held(f)).cloned().collect();
+        self.reduced.insert(uid);
+        Some(fewer)
+    }
+}
+
 async fn list_side<S: MailStore>(
     s: &mut S,
     st: &FolderStatus,
     c: &SideCtx<'_>,
     part: &mut Partition,
+    not_taken: &mut NotTaken,
 ) -> Result<Listed> {
     let exists = st.messages as usize;
     let mut out = Listed::default();
@@ -219,7 +271,16 @@ async fn list_side<S: MailStore>(
             } else if allowed.as_ref().is_some_and(|a| !a.contains(&d.uid)) {
                 out.filtered_age += 1;
             } else {
-                recs.push(Rec::new(d.uid.get(), &d.fp, &d.flags));
+                let uid = d.uid.get();
+                let fewer = match c.side {
+                    Side::New => {
+                        let kw = d.flags.iter().filter(|f| !f.starts_with('\\'));
+                        not_taken.held.extend(kw.map(|f| f.to_ascii_lowercase()));
+                        None
+                    }
+                    Side::Old => not_taken.flags_to_compare(uid, &d.flags, c.new_listed),
+                };
+                recs.push(Rec::new(uid, &d.fp, fewer.as_deref().unwrap_or(&d.flags)));
             }
         }
         drop(listed);
@@ -290,6 +351,8 @@ pub enum Found {
     /// The copy is its original with 8-bit header bytes replaced by `X` (Cyrus `munge8bit`).
     Altered,
     Flags,
+    /// The copy lacks only keywords its new folder does not hold at all.
+    KeywordsRefused,
     Body,
     Duplicate,
     OnlyNew,
@@ -316,8 +379,16 @@ impl Hit {
 
 /// Matches one bucket (pure): every old record is missing, or matched (then whether the copy is
 /// altered, its flags and, with `deep`, its body compared); every new record left over is a
-/// duplicate (it could have been an old one's copy) or only on the new side.
-pub fn join(olds: &[Rec], news: &[Rec], deep: bool, out: &mut impl FnMut(Hit)) {
+/// duplicate (it could have been an old one's copy) or only on the new side. `reduced`: old
+/// UIDs whose record leaves out keywords the new folder does not hold; such a copy whose flags
+/// otherwise match lacks only those.
+pub fn join(
+    olds: &[Rec],
+    news: &[Rec],
+    deep: bool,
+    reduced: &HashSet<u32>,
+    out: &mut impl FnMut(Hit),
+) {
     let paired = pair_records(olds, news);
     let mut used = vec![false; news.len()];
     for (o, p) in olds.iter().zip(&paired) {
@@ -338,9 +409,13 @@ pub fn join(olds: &[Rec], news: &[Rec], deep: bool, out: &mut impl FnMut(Hit)) {
                 new: Some(n),
             });
         }
-        if o.flags != n.flags {
+        if o.flags != n.flags || reduced.contains(&o.uid) {
             out(Hit {
-                kind: Found::Flags,
+                kind: if o.flags == n.flags {
+                    Found::KeywordsRefused
+                } else {
+                    Found::Flags
+                },
                 old: Some(*o),
                 new: Some(n),
             });
@@ -494,6 +569,14 @@ fn difference(
     let (kind, folder, detail) = match h.kind {
         Found::Missing => (Kind::Missing, &v.old, String::new()),
         Found::Flags => (Kind::Flags, &v.old, flags_detail(o, n)),
+        Found::KeywordsRefused => (
+            Kind::KeywordsRefused,
+            &v.old,
+            format!(
+                "{}: the new folder holds none of these keywords on any message, so the new server did not take them (a limit of keywords per folder: Cyrus takes 100); the sync dropped them with a warning",
+                flags_detail(o, n)
+            ),
+        ),
         Found::Body => {
             let hex = |r: Option<Rec>| {
                 r.map(|r| hex::encode(r.body.to_le_bytes())[..12].to_string())
@@ -556,4 +639,60 @@ fn flags_detail(o: Option<&Described>, n: Option<&Described>) -> String {
         return "flags differed when listed, and are the same now".into();
     }
     detail.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(uid: u32, key: u128, flags: &[&str]) -> Rec {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Rec {
+            key,
+            exact: key as u64,
+            uid,
+            size: 10,
+            flags: super::super::compact::flags_hash(&flags),
+            body: 0,
+        }
+    }
+
+    /// A copy that lacks only keywords its new folder does not hold (the old record left them
+    /// out, its UID noted) is `KeywordsRefused`; one whose other flags differ too is `Flags`;
+    /// an old message with such a keyword and no copy is still missing.
+    #[test]
+    fn keywords_the_new_folder_does_not_hold_are_told_apart() {
+        let mut nt = NotTaken {
+            held: ["kw5".to_string()].into(),
+            reduced: HashSet::new(),
+        };
+        let old_flags = ["\\Seen".to_string(), "KW5".into(), "kw110".into()];
+        let fewer = nt.flags_to_compare(1, &old_flags, true).unwrap();
+        assert_eq!(fewer, vec!["\\Seen".to_string(), "KW5".into()]);
+        assert_eq!(nt.flags_to_compare(2, &old_flags[..2], true), None);
+        assert_eq!(
+            nt.flags_to_compare(3, &old_flags, false),
+            None,
+            "no new folder"
+        );
+        let olds = [
+            rec(1, 1, &["\\Seen", "kw5"]),
+            rec(4, 4, &["kw5"]),
+            rec(5, 5, &["kw5"]),
+        ];
+        let news = [rec(11, 1, &["\\Seen", "kw5"]), rec(14, 4, &[])];
+        let reduced: HashSet<u32> = [1, 4, 5].into();
+        let mut found = Vec::new();
+        join(&olds, &news, false, &reduced, &mut |h| {
+            found.push((h.kind, h.old.map(|r| r.uid)))
+        });
+        assert_eq!(
+            found,
+            vec![
+                (Found::KeywordsRefused, Some(1)),
+                (Found::Flags, Some(4)),
+                (Found::Missing, Some(5)),
+            ]
+        );
+    }
 }

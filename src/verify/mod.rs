@@ -46,6 +46,10 @@ pub enum Kind {
     FolderMissing,
     /// A copy's flags or keywords differ from the old message's.
     Flags,
+    /// A copy lacks only keywords its new folder holds on no message at all (`* FLAGS` of the
+    /// new folder): the new server did not take them (quirk `cyrus-keyword-limit`). Listed and
+    /// counted, not a problem: the sync dropped them with a warning.
+    KeywordsRefused,
     /// A copy's bytes differ although its header block matches (`--deep`).
     Body,
     /// A copy whose header the new server stored with each 8-bit byte replaced by `X` (Cyrus
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Missing => "missing on the new server",
             Kind::FolderMissing => "folder missing on the new server",
             Kind::Flags => "flags differ",
+            Kind::KeywordsRefused => "without keywords the new folder does not take",
             Kind::Body => "content differs",
             Kind::Altered => "altered by the new server (8-bit header bytes replaced by X)",
             Kind::Duplicate => "duplicate on the new server",
@@ -104,6 +109,9 @@ pub struct FolderVerdict {
     pub new_messages: usize,
     pub missing: usize,
     pub flags_differ: usize,
+    /// Copies without keywords the new folder does not take (not a problem, see
+    /// [`Kind::KeywordsRefused`]).
+    pub keywords_refused: usize,
     pub body_differs: usize,
     /// Copies whose 8-bit header bytes the new server replaced by `X`.
     pub altered: usize,
@@ -248,6 +256,8 @@ pub struct Counts {
     pub new_messages: usize,
     pub missing: usize,
     pub flags_differ: usize,
+    /// Copies without keywords the new folder does not take (not a problem).
+    pub keywords_refused: usize,
     pub body_differs: usize,
     /// Copies whose 8-bit header bytes the new server replaced by `X`.
     pub altered: usize,
@@ -273,6 +283,7 @@ impl Counts {
         self.new_messages += o.new_messages;
         self.missing += o.missing;
         self.flags_differ += o.flags_differ;
+        self.keywords_refused += o.keywords_refused;
         self.body_differs += o.body_differs;
         self.altered += o.altered;
         self.duplicates += o.duplicates;
@@ -311,6 +322,34 @@ impl Verdict {
             exit::ACCOUNT
         } else {
             exit::OK
+        }
+    }
+}
+
+/// A copy without keywords its new folder does not take says whether the last sync run named
+/// them in that folder's `flags_dropped_names` (it does in the run that dropped them; later runs
+/// do not try them again).
+fn explain_refused_keywords(v: &mut UserVerdict) {
+    let folders = v
+        .last_run
+        .as_ref()
+        .and_then(|r| r["folders"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    for d in v
+        .differences
+        .iter_mut()
+        .filter(|d| d.kind == Kind::KeywordsRefused)
+    {
+        let named = folders.iter().any(|f| {
+            f["old"].as_str() == Some(d.folder.as_str())
+                && f["flags_dropped_names"]
+                    .as_array()
+                    .is_some_and(|n| !n.is_empty())
+        });
+        if named {
+            d.detail
+                .push_str(" (named in the last sync's report of this folder)");
         }
     }
 }
@@ -402,6 +441,7 @@ pub async fn verify(cfg: &Config, opts: &VerifyOptions) -> Verdict {
                     })
             });
             explain_missing(&mut v);
+            explain_refused_keywords(&mut v);
             v
         })
         .buffered(jobs)
@@ -515,6 +555,7 @@ fn sum_up(v: &mut UserVerdict) {
         c.filtered_age += f.filtered_age;
         c.missing += f.missing;
         c.flags_differ += f.flags_differ;
+        c.keywords_refused += f.keywords_refused;
         c.body_differs += f.body_differs;
         c.altered += f.altered;
         c.duplicates += f.duplicates;
@@ -660,7 +701,12 @@ impl ListRoom {
 
     fn take(&mut self, f: &FolderVerdict, listed: (usize, usize)) {
         let found = (
-            f.missing + f.flags_differ + f.body_differs + f.altered + f.duplicates,
+            f.missing
+                + f.flags_differ
+                + f.keywords_refused
+                + f.body_differs
+                + f.altered
+                + f.duplicates,
             f.only_new,
         );
         self.left.0 -= listed.0;
@@ -741,10 +787,11 @@ pub fn compare_folder(
         ..Default::default()
     };
     let mut kept = folder::Kept::new((usize::MAX, usize::MAX));
-    folder::join(&o, &n, sums.is_some(), &mut |h| {
+    folder::join(&o, &n, sums.is_some(), &Default::default(), &mut |h| {
         match h.kind {
             folder::Found::Missing => f.missing += 1,
             folder::Found::Flags => f.flags_differ += 1,
+            folder::Found::KeywordsRefused => f.keywords_refused += 1,
             folder::Found::Body => f.body_differs += 1,
             folder::Found::Altered => f.altered += 1,
             folder::Found::Duplicate => f.duplicates += 1,
@@ -848,6 +895,10 @@ pub fn render(v: &Verdict) -> String {
             (u.counts.missing, "missing"),
             (u.counts.folders_missing, "folders missing"),
             (u.counts.flags_differ, "with other flags"),
+            (
+                u.counts.keywords_refused,
+                "without keywords the new folder does not take",
+            ),
             (u.counts.body_differs, "with other content"),
             (u.counts.altered, "altered by the new server"),
             (u.counts.duplicates, "duplicates"),

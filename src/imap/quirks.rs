@@ -177,6 +177,11 @@ pub const KNOWN: &[QuirkInfo] = &[
         handling: "a message refused for bare LF, NUL or its header fails alone, named",
     },
     QuirkInfo {
+        name: "cyrus-keyword-limit",
+        servers: "Cyrus",
+        handling: "only the keywords a full folder cannot take are dropped, named per folder",
+    },
+    QuirkInfo {
         name: "munge8bit",
         servers: "Cyrus",
         handling: "copies paired by their munged form (exactly once); verify lists them altered",

@@ -28,7 +28,10 @@ pub use cyrus::{cyrus_prefix, Cyrus, CyrusOpts, CYRUS_ADMIN, CYRUS_ADMIN_PASSWOR
 pub use dovecot::{
     default_tz, free_port, Dovecot, DovecotOpts, SENT_AND_TRASH_NS, STOCK_SPECIAL_USE_NS,
 };
-pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
+pub use imap::{
+    literal_at_end, tokenize, FetchItems, FolderSnapshot, MsgSnapshot, Reply, ServerSnapshot,
+    TestImap, TestMsg, Tok,
+};
 pub use knot::{kdig, zone_text, Knot};
 pub use lame_dns::LameDns;
 pub use rng::Rng;

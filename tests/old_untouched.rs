@@ -26,17 +26,14 @@ mod common;
 
 use common::cyrus::{Cyrus, CyrusOpts};
 use common::{
-    imapshift_bin, plain_config, run_imapshift, zone_text, Courier, CourierOpts, Dovecot,
-    DovecotOpts, Knot, Pause, ServerSnapshot, TestImap,
+    plain_config, run_imapshift, Courier, CourierOpts, Dovecot, DovecotOpts, Knot, Pause, Running,
+    ServerSnapshot, TestImap,
 };
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 const PW: &str = "pw";
 const USERS: [&str; 2] = ["alice", "bob"];
@@ -167,6 +164,17 @@ impl Watch {
         }
     }
 
+    /// Runs each `imapshift <args> --config cfg` (each must exit 0), checking the old server
+    /// after each (the step named by its label).
+    fn steps(&self, cfg: &str, steps: &[(&[&str], &str)]) {
+        for (args, label) in steps {
+            let mut all = args.to_vec();
+            all.extend(["--config", cfg]);
+            run_ok(&all, 0);
+            self.unchanged(label);
+        }
+    }
+
     fn snapshot(&self, user: &str) -> &ServerSnapshot {
         &self.before[user]
     }
@@ -189,19 +197,6 @@ fn run_env(args: &[&str], env: &[(&str, &str)], want: i32) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A tiny SMTP greeter: accepts connections on `addr` and says 220.
-fn smtp_greeter(addr: &str) -> u16 {
-    let l = TcpListener::bind(addr).expect("bind the SMTP greeter");
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let _ = c.write_all(b"220 new-mx.example.net ESMTP test\r\n");
-        }
-    });
-    port
 }
 
 /// Old and new Dovecot, a Knot serving example.com (MX already at the parking target, TTL 1)
@@ -232,17 +227,8 @@ impl World {
         assert_ne!(old.tz(), new.tz(), "the servers run in different zones");
         // The new target (127.0.0.4) greets on this port; nothing listens on it at the parking
         // address (127.0.0.3).
-        let smtp_port = smtp_greeter("127.0.0.4:0");
-        let com = zone_text("example.com", &[], &[(10, PARK)], 1);
-        let net = zone_text("example.net", &[], &[], 300)
-            + "park 300 IN A 127.0.0.3\nnew-mx 300 IN A 127.0.0.4\n";
-        let port = Knot::free_port(&["127.0.0.1"]);
-        let ns = Knot::start(
-            "ns1",
-            "127.0.0.1",
-            port,
-            &[("example.com", com.as_str()), ("example.net", net.as_str())],
-        );
+        let smtp_port = common::smtp_greeter("127.0.0.4:0");
+        let ns = common::parking_dns(PARK, 1);
         let mx = format!(
             "[mx]\ndomains = [\"example.com\"]\nnameservers = [\"{0}\"]\nresolver = \"{0}\"\n\
              parking_target = \"park.example.net\"\nnew_target = \"new-mx.example.net\"\n\
@@ -278,86 +264,11 @@ impl World {
     }
 }
 
-/// A child's stderr collected as it comes.
-struct Running {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
+/// `imapshift args...` in the background with the password variable and `env`.
 fn spawn(args: &[&str], env: &[(&'static str, String)]) -> Running {
-    let mut child = Command::new(imapshift_bin())
-        .args(args)
-        .env("PW", PW)
-        .env("IMAPSHIFT_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-    }
-    Running { child, log }
-}
-
-impl Running {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (a failure guard only) until stderr shows `what`.
-    fn wait_for(&self, what: &str, secs: u64) {
-        let t = Instant::now();
-        while !self.log().contains(what) {
-            assert!(
-                t.elapsed() < Duration::from_secs(secs),
-                "no {what:?} within {secs}s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// Waits for the exit (guard: 120 s): the exit code (None when killed by a signal), stdout
-    /// and stderr.
-    fn finish(mut self) -> (Option<i32>, String, String) {
-        let t = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if t.elapsed() > Duration::from_secs(120) {
-                let _ = self.child.kill();
-                panic!("imapshift did not end within 120s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        (status.code(), out, self.log())
-    }
+    let mut envs = vec![("PW", PW)];
+    envs.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    common::spawn_logged(args, &envs)
 }
 
 /// The test's own change on the old side (new mail in INBOX, `\\Flagged` added in
@@ -449,18 +360,17 @@ fn no_command_changes_the_old_dovecot() {
     watch.unchanged("the full sync");
 
     change_and_see_it(&w, &mut watch);
-    run_ok(&["sync", "--config", cfg], 0);
-    watch.unchanged("the delta sync");
-    run_ok(&["sync", "--config", cfg], 0);
-    watch.unchanged("a sync with nothing new");
-    run_ok(&["verify", "--config", cfg], 0);
-    watch.unchanged("verify");
-    run_ok(&["verify", "--deep", "--config", cfg], 0);
-    watch.unchanged("verify --deep");
-    run_ok(&["preflight", "--config", cfg], 0);
-    watch.unchanged("preflight");
-    run_ok(&["folders", "--config", cfg], 0);
-    watch.unchanged("folders");
+    watch.steps(
+        cfg,
+        &[
+            (&["sync"], "the delta sync"),
+            (&["sync"], "a sync with nothing new"),
+            (&["verify"], "verify"),
+            (&["verify", "--deep"], "verify --deep"),
+            (&["preflight"], "preflight"),
+            (&["folders"], "folders"),
+        ],
+    );
 
     // Crashes mid-run: an abort after the first journal write, then SIGKILL while held after an
     // APPEND, then the resuming sync. First something to copy.
@@ -484,13 +394,12 @@ fn no_command_changes_the_old_dovecot() {
     watch.unchanged("a sync aborted after a journal write");
     let pause = Pause::new("after-append", 2);
     let penv = pause.env();
-    let run = spawn(&["sync", "--config", cfg], &penv);
+    let mut run = spawn(&["sync", "--config", cfg], &penv);
     pause.wait_reached(Duration::from_secs(60));
     watch.unchanged("a sync held after an APPEND");
-    let mut run = run;
     run.child.kill().unwrap(); // SIGKILL
-    let (code, _, log) = run.finish();
-    assert_eq!(code, None, "killed by SIGKILL: {log}");
+    let end = run.finish();
+    assert_eq!(end.code, None, "killed by SIGKILL: {}", end.stderr);
     watch.unchanged("a sync SIGKILLed after an APPEND");
     run_ok(&["sync", "--config", cfg], 0);
     watch.unchanged("the sync resuming after the crashes");
@@ -568,8 +477,14 @@ fn cutover_follow(w: &World, watch: &mut Watch) {
     run.signal("INT");
     run.wait_for("stopping cleanly", 20);
     pause.release_nth(2);
-    let (code, out, log) = run.finish();
-    assert_eq!(code, Some(130), "SIGINT during --follow\n{out}\n{log}");
+    let end = run.finish();
+    assert_eq!(
+        end.code,
+        Some(130),
+        "SIGINT during --follow\n{}\n{}",
+        end.stdout,
+        end.stderr
+    );
     watch.unchanged("cutover --follow stopped by SIGINT");
 }
 
@@ -599,16 +514,16 @@ fn other_vendor_untouched(old_port: u16, prefix: &str) {
     let watch = Watch::new(old_port, &[USERS[0]]);
     assert_eq!(watch.snapshot(user).message_count(), 18);
     watch.unchanged("nothing (two snapshots in a row)");
-    run_ok(&["sync", "--config", cfg], 0);
-    watch.unchanged("the full sync");
-    run_ok(&["sync", "--config", cfg], 0);
-    watch.unchanged("a sync with nothing new");
-    run_ok(&["verify", "--config", cfg], 0);
-    watch.unchanged("verify");
-    run_ok(&["verify", "--deep", "--config", cfg], 0);
-    watch.unchanged("verify --deep");
-    run_ok(&["folders", "--config", cfg], 0);
-    watch.unchanged("folders");
+    watch.steps(
+        cfg,
+        &[
+            (&["sync"], "the full sync"),
+            (&["sync"], "a sync with nothing new"),
+            (&["verify"], "verify"),
+            (&["verify", "--deep"], "verify --deep"),
+            (&["folders"], "folders"),
+        ],
+    );
     std::fs::remove_dir_all(Path::new(cfg).parent().unwrap().join("state")).unwrap();
     run_ok(&["sync", "--config", cfg], 0);
     watch.unchanged("a sync after the state directory was lost");

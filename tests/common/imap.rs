@@ -392,39 +392,26 @@ impl TestImap {
 
     /// `STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY)`.
     pub fn status(&mut self, mailbox: &str) -> (u32, u32, u32) {
+        let st = self.status_of(mailbox, "MESSAGES UIDNEXT UIDVALIDITY");
+        let get = |k: &str| {
+            st.get(k)
+                .and_then(|&v| u32::try_from(v).ok())
+                .unwrap_or_else(|| panic!("incomplete STATUS for {mailbox:?}: {st:?}"))
+        };
+        (get("MESSAGES"), get("UIDNEXT"), get("UIDVALIDITY"))
+    }
+
+    /// `STATUS mailbox (items)`: the items the server answered, by upper-cased name.
+    pub fn status_of(&mut self, mailbox: &str, items: &str) -> BTreeMap<String, u64> {
         let r = self.ok(
             vec![
                 text("STATUS "),
                 astring(mailbox.as_bytes()),
-                text(" (MESSAGES UIDNEXT UIDVALIDITY)"),
+                text(&format!(" ({items})")),
             ],
             &format!("STATUS {mailbox}"),
         );
-        let lines = r.data("STATUS");
-        let line = lines
-            .last()
-            .unwrap_or_else(|| panic!("no STATUS data for {mailbox:?}: {r:?}"));
-        let items = line
-            .get(2)
-            .and_then(Tok::list)
-            .unwrap_or_else(|| panic!("malformed STATUS: {line:?}"));
-        let (mut messages, mut uidnext, mut uidvalidity) = (None, None, None);
-        for kv in items.chunks(2) {
-            let key = kv[0].text().unwrap_or_default().to_ascii_uppercase();
-            let val = kv.get(1).and_then(Tok::number);
-            match key.as_str() {
-                "MESSAGES" => messages = val,
-                "UIDNEXT" => uidnext = val,
-                "UIDVALIDITY" => uidvalidity = val,
-                _ => {}
-            }
-        }
-        let missing = || panic!("incomplete STATUS for {mailbox:?}: {line:?}");
-        (
-            messages.unwrap_or_else(missing),
-            uidnext.unwrap_or_else(missing),
-            uidvalidity.unwrap_or_else(missing),
-        )
+        status_items(&r, mailbox)
     }
 
     /// SELECT (read-write); returns the untagged responses.
@@ -1155,15 +1142,11 @@ impl TestImap {
 
     fn snapshot_folder(&mut self, name: &str, condstore: bool, f: &mut FolderSnapshot) {
         let items = if condstore {
-            " (MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ)"
+            "MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ"
         } else {
-            " (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)"
+            "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
         };
-        let r = self.ok(
-            vec![text("STATUS "), astring(name.as_bytes()), text(items)],
-            &format!("STATUS {name}"),
-        );
-        let st = status_items(&r, name);
+        let st = self.status_of(name, items);
         let get = |k: &str| {
             *st.get(k)
                 .unwrap_or_else(|| panic!("STATUS {name:?} lacks {k}: {st:?}"))

@@ -4,8 +4,11 @@
 //! `BODY.PEEK[]`, never SELECT or `BODY[]`): the folder list with attributes, the subscriptions,
 //! per folder STATUS (MESSAGES, UIDNEXT, UIDVALIDITY, UNSEEN), HIGHESTMODSEQ and the flags
 //! EXAMINE announces, and per message its UID, flags (with `\Seen`), INTERNALDATE, size, MODSEQ
-//! and a hash of its bytes. `\Recent` is recorded but not compared: it belongs to a session, not
-//! to the message (RFC 3501 2.3.2), and the snapshot's own sessions are among the ones that see it.
+//! and a hash of its bytes, and which messages are `\Recent`. `\Recent` belongs to a session
+//! (RFC 3501 2.3.2), but EXAMINE leaves it where it is (Dovecot keeps it across any number of
+//! snapshots), so it is compared: it is the one trace a SELECT would leave even with
+//! `BODY.PEEK[]`. The LIST hints `\Marked` / `\UnMarked` are not (Dovecot shows them or not as
+//! its list index happens to be).
 //!
 //! Steps on an old Dovecot (in another zone than the new one): a full `sync`, a delta after mail
 //! and flag changes on the old side, a `sync` with nothing new, `verify`, `verify --deep`,

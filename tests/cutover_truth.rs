@@ -8,13 +8,11 @@
 
 mod common;
 
-use common::{imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, Pause, StderrLog, TestImap};
+use common::{zone_text, Dovecot, DovecotOpts, Knot, Pause, Running, TestImap};
 use serde_json::Value;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARK: &str = "park.example.net.";
 const OLD_MX: &str = "old-mx.example.net.";
@@ -86,16 +84,7 @@ fn world(o: Opts) -> World {
         let l = TcpListener::bind("127.0.0.3:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let com = zone_text("example.com", &[], &[(10, o.mx)], o.ttl);
-    let net = zone_text("example.net", &[], &[], 300)
-        + "park 300 IN A 127.0.0.3\nnew-mx 300 IN A 127.0.0.4\nold-mx 300 IN A 127.0.0.5\n";
-    let port = Knot::free_port(&["127.0.0.1"]);
-    let ns = Knot::start(
-        "ns1",
-        "127.0.0.1",
-        port,
-        &[("example.com", com.as_str()), ("example.net", net.as_str())],
-    );
+    let ns = common::parking_dns(o.mx, o.ttl);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("imapshift.toml");
     let mx = format!(
@@ -165,82 +154,30 @@ fn presynced_with_a_size_limit(n: usize) -> World {
 }
 
 /// A cutover running in the background: its stderr collected as it comes.
-struct Running {
-    child: Child,
-    log: StderrLog,
-}
-
 fn start(w: &World, args: &[&str], env: &[(&'static str, String)]) -> Running {
-    let mut child = Command::new(imapshift_bin())
-        .args([
-            "cutover",
-            "--config",
-            w.cfg(),
-            "--dns-interval",
-            "0.2s",
-            "--json",
-        ])
-        .args(args)
-        .env("PW", "pw")
-        .env("IMAPSHIFT_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = StderrLog::of(&mut child);
-    Running { child, log }
+    let mut all = vec![
+        "cutover",
+        "--config",
+        w.cfg(),
+        "--dns-interval",
+        "0.2s",
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let mut envs = vec![("PW", "pw")];
+    envs.extend(env.iter().map(|(k, v)| (*k, v.as_str())));
+    common::spawn_logged(&all, &envs)
 }
 
-impl Running {
-    fn log(&self) -> String {
-        self.log.text()
-    }
-
-    /// Waits (a failure guard only) until stderr shows a line with `what`.
-    fn wait_for(&self, what: &str, secs: u64) {
-        self.log.wait_for(&[what], Duration::from_secs(secs));
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// Waits for the exit (guard: 120 s); the exit code, the JSON report (Null if none) and
-    /// stderr.
-    fn finish(mut self) -> (i32, Value, String) {
-        let t = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if t.elapsed() > Duration::from_secs(120) {
-                let _ = self.child.kill();
-                panic!("cutover did not end within 120s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let report = serde_json::from_str(&out).unwrap_or(Value::Null);
-        // All of stderr: the reader ends when the exited process's pipe closes.
-        (status.code().unwrap_or(-1), report, self.log.finish())
-    }
+/// Waits for the end: the exit code (-1 if none), the JSON report (Null if none) and stderr.
+fn finish(run: Running) -> (i32, Value, String) {
+    let f = run.finish();
+    let report = serde_json::from_str(&f.stdout).unwrap_or(Value::Null);
+    (f.code.unwrap_or(-1), report, f.stderr)
 }
 
 fn cutover(w: &World, args: &[&str], env: &[(&'static str, String)]) -> (i32, Value, String) {
-    start(w, args, env).finish()
+    finish(start(w, args, env))
 }
 
 /// A cutover held at `point` while the MX goes back to the old server: it must end with exit 5
@@ -251,7 +188,7 @@ fn mx_goes_back_at(w: &World, point: &str) -> Value {
     pause.wait_reached(Duration::from_secs(60));
     w.ns.set_mx("example.com", "@", 1, &[(10, OLD_MX)]);
     pause.release();
-    let (code, r, log) = run.finish();
+    let (code, r, log) = finish(run);
     assert_eq!(code, 5, "{r:#}\n{log}");
     assert_no_next_step(code, &r, &log);
     r
@@ -265,7 +202,7 @@ fn signal_at(w: &World, point: &str, sig: &str) -> (i32, Value, String) {
     run.signal(sig);
     run.wait_for("stopping cleanly", 20);
     pause.release();
-    run.finish()
+    finish(run)
 }
 
 /// The detail line of the report's phase `name` (panics if there is none).
@@ -428,7 +365,7 @@ fn every_phase_exits_130_on_a_signal() {
     let run = start(&w, &[], &[]);
     run.wait_for("cutover: waiting until", 30);
     run.signal("TERM");
-    let (code, r, log) = run.finish();
+    let (code, r, log) = finish(run);
     assert_eq!(code, 130, "parking wait: {r:#}\n{log}");
     assert_no_next_step(code, &r, &log);
 
@@ -440,7 +377,7 @@ fn every_phase_exits_130_on_a_signal() {
     let run = start(&w, &[], &[]);
     run.wait_for("cutover: waiting 300s", 30);
     run.signal("INT");
-    let (code, r, log) = run.finish();
+    let (code, r, log) = finish(run);
     assert_eq!(code, 130, "TTL wait: {r:#}\n{log}");
     assert_no_next_step(code, &r, &log);
     assert!(r["final_sync"].is_null(), "{r:#}");
@@ -485,7 +422,7 @@ fn follow_counts_every_pass_and_ends_with_a_pass_after_the_deadline() {
     c.append("INBOX", &[], None, &msg("late", 2, 10)).unwrap();
     c.logout();
     pause.release_nth(2);
-    let (code, r, log) = run.finish();
+    let (code, r, log) = finish(run);
     assert_eq!(code, 1, "the failed first pass shows: {r:#}\n{log}");
     assert_eq!(r["follow_failures"], serde_json::json!([1]), "{r:#}");
     assert_eq!(r["follow_passes"], 2, "{r:#}");
@@ -665,7 +602,7 @@ fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
     );
     b1.set_mx("example.org", "@", 1, &[(10, PARK)]);
     b2.set_mx("example.org", "@", 1, &[(10, PARK)]);
-    let (code, r, log) = run.finish();
+    let (code, r, log) = finish(run);
     assert_eq!(code, 0, "{r:#}\n{log}");
     assert!(
         r["next_step"]

@@ -14,19 +14,6 @@ const QUOTA: &str = "mail_plugins = $mail_plugins quota\n\
 protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n\
 plugin {\n  quota = maildir:User quota\n  quota_rule = *:storage=QUOTA_KIB\n}\n";
 
-/// A tiny SMTP greeter: accepts connections on `addr` and says 220.
-fn smtp_greeter(addr: &str) -> u16 {
-    let l = TcpListener::bind(addr).expect("bind the SMTP greeter");
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let _ = c.write_all(b"220 new-mx.example.net ESMTP test\r\n");
-        }
-    });
-    port
-}
-
 struct Setup {
     _old: Dovecot,
     _new: Dovecot,
@@ -69,7 +56,7 @@ fn setup(quota_kib: u32, mx_ttl: u32, smtp_on_parking: bool) -> Setup {
     c.logout();
     // The new target greets on 127.0.0.4:P; P is then the SMTP port of both targets, and on
     // the parking target's address (127.0.0.3) nothing listens on it (unless asked to).
-    let smtp_port = smtp_greeter("127.0.0.4:0");
+    let smtp_port = common::smtp_greeter("127.0.0.4:0");
     if smtp_on_parking {
         let l = TcpListener::bind(("127.0.0.3", smtp_port)).unwrap();
         std::thread::spawn(move || {

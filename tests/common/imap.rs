@@ -392,39 +392,26 @@ impl TestImap {
 
     /// `STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY)`.
     pub fn status(&mut self, mailbox: &str) -> (u32, u32, u32) {
+        let st = self.status_of(mailbox, "MESSAGES UIDNEXT UIDVALIDITY");
+        let get = |k: &str| {
+            st.get(k)
+                .and_then(|&v| u32::try_from(v).ok())
+                .unwrap_or_else(|| panic!("incomplete STATUS for {mailbox:?}: {st:?}"))
+        };
+        (get("MESSAGES"), get("UIDNEXT"), get("UIDVALIDITY"))
+    }
+
+    /// `STATUS mailbox (items)`: the items the server answered, by upper-cased name.
+    pub fn status_of(&mut self, mailbox: &str, items: &str) -> BTreeMap<String, u64> {
         let r = self.ok(
             vec![
                 text("STATUS "),
                 astring(mailbox.as_bytes()),
-                text(" (MESSAGES UIDNEXT UIDVALIDITY)"),
+                text(&format!(" ({items})")),
             ],
             &format!("STATUS {mailbox}"),
         );
-        let lines = r.data("STATUS");
-        let line = lines
-            .last()
-            .unwrap_or_else(|| panic!("no STATUS data for {mailbox:?}: {r:?}"));
-        let items = line
-            .get(2)
-            .and_then(Tok::list)
-            .unwrap_or_else(|| panic!("malformed STATUS: {line:?}"));
-        let (mut messages, mut uidnext, mut uidvalidity) = (None, None, None);
-        for kv in items.chunks(2) {
-            let key = kv[0].text().unwrap_or_default().to_ascii_uppercase();
-            let val = kv.get(1).and_then(Tok::number);
-            match key.as_str() {
-                "MESSAGES" => messages = val,
-                "UIDNEXT" => uidnext = val,
-                "UIDVALIDITY" => uidvalidity = val,
-                _ => {}
-            }
-        }
-        let missing = || panic!("incomplete STATUS for {mailbox:?}: {line:?}");
-        (
-            messages.unwrap_or_else(missing),
-            uidnext.unwrap_or_else(missing),
-            uidvalidity.unwrap_or_else(missing),
-        )
+        status_items(&r, mailbox)
     }
 
     /// SELECT (read-write); returns the untagged responses.
@@ -930,4 +917,336 @@ impl Parser<'_> {
             Tok::Atom(a)
         }
     }
+}
+
+// ----- a read-only snapshot of a whole account -----
+
+/// One message as [`TestImap::snapshot`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsgSnapshot {
+    /// Flags and keywords, sorted, without `\Recent` (in [`FolderSnapshot::recent`]).
+    pub flags: Vec<String>,
+    /// INTERNALDATE exactly as the server spelled it (the same server, so text compares).
+    pub internaldate: String,
+    pub size: u32,
+    /// The per-message MODSEQ (RFC 7162) where the server has CONDSTORE.
+    pub modseq: Option<u64>,
+    /// SHA-256 (hex) of the `BODY.PEEK[]` bytes.
+    pub body_sha256: String,
+}
+
+/// One folder as [`TestImap::snapshot`] saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderSnapshot {
+    /// LIST attributes, sorted (`\HasChildren`, `\Noselect`, `\Sent`, ...), without the
+    /// selection hints `\Marked` and `\UnMarked` (see [`FolderSnapshot::marks`]).
+    pub attrs: Vec<String>,
+    /// `\Marked` / `\UnMarked` as LIST gave them. Kept apart from the comparison: RFC 3501
+    /// makes them a hint ("probably contains messages added since the last time the mailbox
+    /// was selected"), and Dovecot shows them or not depending on the state of its list index,
+    /// which any session (this one too) refreshes.
+    pub marks: Vec<String>,
+    /// STATUS MESSAGES / UIDNEXT / UIDVALIDITY / UNSEEN; `None` for a `\Noselect` folder.
+    pub status: Option<[u64; 4]>,
+    /// STATUS HIGHESTMODSEQ where the server has CONDSTORE.
+    pub highestmodseq: Option<u64>,
+    /// The `FLAGS` list EXAMINE announced (system flags and the folder's keywords), sorted.
+    pub defined_flags: Vec<String>,
+    /// Messages by UID.
+    pub messages: BTreeMap<u32, MsgSnapshot>,
+    /// UIDs flagged `\Recent` in this session. `\Recent` belongs to a session (RFC 3501 2.3.2):
+    /// the first session to SELECT the folder takes it, EXAMINE leaves it (Dovecot, Cyrus). So it
+    /// is compared: a SELECT by anyone else in between clears it, the trace a read-only client
+    /// must not leave. A server that hands `\Recent` to EXAMINE too shows it to no later
+    /// snapshot, which compares as equal (empty both times).
+    pub recent: Vec<u32>,
+}
+
+/// Everything an observer can see of one account without changing it: the folder list with
+/// attributes, the subscriptions, and per folder its STATUS, HIGHESTMODSEQ, defined flags and
+/// every message's UID, flags (with `\Seen`), INTERNALDATE, size, MODSEQ and body hash. Taken by
+/// [`TestImap::snapshot`]; compared with [`ServerSnapshot::diff`] /
+/// [`ServerSnapshot::assert_unchanged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSnapshot {
+    /// By wire (modified UTF-7) name.
+    pub folders: BTreeMap<String, FolderSnapshot>,
+    /// `LSUB "" "*"`, sorted (a subscription may name a folder that does not exist).
+    pub subscriptions: Vec<String>,
+}
+
+impl ServerSnapshot {
+    /// Every difference from `self` (before) to `after`, one readable line each; empty when
+    /// nothing changed. `\Marked` / `\UnMarked` are not compared (see [`FolderSnapshot::marks`]).
+    pub fn diff(&self, after: &ServerSnapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        diff_sets(
+            "subscriptions",
+            &self.subscriptions,
+            &after.subscriptions,
+            &mut out,
+        );
+        for (name, b) in &self.folders {
+            match after.folders.get(name) {
+                None => out.push(format!("folder {name:?}: gone")),
+                Some(a) => diff_folder_snapshot(name, b, a, &mut out),
+            }
+        }
+        for name in after.folders.keys() {
+            if !self.folders.contains_key(name) {
+                out.push(format!("folder {name:?}: new"));
+            }
+        }
+        out
+    }
+
+    /// Panics, naming `step` and every difference, unless `after` equals `self`.
+    pub fn assert_unchanged(&self, after: &ServerSnapshot, step: &str) {
+        let d = self.diff(after);
+        assert!(
+            d.is_empty(),
+            "the old server changed during {step}:\n  {}",
+            d.join("\n  ")
+        );
+    }
+
+    /// How many messages the snapshot holds, over all folders.
+    pub fn message_count(&self) -> usize {
+        self.folders.values().map(|f| f.messages.len()).sum()
+    }
+
+    /// The flags of the message `uid` in `folder` (panics if there is none).
+    pub fn flags(&self, folder: &str, uid: u32) -> &[String] {
+        &self
+            .folders
+            .get(folder)
+            .and_then(|f| f.messages.get(&uid))
+            .unwrap_or_else(|| panic!("the snapshot has no UID {uid} in {folder:?}"))
+            .flags
+    }
+}
+
+fn diff_sets(what: &str, before: &[String], after: &[String], out: &mut Vec<String>) {
+    for x in before.iter().filter(|x| !after.contains(x)) {
+        out.push(format!("{what}: {x:?} gone"));
+    }
+    for x in after.iter().filter(|x| !before.contains(x)) {
+        out.push(format!("{what}: {x:?} new"));
+    }
+}
+
+fn diff_folder_snapshot(name: &str, b: &FolderSnapshot, a: &FolderSnapshot, out: &mut Vec<String>) {
+    let mut field = |what: &str, before: String, after: String| {
+        if before != after {
+            out.push(format!("folder {name:?}: {what} {before} -> {after}"));
+        }
+    };
+    field("LIST attributes", b.attrs.join(" "), a.attrs.join(" "));
+    let status = |s: &Option<[u64; 4]>| match s {
+        Some([m, n, v, u]) => format!("MESSAGES {m} UIDNEXT {n} UIDVALIDITY {v} UNSEEN {u}"),
+        None => "(not selectable)".into(),
+    };
+    field("STATUS", status(&b.status), status(&a.status));
+    field(
+        "HIGHESTMODSEQ",
+        format!("{:?}", b.highestmodseq),
+        format!("{:?}", a.highestmodseq),
+    );
+    let uids = |u: &[u32]| format!("{u:?}");
+    field("\\Recent UIDs", uids(&b.recent), uids(&a.recent));
+    field(
+        "defined FLAGS",
+        b.defined_flags.join(" "),
+        a.defined_flags.join(" "),
+    );
+    for (uid, bm) in &b.messages {
+        let Some(am) = a.messages.get(uid) else {
+            out.push(format!("folder {name:?} UID {uid}: gone"));
+            continue;
+        };
+        let mut msg = |what: &str, before: String, after: String| {
+            if before != after {
+                out.push(format!(
+                    "folder {name:?} UID {uid}: {what} {before} -> {after}"
+                ));
+            }
+        };
+        msg(
+            "flags",
+            format!("({})", bm.flags.join(" ")),
+            format!("({})", am.flags.join(" ")),
+        );
+        msg(
+            "INTERNALDATE",
+            bm.internaldate.clone(),
+            am.internaldate.clone(),
+        );
+        msg("RFC822.SIZE", bm.size.to_string(), am.size.to_string());
+        msg(
+            "MODSEQ",
+            format!("{:?}", bm.modseq),
+            format!("{:?}", am.modseq),
+        );
+        msg(
+            "body SHA-256",
+            bm.body_sha256.clone(),
+            am.body_sha256.clone(),
+        );
+    }
+    for uid in a.messages.keys() {
+        if !b.messages.contains_key(uid) {
+            out.push(format!("folder {name:?} UID {uid}: new"));
+        }
+    }
+}
+
+impl TestImap {
+    /// A [`ServerSnapshot`] of the logged-in account, taken without changing it: `LIST` and
+    /// `LSUB`, then per selectable folder `STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN
+    /// [HIGHESTMODSEQ])` (before it is opened), `EXAMINE` (never SELECT, which would end
+    /// `\Recent`) and `UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE [MODSEQ]
+    /// BODY.PEEK[])` (PEEK: a plain `BODY[]` would set `\Seen`). The bracketed items only where
+    /// the server announces CONDSTORE. Leaves the last folder examined.
+    pub fn snapshot(&mut self) -> ServerSnapshot {
+        let condstore = self.has_capability("CONDSTORE");
+        let subscriptions = self.lsub();
+        let mut folders = BTreeMap::new();
+        for (all, _, name) in self.list() {
+            let is_mark = |a: &String| {
+                a.eq_ignore_ascii_case("\\Marked") || a.eq_ignore_ascii_case("\\UnMarked")
+            };
+            let (marks, mut attrs): (Vec<String>, Vec<String>) = all.into_iter().partition(is_mark);
+            attrs.sort();
+            let selectable = !attrs.iter().any(|a| {
+                a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+            });
+            let mut f = FolderSnapshot {
+                attrs,
+                marks,
+                status: None,
+                highestmodseq: None,
+                defined_flags: Vec::new(),
+                messages: BTreeMap::new(),
+                recent: Vec::new(),
+            };
+            if selectable {
+                self.snapshot_folder(&name, condstore, &mut f);
+            }
+            folders.insert(name, f);
+        }
+        ServerSnapshot {
+            folders,
+            subscriptions,
+        }
+    }
+
+    fn snapshot_folder(&mut self, name: &str, condstore: bool, f: &mut FolderSnapshot) {
+        let items = if condstore {
+            "MESSAGES UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ"
+        } else {
+            "MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
+        };
+        let st = self.status_of(name, items);
+        let get = |k: &str| {
+            *st.get(k)
+                .unwrap_or_else(|| panic!("STATUS {name:?} lacks {k}: {st:?}"))
+        };
+        f.status = Some([
+            get("MESSAGES"),
+            get("UIDNEXT"),
+            get("UIDVALIDITY"),
+            get("UNSEEN"),
+        ]);
+        f.highestmodseq = condstore.then(|| get("HIGHESTMODSEQ"));
+        let r = self.examine(name);
+        f.defined_flags = r
+            .data("FLAGS")
+            .first()
+            .and_then(|t| t.get(1))
+            .and_then(Tok::list)
+            .unwrap_or_else(|| panic!("EXAMINE {name:?} announced no FLAGS"))
+            .iter()
+            .filter_map(Tok::text)
+            .collect();
+        f.defined_flags.sort();
+        if get("MESSAGES") == 0 {
+            return;
+        }
+        let items = if condstore {
+            "(UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ BODY.PEEK[])"
+        } else {
+            "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+        };
+        for m in self.uid_fetch_selected("1:*", items) {
+            let (uid, msg, recent) = msg_snapshot(&m, condstore);
+            if recent {
+                f.recent.push(uid);
+            }
+            f.messages.insert(uid, msg);
+        }
+        f.recent.sort();
+    }
+}
+
+/// `* STATUS name (K V ...)` of `r` as upper-cased keys and numbers.
+fn status_items(r: &Reply, name: &str) -> BTreeMap<String, u64> {
+    let lines = r.data("STATUS");
+    let line = lines
+        .last()
+        .unwrap_or_else(|| panic!("no STATUS data for {name:?}: {r:?}"));
+    let items = line
+        .get(2)
+        .and_then(Tok::list)
+        .unwrap_or_else(|| panic!("malformed STATUS: {line:?}"));
+    items
+        .chunks(2)
+        .filter_map(|kv| {
+            let key = kv[0].text()?.to_ascii_uppercase();
+            let val = kv.get(1)?.text()?.parse().ok()?;
+            Some((key, val))
+        })
+        .collect()
+}
+
+/// (UID, the message, whether it is `\Recent`) from one FETCH reply.
+fn msg_snapshot(m: &FetchItems, condstore: bool) -> (u32, MsgSnapshot, bool) {
+    use sha2::Digest;
+    let get = |k: &str| {
+        m.get(k)
+            .unwrap_or_else(|| panic!("FETCH response lacks {k}: {m:?}"))
+    };
+    let uid = get("UID").number().expect("numeric UID");
+    let all: Vec<String> = get("FLAGS")
+        .list()
+        .expect("FLAGS list")
+        .iter()
+        .filter_map(Tok::text)
+        .collect();
+    let recent = all.iter().any(|f| f.eq_ignore_ascii_case("\\Recent"));
+    let mut flags: Vec<String> = all
+        .into_iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect();
+    flags.sort();
+    // `MODSEQ (n)`.
+    let modseq = condstore.then(|| {
+        get("MODSEQ")
+            .list()
+            .and_then(|l| l.first())
+            .and_then(Tok::text)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("UID {uid}: malformed MODSEQ: {m:?}"))
+    });
+    let body = match get("BODY[]") {
+        Tok::Str(b) => b,
+        other => panic!("unexpected BODY[] value for UID {uid}: {other:?}"),
+    };
+    let msg = MsgSnapshot {
+        flags,
+        internaldate: get("INTERNALDATE").text().expect("INTERNALDATE string"),
+        size: get("RFC822.SIZE").number().expect("numeric RFC822.SIZE"),
+        modseq,
+        body_sha256: hex::encode(sha2::Sha256::digest(body)),
+    };
+    (uid, msg, recent)
 }

@@ -28,7 +28,10 @@ pub use cyrus::{cyrus_prefix, Cyrus, CyrusOpts, CYRUS_ADMIN, CYRUS_ADMIN_PASSWOR
 pub use dovecot::{
     default_tz, free_port, Dovecot, DovecotOpts, SENT_AND_TRASH_NS, STOCK_SPECIAL_USE_NS,
 };
-pub use imap::{literal_at_end, tokenize, FetchItems, Reply, TestImap, TestMsg, Tok};
+pub use imap::{
+    literal_at_end, tokenize, FetchItems, FolderSnapshot, MsgSnapshot, Reply, ServerSnapshot,
+    TestImap, TestMsg, Tok,
+};
 pub use knot::{kdig, zone_text, Knot};
 pub use lame_dns::LameDns;
 pub use rng::Rng;
@@ -437,4 +440,141 @@ impl Pause {
         let path = self.dir.path().join(name);
         std::fs::write(&path, b"").unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
+}
+
+/// A tiny SMTP greeter: accepts connections on `addr` (e.g. `"127.0.0.4:0"`) and says 220, as a
+/// new MX target that takes mail. Returns the port.
+pub fn smtp_greeter(addr: &str) -> u16 {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind(addr).expect("bind the SMTP greeter");
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let _ = c.write_all(b"220 new-mx.example.net ESMTP test\r\n");
+        }
+    });
+    port
+}
+
+/// `imapshift` running in the background ([`spawn_logged`]) with its stderr collected as it
+/// comes, for tests that wait for a log line, signal it, then read its end.
+pub struct Running {
+    pub child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How a [`Running`] ended.
+pub struct Finished {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Starts `imapshift args...` with `IMAPSHIFT_LOG=info` and `envs`, stdin closed, stdout piped,
+/// stderr collected (see [`Running::log`]).
+pub fn spawn_logged(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    use std::io::BufRead;
+    let mut child = Command::new(imapshift_bin())
+        .args(args)
+        .env("IMAPSHIFT_LOG", "info")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", imapshift_bin().display()));
+    let err = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        })
+    };
+    Running {
+        child,
+        log,
+        reader: Some(reader),
+    }
+}
+
+impl Running {
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (a failure guard only) until stderr shows `what`.
+    pub fn wait_for(&self, what: &str, secs: u64) {
+        let t = Instant::now();
+        while !self.log().contains(what) {
+            assert!(
+                t.elapsed() < Duration::from_secs(secs),
+                "no {what:?} within {secs}s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `sig` (`"INT"`, `"TERM"`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for the exit (guard: 120 s, then SIGKILL and panic) and reads stdout and all of
+    /// stderr.
+    pub fn finish(mut self) -> Finished {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                let _ = self.child.kill();
+                panic!("imapshift did not end within 120s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        Finished {
+            code: status.code(),
+            stdout,
+            stderr: self.log(),
+        }
+    }
+}
+
+/// Knot `ns1` on 127.0.0.1 serving example.com (MX 10 `mx` with `ttl`) and example.net with the
+/// cutover tests' targets: `park` 127.0.0.3, `new-mx` 127.0.0.4, `old-mx` 127.0.0.5.
+pub fn parking_dns(mx: &str, ttl: u32) -> Knot {
+    let com = zone_text("example.com", &[], &[(10, mx)], ttl);
+    let net = zone_text("example.net", &[], &[], 300)
+        + "park 300 IN A 127.0.0.3\nnew-mx 300 IN A 127.0.0.4\nold-mx 300 IN A 127.0.0.5\n";
+    let port = Knot::free_port(&["127.0.0.1"]);
+    Knot::start(
+        "ns1",
+        "127.0.0.1",
+        port,
+        &[("example.com", com.as_str()), ("example.net", net.as_str())],
+    )
 }

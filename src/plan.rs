@@ -194,6 +194,12 @@ pub fn plan_folders_in(
     let use_of_old = special_uses(old, &names.old);
     let use_of_new = special_uses(new, &names.new);
     let new_names: BTreeSet<&str> = new.iter().map(|f| f.name.as_str()).collect();
+    // Folders that hold mail on the new server (not a `\Noselect` parent it merely lists).
+    let new_selectable: BTreeSet<&str> = new
+        .iter()
+        .filter(|f| f.selectable())
+        .map(|f| f.name.as_str())
+        .collect();
     let new_subscribed: BTreeSet<&str> = new
         .iter()
         .filter(|f| f.subscribed)
@@ -277,7 +283,8 @@ pub fn plan_folders_in(
                 new: t.clone(),
                 reason,
             });
-            if f.subscribed && !new_subscribed.contains(t.as_str()) {
+            let exists = f.selectable() || new_selectable.contains(t.as_str());
+            if f.subscribed && exists && !new_subscribed.contains(t.as_str()) {
                 subscribe.insert(t.clone());
             }
             continue;
@@ -382,7 +389,11 @@ pub fn plan_folders_in(
                 reason,
             });
         }
-        if f.subscribed && !new_subscribed.contains(target.as_str()) {
+        // A `\Noselect` folder holds no mail and is not created: its subscription (Courier lists
+        // the parent of a subscribed folder as subscribed) is carried only where the new server
+        // has that folder as a real one; Dovecot refuses to subscribe a parent it only lists.
+        let exists = f.selectable() || new_selectable.contains(target.as_str());
+        if f.subscribed && exists && !new_subscribed.contains(target.as_str()) {
             subscribe.insert(target);
         }
     }
@@ -621,6 +632,28 @@ mod tests {
         assert_eq!(subs, vec!["Archive/2024/Q1"]);
         assert_eq!(p.mappings[0].old.as_str(), "INBOX");
         assert!(p.conflicts.is_empty());
+    }
+
+    /// Courier lists the `\Noselect` parent of a subscribed folder as subscribed: carried only
+    /// where the new server has that folder (found by tests/old_untouched.rs: the SUBSCRIBE
+    /// failed every run).
+    #[test]
+    fn a_subscribed_noselect_parent_is_subscribed_only_where_it_exists() {
+        let old = vec![
+            fi("INBOX", '.', &[], true),
+            fi("Lonely", '.', &["\\Noselect", "\\HasChildren"], true),
+            fi("Lonely.Child", '.', &[], true),
+            fi("Kept", '.', &["\\Noselect", "\\HasChildren"], true),
+            fi("Kept.Child", '.', &[], false),
+        ];
+        let new = vec![
+            fi("INBOX", '/', &[], false),
+            fi("Kept", '/', &[], false),
+            fi("Lonely", '/', &["\\Noselect", "\\HasChildren"], false),
+        ];
+        let p = plan_folders(&old, &new);
+        let subs: Vec<&str> = p.subscribe.iter().map(|m| m.as_str()).collect();
+        assert_eq!(subs, vec!["INBOX", "Kept", "Lonely/Child"]);
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub struct AppendPacing {
 pub struct PacingReport {
     /// APPEND commands the clients started.
     pub appends: usize,
+    /// Of these, the ones whose first line ends with a synchronizing literal `{n}` (the client
+    /// waited for `+` before sending the message).
+    pub synchronizing: usize,
     /// Replies released by the client's next command: it had not waited for them.
     pub pipelined: usize,
     /// Declared batch ends, in the order their replies went out (at once).
@@ -172,10 +175,11 @@ struct ConnPace {
 impl Pace {
     /// The up pump read the first line of a command (before forwarding it, so its reply can
     /// never arrive first).
-    fn started(&self, conn: usize, tag: &str, verb: &str) {
+    fn started(&self, conn: usize, tag: &str, verb: &str, sync_literal: bool) {
         let mut st = lock(&self.st);
         let number = (verb == "APPEND").then(|| {
             st.report.appends += 1;
+            st.report.synchronizing += usize::from(sync_literal);
             st.report.appends
         });
         let c = st.conns.entry(conn).or_default();
@@ -616,9 +620,10 @@ enum Out<'a> {
     Server(&'a [u8], &'a str),
     /// To the client (a continuation the proxy answers itself).
     Client(&'a [u8]),
-    /// Nothing to send: the client started a command (tag, upper-cased verb). Comes before the
-    /// command's first bytes go to the server.
-    Started(&'a str, &'a str),
+    /// Nothing to send: the client started a command (tag, upper-cased verb, whether its first
+    /// line ends with a synchronizing literal `{n}`). Comes before the command's first bytes go
+    /// to the server.
+    Started(&'a str, &'a str, bool),
 }
 
 /// A literal header at the end of a line: `{n}`, `{n+}`, `~{n}`, `~{n+}`.
@@ -728,7 +733,8 @@ impl<'a> Upstream<'a> {
             let mut words = text.split(|&c| c == b' ');
             self.tag = String::from_utf8_lossy(words.next().unwrap_or_default()).into_owned();
             self.verb = String::from_utf8_lossy(words.next().unwrap_or_default()).to_uppercase();
-            out(Out::Started(&self.tag, &self.verb));
+            let sync = literal_header(text).is_some_and(|h| !h.plus);
+            out(Out::Started(&self.tag, &self.verb, sync));
         }
         match literal_header(text) {
             Some(h) => {
@@ -834,9 +840,9 @@ fn pump_up(sh: &Shared, c: &Conn, rules: &Rules) {
                     return;
                 }
                 Out::Server(b, tag) => (b, tag),
-                Out::Started(tag, verb) => {
+                Out::Started(tag, verb, sync) => {
                     if let Some(p) = &rules.pace {
-                        p.started(c.id, tag, verb);
+                        p.started(c.id, tag, verb, sync);
                     }
                     return;
                 }

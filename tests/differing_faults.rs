@@ -27,7 +27,7 @@
 
 mod common;
 
-use common::proxy::{body_to_nil, drop_fetch_item, fetch_uid, Proxy};
+use common::proxy::{body_to_nil, drop_fetch_item, fetch_uid, AppendPacing, Proxy};
 use common::{run_imapshift, Dovecot, DovecotOpts, TestImap, TestMsg, Tok};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1195,4 +1195,81 @@ fn proxy_selftest_hold_and_release() {
     via.logout();
     assert_eq!(count(&d, "INBOX"), 2);
     assert!(p.release(GUARD).is_err(), "a second release");
+}
+
+/// Pacing (`pace_appends`): a pipelining client (the next APPEND's command line right after the
+/// literal, on synchronizing literals) releases each held reply itself; a client that waits for
+/// each reply (TestImap) stalls on every APPEND that is not a declared batch end; a declared end
+/// goes out at once. Against a real Dovecot.
+#[test]
+fn proxy_selftest_pace_appends() {
+    let d = dovecot("paced", NEW_TZ, "");
+    let p = Proxy::start("self", d.port());
+    p.pace_appends(AppendPacing {
+        batch_ends: vec![3, 5],
+        guard: Duration::from_secs(2),
+        max_stalls: 5,
+    });
+    let m: Vec<Vec<u8>> = (1..=5).map(|i| message("pace", "INBOX", i, "")).collect();
+    let mut raw = Raw::login(p.port());
+    // Until the `+` for the command just sent; the replies before it are the earlier APPENDs'.
+    let continuation = |raw: &mut Raw| -> Vec<String> {
+        let mut before = Vec::new();
+        loop {
+            let l = raw.line().expect("a continuation");
+            let l = String::from_utf8_lossy(&l).trim_end().to_string();
+            if l.starts_with('+') {
+                return before;
+            }
+            before.push(l);
+        }
+    };
+    raw.send(format!("P1 APPEND INBOX {{{}}}\r\n", m[0].len()).as_bytes());
+    assert!(continuation(&mut raw).is_empty());
+    for (k, tag) in [(1, "P2"), (2, "P3")] {
+        let mut b = m[k - 1].clone();
+        b.extend_from_slice(format!("\r\n{tag} APPEND INBOX {{{}}}\r\n", m[k].len()).as_bytes());
+        raw.send(&b);
+        let before = continuation(&mut raw);
+        assert!(
+            before.len() == 1 && before[0].starts_with(&format!("P{k} OK")),
+            "{before:?}"
+        );
+    }
+    raw.send(&[m[2].as_slice(), b"\r\n"].concat());
+    let (_, done) = raw.tagged("P3").expect("APPEND #3 answered");
+    assert!(done.starts_with("P3 OK"), "{done}");
+    drop(raw);
+    let r = p.pacing();
+    assert_eq!(
+        (
+            r.appends,
+            r.synchronizing,
+            r.pipelined,
+            r.batch_ends.clone()
+        ),
+        (3, 3, 2, vec![3]),
+        "{r:?}\n{:#?}",
+        p.log()
+    );
+    assert!(r.stalls.is_empty(), "{r:?}");
+    // One reply at a time (TestImap sends `{n+}`: Dovecot has LITERAL+): #4 stalls, #5 is a
+    // declared end.
+    let mut c = TestImap::connect(p.port(), "alice", PW);
+    c.append("INBOX", &[], None, &m[3]).unwrap();
+    c.append("INBOX", &[], None, &m[4]).unwrap();
+    c.logout();
+    let r = p.pacing();
+    assert_eq!(
+        (r.appends, r.synchronizing, r.pipelined),
+        (5, 3, 2),
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.batch_ends, r.stalls, r.gave_up),
+        (vec![3, 5], vec![4], false),
+        "{:#?}",
+        p.log()
+    );
+    assert_eq!(count(&d, "INBOX"), 5);
 }

@@ -3,7 +3,8 @@
 //!
 //! It listens on an ephemeral loopback port and, per accepted connection, opens one connection
 //! to `127.0.0.1:<target>` and moves bytes both ways on two std threads (no async runtime, no
-//! timing of its own: every fault fires at a byte the test names). What it does to the bytes is
+//! timing of its own: every fault fires at a byte the test names; the only clocks are the
+//! pacing rule's failure guard and the measurement delay below). What it does to the bytes is
 //! set by rules, which the test may change between runs; a connection takes a snapshot of the
 //! rules when it is accepted:
 //!
@@ -23,11 +24,25 @@
 //! * [`Proxy::rewrite_downstream`]: rewrite each complete server -> client response (a line
 //!   plus the literals it announces, CRLF included) with a function; [`fetch_uid`],
 //!   [`body_to_nil`] and [`drop_fetch_item`] help to write one for FETCH responses.
+//! * [`Proxy::pace_appends`]: make a client's waiting visible. The server's tagged reply to each
+//!   APPEND (and everything the server sends after it) is held until the client has started its
+//!   NEXT command on that connection; a client that pipelines (sends the next APPEND's command
+//!   line without waiting for the reply) releases it itself, at once. A client that waits for
+//!   the reply sends nothing, so the reply goes out only when a guard timeout passes, recorded as
+//!   a *stall* with the APPEND's number. What comes before the reply (`+` continuations,
+//!   untagged data) goes out at once. The APPENDs the test declares batch ends (where the client
+//!   honestly must wait: it needs the reply to go on) are forwarded at once. The verdict never
+//!   depends on speed: a reply is released early only by a command the client sent without
+//!   having seen it; the guard only decides how long a waiting client is kept waiting.
+//!   [`Proxy::pacing`] reports the counts.
+//! * [`Proxy::delay_downstream`]: forward every server -> client read a fixed time after it
+//!   arrived, in order (a longer round trip). For measurements only, never a test's verdict.
 //!
 //! Counters: connections accepted, cuts, literals and responses rewritten; a log of events.
 //! Drop stops everything: the acceptor, every connection (both sockets shut down) and joins all
 //! threads. Tests of the proxy itself: `proxy_selftest_*` in tests/differing_faults.rs.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -57,6 +72,8 @@ struct Rules {
     hold: Option<Arc<Hold>>,
     append: Option<Rewrite>,
     downstream: Option<Rewrite>,
+    pace: Option<Arc<Pace>>,
+    delay: Option<Duration>,
 }
 
 /// The hold of one connection (see [`Proxy::hold_upstream_after`]).
@@ -96,12 +113,161 @@ pub struct HoldStatus {
     pub client_gone: bool,
 }
 
+/// How [`Proxy::pace_appends`] judges a client.
+#[derive(Clone, Debug)]
+pub struct AppendPacing {
+    /// APPEND numbers (1-based, counted over all connections in the order their command lines
+    /// reach the proxy) whose reply the client honestly must wait for, e.g. the last of each
+    /// batch: their replies go out at once.
+    pub batch_ends: Vec<usize>,
+    /// How long a held reply waits for the client's next command before it goes out as a stall.
+    /// A failure guard only: a pipelining client releases its reply by sending, whatever the
+    /// machine's speed.
+    pub guard: Duration,
+    /// After this many stalls the rule stops holding (and judging), so a failing run stays short.
+    pub max_stalls: usize,
+}
+
+/// What [`Proxy::pace_appends`] saw (see [`Proxy::pacing`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PacingReport {
+    /// APPEND commands the clients started.
+    pub appends: usize,
+    /// Of these, the ones whose first line ends with a synchronizing literal `{n}` (the client
+    /// waited for `+` before sending the message).
+    pub synchronizing: usize,
+    /// Replies released by the client's next command: it had not waited for them.
+    pub pipelined: usize,
+    /// Declared batch ends, in the order their replies went out (at once).
+    pub batch_ends: Vec<usize>,
+    /// APPENDs whose reply was held for the whole guard: the client was waiting for it.
+    pub stalls: Vec<usize>,
+    /// The rule stopped holding after `max_stalls` stalls; later replies were not judged.
+    pub gave_up: bool,
+}
+
+/// The state of [`Proxy::pace_appends`], shared by the pumps of every connection.
+struct Pace {
+    cfg: AppendPacing,
+    st: Mutex<PaceState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct PaceState {
+    report: PacingReport,
+    conns: HashMap<usize, ConnPace>,
+    /// The proxy is being dropped: hold nothing more.
+    stopped: bool,
+}
+
+/// One connection as the pacing rule follows it.
+#[derive(Default)]
+struct ConnPace {
+    /// Commands the client started on it.
+    commands: usize,
+    /// APPENDs not answered yet, by tag: (APPEND number, `commands` once it had started).
+    appends: HashMap<String, (usize, usize)>,
+    /// The client's side ended: nothing more will come from it.
+    client_gone: bool,
+}
+
+impl Pace {
+    /// The up pump read the first line of a command (before forwarding it, so its reply can
+    /// never arrive first).
+    fn started(&self, conn: usize, tag: &str, verb: &str, sync_literal: bool) {
+        let mut st = lock(&self.st);
+        let number = (verb == "APPEND").then(|| {
+            st.report.appends += 1;
+            st.report.synchronizing += usize::from(sync_literal);
+            st.report.appends
+        });
+        let c = st.conns.entry(conn).or_default();
+        c.commands += 1;
+        if let Some(n) = number {
+            let at = c.commands;
+            c.appends.insert(tag.to_string(), (n, at));
+        }
+        self.cv.notify_all();
+    }
+
+    fn client_gone(&self, conn: usize) {
+        lock(&self.st).conns.entry(conn).or_default().client_gone = true;
+        self.cv.notify_all();
+    }
+
+    fn stop(&self) {
+        lock(&self.st).stopped = true;
+        self.cv.notify_all();
+    }
+
+    /// Called by the down pump with each complete server response before it goes to the
+    /// client: returns when it may go (see [`Proxy::pace_appends`]).
+    fn before_forward(&self, sh: &Shared, conn: usize, resp: &[u8]) {
+        let Some(sp) = resp.iter().position(|&b| b == b' ') else {
+            return;
+        };
+        let tag = String::from_utf8_lossy(&resp[..sp]);
+        let mut st = lock(&self.st);
+        if st.report.gave_up {
+            return;
+        }
+        let Some((n, at)) = st
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.appends.remove(tag.as_ref()))
+        else {
+            return;
+        };
+        if self.cfg.batch_ends.contains(&n) {
+            st.report.batch_ends.push(n);
+            return;
+        }
+        let deadline = Instant::now() + self.cfg.guard;
+        loop {
+            let c = &st.conns[&conn];
+            if c.commands > at {
+                st.report.pipelined += 1;
+                return;
+            }
+            if c.client_gone || st.stopped {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                st.report.stalls.push(n);
+                st.report.gave_up = st.report.stalls.len() >= self.cfg.max_stalls;
+                let gave_up = st.report.gave_up;
+                drop(st);
+                sh.note(format!(
+                    "conn #{conn}: STALL: the client sent nothing for {:?} while the reply to \
+                     APPEND #{n} (tag {tag}) was held{}",
+                    self.cfg.guard,
+                    if gave_up {
+                        "; pacing stops holding"
+                    } else {
+                        ""
+                    }
+                ));
+                return;
+            }
+            st = self
+                .cv
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
 struct Shared {
     name: String,
     target: u16,
     rules: Mutex<Rules>,
     /// The hold last armed (kept after a connection took it, for `release`).
     hold: Mutex<Option<Arc<Hold>>>,
+    /// The pacing rule armed last (kept for `pacing` and to wake it on Drop).
+    pace: Mutex<Option<Arc<Pace>>>,
     accepted: AtomicUsize,
     cuts: AtomicUsize,
     literals_rewritten: AtomicUsize,
@@ -159,6 +325,7 @@ impl Proxy {
             target,
             rules: Mutex::new(Rules::default()),
             hold: Mutex::new(None),
+            pace: Mutex::new(None),
             accepted: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
             literals_rewritten: AtomicUsize::new(0),
@@ -320,6 +487,35 @@ impl Proxy {
         lock(&self.shared.rules).downstream = Some(Arc::new(f));
     }
 
+    /// Connections accepted from now on pace APPEND replies (see the module docs): the
+    /// server's tagged reply to an APPEND, and all it sends after it, waits until the client
+    /// starts another command on that connection, or `cfg.guard` passes (a stall). The APPENDs
+    /// numbered in `cfg.batch_ends` are answered at once. Read the verdict with
+    /// [`Proxy::pacing`].
+    pub fn pace_appends(&self, cfg: AppendPacing) {
+        let pace = Arc::new(Pace {
+            cfg,
+            st: Mutex::new(PaceState::default()),
+            cv: Condvar::new(),
+        });
+        lock(&self.shared.rules).pace = Some(pace.clone());
+        *lock(&self.shared.pace) = Some(pace);
+    }
+
+    /// What the pacing rule armed last saw (all zero if none was armed).
+    pub fn pacing(&self) -> PacingReport {
+        lock(&self.shared.pace)
+            .as_ref()
+            .map(|p| lock(&p.st).report.clone())
+            .unwrap_or_default()
+    }
+
+    /// Connections accepted from now on forward each server -> client read `d` after it
+    /// arrived, in order: every round trip takes `d` longer. For measurements only.
+    pub fn delay_downstream(&self, d: Duration) {
+        lock(&self.shared.rules).delay = Some(d);
+    }
+
     /// Connections accepted from now on are clean pass-throughs (an armed hold not yet taken is
     /// dropped too; a taken one stays releasable).
     pub fn clear_rules(&self) {
@@ -330,6 +526,9 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, SeqCst);
+        if let Some(p) = lock(&self.shared.pace).as_ref() {
+            p.stop();
+        }
         // Wake the blocking accept().
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(h) = self.acceptor.take() {
@@ -377,7 +576,7 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
             *lock(&h.conn) = Some(conn.clone());
         }
         sh.note(format!(
-            "conn #{id} accepted{}{}{}{}",
+            "conn #{id} accepted{}{}{}{}{}{}",
             if rules.cut.is_some() {
                 ", cut rule"
             } else {
@@ -394,12 +593,21 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
             } else {
                 ""
             },
+            if rules.pace.is_some() {
+                ", pacing APPEND replies"
+            } else {
+                ""
+            },
+            match rules.delay {
+                Some(d) => format!(", replies delayed {d:?}"),
+                None => String::new(),
+            },
         ));
         lock(&sh.conns).push(conn.clone());
         let (c1, s1, r1) = (conn.clone(), sh.clone(), rules.clone());
         let up = thread::spawn(move || pump_up(&s1, &c1, &r1));
         let (c2, s2) = (conn, sh.clone());
-        let down = thread::spawn(move || pump_down(&s2, &c2, &rules));
+        let down = thread::spawn(move || pump_down(&s2, c2, &rules));
         lock(&sh.threads).extend([up, down]);
     }
 }
@@ -412,6 +620,10 @@ enum Out<'a> {
     Server(&'a [u8], &'a str),
     /// To the client (a continuation the proxy answers itself).
     Client(&'a [u8]),
+    /// Nothing to send: the client started a command (tag, upper-cased verb, whether its first
+    /// line ends with a synchronizing literal `{n}`). Comes before the command's first bytes go
+    /// to the server.
+    Started(&'a str, &'a str, bool),
 }
 
 /// A literal header at the end of a line: `{n}`, `{n+}`, `~{n}`, `~{n+}`.
@@ -521,6 +733,8 @@ impl<'a> Upstream<'a> {
             let mut words = text.split(|&c| c == b' ');
             self.tag = String::from_utf8_lossy(words.next().unwrap_or_default()).into_owned();
             self.verb = String::from_utf8_lossy(words.next().unwrap_or_default()).to_uppercase();
+            let sync = literal_header(text).is_some_and(|h| !h.plus);
+            out(Out::Started(&self.tag, &self.verb, sync));
         }
         match literal_header(text) {
             Some(h) => {
@@ -626,6 +840,12 @@ fn pump_up(sh: &Shared, c: &Conn, rules: &Rules) {
                     return;
                 }
                 Out::Server(b, tag) => (b, tag),
+                Out::Started(tag, verb, sync) => {
+                    if let Some(p) = &rules.pace {
+                        p.started(c.id, tag, verb, sync);
+                    }
+                    return;
+                }
             };
             let (Some(h), Some(scan)) = (&hold, &mut scan) else {
                 failed |= (&c.server).write_all(bytes).is_err();
@@ -659,6 +879,9 @@ fn pump_up(sh: &Shared, c: &Conn, rules: &Rules) {
         if failed {
             break;
         }
+    }
+    if let Some(p) = &rules.pace {
+        p.client_gone(c.id);
     }
     match &hold {
         Some(h) => {
@@ -733,9 +956,58 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn pump_down(sh: &Shared, c: &Conn, rules: &Rules) {
+/// Server -> client bytes forwarded a fixed time after they arrived (see
+/// [`Proxy::delay_downstream`]), in order, by a thread of their own.
+struct DelayLine {
+    tx: Option<std::sync::mpsc::Sender<(Instant, Vec<u8>)>>,
+    thread: Option<JoinHandle<()>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl DelayLine {
+    fn start(c: Arc<Conn>) -> DelayLine {
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let f = failed.clone();
+        let thread = thread::spawn(move || {
+            for (due, bytes) in rx {
+                thread::sleep(due.saturating_duration_since(Instant::now()));
+                if c.to_client(&bytes).is_err() {
+                    f.store(true, SeqCst);
+                    return;
+                }
+            }
+        });
+        DelayLine {
+            tx: Some(tx),
+            thread: Some(thread),
+            failed,
+        }
+    }
+
+    fn send(&self, d: Duration, b: &[u8]) -> bool {
+        let due = Instant::now() + d;
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send((due, b.to_vec())).is_ok());
+        sent && !self.failed.load(SeqCst)
+    }
+
+    /// Waits until everything queued went out.
+    fn drain(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn pump_down(sh: &Shared, c: Arc<Conn>, rules: &Rules) {
     let hold = rules.hold.clone();
-    let mut framer = rules.downstream.as_ref().map(|_| Framer::default());
+    let framed = rules.downstream.is_some() || rules.pace.is_some();
+    let mut framer = framed.then(Framer::default);
+    let mut delay = rules.delay.map(|d| (d, DelayLine::start(c.clone())));
     let mut cut = rules.cut.clone();
     // The end of the previous read, for a marker split across reads.
     let mut tail: Vec<u8> = Vec::new();
@@ -781,16 +1053,28 @@ fn pump_down(sh: &Shared, c: &Conn, rules: &Rules) {
         if !client_ok {
             continue;
         }
+        let forward = |b: &[u8]| match &delay {
+            Some((d, line)) => line.send(*d, b),
+            None => c.to_client(b).is_ok(),
+        };
         let mut ok = true;
-        match (&mut framer, &rules.downstream) {
-            (Some(fr), Some(f)) => fr.feed(data, &mut |resp| {
-                let out = f(&resp);
-                if out != resp {
-                    sh.responses_rewritten.fetch_add(1, SeqCst);
+        match &mut framer {
+            Some(fr) => fr.feed(data, &mut |resp| {
+                if let Some(p) = &rules.pace {
+                    p.before_forward(sh, c.id, &resp);
                 }
-                ok &= c.to_client(&out).is_ok();
+                match &rules.downstream {
+                    Some(f) => {
+                        let out = f(&resp);
+                        if out != resp {
+                            sh.responses_rewritten.fetch_add(1, SeqCst);
+                        }
+                        ok &= forward(&out);
+                    }
+                    None => ok &= forward(&resp),
+                }
             }),
-            _ => ok = c.to_client(data).is_ok(),
+            None => ok = forward(data),
         }
         if !ok {
             client_ok = false;
@@ -799,6 +1083,9 @@ fn pump_down(sh: &Shared, c: &Conn, rules: &Rules) {
             }
             // A held connection keeps reading the server for release().
         }
+    }
+    if let Some((_, line)) = &mut delay {
+        line.drain();
     }
     // The server is done: the client reads what it sent, then EOF.
     if client_ok {

@@ -1128,17 +1128,24 @@ pub fn resolve_password(reference: &str, base: &Path) -> std::result::Result<Sec
                     out.status
                 ));
             }
-            let mut s = String::from_utf8(out.stdout)
-                .map_err(|_| "the password command printed bytes that are not UTF-8".to_string())?;
+            let mut stdout = out.stdout;
+            let text = String::from_utf8(std::mem::take(&mut stdout));
+            zeroize::Zeroize::zeroize(&mut stdout);
+            let mut s = text.map_err(|e| {
+                let mut bytes = e.into_bytes();
+                zeroize::Zeroize::zeroize(&mut bytes);
+                "the password command printed bytes that are not UTF-8".to_string()
+            })?;
             strip_newline(&mut s);
             s
         }
         _ => return Err(unknown_scheme(scheme)),
     };
+    let mut secret = secret;
     if secret.is_empty() {
         return Err(format!("the {scheme}: reference gives an empty password"));
     }
-    Ok(Secret::new(secret))
+    Ok(Secret::take(&mut secret))
 }
 
 fn strip_newline(s: &mut String) {

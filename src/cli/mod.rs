@@ -287,6 +287,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 pub fn main() -> i32 {
     // Everything written about a migration is owner-only, whatever the admin's umask.
     crate::state::files::restrict_umask();
+    crate::secret::harden_process();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match cli.command {

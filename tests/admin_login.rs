@@ -7,15 +7,7 @@ mod common;
 use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
 
 fn master_conf(dir: &std::path::Path) -> String {
-    let file = dir.join("master-users");
-    std::fs::write(&file, "admin:{PLAIN}admin-secret\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    format!(
-        "auth_master_user_separator = *\npassdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {}\n  result_success = continue\n}}\n",
-        file.display()
-    )
+    common::dovecot_master_conf(dir, "admin-secret")
 }
 
 #[test]

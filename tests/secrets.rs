@@ -67,16 +67,8 @@ fn files_under(d: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn master_conf(dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let file = dir.join("master-users");
-    std::fs::write(&file, format!("admin:{{PLAIN}}{ADMIN_PW}\n")).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    format!(
-        "auth_master_user_separator = *\npassdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {}\n  result_success = continue\n}}\n",
-        file.display()
-    )
+fn master_conf(dir: &std::path::Path) -> String {
+    common::dovecot_master_conf(dir, ADMIN_PW)
 }
 
 #[test]

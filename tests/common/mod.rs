@@ -578,3 +578,17 @@ pub fn parking_dns(mx: &str, ttl: u32) -> Knot {
         &[("example.com", com.as_str()), ("example.net", net.as_str())],
     )
 }
+
+/// Dovecot configuration text for a master user `admin` with `password` (passwd-file in `dir`,
+/// made readable for Dovecot's auth process), `auth_master_user_separator = *`.
+pub fn dovecot_master_conf(dir: &Path, password: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("master-users");
+    std::fs::write(&file, format!("admin:{{PLAIN}}{password}\n")).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    format!(
+        "auth_master_user_separator = *\npassdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {}\n  result_success = continue\n}}\n",
+        file.display()
+    )
+}

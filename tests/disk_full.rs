@@ -32,22 +32,21 @@ struct SmallFs {
 
 impl SmallFs {
     fn mount(bytes: u64) -> SmallFs {
+        SmallFs::mount_with(&format!("size={bytes},mode=0700"))
+    }
+
+    /// Mounts a tmpfs with `options` (`size=...,nr_inodes=...`).
+    fn mount_with(options: &str) -> SmallFs {
         let dir = tempfile::tempdir().expect("temp dir for the tmpfs");
         let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={bytes},mode=0700"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .output()
             .expect("run mount");
         assert!(
             out.status.success(),
-            "tests/disk_full.rs needs root (CAP_SYS_ADMIN) to mount a {bytes}-byte tmpfs as the \
-             state directory; `mount -t tmpfs` said: {}",
+            "tests/disk_full.rs needs root (CAP_SYS_ADMIN) to mount a small tmpfs ({options}) as \
+             the state directory; `mount -t tmpfs` said: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         SmallFs { dir }
@@ -446,4 +445,50 @@ fn a_run_on_a_full_disk_stops_before_anything_is_copied() {
         w.assert_exact();
     }
     eprintln!("{}", said.join("\n"));
+}
+
+/// A file system out of inodes (ENOSPC from `mkdir`): a state directory that cannot even be
+/// created is the same disk-full error and exit 4 (not a configuration error), before any server
+/// is contacted.
+#[test]
+fn a_state_directory_that_cannot_be_created_on_a_full_disk_is_exit_4() {
+    let fs = SmallFs::mount_with("size=1m,nr_inodes=16,mode=0700");
+    // Bounded: at most nr_inodes files fit.
+    let mut full = false;
+    for i in 0..32 {
+        match std::fs::File::create(fs.path().join(format!("f{i}"))) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("create a file: {e}"),
+        }
+    }
+    assert!(full, "the tmpfs never ran out of inodes");
+    let state = fs.path().join("state");
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("imapshift.toml");
+    // Nothing listens there: the run must stop before contacting a server.
+    let port = free_port();
+    let text = plain_config(port, port, "", "", "", &["alice"]).replace(
+        "state_dir = \"state\"",
+        &format!("state_dir = {}", toml_str(state.to_str().unwrap())),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = run_imapshift(
+        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
+        &[("PW", PW)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_clean(&err);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot create the state directory {}",
+            state.display()
+        )) && says_disk_full(&err, &state, false),
+        "{err}"
+    );
+    assert!(!state.exists());
 }

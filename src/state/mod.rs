@@ -214,7 +214,8 @@ fn open_error(dir: &Path, e: &sled::Error) -> Error {
         }
     }
     let said = sled_text(dir, e);
-    let hint = if said.contains("lock") || said.contains("WouldBlock") {
+    let held = matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock);
+    let hint = if held || said.contains("lock") || said.contains("WouldBlock") {
         " (another imapshift run uses this state directory; wait for it to finish)".to_string()
     } else {
         // The store is a cache of what both servers show: losing it costs time,

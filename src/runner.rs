@@ -72,6 +72,9 @@ pub struct RunReport {
     pub failed: u64,
     pub bytes: u64,
     pub exit_code: i32,
+    /// Why the state store failed in this run (a full disk: the fix named), if it did: the run
+    /// stopped starting users and exits 4; the next run resumes.
+    pub state_error: Option<String>,
 }
 
 pub(crate) fn account_key(cfg: &Config, u: &UserConfig) -> AccountKey {
@@ -145,6 +148,8 @@ async fn sync_user(
         attempt += 1;
         let mark = totals.progress_mark();
         let res: Result<()> = async {
+            // A store that failed (a full disk) records nothing more: start nothing.
+            state.usable()?;
             // One connection per side, within each server's cap (held until logout).
             let _old_slot = caps.old.acquire().await.expect("semaphore never closed");
             let _new_slot = caps.new.acquire().await.expect("semaphore never closed");
@@ -269,6 +274,8 @@ pub async fn run_sync(
             )));
         }
     }
+    // A disk that is already full is refused before anything is copied.
+    crate::state::files::check_room(&cfg.state_dir).map_err(Error::state)?;
     let state = StateStore::open(&cfg.state_dir)?;
     let started = Instant::now();
     let started_unix = std::time::SystemTime::now()
@@ -308,22 +315,18 @@ pub async fn run_sync(
         .await;
     reports.sort_by_key(|(i, _)| *i);
     let users: Vec<UserReport> = reports.into_iter().map(|(_, r)| r).collect();
-    for u in &users {
-        if !opts.dry_run {
-            let acct = cfg
-                .users
-                .iter()
-                .find(|c| c.old_login == u.old_login)
-                .map(|c| account_key(cfg, c));
-            if let Some(a) = acct {
-                state.set_last_run(&a, &serde_json::to_vec(u).unwrap_or_default())?;
-            }
-        }
+    if !opts.dry_run {
+        record_last_runs(cfg, &state, &users);
     }
-    state.flush().await?;
+    // A failed flush marks the store failed: said in the report, never a lost report.
+    let _ = state.flush().await;
+    let state_error = state.failure().map(|e| e.message);
+    if let Some(e) = &state_error {
+        tracing::error!("{e}");
+    }
     let exit_code = if crate::failpoint::stop_requested() {
         exit::INTERRUPTED
-    } else if users.iter().any(|u| u.error_scope == Some(Scope::Fatal)) {
+    } else if state_error.is_some() || users.iter().any(|u| u.error_scope == Some(Scope::Fatal)) {
         exit::FATAL
     } else if users.iter().any(|u| u.error.is_some()) {
         exit::ACCOUNT
@@ -342,24 +345,57 @@ pub async fn run_sync(
         bytes: users.iter().map(|u| u.bytes).sum(),
         users,
         exit_code,
+        state_error,
     };
     if !opts.dry_run {
-        // The last run, for `verify` and people; and every run kept under runs/ by start time.
-        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        let runs = cfg.state_dir.join("runs");
-        let kept = runs.join(format!(
-            "{}.json",
-            crate::timefmt::rfc3339(report.started_unix).replace(':', "")
-        ));
-        for path in [cfg.state_dir.join("last-run.json"), kept] {
-            let r = crate::state::files::private_dir(&runs)
-                .and_then(|_| crate::state::files::write_private(&path, &json));
-            if let Err(e) = r {
-                tracing::warn!("cannot write the run report {}: {e}", path.display());
-            }
-        }
+        write_run_reports(&cfg.state_dir, &report);
     }
     Ok(report)
+}
+
+/// Each user's report into the state store (for `imapshift status`), while the store works.
+fn record_last_runs(cfg: &Config, state: &StateStore, users: &[UserReport]) {
+    for u in users {
+        if state.failure().is_some() {
+            return;
+        }
+        let acct = cfg
+            .users
+            .iter()
+            .find(|c| c.old_login == u.old_login)
+            .map(|c| account_key(cfg, c));
+        if let Some(a) = acct {
+            // A failure marks the store failed, which the run report says.
+            let _ = state.set_last_run(&a, &serde_json::to_vec(u).unwrap_or_default());
+        }
+    }
+}
+
+/// The last run, for `verify` and people; and every run kept under runs/ by start time. A
+/// report that cannot be written (a full disk) is a warning; an earlier `last-run.json` is then
+/// removed, so that it is never read as this run's.
+fn write_run_reports(state_dir: &std::path::Path, report: &RunReport) {
+    use crate::state::files;
+    let json = serde_json::to_vec_pretty(report).unwrap_or_default();
+    let runs = state_dir.join("runs");
+    let last = state_dir.join("last-run.json");
+    let kept = runs.join(format!(
+        "{}.json",
+        crate::timefmt::rfc3339(report.started_unix).replace(':', "")
+    ));
+    for path in [&last, &kept] {
+        let r = files::private_dir(&runs).and_then(|_| files::write_private(path, &json));
+        let Err(e) = r else { continue };
+        let why = files::write_error(state_dir, &e);
+        if path == &last && std::fs::remove_file(&last).is_ok() {
+            tracing::warn!(
+                "cannot write the run report {}: {why}; the earlier report there was removed, so it is not taken for this run's",
+                path.display()
+            );
+        } else {
+            tracing::warn!("cannot write the run report {}: {why}", path.display());
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -490,6 +526,9 @@ pub fn render_summary(r: &RunReport) -> String {
         r.bytes as f64 / 1e6,
         r.seconds
     ));
+    if let Some(e) = &r.state_error {
+        out.push_str(&format!("STOPPED: {e}\n"));
+    }
     let filtered: u64 = r.users.iter().map(|u| u.filtered).sum();
     let excluded: usize = r.users.iter().map(|u| u.folders_excluded.len()).sum();
     if filtered + excluded as u64 > 0 {
@@ -638,6 +677,7 @@ mod tests {
             bytes: 0,
             users,
             exit_code: 0,
+            state_error: None,
         }
     }
 

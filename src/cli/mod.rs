@@ -270,8 +270,11 @@ fn init_logging(verbose: u8, quiet: bool) {
             _ => "trace",
         }
     };
-    let filter =
-        EnvFilter::try_from_env("IMAPSHIFT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // sled logs its own I/O errors (a full disk) in Rust debug form, after which the state
+    // store's error says the same in words (state/mod.rs): its lines only with IMAPSHIFT_LOG.
+    let filter = EnvFilter::try_from_env("IMAPSHIFT_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(default).add_directive("sled=off".parse().expect("static directive"))
+    });
     // async-imap traces every command it sends, LOGIN with its password included: never let
     // its log through, whatever the filter asks for. Our own IMAP trace shows no secrets.
     let filter = filter.add_directive("async_imap=off".parse().expect("static directive"));
@@ -445,6 +448,14 @@ fn preflight(args: PreflightArgs) -> i32 {
 /// `state::lock`). `Err` holds the exit code, after the message naming the run that holds it.
 fn lock_state(cfg: &config::Config, command: &str) -> Result<crate::state::lock::StateLock, i32> {
     let made = crate::state::files::private_dir(&cfg.state_dir).map_err(|e| {
+        if crate::state::files::is_disk_full(&e) {
+            eprintln!(
+                "imapshift: cannot create the state directory {}: {}",
+                cfg.state_dir.display(),
+                crate::state::files::disk_full_text(&cfg.state_dir)
+            );
+            return exit::FATAL;
+        }
         eprintln!(
             "imapshift: cannot create the state directory {}: {e} (set state_dir to a writable folder)",
             cfg.state_dir.display()

@@ -6,10 +6,81 @@
 //! code creates (sled's own files among them); the writers here set the mode explicitly as well,
 //! so a library caller with a wide umask gets the same. A state directory that already exists
 //! with wider permissions is not changed (it is the admin's), but named in a warning.
+//!
+//! A write that fails because the file system is full (ENOSPC, or the owner's quota: EDQUOT) is
+//! said in one way everywhere ([`write_error`]): `disk full`, the state directory, and the fix.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// Whether `e` says the file system is full (ENOSPC) or the owner's disk quota is used up
+/// (EDQUOT). sled hands on copies of its I/O errors that keep only the kind, so both the kind and
+/// the OS code are looked at.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// What to tell the admin when the state directory `dir` is full.
+pub fn disk_full_text(dir: &Path) -> String {
+    with_fix(format!(
+        "disk full (ENOSPC): no space left for the state directory {}",
+        dir.display()
+    ))
+}
+
+/// `what` (a full disk), then the fix.
+fn with_fix(what: String) -> String {
+    format!("{what}: free space on that file system, or move state_dir to one with space, then run again: it resumes where this run stopped and copies nothing twice")
+}
+
+/// The free space a sync needs in its state directory to start at all (1 MiB). It promises
+/// nothing about the run (a write that finds the disk full stops it cleanly, see
+/// [`write_error`]): it refuses a disk that is already full before a single message is copied.
+/// sled alone takes a 512 KiB segment of its data file when it opens an existing store.
+pub const MIN_FREE: u64 = 1 << 20;
+
+/// Bytes the process may still write on the file system of `dir` (statvfs `f_bavail`: blocks
+/// reserved for root do not count), if it can be asked.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct it is given; `c` is NUL-terminated and lives on.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// `Err` (the disk-full text, with what is free) when the file system of the state directory
+/// `dir` has less than [`MIN_FREE`] left; `Ok` when it has enough or cannot be asked.
+pub fn check_room(dir: &Path) -> Result<(), String> {
+    match free_bytes(dir) {
+        Some(free) if free < MIN_FREE => Err(with_fix(format!(
+            "disk full: only {} KiB free for the state directory {} (a sync needs {} KiB to start)",
+            free / 1024,
+            dir.display(),
+            MIN_FREE / 1024
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A failed write under the state directory `dir`, in words: a full disk names the fix; any
+/// other error its OS text (never a Rust debug form, which sled's copies of errors carry).
+pub fn write_error(dir: &Path, e: &std::io::Error) -> String {
+    if is_disk_full(e) {
+        disk_full_text(dir)
+    } else if e.raw_os_error().is_some() {
+        e.to_string()
+    } else {
+        e.kind().to_string()
+    }
+}
 
 /// Makes every file and directory this process creates owner-only.
 pub fn restrict_umask() {
@@ -76,6 +147,43 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The OS's ENOSPC and EDQUOT, and sled's copy of such an error (the kind kept, the text a
+    /// debug form), all read as a full disk, said with the directory and the fix.
+    #[test]
+    fn a_full_disk_is_named_whatever_form_the_error_takes() {
+        let dir = Path::new("/srv/state");
+        let sled_copy = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "Os { code: 28, kind: StorageFull, message: \"No space left on device\" }",
+        );
+        for e in [
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+            std::io::Error::from_raw_os_error(libc::EDQUOT),
+            sled_copy,
+        ] {
+            assert!(is_disk_full(&e), "{e}");
+            let text = write_error(dir, &e);
+            assert!(
+                text.starts_with("disk full (ENOSPC): no space left for the state directory /srv/state: free space")
+                    && text.contains("move state_dir"),
+                "{text}"
+            );
+        }
+        let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Os { code: 13 }");
+        assert!(!is_disk_full(&other));
+        assert_eq!(write_error(dir, &other), "permission denied");
+        let os = std::io::Error::from_raw_os_error(libc::EROFS);
+        assert_eq!(write_error(dir, &os), os.to_string());
+    }
+
+    /// A directory with room passes; one whose file system cannot be asked is not refused.
+    #[test]
+    fn room_is_checked_only_where_it_can_be() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(free_bytes(t.path()).is_some());
+        assert_eq!(check_room(&t.path().join("missing")), Ok(()));
+    }
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -54,10 +54,13 @@ impl StateLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| {
-                Error::state(format!(
-                    "cannot open {}: {e} (state_dir must be a writable folder)",
-                    path.display()
-                ))
+                let why = super::files::write_error(dir, &e);
+                let fix = if super::files::is_disk_full(&e) {
+                    ""
+                } else {
+                    " (state_dir must be a writable folder)"
+                };
+                Error::state(format!("cannot open {}: {why}{fix}", path.display()))
             })?;
         let mut before = String::new();
         // SAFETY: flock on a file descriptor this function owns.
@@ -94,7 +97,13 @@ impl StateLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(me.as_bytes()))
             .and_then(|()| file.sync_data())
-            .map_err(|e| Error::state(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| {
+                Error::state(format!(
+                    "cannot write {}: {}",
+                    path.display(),
+                    super::files::write_error(dir, &e)
+                ))
+            })?;
         Ok(StateLock { file, path, stale })
     }
 

@@ -10,6 +10,13 @@
 //! crash, pending intents are resolved by looking for the messages on the new server before
 //! anything is copied again. sled's flush is not fully durable (DEVELOPERS.md), so the store is a cache of truth that
 //! can be rebuilt by matching messages on both sides; it is never the only proof.
+//!
+//! A full disk (measured on sled 0.34 against a small tmpfs, tests/disk_full.rs): the write that
+//! meets ENOSPC fails with an I/O error, never a panic; sled then refuses every later write in the
+//! process (its "global error"), and everything flushed before it is recovered at the next open.
+//! So the journal's flush fails before the APPEND it guards, and the run stops; every sled error
+//! here names the state directory, and a full disk says so with the fix ([`files::write_error`]).
+//! The first error marks the store failed ([`StateStore::failure`]) so no further user starts.
 
 pub mod files;
 pub mod lock;
@@ -112,6 +119,10 @@ pub struct StateStore {
     runs: sled::Tree,
     created: sled::Tree,
     ghosts: sled::Tree,
+    /// The state directory, named in every error.
+    dir: std::sync::Arc<std::path::PathBuf>,
+    /// The first error of a sled operation in this process (see [`StateStore::failure`]).
+    broken: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 /// Identifies a migration pair (old account to new account on given servers) in keys.
@@ -158,27 +169,24 @@ fn uv_uid(rest: &[u8]) -> Option<(UidValidity, Uid)> {
     Some((uv, uid))
 }
 
-/// Every (UIDVALIDITY, UID, record) of one folder in a tree keyed like the maps.
-fn scan_messages<T: for<'de> Deserialize<'de>>(
-    tree: &sled::Tree,
-    prefix: &[u8],
-) -> Result<Vec<(UidValidity, Uid, T)>> {
-    let mut out = Vec::new();
-    for kv in tree.scan_prefix(prefix) {
-        let (k, v) = kv?;
-        if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
-            out.push((uv, uid, dec(&v)?));
-        }
-    }
-    Ok(out)
+/// sled's results, their errors in an admin's words ([`StateStore::failed`]).
+trait InStore<T> {
+    fn in_store(self, store: &StateStore) -> Result<T>;
 }
 
-fn tx_error(e: sled::transaction::TransactionError<()>) -> Error {
-    let why = match e {
-        sled::transaction::TransactionError::Abort(()) => "aborted".to_string(),
-        sled::transaction::TransactionError::Storage(e) => e.to_string(),
-    };
-    Error::state(format!("state store transaction: {why}"))
+impl<T> InStore<T> for std::result::Result<T, sled::Error> {
+    fn in_store(self, store: &StateStore) -> Result<T> {
+        self.map_err(|e| store.failed(&e))
+    }
+}
+
+/// What a sled error says, for an admin: a full disk as such (with the fix), an I/O error by its
+/// OS text, anything else as sled words it.
+fn sled_text(dir: &Path, e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) => files::write_error(dir, io),
+        other => other.to_string(),
+    }
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -193,14 +201,50 @@ fn dec<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
     })
 }
 
+/// Why sled could not open the store in `dir`, with the way out: a full disk, another run, or
+/// damage.
+fn open_error(dir: &Path, e: &sled::Error) -> Error {
+    if let sled::Error::Io(io) = e {
+        if files::is_disk_full(io) {
+            return Error::state(format!(
+                "cannot open the state store in {}: {}",
+                dir.display(),
+                files::disk_full_text(dir)
+            ));
+        }
+    }
+    let said = sled_text(dir, e);
+    let held = matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock);
+    let hint = if held || said.contains("lock") || said.contains("WouldBlock") {
+        " (another imapshift run uses this state directory; wait for it to finish)".to_string()
+    } else {
+        // The store is a cache of what both servers show: losing it costs time,
+        // never a duplicate (docs/reliability.md).
+        format!(
+            ". If it is damaged, move it aside (mv {0} {0}.damaged) and run again: the UID maps are rebuilt by matching the messages on both servers, and nothing is copied twice",
+            dir.display()
+        )
+    };
+    Error::state(format!(
+        "cannot open the state store in {}: {said}{hint}",
+        dir.display()
+    ))
+}
+
 impl StateStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<StateStore> {
         let wide = files::private_dir(dir).map_err(|e| {
-            Error::config(format!(
-                "cannot create the state directory {}: {e} (set state_dir to a writable folder)",
-                dir.display()
-            ))
+            let text = format!(
+                "cannot create the state directory {}: {}",
+                dir.display(),
+                files::write_error(dir, &e)
+            );
+            if files::is_disk_full(&e) {
+                Error::state(text)
+            } else {
+                Error::config(format!("{text} (set state_dir to a writable folder)"))
+            }
         })?;
         if let Some(w) = wide {
             tracing::warn!("{w}");
@@ -211,38 +255,82 @@ impl StateStore {
             // sled's page cache defaults to 1 GiB; the maps are small and read sequentially.
             .cache_capacity(16 * 1024 * 1024)
             .open()
-            .map_err(|e| {
-                let hint = if e.to_string().contains("lock") || e.to_string().contains("WouldBlock")
-                {
-                    " (another imapshift run uses this state directory; wait for it to finish)"
-                        .to_string()
-                } else {
-                    // The store is a cache of what both servers show: losing it costs time,
-                    // never a duplicate (docs/reliability.md).
-                    format!(
-                        ". If it is damaged, move it aside (mv {0} {0}.damaged) and run again: the UID maps are rebuilt by matching the messages on both servers, and nothing is copied twice",
-                        dir.display()
-                    )
-                };
-                Error::state(format!(
-                    "cannot open the state store in {}: {e}{hint}",
-                    dir.display()
-                ))
-            })?;
+            .map_err(|e| open_error(dir, &e))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(dir, &e));
         Ok(StateStore {
-            maps: db.open_tree("maps")?,
-            intents: db.open_tree("intents")?,
-            folders: db.open_tree("folders")?,
-            runs: db.open_tree("runs")?,
-            created: db.open_tree("created")?,
-            ghosts: db.open_tree("ghosts")?,
+            maps: tree("maps")?,
+            intents: tree("intents")?,
+            folders: tree("folders")?,
+            runs: tree("runs")?,
+            created: tree("created")?,
+            ghosts: tree("ghosts")?,
             db,
+            dir: std::sync::Arc::new(dir.to_path_buf()),
+            broken: std::sync::Arc::default(),
         })
+    }
+
+    /// Every (UIDVALIDITY, UID, record) of one folder in a tree keyed like the maps.
+    fn scan_messages<T: for<'de> Deserialize<'de>>(
+        &self,
+        tree: &sled::Tree,
+        prefix: &[u8],
+    ) -> Result<Vec<(UidValidity, Uid, T)>> {
+        let mut out = Vec::new();
+        for kv in tree.scan_prefix(prefix) {
+            let (k, v) = kv.in_store(self)?;
+            if let Some((uv, uid)) = uv_uid(&k[prefix.len()..]) {
+                out.push((uv, uid, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A sled error as the run's error, naming the state directory. The first one also marks
+    /// the store failed ([`StateStore::failure`]): after a failed write (a full disk) sled
+    /// refuses every later one, and the run must not start anything it cannot record.
+    fn failed(&self, e: &sled::Error) -> Error {
+        let text = match e {
+            sled::Error::Io(io) if files::is_disk_full(io) => {
+                format!(
+                    "cannot write the state store: {}",
+                    files::disk_full_text(&self.dir)
+                )
+            }
+            _ => format!(
+                "the state store in {} failed: {}",
+                self.dir.display(),
+                sled_text(&self.dir, e)
+            ),
+        };
+        let first = self.broken.get_or_init(|| text.clone());
+        tracing::debug!("state store error: {text} (first: {first})");
+        Error::state(text)
+    }
+
+    fn tx_failed(&self, e: sled::transaction::TransactionError<()>) -> Error {
+        match e {
+            sled::transaction::TransactionError::Abort(()) => {
+                Error::state("state store transaction aborted")
+            }
+            sled::transaction::TransactionError::Storage(e) => self.failed(&e),
+        }
+    }
+
+    /// The error that broke the store in this process, if one did: a run stops starting users
+    /// (and folders) once it is set, since nothing more could be recorded.
+    pub fn failure(&self) -> Option<Error> {
+        self.broken.get().map(|t| Error::state(t.clone()))
+    }
+
+    /// `Ok` while the store has not failed; else its first error (see [`StateStore::failure`]).
+    pub fn usable(&self) -> Result<()> {
+        self.failure().map_or(Ok(()), Err)
     }
 
     /// Makes everything written so far as durable as sled can.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        self.db.flush_async().await.in_store(self)?;
         Ok(())
     }
 
@@ -256,7 +344,7 @@ impl StateStore {
         let prefix = msg_key(acct, folder, uv, None);
         let mut out = Vec::new();
         for kv in self.maps.scan_prefix(&prefix) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_store(self)?;
             if let Some(u) = uid_of_key(&k) {
                 out.push((u, dec(&v)?));
             }
@@ -273,7 +361,7 @@ impl StateStore {
         let prefix = folder_key(acct, folder);
         let mut out: Vec<(UidValidity, usize)> = Vec::new();
         for k in self.maps.scan_prefix(&prefix).keys() {
-            let k = k?;
+            let k = k.in_store(self)?;
             let rest = &k[prefix.len()..];
             if rest.len() != 8 {
                 continue;
@@ -302,7 +390,7 @@ impl StateStore {
         for uid in uids {
             b.remove(msg_key(acct, folder, uv, Some(*uid)));
         }
-        self.maps.apply_batch(b)?;
+        self.maps.apply_batch(b).in_store(self)?;
         Ok(())
     }
 
@@ -323,7 +411,9 @@ impl StateStore {
 
     /// Records that imapshift created this folder on the new server.
     pub fn mark_created(&self, acct: &AccountKey, new_folder: &MailboxPath) -> Result<()> {
-        self.created.insert(folder_key(acct, new_folder), &[])?;
+        self.created
+            .insert(folder_key(acct, new_folder), &[])
+            .in_store(self)?;
         Ok(())
     }
 
@@ -331,7 +421,7 @@ impl StateStore {
     pub fn created_folders(&self, acct: &AccountKey) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for k in self.created.scan_prefix(&acct.0).keys() {
-            let k = k?;
+            let k = k.in_store(self)?;
             out.push(
                 String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned(),
             );
@@ -341,7 +431,9 @@ impl StateStore {
 
     /// Whether imapshift created this folder on the new server.
     pub fn was_created(&self, acct: &AccountKey, new_folder: &MailboxPath) -> Result<bool> {
-        Ok(self.created.contains_key(folder_key(acct, new_folder))?)
+        self.created
+            .contains_key(folder_key(acct, new_folder))
+            .in_store(self)
     }
 
     /// Moves everything recorded about old folder `from` to old folder `to` (a rename on the old
@@ -364,26 +456,26 @@ impl StateStore {
         };
         let mut maps = Vec::new();
         for kv in self.maps.scan_prefix(&src) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_store(self)?;
             let mut e: MapEntry = dec(&v)?;
             e.new_folder = nf.clone();
             maps.push((k.to_vec(), rekey(&k), enc(&e)));
         }
         let mut intents = Vec::new();
         for kv in self.intents.scan_prefix(&src) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_store(self)?;
             let mut i: Intent = dec(&v)?;
             i.new_folder = nf.clone();
             intents.push((k.to_vec(), rekey(&k), enc(&i)));
         }
         let mut ghosts = Vec::new();
         for kv in self.ghosts.scan_prefix(&src) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_store(self)?;
             let mut g: Ghost = dec(&v)?;
             g.new_folder = nf.clone();
             ghosts.push((k.to_vec(), rekey(&k), enc(&g)));
         }
-        let folder = match self.folders.get(&src)? {
+        let folder = match self.folders.get(&src).in_store(self)? {
             Some(v) => {
                 let mut st: FolderState = dec(&v)?;
                 st.new_folder = nf.clone();
@@ -405,7 +497,7 @@ impl StateStore {
                 }
                 Ok(())
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.tx_failed(e))?;
         Ok(())
     }
 
@@ -417,10 +509,10 @@ impl StateStore {
         let prefix = folder_key(acct, folder);
         for tree in [&self.intents, &self.ghosts] {
             for k in tree.scan_prefix(&prefix).keys() {
-                tree.remove(k?)?;
+                tree.remove(k.in_store(self)?).in_store(self)?;
             }
         }
-        self.folders.remove(prefix)?;
+        self.folders.remove(prefix).in_store(self)?;
         Ok(())
     }
 
@@ -441,7 +533,9 @@ impl StateStore {
 
     /// Forgets a folder's recorded state so the next run examines it fully.
     pub fn forget_folder_state(&self, acct: &AccountKey, folder: &MailboxPath) -> Result<()> {
-        self.folders.remove(folder_key(acct, folder))?;
+        self.folders
+            .remove(folder_key(acct, folder))
+            .in_store(self)?;
         Ok(())
     }
 
@@ -449,7 +543,7 @@ impl StateStore {
     pub fn folder_states(&self, acct: &AccountKey) -> Result<Vec<(String, FolderState)>> {
         let mut out = Vec::new();
         for kv in self.folders.scan_prefix(&acct.0) {
-            let (k, v) = kv?;
+            let (k, v) = kv.in_store(self)?;
             let name =
                 String::from_utf8_lossy(&k[acct.0.len()..k.len().saturating_sub(1)]).into_owned();
             out.push((name, dec(&v)?));
@@ -463,7 +557,7 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Intent)>> {
-        scan_messages(&self.intents, &folder_key(acct, folder))
+        self.scan_messages(&self.intents, &folder_key(acct, folder))
     }
 
     /// Number of pending intents of an account.
@@ -483,7 +577,7 @@ impl StateStore {
         for (uid, intent) in items {
             b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(intent));
         }
-        self.intents.apply_batch(b)?;
+        self.intents.apply_batch(b).in_store(self)?;
         self.flush().await
     }
 
@@ -517,7 +611,7 @@ impl StateStore {
                 }
                 Ok(())
             })
-            .map_err(tx_error)?;
+            .map_err(|e| self.tx_failed(e))?;
         Ok(())
     }
 
@@ -533,7 +627,7 @@ impl StateStore {
         for (uid, g) in ghosts {
             b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(g));
         }
-        self.ghosts.apply_batch(b)?;
+        self.ghosts.apply_batch(b).in_store(self)?;
         Ok(())
     }
 
@@ -543,7 +637,7 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Ghost)>> {
-        scan_messages(&self.ghosts, &folder_key(acct, folder))
+        self.scan_messages(&self.ghosts, &folder_key(acct, folder))
     }
 
     /// Forgets ghosts (a late copy found, or too old to still come).
@@ -557,7 +651,7 @@ impl StateStore {
         for (uv, uid) in which {
             b.remove(msg_key(acct, folder, *uv, Some(*uid)));
         }
-        self.ghosts.apply_batch(b)?;
+        self.ghosts.apply_batch(b).in_store(self)?;
         Ok(())
     }
 
@@ -566,7 +660,7 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Option<FolderState>> {
-        match self.folders.get(folder_key(acct, folder))? {
+        match self.folders.get(folder_key(acct, folder)).in_store(self)? {
             Some(v) => Ok(Some(dec(&v)?)),
             None => Ok(None),
         }
@@ -578,7 +672,9 @@ impl StateStore {
         folder: &MailboxPath,
         st: &FolderState,
     ) -> Result<()> {
-        self.folders.insert(folder_key(acct, folder), enc(st))?;
+        self.folders
+            .insert(folder_key(acct, folder), enc(st))
+            .in_store(self)?;
         Ok(())
     }
 
@@ -589,12 +685,12 @@ impl StateStore {
 
     /// Stores the JSON summary of an account's last run.
     pub fn set_last_run(&self, acct: &AccountKey, json: &[u8]) -> Result<()> {
-        self.runs.insert(&acct.0, json)?;
+        self.runs.insert(&acct.0, json).in_store(self)?;
         Ok(())
     }
 
     pub fn last_run(&self, acct: &AccountKey) -> Result<Option<Vec<u8>>> {
-        Ok(self.runs.get(&acct.0)?.map(|v| v.to_vec()))
+        Ok(self.runs.get(&acct.0).in_store(self)?.map(|v| v.to_vec()))
     }
 }
 

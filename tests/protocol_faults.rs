@@ -226,6 +226,32 @@ impl Scenario {
         r
     }
 
+    /// After a faulty `--propagate-deletes` run that finished: only the expunged message's copy
+    /// was deleted, the new server is exact (in order); then the re-run, verify.
+    fn settled(&self, what: &str, r: &Run) {
+        assert_eq!(
+            r.folder_sum("deleted"),
+            1,
+            "{what}: only the expunged message's copy goes\n{}",
+            r.show()
+        );
+        self.assert_exact(what, true);
+        self.rerun_exact(what, true);
+    }
+
+    /// The spawned run held at a fault finishes on its own: exit 0 after at least one
+    /// reconnect, every reconnect naming `side` (`"old server"`); then exact, re-run, verify.
+    fn resumed(&self, what: &str, child: std::process::Child, side: &str) {
+        let r = finished(wait_output(child), &[]);
+        let why = reconnects(&r);
+        println!("{what}: reconnects: {why:#?}");
+        assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+        assert!(r.retries() >= 1, "{what}: no reconnect\n{}", r.show());
+        assert!(why.iter().all(|l| l.contains(side)), "{what}: {why:#?}");
+        self.assert_exact(what, true);
+        self.rerun_exact(what, true);
+    }
+
     /// The new server holds exactly the old server's messages, folder by folder (in order if
     /// `ordered`; as a multiset otherwise, for a message copied by a later run than its
     /// neighbours).
@@ -417,6 +443,16 @@ fn reconnects(r: &Run) -> Vec<String> {
         .filter(|l| l.contains("reconnecting in"))
         .map(str::to_string)
         .collect()
+}
+
+/// The reconnect reasons are exactly these: the i-th line holds every text of `want[i]`.
+fn assert_reasons(what: &str, why: &[String], want: &[&[&str]]) {
+    let ok = why.len() == want.len()
+        && why
+            .iter()
+            .zip(want)
+            .all(|(l, w)| w.iter().all(|t| l.contains(t)));
+    assert!(ok, "{what}: reconnect reasons {why:#?}, expected {want:?}");
 }
 
 // ----- rewrite rules -----
@@ -690,21 +726,15 @@ fn literal_cut_short_with_the_connection_open() {
         r.show()
     );
     let why = reconnects(&r);
-    assert!(
-        why.len() == 2
-            && why[0].contains("folder Archive: old server")
-            && why[0].contains("malformed reply")
-            && why[1].contains("folder Work: old server")
-            && why[1].contains("(timeout)"),
-        "{what}: {why:#?}"
+    assert_reasons(
+        what,
+        &why,
+        &[
+            &["folder Archive: old server", "malformed reply"],
+            &["folder Work: old server", "(timeout)"],
+        ],
     );
-    assert_eq!(
-        r.folder_sum("deleted"),
-        1,
-        "{what}: only the expunged message's copy goes"
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.settled(what, &r);
 }
 
 // ----- case 2: the new server's APPEND completion garbled or cut -----
@@ -764,13 +794,13 @@ fn append_completion_garbled_or_cut() {
     );
     assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
     assert!(r.failures().is_empty(), "{what}\n{}", r.show());
-    assert!(
-        why.len() == 2
-            && why[0].contains("folder INBOX: new server")
-            && why[0].contains("malformed reply")
-            && why[1].contains("folder Work: new server")
-            && why[1].contains("(timeout)"),
-        "{what}: (1) and (3) reconnect: {why:#?}"
+    assert_reasons(
+        what,
+        &why,
+        &[
+            &["folder INBOX: new server", "malformed reply"],
+            &["folder Work: new server", "(timeout)"],
+        ],
     );
     assert_eq!(
         r.folder_sum("recovered"),
@@ -824,13 +854,16 @@ fn bye_in_the_middle_of_a_command() {
     );
     assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
     assert_eq!(r.retries(), 2, "{what}\n{}", r.show());
-    assert!(
-        why.len() == 2
-            && why[0].contains("folder INBOX: old server")
-            && why[0].contains("server closed the session: BYE")
-            && why[1].contains("folder Archive: new server")
-            && why[1].contains("server closed the session: BYE"),
-        "{what}: {why:#?}"
+    assert_reasons(
+        what,
+        &why,
+        &[
+            &["folder INBOX: old server", "server closed the session: BYE"],
+            &[
+                "folder Archive: new server",
+                "server closed the session: BYE",
+            ],
+        ],
     );
     assert_eq!(
         r.folder_sum("recovered"),
@@ -894,13 +927,7 @@ fn untagged_storm_before_completions() {
     );
     assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
     assert_eq!(r.retries(), 0, "{what}: a storm is no fault\n{}", r.show());
-    assert_eq!(
-        r.folder_sum("deleted"),
-        1,
-        "{what}: only the expunged message's copy goes"
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.settled(what, &r);
 }
 
 /// Case 4b, the unfair `EXISTS`: the old server (CONDSTORE hidden by `[old.quirks]`, so every
@@ -990,17 +1017,7 @@ fn new_server_killed_between_journal_and_append() {
     n.logout();
     kill_and_restart(&mut s.new);
     pause.release();
-    let r = finished(wait_output(child), &[]);
-    println!("{what}: reconnects: {:#?}", reconnects(&r));
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert!(r.retries() >= 1, "{what}: no reconnect\n{}", r.show());
-    assert!(
-        reconnects(&r).iter().all(|l| l.contains("new server")),
-        "{what}: {:#?}",
-        reconnects(&r)
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.resumed(what, child, "new server");
 }
 
 /// Case 5b: no first sync; the old proxy holds back the old server's FETCH response for
@@ -1041,17 +1058,7 @@ fn old_server_killed_mid_fetch() {
     gate.wait_reached(what);
     kill_and_restart(&mut s.old);
     gate.open();
-    let r = finished(wait_output(child), &[]);
-    println!("{what}: reconnects: {:#?}", reconnects(&r));
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert!(r.retries() >= 1, "{what}: no reconnect\n{}", r.show());
-    assert!(
-        reconnects(&r).iter().all(|l| l.contains("old server")),
-        "{what}: {:#?}",
-        reconnects(&r)
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.resumed(what, child, "old server");
 }
 
 // ----- case 6: the new server goes silent -----
@@ -1083,11 +1090,13 @@ fn new_server_silent_past_the_timeout() {
     gate.open();
     assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
     assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
-    assert!(
-        why.len() == 1
-            && why[0].contains("folder Archive: new server")
-            && why[0].contains("no data from the server for 2s (timeout)"),
-        "{what}: the reason must name the new server and the timeout: {why:#?}"
+    assert_reasons(
+        what,
+        &why,
+        &[&[
+            "folder Archive: new server",
+            "no data from the server for 2s (timeout)",
+        ]],
     );
     assert_eq!(
         r.folder_sum("recovered"),
@@ -1095,13 +1104,7 @@ fn new_server_silent_past_the_timeout() {
         "{what}\n{}",
         r.show()
     );
-    assert_eq!(
-        r.folder_sum("deleted"),
-        1,
-        "{what}: only the expunged message's copy goes"
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.settled(what, &r);
 }
 
 /// Waits for a spawned run (a failure guard, never a pacing delay) and collects its output.

@@ -21,7 +21,7 @@ use super::{
     apply_filters, incremental_listing, list_old, mapped_of, now_unix, EngineOptions, Failure,
     FolderReport, Statuses,
 };
-use crate::error::{Error, Result, Scope};
+use crate::error::{Error, Result, Retry, Scope};
 use crate::fingerprint::Fingerprint;
 use crate::plan::{batches, plan_messages, FolderMapping, MessagePlan};
 use crate::progress::UserProgress;
@@ -199,9 +199,9 @@ pub(crate) async fn sync_folder<O: MailStore, N: MailStore>(
         // Phase 6: messages asked for and not returned must really be gone.
         confirm_vanished(old, cx, copied.vanished, report, failures).await?;
     }
+    // Phase 7: flag changes and deletions, each deletion confirmed by the old server first.
+    confirm_deletes(old, cx, &plan).await?;
     let mut complete = report.failed == failed_before;
-
-    // Phase 7: flag changes and deletions.
     if !apply_changes(new, cx, st.uidvalidity, &plan, &entries, report, failures).await? {
         complete = false;
     }
@@ -653,6 +653,42 @@ async fn confirm_vanished<O: MailStore>(
         }
     }
     Ok(())
+}
+
+/// Before phase 7 deletes copies: the messages the listing left out must really be gone, by
+/// `UID SEARCH`. A listing is only as good as the message count the server gave when the
+/// folder was opened; an `EXISTS` that went down inside that reply (a server or middlebox bug:
+/// RFC 9051 lets the count fall only by EXPUNGE) would make every message past it look
+/// expunged, and with propagation its copy deleted. If the server still has any, the folder
+/// fails (nothing deleted, its state not recorded, listed again next run).
+async fn confirm_deletes<O: MailStore>(
+    old: &mut O,
+    cx: &FolderCtx<'_>,
+    plan: &MessagePlan,
+) -> Result<()> {
+    if plan.deletes.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<u32> = plan.deletes.iter().map(|(o, _)| o.get()).collect();
+    sorted.sort_unstable();
+    let set = crate::imap::wire::format_uid_set(&sorted);
+    let present = old.uid_search(&format!("UID {set}")).await?;
+    if present.is_empty() {
+        return Ok(());
+    }
+    let mut uids: Vec<u32> = present.iter().map(|u| u.get()).collect();
+    uids.sort_unstable();
+    Err(Error::new(
+        Scope::Folder,
+        Retry::Transient,
+        format!(
+            "folder {}: the listing left out {} message(s) the old server still has (UIDs {}): \
+             not trusting it, no copy deleted; the next run lists the folder again",
+            cx.m.old,
+            uids.len(),
+            crate::imap::wire::format_uid_set(&uids)
+        ),
+    ))
 }
 
 /// Phase 7: carries flag changes to the new copies (as `+FLAGS`/`-FLAGS` of what the old side

@@ -50,19 +50,21 @@ pub fn parse_internaldate(s: &str) -> Option<i64> {
     let (date, rest) = s.split_once(' ')?;
     let mut dp = date.split('-');
     let (d, mon, y) = (dp.next()?, dp.next()?, dp.next()?);
-    let d: u32 = d.trim().parse().ok()?;
+    let d: u32 = d.trim().parse().ok().filter(|d| (1..=31).contains(d))?;
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
     let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(mon))? as u32 + 1;
-    let y: i64 = y.parse().ok()?;
+    // Fields past their range are no instant (and would overflow the arithmetic below).
+    let y: i64 = y.parse().ok().filter(|y| (0..=9999).contains(y))?;
     let rest = rest.trim();
     let (time, zone) = rest.split_once(' ')?;
     let mut tp = time.split(':');
+    let field = |t: Option<&str>, max: i64| t?.parse().ok().filter(|v| (0..=max).contains(v));
     let (hh, mm, ss): (i64, i64, i64) = (
-        tp.next()?.parse().ok()?,
-        tp.next()?.parse().ok()?,
-        tp.next()?.parse().ok()?,
+        field(tp.next(), 23)?,
+        field(tp.next(), 59)?,
+        field(tp.next(), 60)?,
     );
     let zone = zone.trim();
     if zone.len() != 5 || !zone.is_ascii() {
@@ -73,6 +75,9 @@ pub fn parse_internaldate(s: &str) -> Option<i64> {
         "-" => -1,
         _ => return None,
     };
+    if !zone[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let zh: i64 = zone[1..3].parse().ok()?;
     let zm: i64 = zone[3..5].parse().ok()?;
     let local = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;

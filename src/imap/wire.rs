@@ -18,6 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Largest literal we accept (one message body).
 const MAX_LITERAL: usize = 1024 * 1024 * 1024;
+/// Deepest parenthesis nesting we accept: far past any reply (a BODYSTRUCTURE nests a few
+/// dozen levels), and a bound on the parser's recursion (a line of `(` overflowed the stack).
+const MAX_DEPTH: usize = 1000;
 
 /// The status word of a status response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -783,6 +786,8 @@ struct Tokenizer<'a> {
     literals: Vec<Vec<u8>>,
     part: usize,
     pos: usize,
+    /// Parentheses open at `pos`.
+    depth: usize,
 }
 
 impl<'a> Tokenizer<'a> {
@@ -792,6 +797,7 @@ impl<'a> Tokenizer<'a> {
             literals,
             part: 0,
             pos,
+            depth: 0,
         }
     }
 
@@ -826,8 +832,13 @@ impl<'a> Tokenizer<'a> {
                     return Ok(out);
                 }
                 b'(' => {
+                    if self.depth == MAX_DEPTH {
+                        return Err(format!("parentheses nested deeper than {MAX_DEPTH}"));
+                    }
                     self.pos += 1;
+                    self.depth += 1;
                     out.push(Value::List(self.values(true)?));
+                    self.depth -= 1;
                 }
                 b'"' => out.push(Value::Str(self.quoted()?)),
                 b'{' | b'~' if self.at_literal() => {
@@ -1092,3 +1103,6 @@ mod tests {
         assert_eq!(format_uid_set(&[]), "");
     }
 }
+
+#[cfg(test)]
+mod fuzz;

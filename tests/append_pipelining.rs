@@ -1,7 +1,9 @@
-//! APPENDs pipelined on synchronizing literals (issue 12: "no MULTIAPPEND and no LITERAL+ ...
-//! APPENDs pipelined on synchronizing literals, never one round trip per message"), against
-//! real servers: an old Dovecot, then the proxy of tests/common/proxy.rs, then a new Courier-IMAP
-//! 5.0 (which has neither extension) or a new Dovecot advertising neither.
+//! APPENDs on synchronizing literals (issue 12: "no MULTIAPPEND and no LITERAL+ ... APPENDs
+//! pipelined on synchronizing literals, never one round trip per message"), against real servers:
+//! an old Dovecot, then the proxy of tests/common/proxy.rs, then a new Courier-IMAP 5.0 (which has
+//! neither extension) or a new Dovecot advertising neither. Pipelining is the default; against
+//! Courier, quirk `delayed-continuation` (docs/server-quirks.md) makes imapshift wait for each
+//! APPEND's reply instead, because Courier's `+` waits for the ACK of that reply.
 //!
 //! Without LITERAL+ a client must wait for the server's `+` before each message's bytes, but not
 //! for APPEND n's tagged reply before it sends APPEND n+1's command line. The proxy's pacing rule
@@ -12,6 +14,14 @@
 //! is journaled), and the test declares exactly those (batches of 20: APPENDs 20, 40, 60). A
 //! client that waited for every reply would stall on each of the others until the guard passed:
 //! the test fails then (checked by making imapshift's single-APPEND loop wait for each reply).
+//! The Courier test switches the quirk off (`[new.quirks] delayed-continuation = false`) to keep
+//! proving the pipelined path there.
+//!
+//! With the quirk on (Courier's default), the proxy only observes (`Proxy::observe_appends`): for
+//! each APPEND, whether the client's next APPEND line came before or after the proxy forwarded
+//! that APPEND's tagged reply. A client that waits for each reply can only ever show *after*
+//! (it cannot send what it has not decided to send before receiving the reply), so that verdict
+//! does not depend on timing; a pipelining client shows *before* (checked with the quirk off).
 //!
 //! The messages: 60 of mixed sizes, some above the 8192 bytes Courier takes in a literal outside
 //! APPEND and one above the wire layer's 256 KiB write chunk, with flags, keywords and
@@ -19,14 +29,14 @@
 //! instant; a re-run appends nothing; verify is OK.
 //!
 //! `measure_append_pipelining` (ignored; run it by name with `--ignored`) times 1000 small
-//! messages to Courier on loopback and with 2 ms added to every round trip by the proxy; its
-//! figures are in docs/imap-layer.md: against Courier, whose sockets lack TCP_NODELAY, this
-//! pipelining costs about 40 ms of delayed ACK per message, so it is slower than waiting for
-//! each reply (what these tests pin down is the behaviour, not that it pays).
+//! messages to Courier on loopback and with 2 ms added to every round trip by the proxy, with the
+//! quirk off (pipelined) and on (waiting); its figures are in docs/imap-layer.md and
+//! docs/server-quirks.md: against Courier, whose sockets lack TCP_NODELAY, pipelining costs
+//! about 40 ms of delayed ACK per message, so it is slower than waiting for each reply.
 
 mod common;
 
-use common::proxy::{AppendPacing, PacingReport, Proxy};
+use common::proxy::{AppendOrder, AppendPacing, PacingReport, Proxy};
 use common::{diff_folder, plain_config, run_imapshift, Courier, Dovecot, DovecotOpts, TestImap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -109,20 +119,22 @@ fn seed(old: &Dovecot, n: usize, filler: usize) {
     c.logout();
 }
 
-fn config(dir: &Path, old_port: u16, new_port: u16) -> PathBuf {
+/// Switches quirk `delayed-continuation` off on the new side: APPENDs pipelined on Courier too.
+const PIPELINED: &str = "[new.quirks]\ndelayed-continuation = false\n";
+
+/// `quirks`: a `[new.quirks]` table, or "".
+fn config(dir: &Path, old_port: u16, new_port: u16, quirks: &str) -> PathBuf {
     let cfg = dir.join("imapshift.toml");
-    std::fs::write(
-        &cfg,
-        plain_config(
-            old_port,
-            new_port,
-            "",
-            "",
-            &format!("[sync]\njobs = 1\nbatch_messages = {BATCH}\n"),
-            &["alice"],
-        ),
-    )
-    .unwrap();
+    let text = plain_config(
+        old_port,
+        new_port,
+        "",
+        "",
+        &format!("[sync]\njobs = 1\nbatch_messages = {BATCH}\n"),
+        &["alice"],
+    );
+    // `[new.quirks]` is a sub-table of [new]: it goes after the last [[users]].
+    std::fs::write(&cfg, format!("{text}{quirks}")).unwrap();
     cfg
 }
 
@@ -146,10 +158,10 @@ fn batch_ends(n: usize) -> Vec<usize> {
     (1..=n).filter(|k| k % BATCH == 0 || *k == n).collect()
 }
 
-/// Old Dovecot -> pacing proxy -> `new_port`: the copy pipelines every APPEND but the last of
-/// each batch, on synchronizing literals; every message arrives exactly; a re-run appends
-/// nothing; verify OK.
-fn assert_pipelined_copy(what: &str, new_port: u16, new_inbox_of: impl Fn() -> TestImap) {
+/// Old Dovecot -> pacing proxy -> `new_port` with `quirks`: the copy pipelines every APPEND but
+/// the last of each batch, on synchronizing literals; every message arrives exactly; a re-run
+/// appends nothing; verify OK.
+fn assert_pipelined_copy(what: &str, new_port: u16, quirks: &str) {
     let old = dovecot("old", "");
     seed(&old, MESSAGES, usize::MAX);
     let proxy = Proxy::start("new", new_port);
@@ -159,7 +171,7 @@ fn assert_pipelined_copy(what: &str, new_port: u16, new_inbox_of: impl Fn() -> T
         max_stalls: 3,
     });
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), old.port(), proxy.port());
+    let cfg = config(dir.path(), old.port(), proxy.port(), quirks);
     let (code, j, err) = run("sync", &cfg);
     assert_eq!(
         (code, j["copied"].as_u64()),
@@ -182,6 +194,19 @@ fn assert_pipelined_copy(what: &str, new_port: u16, new_inbox_of: impl Fn() -> T
          command\n{:#?}",
         proxy.log()
     );
+    assert_exact_copy(what, &old, new_port, &cfg, || proxy.pacing().appends);
+}
+
+/// Every message of the old INBOX (at least 10 over 8192 bytes, one over 256 KiB) is on the
+/// new server at `new_port` byte for byte with its flags and INTERNALDATE instant; a re-run of
+/// `cfg` copies nothing (`appends`: the APPENDs the proxy has seen, unchanged); verify is OK.
+fn assert_exact_copy(
+    what: &str,
+    old: &Dovecot,
+    new_port: u16,
+    cfg: &Path,
+    appends: impl Fn() -> usize,
+) {
     let mut o = TestImap::connect(old.port(), "alice", PW);
     let olds = o.fetch_all("INBOX");
     o.logout();
@@ -191,30 +216,81 @@ fn assert_pipelined_copy(what: &str, new_port: u16, new_inbox_of: impl Fn() -> T
         sizes.iter().filter(|&&s| s > 8192).count() >= 10 && sizes.iter().any(|&s| s > 256 << 10),
         "{sizes:?}"
     );
-    let mut n = new_inbox_of();
+    let mut n = TestImap::connect(new_port, "alice", PW);
     let news = n.fetch_all("INBOX");
     n.logout();
     if let Err(e) = diff_folder("INBOX", &olds, &news) {
         panic!("{what}: {e}");
     }
-    let (code, j, err) = run("sync", &cfg);
+    let before = appends();
+    let (code, j, err) = run("sync", cfg);
     assert_eq!(
         (code, j["copied"].as_u64()),
         (0, Some(0)),
         "{what}: re-run: {j:#}\n{err}"
     );
-    assert_eq!(proxy.pacing().appends, MESSAGES, "{what}: re-run appended");
-    let (code, v, err) = run("verify", &cfg);
+    assert_eq!(appends(), before, "{what}: re-run appended");
+    let (code, v, err) = run("verify", cfg);
     assert_eq!(code, 0, "{what}: verify: {v:#}\n{err}");
 }
 
-/// Dovecot to Courier (no LITERAL+, no MULTIAPPEND): 60 single APPENDs on synchronizing
-/// literals, 57 of them pipelined, the 3 batch ends waited for; copied exactly; verify OK.
+/// Dovecot to Courier (no LITERAL+, no MULTIAPPEND) with quirk `delayed-continuation` switched
+/// off: 60 single APPENDs on synchronizing literals, 57 of them pipelined, the 3 batch ends
+/// waited for; copied exactly; verify OK.
 #[test]
 fn dovecot_to_courier_pipelines_appends() {
     let new = Courier::start("new", &[("alice", PW)], Default::default());
-    let port = new.port();
-    assert_pipelined_copy("Courier", port, || TestImap::connect(port, "alice", PW));
+    assert_pipelined_copy("Courier, quirk off", new.port(), PIPELINED);
+}
+
+/// Dovecot to Courier with its defaults: `preflight` shows quirk `delayed-continuation` on for
+/// the new server, and the copy waits for each APPEND's tagged reply before it sends the next
+/// APPEND: the proxy saw every APPEND's reply forwarded before the next APPEND line came (all
+/// 59 but the last; causal for a waiting client). Copied exactly; a re-run copies nothing;
+/// verify OK.
+#[test]
+fn dovecot_to_courier_waits_for_each_append() {
+    let old = dovecot("old", "");
+    seed(&old, MESSAGES, usize::MAX);
+    let new = Courier::start("new", &[("alice", PW)], Default::default());
+    let proxy = Proxy::start("new", new.port());
+    proxy.observe_appends();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), proxy.port(), "");
+    let (_, checks, err) = run("preflight", &cfg);
+    let software = checks
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["check"] == "software new"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_else(|| panic!("preflight --json: {checks:#}\n{err}"))
+        .to_string();
+    assert!(
+        software.starts_with("Courier-IMAP;")
+            && software.contains("delayed-continuation on (software)"),
+        "{software}\n{err}"
+    );
+    let (code, j, err) = run("sync", &cfg);
+    assert_eq!(
+        (code, j["copied"].as_u64()),
+        (0, Some(MESSAGES as u64)),
+        "{j:#}\n{err}"
+    );
+    let want = AppendOrder {
+        appends: MESSAGES,
+        synchronizing: MESSAGES,
+        next_before_reply: vec![],
+        next_after_reply: (1..MESSAGES).collect(),
+        last: vec![MESSAGES],
+    };
+    assert_eq!(
+        proxy.append_order(),
+        want,
+        "next_before_reply: APPENDs whose reply imapshift did not wait for\n{:#?}",
+        proxy.log()
+    );
+    assert_exact_copy("Courier, quirk on", &old, new.port(), &cfg, || {
+        proxy.append_order().appends
+    });
 }
 
 /// The same path against a Dovecot that advertises neither LITERAL+ nor MULTIAPPEND
@@ -229,15 +305,12 @@ fn dovecot_without_literal_plus_pipelines_appends() {
         !caps.iter().any(|c| c == "LITERAL+" || c == "MULTIAPPEND"),
         "{caps:?}"
     );
-    let port = new.port();
-    assert_pipelined_copy("Dovecot without LITERAL+", port, || {
-        TestImap::connect(port, "alice", PW)
-    });
+    assert_pipelined_copy("Dovecot without LITERAL+", new.port(), "");
 }
 
-/// Seconds for a first sync of `n` small messages to a fresh Courier, through a proxy adding
-/// `delay` to every round trip.
-fn time_copy(old: &Dovecot, n: usize, delay: Option<Duration>) -> f64 {
+/// Seconds for a first sync of `n` small messages to a fresh Courier (`quirks`: a `[new.quirks]`
+/// table, or ""), directly or through a proxy adding `delay` to every round trip.
+fn time_copy(old: &Dovecot, n: usize, delay: Option<Duration>, quirks: &str) -> f64 {
     let new = Courier::start("new", &[("alice", PW)], Default::default());
     let proxy = Proxy::start("new", new.port());
     let port = match delay {
@@ -251,7 +324,10 @@ fn time_copy(old: &Dovecot, n: usize, delay: Option<Duration>) -> f64 {
     let cfg = dir.path().join("imapshift.toml");
     std::fs::write(
         &cfg,
-        plain_config(old.port(), port, "", "", "[sync]\njobs = 1\n", &["alice"]),
+        format!(
+            "{}{quirks}",
+            plain_config(old.port(), port, "", "", "[sync]\njobs = 1\n", &["alice"])
+        ),
     )
     .unwrap();
     let t = Instant::now();
@@ -273,8 +349,9 @@ fn runs() -> usize {
 }
 
 /// A measurement, not a test: 1000 small messages (a few hundred bytes each) to Courier, on
-/// loopback and with 2 ms added to every round trip, three runs each; prints the times. Compare
-/// a build whose single-APPEND loop waits for each reply (see docs/imap-layer.md).
+/// loopback and with 2 ms added to every round trip, pipelined (quirk `delayed-continuation`
+/// off) and waiting for each reply (on, the default), `MEASURE_RUNS` (3) runs each; prints the
+/// times (see docs/imap-layer.md).
 #[test]
 #[ignore]
 fn measure_append_pipelining() {
@@ -282,11 +359,15 @@ fn measure_append_pipelining() {
     let old = dovecot("old", "");
     seed(&old, N, 3);
     for delay in [None, Some(Duration::from_millis(2))] {
-        let runs: Vec<f64> = (0..runs()).map(|_| time_copy(&old, N, delay)).collect();
-        eprintln!(
-            "MEASURE {N} messages to Courier, round trip +{:?}: {:?} s",
-            delay.unwrap_or_default(),
-            runs
-        );
+        for (how, quirks) in [("pipelined", PIPELINED), ("waiting for each reply", "")] {
+            let runs: Vec<f64> = (0..runs())
+                .map(|_| time_copy(&old, N, delay, quirks))
+                .collect();
+            eprintln!(
+                "MEASURE {N} messages to Courier, {how}, round trip +{:?}: {:?} s",
+                delay.unwrap_or_default(),
+                runs
+            );
+        }
     }
 }

@@ -74,18 +74,21 @@ fn preflight_names_the_software_and_its_switches() {
     let checks = preflight(&cfg);
     assert_eq!(
         detail(&checks, "software old"),
-        "Dovecot; append-to-examined off (software), nul-as-0x80 on (software)"
+        "Dovecot; append-to-examined off (software), delayed-continuation off (software), \
+         nul-as-0x80 on (software)"
     );
     assert_eq!(
         detail(&checks, "software new"),
-        "Courier-IMAP; append-to-examined on (software), nul-as-0x80 off (software)"
+        "Courier-IMAP; append-to-examined on (software), delayed-continuation on (software), \
+         nul-as-0x80 off (software)"
     );
 
     let cfg = write_cfg(dir.path(), old.port(), cyrus.port(), "");
     let checks = preflight(&cfg);
     assert_eq!(
         detail(&checks, "software new"),
-        "Cyrus IMAP; append-to-examined off (software), nul-as-0x80 off (software)"
+        "Cyrus IMAP; append-to-examined off (software), delayed-continuation off (software), \
+         nul-as-0x80 off (software)"
     );
     assert!(
         detail(&checks, "capabilities new").contains("UIDPLUS"),
@@ -102,7 +105,8 @@ fn preflight_names_the_software_and_its_switches() {
     let checks = preflight(&cfg);
     assert_eq!(
         detail(&checks, "software new"),
-        "Cyrus IMAP; append-to-examined on (config), nul-as-0x80 off (software)"
+        "Cyrus IMAP; append-to-examined on (config), delayed-continuation off (software), \
+         nul-as-0x80 off (software)"
     );
     let caps = detail(&checks, "capabilities new");
     assert!(
@@ -121,7 +125,7 @@ fn preflight_names_the_software_and_its_switches() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("[new.quirks].append_to_examined")
-            && err.contains("append-to-examined, nul-as-0x80"),
+            && err.contains("append-to-examined, delayed-continuation, nul-as-0x80"),
         "{err}"
     );
 }

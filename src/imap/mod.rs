@@ -1811,7 +1811,10 @@ impl ImapSession {
                 done.describe()
             );
         }
-        // Single APPENDs, pipelined where LITERAL+ allows.
+        // Single APPENDs, pipelined: with LITERAL+ in one stream; without it on synchronizing
+        // literals (waiting only for each `+`), unless the server delays that `+` until the
+        // previous reply is ACKed (quirk `delayed-continuation`): then each reply is waited for.
+        let wait_each = self.waits_for_each_append();
         let mut pending = Vec::new();
         let mut refused = Vec::new();
         for &i in &sendable {
@@ -1823,7 +1826,7 @@ impl ImapSession {
                 items[i].body,
             );
             match self.wire.send(&args).await {
-                Ok(tag) => pending.push((i, Some(tag))),
+                Ok(tag) => pending.push((i, tag)),
                 Err(e) if e.scope == Scope::Message => {
                     let done = self.wire.finish_refused().await?;
                     results[i] = Some(AppendResult::Refused(done.describe()));
@@ -1831,21 +1834,14 @@ impl ImapSession {
                 }
                 Err(e) => return Err(e),
             }
-        }
-        for (i, tag) in pending {
-            let Some(tag) = tag else { continue };
-            let done = self.wire.finish(&tag).await?;
-            if done.is_ok() {
-                results[i] = Some(self.stored(&done, Vec::new(), Vec::new()));
-            } else if done.status == wire::Status::Bad && self.wire.literal_plus() {
-                return Err(self
-                    .wire
-                    .poison(format!("APPEND answered BAD ({})", done.describe())));
-            } else {
-                results[i] = Some(AppendResult::Refused(done.describe()));
-                refused.push((i, done));
+            if wait_each {
+                let sent = std::mem::take(&mut pending);
+                self.finish_appends(sent, &mut results, &mut refused)
+                    .await?;
             }
         }
+        self.finish_appends(pending, &mut results, &mut refused)
+            .await?;
         // A message refused because its folder takes no new keyword (Cyrus's limit, or a
         // PERMANENTFLAGS without `\*`) is sent again with the keywords the folder holds.
         let b = BatchCtx {
@@ -1971,6 +1967,38 @@ impl ImapSession {
             }
         }
         Ok(refused)
+    }
+
+    /// Whether single APPENDs wait for each tagged reply before the next is sent: only on
+    /// synchronizing literals, against a server with quirk `delayed-continuation`
+    /// (docs/server-quirks.md).
+    fn waits_for_each_append(&self) -> bool {
+        !self.wire.literal_plus() && self.quirks.on(Quirk::DelayedContinuation)
+    }
+
+    /// Reads the tagged replies of single APPENDs already sent (`pending`: item index and tag),
+    /// in order, into `results`; the refused ones also go to `refused`. A BAD with LITERAL+
+    /// retires the connection (quirk `bad-mid-append`).
+    async fn finish_appends(
+        &mut self,
+        pending: Vec<(usize, String)>,
+        results: &mut [Option<AppendResult>],
+        refused: &mut Vec<(usize, Done)>,
+    ) -> Result<()> {
+        for (i, tag) in pending {
+            let done = self.wire.finish(&tag).await?;
+            if done.is_ok() {
+                results[i] = Some(self.stored(&done, Vec::new(), Vec::new()));
+            } else if done.status == wire::Status::Bad && self.wire.literal_plus() {
+                return Err(self
+                    .wire
+                    .poison(format!("APPEND answered BAD ({})", done.describe())));
+            } else {
+                results[i] = Some(AppendResult::Refused(done.describe()));
+                refused.push((i, done));
+            }
+        }
+        Ok(())
     }
 
     /// Refused messages of a batch whose folder takes no new keyword: Cyrus's `NO Too many user

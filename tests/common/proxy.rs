@@ -35,6 +35,13 @@
 //!   depends on speed: a reply is released early only by a command the client sent without
 //!   having seen it; the guard only decides how long a waiting client is kept waiting.
 //!   [`Proxy::pacing`] reports the counts.
+//! * [`Proxy::observe_appends`]: hold nothing, only record the order of events: for each
+//!   APPEND, whether the client's next APPEND command line on that connection reached the proxy
+//!   before or after the proxy forwarded that APPEND's tagged reply (the reply is marked
+//!   forwarded just before it is written to the client). *After* is what a client that waits for
+//!   each reply always shows: it cannot send APPEND n+1 before it received reply n, which the
+//!   proxy marked first, so that verdict is causal, never a matter of speed. *Before* proves the
+//!   client did not wait. [`Proxy::append_order`] reports them.
 //! * [`Proxy::delay_downstream`]: forward every server -> client read a fixed time after it
 //!   arrived, in order (a longer round trip). For measurements only, never a test's verdict.
 //!
@@ -73,6 +80,7 @@ struct Rules {
     append: Option<Rewrite>,
     downstream: Option<Rewrite>,
     pace: Option<Arc<Pace>>,
+    observe: Option<Arc<Observe>>,
     delay: Option<Duration>,
 }
 
@@ -260,6 +268,75 @@ impl Pace {
     }
 }
 
+/// What [`Proxy::observe_appends`] saw (see [`Proxy::append_order`]). APPEND numbers are
+/// 1-based, counted over all connections in the order their command lines reach the proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOrder {
+    /// APPEND commands the clients started.
+    pub appends: usize,
+    /// Of these, the ones whose first line ends with a synchronizing literal `{n}`.
+    pub synchronizing: usize,
+    /// APPENDs whose connection's next APPEND line came before their tagged reply was forwarded:
+    /// the client had not waited for the reply.
+    pub next_before_reply: Vec<usize>,
+    /// APPENDs whose connection's next APPEND line came after their tagged reply was forwarded
+    /// (always so for a client that waits for each reply).
+    pub next_after_reply: Vec<usize>,
+    /// APPENDs after which their connection started no other APPEND, in ascending order.
+    pub last: Vec<usize>,
+}
+
+/// The state of [`Proxy::observe_appends`], shared by the pumps of every connection.
+#[derive(Default)]
+struct Observe {
+    st: Mutex<ObserveState>,
+}
+
+#[derive(Default)]
+struct ObserveState {
+    report: AppendOrder,
+    /// Per connection, its latest APPEND: (number, tag, its tagged reply was forwarded).
+    latest: HashMap<usize, (usize, String, bool)>,
+}
+
+impl Observe {
+    /// The up pump read the first line of a command, before forwarding it.
+    fn started(&self, conn: usize, tag: &str, verb: &str, sync_literal: bool) {
+        if verb != "APPEND" {
+            return;
+        }
+        let mut st = lock(&self.st);
+        st.report.appends += 1;
+        st.report.synchronizing += usize::from(sync_literal);
+        let n = st.report.appends;
+        if let Some((prev, _, replied)) = st.latest.insert(conn, (n, tag.to_string(), false)) {
+            match replied {
+                true => st.report.next_after_reply.push(prev),
+                false => st.report.next_before_reply.push(prev),
+            }
+        }
+    }
+
+    /// The down pump is about to forward a complete server response to the client.
+    fn before_forward(&self, conn: usize, resp: &[u8]) {
+        let Some(sp) = resp.iter().position(|&b| b == b' ') else {
+            return;
+        };
+        let tag = &resp[..sp];
+        if let Some((_, t, replied)) = lock(&self.st).latest.get_mut(&conn) {
+            *replied |= t.as_bytes() == tag;
+        }
+    }
+
+    fn report(&self) -> AppendOrder {
+        let st = lock(&self.st);
+        let mut r = st.report.clone();
+        r.last = st.latest.values().map(|(n, _, _)| *n).collect();
+        r.last.sort_unstable();
+        r
+    }
+}
+
 struct Shared {
     name: String,
     target: u16,
@@ -268,6 +345,8 @@ struct Shared {
     hold: Mutex<Option<Arc<Hold>>>,
     /// The pacing rule armed last (kept for `pacing` and to wake it on Drop).
     pace: Mutex<Option<Arc<Pace>>>,
+    /// The observing rule armed last (kept for `append_order`).
+    observe: Mutex<Option<Arc<Observe>>>,
     accepted: AtomicUsize,
     cuts: AtomicUsize,
     literals_rewritten: AtomicUsize,
@@ -326,6 +405,7 @@ impl Proxy {
             rules: Mutex::new(Rules::default()),
             hold: Mutex::new(None),
             pace: Mutex::new(None),
+            observe: Mutex::new(None),
             accepted: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
             literals_rewritten: AtomicUsize::new(0),
@@ -510,6 +590,22 @@ impl Proxy {
             .unwrap_or_default()
     }
 
+    /// Connections accepted from now on record the order of APPEND lines and APPEND replies
+    /// (see the module docs), holding nothing. Read it with [`Proxy::append_order`].
+    pub fn observe_appends(&self) {
+        let observe = Arc::new(Observe::default());
+        lock(&self.shared.rules).observe = Some(observe.clone());
+        *lock(&self.shared.observe) = Some(observe);
+    }
+
+    /// What the observing rule armed last saw (all zero if none was armed).
+    pub fn append_order(&self) -> AppendOrder {
+        lock(&self.shared.observe)
+            .as_ref()
+            .map(|o| o.report())
+            .unwrap_or_default()
+    }
+
     /// Connections accepted from now on forward each server -> client read `d` after it
     /// arrived, in order: every round trip takes `d` longer. For measurements only.
     pub fn delay_downstream(&self, d: Duration) {
@@ -576,7 +672,7 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
             *lock(&h.conn) = Some(conn.clone());
         }
         sh.note(format!(
-            "conn #{id} accepted{}{}{}{}{}{}",
+            "conn #{id} accepted{}{}{}{}{}{}{}",
             if rules.cut.is_some() {
                 ", cut rule"
             } else {
@@ -595,6 +691,11 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
             },
             if rules.pace.is_some() {
                 ", pacing APPEND replies"
+            } else {
+                ""
+            },
+            if rules.observe.is_some() {
+                ", observing APPEND order"
             } else {
                 ""
             },
@@ -844,6 +945,9 @@ fn pump_up(sh: &Shared, c: &Conn, rules: &Rules) {
                     if let Some(p) = &rules.pace {
                         p.started(c.id, tag, verb, sync);
                     }
+                    if let Some(o) = &rules.observe {
+                        o.started(c.id, tag, verb, sync);
+                    }
                     return;
                 }
             };
@@ -1005,7 +1109,7 @@ impl DelayLine {
 
 fn pump_down(sh: &Shared, c: Arc<Conn>, rules: &Rules) {
     let hold = rules.hold.clone();
-    let framed = rules.downstream.is_some() || rules.pace.is_some();
+    let framed = rules.downstream.is_some() || rules.pace.is_some() || rules.observe.is_some();
     let mut framer = framed.then(Framer::default);
     let mut delay = rules.delay.map(|d| (d, DelayLine::start(c.clone())));
     let mut cut = rules.cut.clone();
@@ -1062,6 +1166,9 @@ fn pump_down(sh: &Shared, c: Arc<Conn>, rules: &Rules) {
             Some(fr) => fr.feed(data, &mut |resp| {
                 if let Some(p) = &rules.pace {
                     p.before_forward(sh, c.id, &resp);
+                }
+                if let Some(o) = &rules.observe {
+                    o.before_forward(c.id, &resp);
                 }
                 match &rules.downstream {
                     Some(f) => {

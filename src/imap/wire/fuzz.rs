@@ -664,7 +664,8 @@ proptest! {
             }
         }
         line.push_str("\r\n");
-        let flat = |gs: &[Option<Vec<(String, Option<char>)>>]| -> Vec<(String, Option<char>)> {
+        type Group = Vec<(String, Option<char>)>;
+        let flat = |gs: &[Option<Group>]| -> Group {
             gs.iter().flatten().flatten().cloned().collect()
         };
         let want_personal = groups[0].as_ref().map(|g| g[0].clone());

@@ -27,6 +27,8 @@
 
 mod common;
 
+use common::{show_output, SyncRun as Run};
+
 use common::proxy::{body_to_nil, drop_fetch_item, fetch_uid, AppendPacing, Proxy};
 use common::{run_imapshift, Dovecot, DovecotOpts, TestImap, TestMsg, Tok};
 use std::collections::BTreeMap;
@@ -34,7 +36,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,65 +136,10 @@ fn config(dir: &Path, old_port: u16, new_port: u16, new_extra: &str, tables: &st
     path
 }
 
-fn show(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    format!(
-        "exit {}\n--- stdout ---\n{}\n--- stderr (tail) ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    )
-}
-
-/// One `sync --json` run.
-struct Run {
-    code: Option<i32>,
-    j: serde_json::Value,
-    out: Output,
-}
-
-impl Run {
-    fn user(&self) -> &serde_json::Value {
-        &self.j["users"][0]
-    }
-
-    /// `(folder, old_uid)` of every entry of `users[0].failures`.
-    fn failures(&self) -> Vec<(String, Option<u64>)> {
-        self.user()["failures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                (
-                    f["folder"].as_str().unwrap_or("?").to_string(),
-                    f["old_uid"].as_u64(),
-                )
-            })
-            .collect()
-    }
-
-    fn copied(&self) -> u64 {
-        self.j["copied"].as_u64().unwrap_or(u64::MAX)
-    }
-
-    fn show(&self) -> String {
-        show(&self.out)
-    }
-}
-
 fn sync(cfg: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut args = vec!["sync", "--config", cfg.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    let out = run_imapshift(&args, envs);
-    let j = common::sync_report(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync: no JSON report ({e})\n{}", show(&out)));
-    let code = out.status.code();
-    println!(
-        "sync {extra:?}: exit {code:?}, copied {}, user {} (retries {}), failures {}",
-        j["copied"], j["users"][0]["status"], j["users"][0]["retries"], j["users"][0]["failures"]
-    );
-    Run { code, j, out }
+    Run::of(run_imapshift(&args, envs), extra)
 }
 
 /// `imapshift verify --json`: exit code and report.
@@ -203,7 +149,7 @@ fn verify(cfg: &Path) -> (Option<i32>, serde_json::Value) {
         ENVS,
     );
     let j = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: stdout is not JSON ({e})\n{}", show(&out)));
+        .unwrap_or_else(|e| panic!("verify: stdout is not JSON ({e})\n{}", show_output(&out)));
     (out.status.code(), j)
 }
 
@@ -896,7 +842,7 @@ fn append_bytes_rewritten_then_crash_after_append() {
     assert!(
         !crash.status.success() && String::from_utf8_lossy(&crash.stderr).contains("failpoint"),
         "{what}: the run did not stop at the failpoint\n{}",
-        show(&crash)
+        show_output(&crash)
     );
     let on_new: u32 = snapshot(&new).values().map(|v| v.len() as u32).sum();
     assert_eq!(on_new, 6, "{what}: two batches of 3 before the crash");

@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::{show_output, SyncRun as Run};
+
 use common::proxy::{fetch_uid, Proxy};
 use common::{
     diff_folder, key, plain_config, run_imapshift, spawn_imapshift, Dovecot, DovecotOpts, Pause,
@@ -242,7 +244,7 @@ impl Scenario {
     /// The spawned run held at a fault finishes on its own: exit 0 after at least one
     /// reconnect, every reconnect naming `side` (`"old server"`); then exact, re-run, verify.
     fn resumed(&self, what: &str, child: std::process::Child, side: &str) {
-        let r = finished(wait_output(child), &[]);
+        let r = Run::of(wait_output(child), &[]);
         let why = reconnects(&r);
         println!("{what}: reconnects: {why:#?}");
         assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
@@ -332,91 +334,13 @@ fn assert_zones(old: &Snapshot, new: &Snapshot) {
 
 // ----- runs -----
 
-/// One `sync --json` run.
-struct Run {
-    code: Option<i32>,
-    j: serde_json::Value,
-    out: Output,
-}
-
-impl Run {
-    fn user(&self) -> &serde_json::Value {
-        &self.j["users"][0]
-    }
-
-    /// `(folder, old_uid)` of every entry of `users[0].failures`.
-    fn failures(&self) -> Vec<(String, Option<u64>)> {
-        self.user()["failures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                (
-                    f["folder"].as_str().unwrap_or("?").into(),
-                    f["old_uid"].as_u64(),
-                )
-            })
-            .collect()
-    }
-
-    fn copied(&self) -> u64 {
-        self.j["copied"].as_u64().unwrap_or(u64::MAX)
-    }
-
-    fn retries(&self) -> u64 {
-        self.user()["retries"].as_u64().unwrap_or(0)
-    }
-
-    fn folder_sum(&self, k: &str) -> u64 {
-        self.user()["folders"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|f| f[k].as_u64().unwrap_or(0))
-            .sum()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-
-    fn show(&self) -> String {
-        show(&self.out)
-    }
-}
-
-fn show(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    format!(
-        "exit {}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or(""),
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    )
-}
-
 fn sync_with(cfg: &Path, extra: &[&str], more_env: &[(&str, &str)]) -> Run {
     let mut args = vec!["sync", "--config", cfg.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let mut envs = ENVS.to_vec();
     envs.extend_from_slice(more_env);
     let out = run_imapshift(&args, &envs);
-    finished(out, extra)
-}
-
-fn finished(out: Output, extra: &[&str]) -> Run {
-    let j = common::sync_report(&out.stdout)
-        .unwrap_or_else(|e| panic!("sync: no JSON report ({e})\n{}", show(&out)));
-    let code = out.status.code();
-    println!(
-        "sync {extra:?}: exit {code:?}, copied {}, user {} (retries {}), failures {}",
-        j["copied"], j["users"][0]["status"], j["users"][0]["retries"], j["users"][0]["failures"]
-    );
-    Run { code, j, out }
+    Run::of(out, extra)
 }
 
 fn assert_verified(what: &str, cfg: &Path) {
@@ -424,8 +348,12 @@ fn assert_verified(what: &str, cfg: &Path) {
         &["verify", "--config", cfg.to_str().unwrap(), "--json"],
         ENVS,
     );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{what}: verify: stdout is not JSON ({e})\n{}", show(&out)));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: verify: stdout is not JSON ({e})\n{}",
+            show_output(&out)
+        )
+    });
     let t = &j["totals"];
     println!(
         "{what}: verify exit {:?}: missing {}, duplicates {}",

@@ -21,6 +21,7 @@ mod lame_dns;
 mod procgroup;
 pub mod proxy;
 mod rng;
+mod run;
 
 pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subject, Key};
 pub use courier::{courier_prefix, Courier, CourierOpts};
@@ -35,6 +36,7 @@ pub use imap::{
 pub use knot::{kdig, zone_text, Knot};
 pub use lame_dns::LameDns;
 pub use rng::Rng;
+pub use run::{show_output, SyncRun};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -234,7 +234,9 @@ fn open_error(dir: &Path, e: &sled::Error) -> Error {
 impl StateStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<StateStore> {
-        let wide = files::private_dir(dir).map_err(|e| {
+        // A directory others can read is named once, when the command takes the state
+        // directory's lock (`cli::lock_state`), which every command opening the store does first.
+        files::private_dir(dir).map_err(|e| {
             let text = format!(
                 "cannot create the state directory {}: {}",
                 dir.display(),
@@ -246,9 +248,6 @@ impl StateStore {
                 Error::config(format!("{text} (set state_dir to a writable folder)"))
             }
         })?;
-        if let Some(w) = wide {
-            tracing::warn!("{w}");
-        }
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub security: Security,
     pub auth: AuthMech,
     pub accept_invalid_certs: bool,
+    /// `ca_file`: certificates (PEM) trusted as roots for this side in addition to the
+    /// system's, e.g. a private CA or the server's own self-signed certificate.
+    pub ca: Option<CaFile>,
     /// Limit for any single network wait (connect, a reply line, a literal).
     pub timeout: Duration,
     /// Admin login used for users without a password of their own on this side.
@@ -58,6 +61,14 @@ pub struct ServerConfig {
     /// `[side.quirks]`: workarounds forced on or off, capabilities to ignore
     /// (docs/server-quirks.md).
     pub quirks: crate::imap::quirks::QuirkOverrides,
+}
+
+/// A side's `ca_file`, read and checked when the configuration is loaded.
+#[derive(Clone, Debug)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// Each `BEGIN CERTIFICATE` block of the file, checked to parse.
+    pub pem: Vec<String>,
 }
 
 /// An administrator's login that opens users' mailboxes: a Dovecot master user (`auth =
@@ -222,6 +233,7 @@ struct RawServer {
     security: Option<Spanned<String>>,
     auth: Option<Spanned<String>>,
     accept_invalid_certs: Option<bool>,
+    ca_file: Option<Spanned<String>>,
     timeout_secs: Option<Spanned<i64>>,
     master_user: Option<Spanned<String>>,
     master_password: Option<Spanned<String>>,
@@ -781,6 +793,15 @@ fn server(
             ))
         }
     };
+    let ca = match &raw.ca_file {
+        None => None,
+        Some(f) => {
+            let field = format!("[{side}].ca_file");
+            let path = base.join(f.get_ref());
+            let pem = crate::imap::read_ca_file(&path).map_err(|e| w.at(f, &field, e))?;
+            Some(CaFile { path, pem })
+        }
+    };
     Ok(ServerConfig {
         side,
         host,
@@ -788,6 +809,7 @@ fn server(
         security,
         auth,
         accept_invalid_certs: raw.accept_invalid_certs.unwrap_or(false),
+        ca,
         timeout,
         master,
         max_connections: match &raw.max_connections {

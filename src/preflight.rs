@@ -77,6 +77,8 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
             server.push(c);
         }
     }
+    server.push(security_check(&cfg.old));
+    server.push(security_check(&cfg.new));
     server.extend(out);
     let mut out = server;
     if let Some(mx) = &cfg.mx {
@@ -119,6 +121,55 @@ pub fn render(checks: &[Check]) -> String {
         count(Level::Fail)
     ));
     s
+}
+
+/// How the connection to a side is protected, from its configuration (a certificate that
+/// fails its check already failed the logins above).
+fn security_check(sc: &crate::config::ServerConfig) -> Check {
+    use crate::config::Security;
+    let name = format!("security {}", sc.side);
+    let how = match sc.security {
+        Security::Tls => "TLS",
+        Security::Starttls => "STARTTLS",
+        Security::Plain => {
+            let loopback = sc.host == "localhost"
+                || sc
+                    .host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            return if loopback {
+                check(Level::Pass, name, "plain, on this host (loopback)")
+            } else {
+                check(
+                    Level::Warn,
+                    name,
+                    format!(
+                        "plain: passwords and mail cross the network unencrypted; use security = \"tls\" or \"starttls\" unless [{}] is on a network you trust",
+                        sc.side
+                    ),
+                )
+            };
+        }
+    };
+    if sc.accept_invalid_certs {
+        return check(
+            Level::Warn,
+            name,
+            format!(
+                "{how}, but the certificate is NOT checked ([{}].accept_invalid_certs = true): trust its CA with ca_file instead",
+                sc.side
+            ),
+        );
+    }
+    let roots = match &sc.ca {
+        Some(ca) => format!("the system's CAs and {}", ca.path.display()),
+        None => "the system's CAs".to_string(),
+    };
+    check(
+        Level::Pass,
+        name,
+        format!("{how}, certificate checked against {roots}"),
+    )
 }
 
 fn caps_check(side: &str, caps: &crate::store::Capabilities) -> Check {

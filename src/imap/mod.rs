@@ -9,6 +9,7 @@
 pub mod keywords;
 pub mod quirks;
 pub mod stream;
+pub use stream::read_ca_file;
 pub mod wire;
 
 use crate::config::{AuthMech, ServerConfig};

@@ -5,7 +5,9 @@
 
 use crate::config::{Security, ServerConfig};
 use crate::error::{Error, Retry, Scope};
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufStream, ReadBuf,
@@ -211,23 +213,140 @@ async fn read_line(
     }
 }
 
+/// Reads a `ca_file`: every `BEGIN CERTIFICATE` block of a PEM file, each checked to parse.
+/// The error says what is wrong with the file and how to make one.
+pub fn read_ca_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&text);
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(b) = rest.find(BEGIN) {
+        let Some(e) = rest[b..].find(END) else {
+            return Err(format!(
+                "{}: certificate {} has no END CERTIFICATE line (the file is cut short?)",
+                path.display(),
+                blocks.len() + 1
+            ));
+        };
+        let block = &rest[b..b + e + END.len()];
+        async_native_tls::Certificate::from_pem(block.as_bytes()).map_err(|err| {
+            format!(
+                "{}: certificate {} does not parse: {err}",
+                path.display(),
+                blocks.len() + 1
+            )
+        })?;
+        blocks.push(format!("{block}\n"));
+        rest = &rest[b + e + END.len()..];
+    }
+    if blocks.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the CA's certificate, \
+             or the server's own (openssl s_client -connect HOST:993 -showcerts)",
+            path.display()
+        ));
+    }
+    Ok(blocks)
+}
+
+/// `accept_invalid_certs` is said once per side and process, at the first TLS connection.
+static UNCHECKED_WARNED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+fn warn_unchecked(server: &ServerConfig) {
+    let i = usize::from(server.side == "new");
+    if !UNCHECKED_WARNED[i].swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "[{side}] accept_invalid_certs = true: the certificate of {}:{} is not checked (issuer, \
+             expiry, name), so anyone on the network path could read the passwords and the mail; \
+             use it only on a network you trust, or trust the server's CA with [{side}].ca_file",
+            server.host,
+            server.port,
+            side = server.side
+        );
+    }
+}
+
+/// What a refused certificate means and how to fix it, from the verification result the TLS
+/// library names (OpenSSL's texts; `self signed` is OpenSSL 1.1's spelling).
+fn certificate_problem(text: &str) -> Option<&'static str> {
+    let t = text.to_ascii_lowercase();
+    let table: &[(&[&str], &str)] = &[
+        (
+            &["self-signed certificate in certificate chain", "self signed certificate in certificate chain"],
+            "the certificate chain ends in a CA this host does not trust",
+        ),
+        (
+            &["self-signed certificate", "self signed certificate"],
+            "the certificate is self-signed",
+        ),
+        (&["certificate has expired"], "the certificate has expired"),
+        (&["certificate is not yet valid"], "the certificate is not valid yet (check both clocks)"),
+        (
+            &["hostname mismatch", "ip address mismatch"],
+            "the certificate is for another name than the configured host",
+        ),
+        (
+            &["unable to get local issuer certificate", "unable to get issuer certificate"],
+            "the certificate is issued by a CA this host does not trust (or the server sends no intermediate certificate)",
+        ),
+        (&["certificate revoked"], "the certificate is revoked"),
+        (&["certificate verify failed"], "the certificate could not be verified"),
+    ];
+    table
+        .iter()
+        .find(|(needles, _)| needles.iter().any(|n| t.contains(n)))
+        .map(|(_, what)| *what)
+}
+
 async fn tls_handshake(
     server: &ServerConfig,
     tcp: TcpStream,
 ) -> Result<async_native_tls::TlsStream<TcpStream>, Error> {
-    let connector = async_native_tls::TlsConnector::new()
+    let mut connector = async_native_tls::TlsConnector::new()
         .danger_accept_invalid_certs(server.accept_invalid_certs)
         .danger_accept_invalid_hostnames(server.accept_invalid_certs);
+    if server.accept_invalid_certs {
+        warn_unchecked(server);
+    }
+    for pem in server.ca.iter().flat_map(|ca| ca.pem.iter()) {
+        // Parsed once already when the configuration was loaded.
+        if let Ok(c) = async_native_tls::Certificate::from_pem(pem.as_bytes()) {
+            connector = connector.add_root_certificate(c);
+        }
+    }
     match tokio::time::timeout(server.timeout, connector.connect(server.host.as_str(), tcp)).await {
-        Err(_) => Err(account_err(server, Retry::Transient, "TLS handshake timed out".into())),
-        Ok(Err(e)) => Err(account_err(
+        Err(_) => Err(account_err(
             server,
-            Retry::Fix,
-            format!(
-                "TLS handshake failed: {e} (if the certificate is self-signed or for another name, fix it, or set accept_invalid_certs = true for [{}] on a trusted network)",
-                server.side
-            ),
+            Retry::Transient,
+            "TLS handshake timed out".into(),
         )),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let side = server.side;
+            let trusted = match &server.ca {
+                Some(ca) => format!(
+                    "; the certificates of [{side}].ca_file ({}) do not vouch for it",
+                    ca.path.display()
+                ),
+                None => String::new(),
+            };
+            let what = match certificate_problem(&text) {
+                Some(problem) => format!(
+                    "TLS certificate refused: {problem} ({text}){trusted}; fix: give the server a \
+                     certificate for \"{}\" from a CA this host trusts, or trust its CA (or \
+                     the certificate itself) with [{side}].ca_file = \"ca.pem\", or, on a \
+                     network you trust only, set [{side}].accept_invalid_certs = true",
+                    server.host
+                ),
+                None => format!(
+                    "TLS handshake failed: {text} (is it a TLS port? security = \"tls\" is \
+                     port 993, \"starttls\" port 143)"
+                ),
+            };
+            Err(account_err(server, Retry::Fix, what))
+        }
         Ok(Ok(s)) => Ok(s),
     }
 }

@@ -68,9 +68,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DovecotOpts {
     /// Also listen for implicit TLS (`tls_port()`) and offer STARTTLS on the
     /// plain port, with a self-signed certificate (CN=localhost,
-    /// SAN DNS:localhost + IP:127.0.0.1) made by `openssl req -x509`.
+    /// SAN DNS:localhost + IP:127.0.0.1) made by `openssl req -x509` ([`super::tls::self_signed`]).
     /// Plaintext LOGIN stays allowed on the plain port either way.
     pub tls: bool,
+    /// With `tls`: the certificate and key (PEM files) to serve instead of the self-signed
+    /// one, e.g. from [`super::tls::TestCa`].
+    pub cert: Option<(PathBuf, PathBuf)>,
     /// Appended verbatim at the end of the config, e.g.
     /// `"imap_capability = IMAP4rev1 LITERAL+"`. Later settings override
     /// earlier ones.
@@ -337,7 +340,16 @@ impl Dovecot {
             self.add_user(login, pw);
         }
         if self.opts.tls {
-            make_cert(&dir.join("ssl"));
+            match &self.opts.cert {
+                None => {
+                    super::tls::self_signed(&dir.join("ssl"));
+                }
+                Some((cert, key)) => {
+                    fs::create_dir_all(dir.join("ssl")).unwrap();
+                    fs::copy(cert, dir.join("ssl/cert.pem")).expect("copy the test certificate");
+                    fs::copy(key, dir.join("ssl/key.pem")).expect("copy the test key");
+                }
+            }
         }
     }
 
@@ -521,28 +533,6 @@ fn dovecot_bin() -> PathBuf {
              install Debian's dovecot-imapd; integration tests need a real IMAP server"
         )
     })
-}
-
-fn make_cert(dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl to make a test certificate: {e}"));
-    assert!(
-        out.status.success(),
-        "openssl req -x509 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Connects and checks that the server greets with `* OK`.

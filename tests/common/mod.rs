@@ -22,6 +22,7 @@ mod procgroup;
 pub mod proxy;
 mod rng;
 mod run;
+pub mod tls;
 
 pub use compare::{diff_folder, internaldate_secs, key, parse_internaldate, subject, Key};
 pub use courier::{courier_prefix, Courier, CourierOpts};

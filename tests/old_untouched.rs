@@ -15,8 +15,10 @@
 //! `preflight`, `folders`, a run aborted at a failpoint and one SIGKILLed while held after an
 //! APPEND, the resuming `sync`, `sync --propagate-deletes` after an expunge on the old side, a
 //! lost state directory (the maps rebuilt by matching), and `cutover --follow` held at its follow
-//! passes (IDLE on the old INBOX) and stopped by SIGINT. Then a full sync and verify with Cyrus
-//! and with Courier (no CONDSTORE) as the old server. The accounts hold what makes the `\Seen`
+//! passes (IDLE on the old INBOX) and stopped by SIGINT. Then with Cyrus and with Courier (no
+//! CONDSTORE) as the old server: `preflight`, a full sync, a sync with nothing new, `verify`,
+//! `verify --deep`, `folders`, a delta after mail and a flag change (and verify), and a lost
+//! state directory. The accounts hold what makes the `\Seen`
 //! trap visible (unseen mail that a plain `BODY[]` would mark read), flagged mail, keywords, a
 //! message flagged `\Deleted` but not expunged, nested and non-ASCII (mUTF-7) folders, a
 //! `\Noselect` parent, an empty folder, an unsubscribed folder, a subscription without a folder,
@@ -514,17 +516,39 @@ fn other_vendor_untouched(old_port: u16, prefix: &str) {
     )
     .unwrap();
     let cfg = cfg.to_str().unwrap();
-    let watch = Watch::new(old_port, &[USERS[0]]);
+    let mut watch = Watch::new(old_port, &[USERS[0]]);
     assert_eq!(watch.snapshot(user).message_count(), 18);
     watch.unchanged("nothing (two snapshots in a row)");
     watch.steps(
         cfg,
         &[
+            (&["preflight"], "preflight"),
             (&["sync"], "the full sync"),
             (&["sync"], "a sync with nothing new"),
             (&["verify"], "verify"),
             (&["verify", "--deep"], "verify --deep"),
             (&["folders"], "folders"),
+        ],
+    );
+    // New mail and a flag changed on the old side by the test's own session (the new baseline),
+    // then the delta that carries them.
+    let mut c = TestImap::connect(old_port, user, PW);
+    c.append("INBOX", &[], Some(&date(41)), &msg("delta", 1))
+        .unwrap();
+    c.store_flags("INBOX", 1, "+FLAGS", &["\\Flagged"]);
+    c.logout();
+    let after = snapshot_all(old_port, &[user]);
+    assert_ne!(
+        watch.before[user].diff(&after[user]),
+        Vec::<String>::new(),
+        "the snapshot sees the test's own change"
+    );
+    watch.before = after;
+    watch.steps(
+        cfg,
+        &[
+            (&["sync"], "the delta after new mail and a flag change"),
+            (&["verify"], "verify after the delta"),
         ],
     );
     std::fs::remove_dir_all(Path::new(cfg).parent().unwrap().join("state")).unwrap();
@@ -534,7 +558,7 @@ fn other_vendor_untouched(old_port: u16, prefix: &str) {
 
 /// Cyrus 3.6 as the old server (CONDSTORE, folders under `INBOX.`).
 #[test]
-fn sync_and_verify_leave_an_old_cyrus_untouched() {
+fn preflight_sync_delta_and_verify_leave_an_old_cyrus_untouched() {
     let old = Cyrus::start("old", &[("alice", PW)], CyrusOpts::default());
     other_vendor_untouched(old.port(), "INBOX.");
 }
@@ -542,7 +566,7 @@ fn sync_and_verify_leave_an_old_cyrus_untouched() {
 /// Courier-IMAP 5.0 as the old server (no CONDSTORE: no MODSEQ to compare, so flags and counters
 /// carry the proof).
 #[test]
-fn sync_and_verify_leave_an_old_courier_untouched() {
+fn preflight_sync_delta_and_verify_leave_an_old_courier_untouched() {
     let old = Courier::start("old", &[("alice", PW)], CourierOpts::default());
     other_vendor_untouched(old.port(), "INBOX.");
 }

@@ -1,10 +1,11 @@
 //! Protocol faults end to end (issue 13, "faults survived"): a server that answers garbage, a
 //! literal cut short while the connection stays open, a `* BYE` in the middle of a command, a
 //! storm of untagged `* OK` / `* NO` / `* n EXISTS` lines, a server SIGKILLed mid-command and
-//! a new server that goes silent past `timeout_secs`. Each fault is injected on a marker in the
-//! bytes (a UID in a FETCH response, the n-th APPENDUID completion), never at a moment, by the
-//! programmable proxy of tests/common/proxy.rs (its `rewrite_downstream` only; a response held
-//! back by a [`Gate`] plays a stalled or dying server), and each is followed by a re-run and an
+//! a new server that goes silent past `timeout_secs`, and an old server that trickles its bytes.
+//! Each fault is injected on a marker in the bytes (a UID in a FETCH response, the n-th
+//! APPENDUID completion, the NAMESPACE reply), never at a moment, by the programmable proxy of
+//! tests/common/proxy.rs (its `rewrite_downstream`, and `trickle_downstream_from` for the
+//! trickle; a response held back by a [`Gate`] plays a stalled or dying server), and each is followed by a re-run and an
 //! exact comparison of old and new (bytes, flags, INTERNALDATE as an instant) and `verify`.
 //!
 //! The set-up ([`Scenario`]): real Dovecots, the old in `Europe/Berlin`, the new in
@@ -1031,6 +1032,42 @@ fn new_server_silent_past_the_timeout() {
         ROUND2 as u64,
         "{what}\n{}",
         r.show()
+    );
+    s.settled(what, &r);
+}
+
+// ----- case 7: the old server trickles -----
+
+/// Case 7: `[old] timeout_secs = 2`; on the first connection, the old proxy passes the old
+/// server's bytes on one every 300 ms from the NAMESPACE reply on: every byte comes well within
+/// the timeout, no line does. Proves: a reply line is bounded like a literal's chunk (each 256
+/// KiB within the timeout), so imapshift gives up on that connection after 2 s with a reason
+/// naming the trickle (before the fix it read on at 3 bytes a second, for as long as the server
+/// liked), reconnects, and finishes in the same run: exit 0, the new server exact, a re-run
+/// copies nothing, verify 0.
+#[test]
+fn old_server_trickling_a_reply_line_times_out() {
+    let what = "old server trickles";
+    let s = Scenario::primed("trickle", "timeout_secs = 2\n", "");
+    s.old_proxy
+        .trickle_downstream_from(b"* NAMESPACE", Duration::from_millis(300), 1);
+    let r = s.sync(&["--propagate-deletes"]);
+    let why = reconnects(&r);
+    println!("{what}: reconnects: {why:#?}");
+    assert!(
+        s.old_proxy.log().iter().any(|l| l.contains("TRICKLE")),
+        "{what}: the trickle never started"
+    );
+    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
+    assert_reasons(
+        what,
+        &why,
+        &[&[
+            "old server",
+            "a reply line not complete after 2s",
+            "the server stalls or trickles (timeout)",
+        ]],
     );
     s.settled(what, &r);
 }

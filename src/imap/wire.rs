@@ -592,15 +592,31 @@ fn idle_timeout(idle: Duration) -> String {
     format!("no data from the server for {}s (timeout)", idle.as_secs())
 }
 
+fn trickle_timeout(idle: Duration, got: usize) -> String {
+    format!(
+        "a reply line not complete after {}s, only {got} bytes came: the server stalls or trickles (timeout)",
+        idle.as_secs()
+    )
+}
+
+/// Reads one line. Like a literal's chunks, each `IO_CHUNK` bytes of a line must come within
+/// `idle`: a server that trickles a byte now and then (each before `idle`) would otherwise hold
+/// the session for as long as it likes.
 async fn read_line_limited(
     io: &mut Buffered,
     out: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<(), String> {
+    let start = out.len();
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut chunk_start = start;
     loop {
-        let buf = tokio::time::timeout(idle, io.fill_buf())
+        let buf = tokio::time::timeout_at(deadline, io.fill_buf())
             .await
-            .map_err(|_| idle_timeout(idle))?
+            .map_err(|_| match out.len() - start {
+                0 => idle_timeout(idle),
+                got => trickle_timeout(idle, got),
+            })?
             .map_err(|e| format!("connection lost: {e}"))?;
         if buf.is_empty() {
             return Err("server closed the connection".into());
@@ -615,6 +631,10 @@ async fn read_line_limited(
         io.consume(n);
         if out.len() > MAX_LINE {
             return Err(format!("reply line longer than {MAX_LINE} bytes"));
+        }
+        if out.len() - chunk_start >= IO_CHUNK {
+            chunk_start = out.len();
+            deadline = tokio::time::Instant::now() + idle;
         }
     }
 }

@@ -42,6 +42,10 @@
 //!   each reply always shows: it cannot send APPEND n+1 before it received reply n, which the
 //!   proxy marked first, so that verdict is causal, never a matter of speed. *Before* proves the
 //!   client did not wait. [`Proxy::append_order`] reports them.
+//! * [`Proxy::trickle_downstream_from`]: from the first server -> client read that holds a
+//!   marker on, forward the server's bytes one at a time with a pause between them, on the
+//!   first K connections that show it (a server that trickles: each byte comes well within any
+//!   inactivity timeout, a line never does). The bytes before the marker pass at once.
 //! * [`Proxy::delay_downstream`]: forward every server -> client read a fixed time after it
 //!   arrived, in order (a longer round trip). For measurements only, never a test's verdict.
 //!
@@ -82,6 +86,16 @@ struct Rules {
     pace: Option<Arc<Pace>>,
     observe: Option<Arc<Observe>>,
     delay: Option<Duration>,
+    trickle: Option<TrickleRule>,
+}
+
+/// See [`Proxy::trickle_downstream_from`].
+#[derive(Clone)]
+struct TrickleRule {
+    marker: Vec<u8>,
+    pause: Duration,
+    limit: usize,
+    fired: Arc<AtomicUsize>,
 }
 
 /// The hold of one connection (see [`Proxy::hold_upstream_after`]).
@@ -612,6 +626,18 @@ impl Proxy {
         lock(&self.shared.rules).delay = Some(d);
     }
 
+    /// Connections accepted from now on: on the first `first` of them whose server sends
+    /// `marker` (within one read), everything from the marker on goes to the client one byte
+    /// every `pause`, until either side closes. Not combined with the framing rules.
+    pub fn trickle_downstream_from(&self, marker: &[u8], pause: Duration, first: usize) {
+        lock(&self.shared.rules).trickle = Some(TrickleRule {
+            marker: marker.to_vec(),
+            pause,
+            limit: first,
+            fired: Arc::new(AtomicUsize::new(0)),
+        });
+    }
+
     /// Connections accepted from now on are clean pass-throughs (an armed hold not yet taken is
     /// dropped too; a taken one stays releasable).
     pub fn clear_rules(&self) {
@@ -1117,6 +1143,7 @@ fn pump_down(sh: &Shared, c: Arc<Conn>, rules: &Rules) {
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut client_ok = true;
+    let mut trickling = false;
     loop {
         let n = match (&c.server).read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -1156,6 +1183,40 @@ fn pump_down(sh: &Shared, c: Arc<Conn>, rules: &Rules) {
         }
         if !client_ok {
             continue;
+        }
+        if let Some(rule) = &rules.trickle {
+            let from = if trickling {
+                Some(0)
+            } else {
+                find(data, &rule.marker).filter(|_| {
+                    rule.fired
+                        .fetch_update(SeqCst, SeqCst, |f| (f < rule.limit).then_some(f + 1))
+                        .is_ok()
+                })
+            };
+            if let Some(from) = from {
+                if !trickling {
+                    trickling = true;
+                    sh.note(format!(
+                        "conn #{}: TRICKLE: one byte every {:?} from {:?} on",
+                        c.id,
+                        rule.pause,
+                        String::from_utf8_lossy(&rule.marker)
+                    ));
+                }
+                let mut ok = c.to_client(&data[..from]).is_ok();
+                for b in &data[from..] {
+                    if !ok || sh.stop.load(SeqCst) {
+                        break;
+                    }
+                    thread::sleep(rule.pause);
+                    ok = c.to_client(std::slice::from_ref(b)).is_ok();
+                }
+                if !ok {
+                    break;
+                }
+                continue;
+            }
         }
         let forward = |b: &[u8]| match &delay {
             Some((d, line)) => line.send(*d, b),

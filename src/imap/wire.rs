@@ -1105,4 +1105,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;

@@ -533,23 +533,26 @@ fn edit(insert: BoxedStrategy<String>) -> impl Strategy<Value = Edit> {
 /// Lines a mutation inserts into the TOML.
 fn toml_line() -> BoxedStrategy<String> {
     prop_oneof![
-        Just("[old]".to_string()),
-        Just("[[users]]".to_string()),
-        Just("[sync]".to_string()),
-        Just("[mx]".to_string()),
-        Just("[filters]".to_string()),
-        Just("[new.quirks]".to_string()),
-        Just("users_csv = \"users.csv\"".to_string()),
-        Just("no_such_field = 1".to_string()),
-        Just("old = \"x\"".to_string()),
-        Just("port = \"143\"".to_string()),
-        Just("domains = [\"example.com\", \"\"]".to_string()),
-        Just("max_ttl = -5".to_string()),
-        Just("[[folder_rules]]".to_string()),
-        Just("match = \"(\"".to_string()),
-        Just("to = \"a//b\"".to_string()),
-        ("[a-z_]{1,12}", odd_value()).prop_map(|(k, v)| format!("{k} = {v}")),
-        "[ -~]{0,30}",
+        3 => prop::sample::select(vec![
+            "[old]",
+            "[[users]]",
+            "[sync]",
+            "[mx]",
+            "[filters]",
+            "[new.quirks]",
+            "users_csv = \"users.csv\"",
+            "no_such_field = 1",
+            "old = \"x\"",
+            "port = \"143\"",
+            "domains = [\"example.com\", \"\"]",
+            "max_ttl = -5",
+            "[[folder_rules]]",
+            "match = \"(\"",
+            "to = \"a//b\"",
+        ])
+        .prop_map(String::from),
+        1 => ("[a-z_]{1,12}", odd_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+        1 => "[ -~]{0,30}",
     ]
     .boxed()
 }
@@ -557,18 +560,21 @@ fn toml_line() -> BoxedStrategy<String> {
 /// Rows a mutation inserts into the CSV.
 fn csv_line() -> BoxedStrategy<String> {
     prop_oneof![
-        Just("old,new,old_password,new_password".to_string()),
-        Just("a,b,env:X".to_string()),
-        Just("a,b,env:X,env:Y,true,extra".to_string()),
-        Just(",b,file:pw/0-old,file:pw/0-new".to_string()),
-        Just("a,,file:pw/0-old,file:pw/0-new".to_string()),
-        Just("a,b,hunter2,file:pw/0-new".to_string()),
-        Just("\"a,b,file:pw/0-old,file:pw/0-new".to_string()),
-        Just("\"a\"x,b,file:pw/0-old,file:pw/0-new".to_string()),
-        Just("a,b,file:pw/0-old,file:pw/0-new,maybe".to_string()),
-        Just("# comment".to_string()),
-        Just(String::new()),
-        "[ -~]{0,30}",
+        3 => prop::sample::select(vec![
+            "old,new,old_password,new_password",
+            "a,b,env:X",
+            "a,b,env:X,env:Y,true,extra",
+            ",b,file:pw/0-old,file:pw/0-new",
+            "a,,file:pw/0-old,file:pw/0-new",
+            "a,b,hunter2,file:pw/0-new",
+            "\"a,b,file:pw/0-old,file:pw/0-new",
+            "\"a\"x,b,file:pw/0-old,file:pw/0-new",
+            "a,b,file:pw/0-old,file:pw/0-new,maybe",
+            "# comment",
+            "",
+        ])
+        .prop_map(String::from),
+        1 => "[ -~]{0,30}",
     ]
     .boxed()
 }

@@ -36,12 +36,30 @@ pub(crate) fn cases(default_cases: u32) -> ProptestConfig {
 
 /// Every response in `bytes`, read by the real reader over loopback TCP: parsed replies, and the
 /// error that ended the stream (at the latest the end of the bytes).
+fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
+    over_loopback(bytes, async |io: &mut Buffered| {
+        let mut out = Vec::new();
+        loop {
+            match read_parts(io, Duration::from_secs(10)).await {
+                Ok(parts) => out.push(parse_response(parts)),
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
+            }
+        }
+        out
+    })
+}
+
+/// `read` on the reading end of a fresh loopback TCP connection whose other end writes `bytes`
+/// and closes.
 ///
 /// The reading side closes with `SO_LINGER` 0, a reset: the writer closed first, and its socket
 /// would otherwise wait out TIME_WAIT, one per case (some 4 000 after a default run, tens of
 /// thousands after a long one, enough to run out of loopback ports). The reset comes only after
-/// the reader has seen the end of the bytes (or stopped at an error), so nothing is lost.
-fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
+/// `read` is done (it has seen the end of the bytes, or stopped at an error), so nothing is lost.
+fn over_loopback<T>(bytes: Vec<u8>, read: impl AsyncFnOnce(&mut Buffered) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -59,16 +77,7 @@ fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
             let _ = server.shutdown().await;
         });
         let mut io = Buffered::new(Stream::Plain(client));
-        let mut out = Vec::new();
-        loop {
-            match read_parts(&mut io, Duration::from_secs(10)).await {
-                Ok(parts) => out.push(parse_response(parts)),
-                Err(e) => {
-                    out.push(Err(e));
-                    break;
-                }
-            }
-        }
+        let out = read(&mut io).await;
         drop(io);
         let _ = writer.await;
         out
@@ -877,30 +886,13 @@ fn parse_speed() {
         _ => false,
     });
     let ours_tcp = best(&mut || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let data = bytes.clone();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            client.set_zero_linger().unwrap();
-            let (mut server, _) = listener.accept().await.unwrap();
-            let writer = tokio::spawn(async move {
-                server.write_all(&data).await.unwrap();
-                server.shutdown().await.unwrap();
-            });
-            let mut io = Buffered::new(Stream::Plain(client));
+        over_loopback(bytes.clone(), async |io: &mut Buffered| {
             let mut n = 0;
-            while let Ok(parts) = read_parts(&mut io, Duration::from_secs(10)).await {
+            while let Ok(parts) = read_parts(io, Duration::from_secs(10)).await {
                 if let Ok(Response::Numbered { mut rest, .. }) = parse_response(parts) {
                     n += usize::from(black_box(fetch_items(&mut rest)).is_some());
                 }
             }
-            writer.await.unwrap();
             n
         })
     });

@@ -376,10 +376,20 @@ pub fn load_without_secrets(path: &Path) -> Result<Config> {
 }
 
 fn read_config(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Error::config(format!(
             "cannot read the configuration file {}: {e} (pass the right file with --config)",
             path.display()
+        ))
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::config(format!(
+            "{}:{line}: the byte 0x{:02x} is not UTF-8: save the file as UTF-8",
+            path.display(),
+            bytes[at]
         ))
     })
 }
@@ -999,7 +1009,7 @@ fn csv_users(
     masters: (bool, bool),
     take: &Take,
 ) -> Result<Vec<UserConfig>> {
-    let file = std::fs::File::open(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Error::config(format!(
             "cannot read {}: {e} (the path is relative to the configuration file's folder)",
             path.display()
@@ -1009,18 +1019,19 @@ fn csv_users(
         .has_headers(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_reader(file);
+        .from_reader(&bytes[..]);
+    let at = |pos: Option<&csv::Position>| csv_origin(path, &bytes, pos);
     let headers = rdr
         .headers()
-        .map_err(|e| Error::config(format!("{}:1: {e}", path.display())))?
+        .map_err(|e| Error::config(format!("{}: {}", at(e.position()), csv_problem(&e))))?
         .clone();
     let want = ["old", "new", "old_password", "new_password"];
     let mut idx = [0usize; 4];
     for (i, name) in want.iter().enumerate() {
         idx[i] = headers.iter().position(|h| h == *name).ok_or_else(|| {
             Error::config(format!(
-                "{}:1: the header row lacks the column \"{name}\": it must name old,new,old_password,new_password",
-                path.display()
+                "{}: the header row lacks the column \"{name}\": it must name old,new,old_password,new_password",
+                at(headers.position())
             ))
         })?;
     }
@@ -1028,12 +1039,9 @@ fn csv_users(
     let merge_idx = headers.iter().position(|h| h == "merge");
     let mut users = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            Error::config(format!("{}:{line}: {e}", path.display()))
-        })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let origin = format!("{}:{line}", path.display());
+        let rec =
+            rec.map_err(|e| Error::config(format!("{}: {}", at(e.position()), csv_problem(&e))))?;
+        let origin = at(rec.position());
         let get = |i: usize, name: &str| -> Result<String> {
             rec.get(idx[i]).map(str::to_string).ok_or_else(|| {
                 Error::config(format!("{origin}: column {name} is missing in this row"))
@@ -1073,6 +1081,49 @@ fn csv_users(
         });
     }
     Ok(users)
+}
+
+/// `users.csv:LINE` for a record (or a CSV error) at `pos`, just `users.csv` without one. The
+/// csv crate's position is where it began to read, before the comment and blank lines it
+/// skipped (its line was the comment's), so those are skipped here too.
+fn csv_origin(path: &Path, bytes: &[u8], pos: Option<&csv::Position>) -> String {
+    let Some(pos) = pos else {
+        return path.display().to_string();
+    };
+    let mut line = pos.line();
+    let mut i = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\n' => line += 1,
+            b'\r' => {}
+            b'#' => match bytes[i..].iter().position(|&b| b == b'\n') {
+                Some(n) => {
+                    i += n;
+                    continue;
+                }
+                None => break,
+            },
+            _ => break,
+        }
+        i += 1;
+    }
+    format!("{}:{line}", path.display())
+}
+
+/// What is wrong with a CSV row, without the csv crate's own line (see [`csv_origin`]).
+fn csv_problem(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "this row has {len} fields, the header row {expected_len}: give every column (quote a value that holds a comma)"
+        ),
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not UTF-8: save the file as UTF-8",
+            err.field() + 1
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Resolves a user's reference if the run takes the user; otherwise only checks its form.
@@ -1587,5 +1638,65 @@ new_password = "cmd:echo s3cret"
         assert_eq!(c.users.len(), 1);
         assert_eq!(c.users[0].old_password.as_ref().unwrap().expose(), "filepw");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Found by tests/fuzz_config.rs: the csv crate numbers a row from where it began to read,
+    /// before the comment and blank lines it skipped, so a row after a comment was named with
+    /// the comment's line (and the crate's own "(line: N, ...)" in the text said so too).
+    #[test]
+    fn csv_lines_count_comments_and_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "filepw\n").unwrap();
+        let text = GOOD.split("[[users]]").next().unwrap().replacen(
+            "state_dir = \"state\"\n",
+            "state_dir = \"state\"\nusers_csv = \"users.csv\"\n",
+            1,
+        );
+        let path = dir.path().join("imapshift.toml");
+        let csv = dir.path().join("users.csv");
+        let write = |rows: &[u8]| std::fs::write(&csv, rows).unwrap();
+        write(b"# users\nold,new,old_password,new_password\na,a,file:pw,file:pw\n# b:\n\n\r\n#\nb,b,file:pw,file:pw\n");
+        let c = load_without_secrets_text(&path, &text);
+        let lines: Vec<&str> = c
+            .users
+            .iter()
+            .map(|u| u.origin.rsplit(':').next().unwrap())
+            .collect();
+        assert_eq!(lines, ["3", "8"]);
+        write(b"old,new,old_password,new_password\n# c\n\nc,c,file:pw\n");
+        let e = parse(&path, &text).unwrap_err().to_string();
+        assert!(
+            e.contains("users.csv:4: this row has 3 fields, the header row 4"),
+            "{e}"
+        );
+        assert!(!e.contains("line:"), "{e}");
+        write(b"old,new,old_password,new_password\n\nd\xff,d,file:pw,file:pw\n");
+        let e = parse(&path, &text).unwrap_err().to_string();
+        assert!(e.contains("users.csv:3: field 1 is not UTF-8"), "{e}");
+        write(b"# header next\nold,new,password\n");
+        let e = parse(&path, &text).unwrap_err().to_string();
+        assert!(e.contains("users.csv:2: the header row lacks"), "{e}");
+    }
+
+    /// Found by tests/fuzz_config.rs: a configuration that is not UTF-8 was refused as
+    /// unreadable ("pass the right file with --config") without the line of the bad byte.
+    #[test]
+    fn non_utf8_config_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imapshift.toml");
+        let mut bytes = GOOD.as_bytes().to_vec();
+        let at = GOOD.find("imap.new.example").unwrap();
+        bytes.insert(at, 0xe9);
+        std::fs::write(&path, bytes).unwrap();
+        let e = load_without_secrets(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("imapshift.toml:8: the byte 0xe9 is not UTF-8"),
+            "{e}"
+        );
+    }
+
+    fn load_without_secrets_text(path: &Path, text: &str) -> Config {
+        std::fs::write(path, text).unwrap();
+        load_without_secrets(path).unwrap()
     }
 }

@@ -15,7 +15,8 @@
 //!   final newline, on APPEND still produces the same hash.
 //! - **The size may grow**: such a server reports a larger RFC822.SIZE for the copy. Copies of
 //!   the exact size are paired first; only then is a copy paired whose size is larger, by at most
-//!   what line-end rewriting can add (twice the size plus a final CRLF). Sizes never shrink.
+//!   what line-end rewriting can add (twice the size plus a final CRLF), the smallest originals
+//!   first (so as many pair as the sizes allow). Sizes never shrink.
 //!
 //! - **8-bit header bytes may come back as `X`**: a server that munges them on APPEND (Cyrus's
 //!   `munge8bit`, on by default) stores each header byte >= 0x80 as `X`, size unchanged. A
@@ -127,8 +128,9 @@ impl Fingerprint {
 /// Pairs originals with copies as a multiset: for each original (in order) the index of its copy
 /// in `copies`, or `None`. Each copy is taken once. Two tiers: first by the same key, then
 /// (originals left over with 8-bit header bytes) by their [`Fingerprint::munged_key`]; in each
-/// tier copies of the exact size are paired first, for all originals, then originals left over
-/// take the smallest copy whose size [`Fingerprint::size_fits`]. The one matching rule behind
+/// tier copies of the exact size are paired first, for all originals, then originals left over,
+/// the smallest first, take the smallest copy whose size [`Fingerprint::size_fits`]. The pairs
+/// (as contents) do not depend on the order of either list. The one matching rule behind
 /// crash recovery, map rebuilding, UID lookup without UIDPLUS, rename detection and
 /// verification.
 pub fn pair_up(originals: &[&Fingerprint], copies: &[&Fingerprint]) -> Vec<Option<usize>> {
@@ -174,7 +176,8 @@ pub fn pair_grouped<K: std::hash::Hash + Eq>(
     out
 }
 
-/// One tier of [`pair_grouped`]: exact sizes first, then the smallest copy that fits.
+/// One tier of [`pair_grouped`]: exact sizes first, then, smallest originals first, the
+/// smallest copy that fits.
 fn pair_tier<K: std::hash::Hash + Eq>(
     keys: &[Option<K>],
     sizes: &[u32],
@@ -198,7 +201,14 @@ fn pair_tier<K: std::hash::Hash + Eq>(
             out[k] = Some(i);
         }
     }
-    for (k, &size) in sizes.iter().enumerate() {
+    // Smallest originals first: each takes the smallest copy that fits, so no smaller
+    // original is left without the copy a larger one took while another would have done for
+    // that one (the most pairs the sizes allow), and the pairs do not depend on the order of
+    // the originals.
+    let mut by_size: Vec<usize> = (0..sizes.len()).collect();
+    by_size.sort_by_key(|&k| (sizes[k], k));
+    for k in by_size {
+        let size = sizes[k];
         let Some(g) = group(k, out) else {
             continue;
         };
@@ -483,6 +493,20 @@ mod tests {
                 originals: vec![10],
                 copies: vec![15, 11],
                 want: vec![Some(1)],
+            },
+            // Found by tests/fuzz_fingerprint.rs: taken in list order, 10 took 11 and left 5
+            // without a copy; and which of two originals took a copy depended on their order.
+            Case {
+                name: "grown copies go to the smallest originals first: as many pairs as can be",
+                originals: vec![10, 5],
+                copies: vec![11, 20],
+                want: vec![Some(1), Some(0)],
+            },
+            Case {
+                name: "and whatever the order of the originals",
+                originals: vec![30, 29],
+                copies: vec![38],
+                want: vec![None, Some(0)],
             },
         ];
         for c in cases {

@@ -8,16 +8,12 @@
 //! forbids; it panics on some invalid input, so it is only given valid input).
 //! `PROPTEST_CASES=100000 cargo test --release --test fuzz_mutf7` runs longer.
 
+#[path = "common/proptest_cases.rs"]
+mod proptest_cases;
+
 use imapshift::mutf7::{decode, decode_lossy, encode};
 use proptest::prelude::*;
-
-fn cases(default_cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    c
-}
+use proptest_cases::cases;
 
 /// Wire-shaped text: ASCII, `&`, `-`, BASE64 letters and a few non-ASCII characters.
 fn wire_like() -> impl Strategy<Value = String> {

@@ -8,21 +8,16 @@
 //! --test fuzz_values` runs longer. Failures proptest finds are kept in
 //! `proptest-regressions/` and replayed first on every run.
 
+#[path = "common/proptest_cases.rs"]
+mod proptest_cases;
+
 use imapshift::config::Shard;
 use imapshift::dns::{normalize_name, parse_domain, parse_nameserver};
 use imapshift::imap::keywords::parse_permanentflags;
 use imapshift::imap::wire::{format_uid_set, parse_uid_set};
 use imapshift::timefmt::{civil_from_days, days_from_civil, parse_internaldate};
 use proptest::prelude::*;
-
-/// `default_cases` unless `PROPTEST_CASES` says otherwise.
-fn cases(default_cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    c
-}
+use proptest_cases::cases;
 
 /// Digits of any length, some far past every integer type.
 fn number() -> impl Strategy<Value = String> {

@@ -393,6 +393,9 @@ fn outcome_of_error(e: ProtoError) -> Outcome {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

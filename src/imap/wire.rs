@@ -1125,4 +1125,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;

@@ -151,7 +151,8 @@ pub fn body_hash(body: &[u8]) -> u128 {
 /// ([`crate::fingerprint::pair_grouped`]): for each original (in order) the index of its copy, or
 /// `None`. First by the exact key, then an original with 8-bit header bytes by the 7-bit copies
 /// of its munged key; in each tier copies of the exact size first, for all originals, then
-/// originals left over take the smallest copy (then the first) whose size fits.
+/// originals left over, the smallest first, take the smallest copy (then the first) whose size
+/// fits.
 pub fn pair_records(originals: &[Rec], copies: &[Rec]) -> Vec<Option<usize>> {
     let mut groups: HashMap<(u128, u64), Vec<usize>> = HashMap::new();
     for (i, c) in copies.iter().enumerate() {

@@ -37,6 +37,29 @@ pub(crate) fn cases(default_cases: u32) -> ProptestConfig {
 /// Every response in `bytes`, read by the real reader over loopback TCP: parsed replies, and the
 /// error that ended the stream (at the latest the end of the bytes).
 fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
+    over_loopback(bytes, async |io: &mut Buffered| {
+        let mut out = Vec::new();
+        loop {
+            match read_parts(io, Duration::from_secs(10)).await {
+                Ok(parts) => out.push(parse_response(parts)),
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
+            }
+        }
+        out
+    })
+}
+
+/// `read` on the reading end of a fresh loopback TCP connection whose other end writes `bytes`
+/// and closes.
+///
+/// The reading side closes with `SO_LINGER` 0, a reset: the writer closed first, and its socket
+/// would otherwise wait out TIME_WAIT, one per case (some 4 000 after a default run, tens of
+/// thousands after a long one, enough to run out of loopback ports). The reset comes only after
+/// `read` is done (it has seen the end of the bytes, or stopped at an error), so nothing is lost.
+fn over_loopback<T>(bytes: Vec<u8>, read: impl AsyncFnOnce(&mut Buffered) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,6 +69,7 @@ fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
+        client.set_zero_linger().unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let writer = tokio::spawn(async move {
             // The reader may stop early (an error): a failed write is fine then.
@@ -53,16 +77,7 @@ fn responses_of(bytes: Vec<u8>) -> Vec<Result<Response, String>> {
             let _ = server.shutdown().await;
         });
         let mut io = Buffered::new(Stream::Plain(client));
-        let mut out = Vec::new();
-        loop {
-            match read_parts(&mut io, Duration::from_secs(10)).await {
-                Ok(parts) => out.push(parse_response(parts)),
-                Err(e) => {
-                    out.push(Err(e));
-                    break;
-                }
-            }
-        }
+        let out = read(&mut io).await;
         drop(io);
         let _ = writer.await;
         out
@@ -772,4 +787,151 @@ proptest! {
         };
         prop_assert_eq!(t.iter().map(|u| u.get()).collect::<Vec<_>>(), hits);
     }
+}
+
+// ---- Speed: ours against imap-codec on the same replies (a measurement, not a test of time) ----
+
+/// `bytes` cut into replies the way [`read_parts`] cuts a stream (lines, `{n}` literals), in
+/// memory, so that the parsers alone can be timed.
+fn split_parts(bytes: &[u8]) -> Vec<Parts> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut cur = Parts {
+        texts: vec![],
+        literals: vec![],
+    };
+    while at < bytes.len() {
+        let end = at
+            + bytes[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("line end");
+        let line = bytes[at..end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&bytes[at..end]);
+        at = end + 1;
+        match literal_marker(line) {
+            Some(n) => {
+                cur.texts.push(line.to_vec());
+                cur.literals.push(bytes[at..at + n].to_vec());
+                at += n;
+            }
+            None => {
+                cur.texts.push(line.to_vec());
+                out.push(std::mem::replace(
+                    &mut cur,
+                    Parts {
+                        texts: vec![],
+                        literals: vec![],
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Our parser and imap-codec's on the same 100 000 FETCH replies (the generator of
+/// `fetch_agrees_with_imap_codec`, from a fixed seed: UID, FLAGS, RFC822.SIZE, INTERNALDATE
+/// and BODY[] literals of up to 300 bytes, each item there or not), each timed at its best of
+/// seven runs: ours parsing replies already cut into lines and literals (`parse_response`), the
+/// same plus reading the FETCH items (`fetch_items`), and end to end through the real reader
+/// over a loopback TCP connection; imap-codec decoding the same bytes from memory (cutting and
+/// parsing: it has no reader of its own). Run with
+/// `cargo test --release --lib parse_speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run it in a release build with --ignored --nocapture"]
+fn parse_speed() {
+    use proptest::strategy::ValueTree;
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+    const N: usize = 100_000;
+    // Best of several runs: the figure least disturbed by whatever else the machine runs.
+    const RUNS: usize = 7;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = gen_fetch();
+    let mut bytes = Vec::new();
+    for _ in 0..N {
+        let g = strategy.new_tree(&mut runner).expect("generated").current();
+        bytes.extend_from_slice(&write_fetch(&g));
+    }
+    let best = |f: &mut dyn FnMut() -> usize| -> Duration {
+        (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(f(), N, "every reply parsed");
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    // The parts are cut before the clock starts (`parse_response` takes them by value).
+    let on_parts = |f: &dyn Fn(Parts) -> bool| -> Duration {
+        (0..RUNS)
+            .map(|_| {
+                let parts = split_parts(&bytes);
+                let t = Instant::now();
+                let n = parts.into_iter().map(|p| f(black_box(p)));
+                let n = n.filter(|&ok| ok).count();
+                let d = t.elapsed();
+                assert_eq!(n, N, "every reply parsed");
+                d
+            })
+            .min()
+            .unwrap()
+    };
+    let ours_parse = on_parts(&|p| black_box(parse_response(p)).is_ok());
+    let ours_items = on_parts(&|p| match parse_response(p) {
+        Ok(Response::Numbered { mut rest, .. }) => black_box(fetch_items(&mut rest)).is_some(),
+        _ => false,
+    });
+    let ours_tcp = best(&mut || {
+        over_loopback(bytes.clone(), async |io: &mut Buffered| {
+            let mut n = 0;
+            while let Ok(parts) = read_parts(io, Duration::from_secs(10)).await {
+                if let Ok(Response::Numbered { mut rest, .. }) = parse_response(parts) {
+                    n += usize::from(black_box(fetch_items(&mut rest)).is_some());
+                }
+            }
+            n
+        })
+    });
+    let codec = best(&mut || {
+        let c = ResponseCodec::default();
+        let mut rest = &bytes[..];
+        let mut n = 0;
+        while !rest.is_empty() {
+            let (r, resp) = c.decode(rest).expect("imap-codec decodes");
+            n += usize::from(matches!(
+                black_box(resp),
+                theirs::Response::Data(theirs::Data::Fetch { .. })
+            ));
+            rest = r;
+        }
+        n
+    });
+    let mb = bytes.len() as f64 / 1e6;
+    let show = |what: &str, d: Duration| {
+        format!(
+            "{what} {:.1} ms ({:.0} MB/s, {:.2}x imap-codec)",
+            d.as_secs_f64() * 1e3,
+            mb / d.as_secs_f64(),
+            d.as_secs_f64() / codec.as_secs_f64()
+        )
+    };
+    println!(
+        "MEASURE parse: {N} FETCH replies, {mb:.1} MB ({}); {}; {}; {}; {}",
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        },
+        show("imap-codec decode (memory)", codec),
+        show("ours parse_response (cut parts)", ours_parse),
+        show("ours parse_response + fetch_items (cut parts)", ours_items),
+        show(
+            "ours reader over loopback TCP + parse + fetch_items",
+            ours_tcp
+        ),
+    );
 }

@@ -231,6 +231,10 @@ fn open_error(dir: &Path, e: &sled::Error) -> Error {
     ))
 }
 
+/// How long [`StateStore::open`] waits for sled's own lock, released by a store of this
+/// process that was just dropped.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl StateStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<StateStore> {
@@ -248,13 +252,30 @@ impl StateStore {
                 Error::config(format!("{text} (set state_dir to a writable folder)"))
             }
         })?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
             // sled's page cache defaults to 1 GiB; the maps are small and read sequentially.
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
-            .map_err(|e| open_error(dir, &e))?;
+            .cache_capacity(16 * 1024 * 1024);
+        // sled releases its file lock when its last handle goes, and its flusher thread may
+        // still hold one for a moment after the store was dropped: a reopen in the same process
+        // (cutover's verify after its sync) can meet the lock. Another process cannot hold it:
+        // every command takes the state directory's own lock first (`state::lock`), so the
+        // lock here is ours and soon free.
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        let db = loop {
+            match config.open() {
+                // sled 0.34 says so as ErrorKind::Other with this text.
+                Err(sled::Error::Io(io))
+                    if (io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock"))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(|e| open_error(dir, &e))?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(dir, &e));
         Ok(StateStore {
             maps: tree("maps")?,

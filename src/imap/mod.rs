@@ -475,7 +475,7 @@ impl ImapSession {
                 uid,
                 flags,
                 internaldate,
-                body: body.to_vec(),
+                body,
             });
         }
         out.sort_by_key(|m| m.uid);
@@ -495,7 +495,7 @@ impl ImapSession {
     async fn restore_nuls(&mut self, msgs: &mut [Message]) -> Result<()> {
         let suspects: Vec<u32> = msgs
             .iter()
-            .filter(|m| m.body.contains(&0x80))
+            .filter(|m| memchr::memchr(0x80, &m.body).is_some())
             .map(|m| m.uid.get())
             .collect();
         if suspects.is_empty() {
@@ -522,7 +522,7 @@ impl ImapSession {
             if let Some(m) = msgs.iter_mut().find(|m| m.uid.get() == uid) {
                 if is_nul_restoration(&m.body, &bin) {
                     m.body = bin;
-                } else if bin.contains(&0) && has_lone_0x80(&m.body) {
+                } else if memchr::memchr(0, &bin).is_some() && has_lone_0x80(&m.body) {
                     tracing::warn!(
                         "{}: UID {uid} has NUL bytes that the server shows only as 0x80 (quirk nul-as-0x80); it is copied as the server shows it",
                         self.label
@@ -817,7 +817,7 @@ fn fetch_items(rest: &mut [Value]) -> Option<FetchItems> {
 /// and nothing else different: then it is the message as stored.
 pub fn is_nul_restoration(body: &[u8], bin: &[u8]) -> bool {
     body.len() == bin.len()
-        && bin.contains(&0)
+        && memchr::memchr(0, bin).is_some()
         && body
             .iter()
             .zip(bin)
@@ -835,7 +835,7 @@ fn push_message<'a>(
     if let Some(d) = date {
         args.push(Arg::Raw(d));
     }
-    args.push(if body.contains(&0) {
+    args.push(if memchr::memchr(0, body).is_some() {
         Arg::Literal8(body)
     } else {
         Arg::Literal(body)
@@ -1711,7 +1711,7 @@ impl ImapSession {
                     "the message ({} bytes) is larger than the new server's APPENDLIMIT ({max} bytes)",
                     it.body.len()
                 )));
-            } else if it.body.contains(&0) && !binary {
+            } else if memchr::memchr(0, it.body).is_some() && !binary {
                 results[i] = Some(AppendResult::Refused(
                     "message contains NUL bytes and the new server lacks the BINARY extension"
                         .into(),

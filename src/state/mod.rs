@@ -114,6 +114,8 @@ pub struct Ghost {
 pub struct StateStore {
     db: sled::Db,
     maps: sled::Tree,
+    /// Where intents lived before they moved into the maps tree (see [`INTENT`]); a store
+    /// written by an earlier version has its pending ones moved at open, so it stays empty.
     intents: sled::Tree,
     folders: sled::Tree,
     runs: sled::Tree,
@@ -152,6 +154,26 @@ fn msg_key(acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Option
         k.extend_from_slice(&u.get().to_be_bytes());
     }
     k
+}
+
+/// The first byte of an intent's key in the maps tree. No map key starts with it (an account
+/// key is UTF-8 text, which never holds 0xFF), so a scan of an account's or a folder's maps
+/// never meets an intent, and an intent and the map entry that replaces it live in one tree:
+/// [`StateStore::commit`] swaps them in one atomic batch instead of a transaction over two
+/// trees (which cost a fifth of the client's CPU in a full sync's profile).
+const INTENT: u8 = 0xFF;
+
+/// An intent's key: [`INTENT`], then the message key it is for.
+fn intent_key(acct: &AccountKey, folder: &MailboxPath, uv: UidValidity, uid: Uid) -> Vec<u8> {
+    intent_prefix(&msg_key(acct, folder, uv, Some(uid)))
+}
+
+/// [`INTENT`] before a map-style key or prefix.
+fn intent_prefix(k: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(k.len() + 1);
+    v.push(INTENT);
+    v.extend_from_slice(k);
+    v
 }
 
 fn uid_of_key(k: &[u8]) -> Option<Uid> {
@@ -277,7 +299,7 @@ impl StateStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(dir, &e));
-        Ok(StateStore {
+        let store = StateStore {
             maps: tree("maps")?,
             intents: tree("intents")?,
             folders: tree("folders")?,
@@ -287,7 +309,37 @@ impl StateStore {
             db,
             dir: std::sync::Arc::new(dir.to_path_buf()),
             broken: std::sync::Arc::default(),
-        })
+        };
+        store.move_legacy_intents()?;
+        Ok(store)
+    }
+
+    /// Moves the pending intents a store of an earlier version kept in their own tree into the
+    /// maps tree (under [`INTENT`]), in one transaction: a crash leaves them in one place or
+    /// the other, never lost.
+    fn move_legacy_intents(&self) -> Result<()> {
+        if self.intents.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::new();
+        for kv in self.intents.iter() {
+            let (k, v) = kv.in_store(self)?;
+            rows.push((k.to_vec(), v.to_vec()));
+        }
+        (&self.maps, &self.intents)
+            .transaction(|(maps, intents)| {
+                for (k, v) in &rows {
+                    maps.insert(intent_prefix(k), v.as_slice())?;
+                    intents.remove(k.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.tx_failed(e))?;
+        tracing::debug!(
+            "state store: moved {} pending intents into the maps tree",
+            rows.len()
+        );
+        Ok(())
     }
 
     /// Every (UIDVALIDITY, UID, record) of one folder in a tree keyed like the maps.
@@ -481,12 +533,12 @@ impl StateStore {
             e.new_folder = nf.clone();
             maps.push((k.to_vec(), rekey(&k), enc(&e)));
         }
-        let mut intents = Vec::new();
-        for kv in self.intents.scan_prefix(&src) {
+        let isrc = intent_prefix(&src);
+        for kv in self.maps.scan_prefix(&isrc) {
             let (k, v) = kv.in_store(self)?;
             let mut i: Intent = dec(&v)?;
             i.new_folder = nf.clone();
-            intents.push((k.to_vec(), rekey(&k), enc(&i)));
+            maps.push((k.to_vec(), intent_prefix(&rekey(&k[1..])), enc(&i)));
         }
         let mut ghosts = Vec::new();
         for kv in self.ghosts.scan_prefix(&src) {
@@ -503,9 +555,9 @@ impl StateStore {
             }
             None => None,
         };
-        (&self.maps, &self.intents, &self.ghosts, &self.folders)
-            .transaction(|(m, i, g, f)| {
-                for (tree, rows) in [(m, &maps), (i, &intents), (g, &ghosts)] {
+        (&self.maps, &self.ghosts, &self.folders)
+            .transaction(|(m, g, f)| {
+                for (tree, rows) in [(m, &maps), (g, &ghosts)] {
                     for (old, new, v) in rows.iter() {
                         tree.remove(old.as_slice())?;
                         tree.insert(new.as_slice(), v.as_slice())?;
@@ -527,8 +579,11 @@ impl StateStore {
             self.remove_uidvalidity(acct, folder, uv)?;
         }
         let prefix = folder_key(acct, folder);
-        for tree in [&self.intents, &self.ghosts] {
-            for k in tree.scan_prefix(&prefix).keys() {
+        for (tree, p) in [
+            (&self.maps, intent_prefix(&prefix)),
+            (&self.ghosts, prefix.clone()),
+        ] {
+            for k in tree.scan_prefix(&p).keys() {
                 tree.remove(k.in_store(self)?).in_store(self)?;
             }
         }
@@ -577,12 +632,12 @@ impl StateStore {
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Intent)>> {
-        self.scan_messages(&self.intents, &folder_key(acct, folder))
+        self.scan_messages(&self.maps, &intent_prefix(&folder_key(acct, folder)))
     }
 
     /// Number of pending intents of an account.
     pub fn intent_count(&self, acct: &AccountKey) -> usize {
-        self.intents.scan_prefix(&acct.0).count()
+        self.maps.scan_prefix(intent_prefix(&acct.0)).count()
     }
 
     /// Records intents durably, before the APPEND.
@@ -595,14 +650,14 @@ impl StateStore {
     ) -> Result<()> {
         let mut b = sled::Batch::default();
         for (uid, intent) in items {
-            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(intent));
+            b.insert(intent_key(acct, folder, uv, *uid), enc(intent));
         }
-        self.intents.apply_batch(b).in_store(self)?;
+        self.maps.apply_batch(b).in_store(self)?;
         self.flush().await
     }
 
     /// Commits results: map entries written, their intents (and those of refused messages)
-    /// removed, in one transaction over both trees (a crash leaves either all or nothing).
+    /// removed, in one atomic batch (a crash leaves either all or nothing).
     pub fn commit(
         &self,
         acct: &AccountKey,
@@ -611,27 +666,15 @@ impl StateStore {
         mapped: &[(Uid, MapEntry)],
         dropped: &[Uid],
     ) -> Result<()> {
-        let puts: Vec<(Vec<u8>, Vec<u8>)> = mapped
-            .iter()
-            .map(|(uid, e)| (msg_key(acct, folder, uv, Some(*uid)), enc(e)))
-            .collect();
-        let dels: Vec<Vec<u8>> = mapped
-            .iter()
-            .map(|(u, _)| u)
-            .chain(dropped)
-            .map(|uid| msg_key(acct, folder, uv, Some(*uid)))
-            .collect();
-        (&self.maps, &self.intents)
-            .transaction(|(maps, intents)| {
-                for (k, v) in &puts {
-                    maps.insert(k.as_slice(), v.as_slice())?;
-                }
-                for k in &dels {
-                    intents.remove(k.as_slice())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| self.tx_failed(e))?;
+        // One batch on one tree: sled applies it atomically (a crash leaves all or nothing).
+        let mut b = sled::Batch::default();
+        for (uid, e) in mapped {
+            b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(e));
+        }
+        for uid in mapped.iter().map(|(u, _)| u).chain(dropped) {
+            b.remove(intent_key(acct, folder, uv, *uid));
+        }
+        self.maps.apply_batch(b).in_store(self)?;
         Ok(())
     }
 
@@ -720,6 +763,51 @@ mod tests {
 
     fn fp() -> Fingerprint {
         Fingerprint::of_message(b"Subject: a\r\n\r\nx", "01-Jan-2020 00:00:00 +0000")
+    }
+
+    /// A store of an earlier version kept pending intents in a tree of their own: they are
+    /// found after the upgrade (moved at open), and neither an account's maps nor its map
+    /// count see them.
+    #[test]
+    fn intents_of_an_earlier_layout_are_moved_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AccountKey::new("o:1", "alice", "n:2", "alice");
+        let f = MailboxPath::new("INBOX").unwrap();
+        let uv = UidValidity::new(7).unwrap();
+        let intent = Intent {
+            new_folder: "INBOX".into(),
+            new_uidvalidity: 9,
+            new_uidnext_before: 5,
+            fp: fp(),
+            flags: vec!["\\Seen".into()],
+        };
+        {
+            let s = StateStore::open(dir.path()).unwrap();
+            for uid in [3, 4] {
+                let k = msg_key(&a, &f, uv, Uid::new(uid));
+                s.intents.insert(k, enc(&intent)).unwrap();
+            }
+            s.db.flush().unwrap();
+        }
+        let s = StateStore::open(dir.path()).unwrap();
+        assert!(s.intents.is_empty(), "the old tree is emptied");
+        let got = s.intents(&a, &f).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|(v, u, _)| (v.get(), u.get()))
+                .collect::<Vec<_>>(),
+            vec![(7, 3), (7, 4)]
+        );
+        let i = &got[0].2;
+        assert_eq!(
+            (i.new_uidnext_before, &i.flags, &i.fp.header_hash),
+            (5, &intent.flags, &intent.fp.header_hash)
+        );
+        assert_eq!(s.intent_count(&a), 2);
+        assert!(s.map_entries(&a, &f, uv).unwrap().is_empty());
+        assert_eq!(s.map_uidvalidities(&a, &f).unwrap().len(), 0);
+        s.commit(&a, &f, uv, &[], &[Uid::new(3).unwrap()]).unwrap();
+        assert_eq!(s.intent_count(&a), 1);
     }
 
     #[tokio::test]

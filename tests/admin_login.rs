@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
+use common::{dovecot_opts, run_cmd, run_cmd_ok, Dovecot, TestImap};
 
 fn master_conf(dir: &std::path::Path) -> String {
     common::dovecot_master_conf(dir, "admin-secret")
@@ -18,24 +18,8 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         ("alice", "alice-pw-unknown-to-admin"),
         ("bob", "bob-pw-unknown"),
     ];
-    let old = Dovecot::start(
-        "old-master",
-        &users,
-        DovecotOpts {
-            tls: false,
-            extra_conf: conf.clone(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new-master",
-        &users,
-        DovecotOpts {
-            tls: false,
-            extra_conf: conf,
-            ..Default::default()
-        },
-    );
+    let old = Dovecot::start("old-master", &users, dovecot_opts(&conf));
+    let new = Dovecot::start("new-master", &users, dovecot_opts(&conf));
     for (u, pw) in users {
         let mut c = TestImap::connect(old.port(), u, pw);
         c.create("Work");
@@ -64,17 +48,8 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         ),
     )
     .unwrap();
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("ADMIN_PW", "admin-secret")],
-    );
+    let out = run_cmd_ok("sync", &cfg, &["--json"], &[("ADMIN_PW", "admin-secret")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
     let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     assert_eq!(j["copied"], 10, "{j}");
     assert!(
@@ -89,10 +64,7 @@ fn master_user_and_authzid_logins_migrate_without_user_passwords() {
         n.logout();
     }
     // A wrong admin password is a clear account error naming the master user.
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("ADMIN_PW", "wrong")],
-    );
+    let out = run_cmd("sync", &cfg, &["--json"], &[("ADMIN_PW", "wrong")]);
     assert_eq!(out.status.code(), Some(3));
     let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
     let err = j["users"][0]["error"].as_str().unwrap();

@@ -55,31 +55,33 @@ fn logins_are_compared_without_case() {
             &[("PW", "pw")],
         )
     };
+    // These users are refused (exit 2), naming both of their lines and saying `why`.
+    let refused = |users: &[(&str, &str, bool)], why: &str| {
+        let out = write(users);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("imapshift.toml:10")
+                && err.contains("imapshift.toml:16")
+                && err.contains(why),
+            "{err}"
+        );
+    };
     // The same old login twice, in another case: one account, refused naming both lines.
-    let out = write(&[
-        ("Alice@Example.com", "a1", false),
-        ("alice@example.com", "a2", false),
-    ]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("imapshift.toml:10")
-            && err.contains("imapshift.toml:16")
-            && err.contains("listed twice"),
-        "{err}"
+    refused(
+        &[
+            ("Alice@Example.com", "a1", false),
+            ("alice@example.com", "a2", false),
+        ],
+        "listed twice",
     );
     // Two old accounts onto one new login: refused unless both say merge = true.
-    let out = write(&[
-        ("alice@example.com", "team@example.net", true),
-        ("bob@example.com", "Team@Example.net", false),
-    ]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("imapshift.toml:10")
-            && err.contains("imapshift.toml:16")
-            && err.contains("merge = true"),
-        "{err}"
+    refused(
+        &[
+            ("alice@example.com", "team@example.net", true),
+            ("bob@example.com", "Team@Example.net", false),
+        ],
+        "merge = true",
     );
     // Both merge: the configuration is accepted (the run then fails to connect: exit 3).
     let out = write(&[

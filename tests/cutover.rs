@@ -11,9 +11,11 @@
 mod common;
 
 use common::{
-    diff_folder, imapshift_bin, zone_text, Dovecot, DovecotOpts, Knot, StderrLog, TestImap,
+    assert_exit, diff_folder, run_cmd, run_cmd_ok, spawn_cmd, zone_text, Dovecot, DovecotOpts,
+    Knot, StderrLog, TestImap, PW_ENVS,
 };
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const PARK: &str = "park.example.net.";
@@ -69,6 +71,20 @@ fn wait_idle(server: &Dovecot, user: &str, guard: Duration) {
     }
 }
 
+/// `imapshift cutover` on `cfg` in the background, polling the DNS every `dns_interval`, then
+/// following for `follow.0` with a pass every `follow.1`; its log at `info` (the steps it logs).
+fn spawn_cutover(cfg: &Path, dns_interval: &str, follow: (&str, &str), extra: &[&str]) -> Child {
+    let mut args = vec!["--dns-interval", dns_interval, "--follow", follow.0];
+    args.extend(["--follow-interval", follow.1]);
+    args.extend_from_slice(extra);
+    spawn_cmd(
+        "cutover",
+        cfg,
+        &args,
+        &[("PW", "pw"), ("IMAPSHIFT_LOG", "info")],
+    )
+}
+
 #[test]
 fn cutover_catches_everything_and_follows_stray_mail() {
     let users = [("alice", "pw"), ("bob", "pw")];
@@ -111,37 +127,9 @@ fn cutover_catches_everything_and_follows_stray_mail() {
     std::fs::write(&cfg, text).unwrap();
 
     // Days before: the pre-sync.
-    let out = common::run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_cmd_ok("sync", &cfg, &[], PW_ENVS);
 
-    let mut child = Command::new(imapshift_bin())
-        .args([
-            "cutover",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dns-interval",
-            "0.3s",
-            "--follow",
-            "30s",
-            "--follow-interval",
-            "60s",
-            "--json",
-        ])
-        .env("PW", "pw")
-        .env("IMAPSHIFT_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cutover(&cfg, "0.3s", ("30s", "60s"), &["--json"]);
     let log = StderrLog::of(&mut child);
     // Waits (a failure guard only) for a line of the cutover's log with all of `what`.
     let wait_for = |what: &[&str], secs: u64| log.wait_for(what, Duration::from_secs(secs));
@@ -254,25 +242,13 @@ fn cutover_gives_up_when_a_nameserver_never_changes() {
         common::plain_config(old.port(), new.port(), "", "", &mx, &["alice"]),
     )
     .unwrap();
-    let out = common::run_imapshift(
-        &[
-            "cutover",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dns-interval",
-            "0.3s",
-            "--max-wait",
-            "2s",
-            "--json",
-        ],
-        &[("PW", "pw")],
+    let out = run_cmd(
+        "cutover",
+        &cfg,
+        &["--dns-interval", "0.3s", "--max-wait", "2s", "--json"],
+        PW_ENVS,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 5);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         r["phases"][0]["detail"]
@@ -303,22 +279,7 @@ fn ctrl_c_during_follow_stops_at_once() {
         common::plain_config(old.port(), new.port(), "", "", &mx, &["alice"]),
     )
     .unwrap();
-    let mut child = Command::new(imapshift_bin())
-        .args([
-            "cutover",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--dns-interval",
-            "0.2s",
-        ])
-        .args(["--follow", "10m", "--follow-interval", "10m"])
-        .env("PW", "pw")
-        .env("IMAPSHIFT_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cutover(&cfg, "0.2s", ("10m", "10m"), &[]);
     let log = StderrLog::of(&mut child);
     // Already parked (TTL 1 s): the follow starts, and waits once its IDLE runs.
     log.wait_for(&["cutover: NEXT STEP"], Duration::from_secs(60));

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{zone_text, Dovecot, DovecotOpts, Knot, Pause, Running, TestImap};
+use common::{dovecot_opts, zone_text, Dovecot, Knot, Pause, Running, TestImap};
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -64,22 +64,8 @@ impl Default for Opts<'_> {
 
 fn world(o: Opts) -> World {
     let users: Vec<(&str, &str)> = o.users.iter().map(|u| (*u, "pw")).collect();
-    let old = Dovecot::start(
-        "old",
-        &users,
-        DovecotOpts {
-            extra_conf: o.old_conf.into(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new",
-        &users,
-        DovecotOpts {
-            extra_conf: o.new_conf.into(),
-            ..Default::default()
-        },
-    );
+    let old = Dovecot::start("old", &users, dovecot_opts(o.old_conf));
+    let new = Dovecot::start("new", &users, dovecot_opts(o.new_conf));
     let smtp_port = {
         let l = TcpListener::bind("127.0.0.3:0").unwrap();
         l.local_addr().unwrap().port()
@@ -142,6 +128,14 @@ impl World {
 
 /// A world whose new server refuses messages over 20 kB (quota plugin), with `n` small messages
 /// in alice's INBOX, pre-synced.
+/// A default world whose alice has `n` messages in INBOX, all pre-synced.
+fn presynced(n: usize) -> World {
+    let w = world(Opts::default());
+    w.fill("alice", "INBOX", "pre", n, 10);
+    assert_eq!(w.presync(), 0);
+    w
+}
+
 fn presynced_with_a_size_limit(n: usize) -> World {
     let quota = "mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n";
     let w = world(Opts {
@@ -276,9 +270,7 @@ fn a_message_the_final_sync_could_not_copy_means_no_next_step() {
 /// no NEXT STEP, although the one message of the delta was copied and a verification would pass.
 #[test]
 fn an_interrupted_final_sync_never_goes_on_to_verification() {
-    let w = world(Opts::default());
-    w.fill("alice", "INBOX", "pre", 3, 10);
-    assert_eq!(w.presync(), 0);
+    let w = presynced(3);
     w.fill("alice", "INBOX", "delta", 1, 10);
     let (code, r, log) = signal_at(&w, "after-append", "INT");
     assert_eq!(code, 130, "{r:#}\n{log}");
@@ -296,9 +288,7 @@ fn an_interrupted_final_sync_never_goes_on_to_verification() {
 /// stops with exit 5 and a clear message, and syncs nothing.
 #[test]
 fn a_record_that_went_back_before_the_final_sync_stops_it() {
-    let w = world(Opts::default());
-    w.fill("alice", "INBOX", "pre", 3, 10);
-    assert_eq!(w.presync(), 0);
+    let w = presynced(3);
     w.fill("alice", "INBOX", "delta", 2, 10);
     let r = mx_goes_back_at(&w, "cutover-before-final-sync");
     assert!(r["final_sync"].is_null(), "nothing synced: {r:#}");
@@ -314,9 +304,7 @@ fn a_record_that_went_back_before_the_final_sync_stops_it() {
 /// STEP is withheld (exit 5), since mail may be reaching the old server again.
 #[test]
 fn a_record_that_went_back_before_next_step_withholds_it() {
-    let w = world(Opts::default());
-    w.fill("alice", "INBOX", "pre", 3, 10);
-    assert_eq!(w.presync(), 0);
+    let w = presynced(3);
     let r = mx_goes_back_at(&w, "cutover-before-next-step");
     assert_eq!(r["verification"]["ok"], true, "{r:#}");
     assert!(
@@ -357,29 +345,31 @@ fn smtp_on_the_parking_target_stops_before_the_final_sync() {
 /// time, never NEXT STEP (the TTL wait exited 2 before).
 #[test]
 fn every_phase_exits_130_on_a_signal() {
+    // `sig` once the cutover of `opts` logs `waiting`, in the wait named `phase`: exit 130, no
+    // NEXT STEP; the report.
+    let signal_while = |opts: Opts, waiting: &str, sig: &str, phase: &str| {
+        let w = world(opts);
+        let run = start(&w, &[], &[]);
+        run.wait_for(waiting, 30);
+        run.signal(sig);
+        let (code, r, log) = finish(run);
+        assert_eq!(code, 130, "{phase}: {r:#}\n{log}");
+        assert_no_next_step(code, &r, &log);
+        r
+    };
     // The parking wait: the MX is still the old one.
-    let w = world(Opts {
+    let parked = Opts {
         mx: OLD_MX,
         ..Default::default()
-    });
-    let run = start(&w, &[], &[]);
-    run.wait_for("cutover: waiting until", 30);
-    run.signal("TERM");
-    let (code, r, log) = finish(run);
-    assert_eq!(code, 130, "parking wait: {r:#}\n{log}");
-    assert_no_next_step(code, &r, &log);
+    };
+    signal_while(parked, "cutover: waiting until", "TERM", "parking wait");
 
     // The TTL wait: a TTL of 300 s.
-    let w = world(Opts {
+    let long_ttl = Opts {
         ttl: 300,
         ..Default::default()
-    });
-    let run = start(&w, &[], &[]);
-    run.wait_for("cutover: waiting 300s", 30);
-    run.signal("INT");
-    let (code, r, log) = finish(run);
-    assert_eq!(code, 130, "TTL wait: {r:#}\n{log}");
-    assert_no_next_step(code, &r, &log);
+    };
+    let r = signal_while(long_ttl, "cutover: waiting 300s", "INT", "TTL wait");
     assert!(r["final_sync"].is_null(), "{r:#}");
 
     // The verification.
@@ -496,22 +486,8 @@ fn filters_are_refused_or_stated() {
 fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
     let (old_ns, new_ns) = (common::STOCK_SPECIAL_USE_NS, common::SENT_AND_TRASH_NS);
     let users = [("alice", "pw"), ("bob", "pw")];
-    let old = Dovecot::start(
-        "old",
-        &users,
-        DovecotOpts {
-            extra_conf: old_ns.into(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new",
-        &users,
-        DovecotOpts {
-            extra_conf: new_ns.into(),
-            ..Default::default()
-        },
-    );
+    let old = Dovecot::start("old", &users, dovecot_opts(old_ns));
+    let new = Dovecot::start("new", &users, dovecot_opts(new_ns));
     let folders = [
         "INBOX",
         "Sent",
@@ -573,16 +549,8 @@ fn two_sent_folders_and_two_dns_providers_cutover_says_the_truth() {
         common::plain_config(old.port(), new.port(), "", "", &mx, &["alice", "bob"]),
     )
     .unwrap();
-    let out = common::run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the pre-sync: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The pre-sync.
+    common::run_cmd_ok("sync", &cfg, &[], common::PW_ENVS);
     let w = World {
         old,
         new,

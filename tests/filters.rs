@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
+use common::{sum_over_folders, DovecotPair, TestImap};
 
 #[test]
 fn folders_sizes_and_ages_are_filtered() {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
-    let mut c = TestImap::connect(old.port(), "alice", "old-a");
+    let m = DovecotPair::alice();
+    let mut c = TestImap::connect(m.old.port(), "alice", "old-a");
     for f in ["Trash", "Junk E-Mail", "Archive", "Archive.2024"] {
         c.create(f);
     }
@@ -32,41 +31,17 @@ fn folders_sizes_and_ages_are_filtered() {
     c.append("Trash", &[], None, &small(20)).unwrap();
     c.append("Junk E-Mail", &[], None, &small(21)).unwrap();
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[("alice", "alice", "A_OLD", "A_NEW")],
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        format!("{text}[filters]\nexclude_folders = [\"Trash\", \"Junk*\"]\nmax_size = 10000\nmax_age_days = 3650\n"),
-    )
-    .unwrap();
-    let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+    let text = std::fs::read_to_string(&m.cfg).unwrap();
+    // The config with this `[filters]` table.
+    let filters =
+        |table: &str| std::fs::write(&m.cfg, format!("{text}[filters]\n{table}")).unwrap();
+    filters("exclude_folders = [\"Trash\", \"Junk*\"]\nmax_size = 10000\nmax_age_days = 3650\n");
+    let j = m.sync_ok(&[]);
     assert_eq!(
         j["copied"], 4,
         "3 small INBOX messages and the Archive one: {j}"
     );
-    let filtered: u64 = j["users"][0]["folders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["filtered"].as_u64().unwrap())
-        .sum();
+    let filtered = sum_over_folders(&j, "filtered");
     assert_eq!(filtered, 2, "the big one and the one from 2015: {j}");
     // The report says what the filters left out, messages and folders, never silently.
     assert_eq!(j["users"][0]["filtered"], 2, "{j}");
@@ -80,7 +55,7 @@ fn folders_sizes_and_ages_are_filtered() {
         excluded.contains(&"Trash") && excluded.iter().any(|f| f.starts_with("Junk")),
         "{j}"
     );
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let mut n = TestImap::connect(m.new.port(), "alice", "new-a");
     let names: Vec<String> = n.list().into_iter().map(|(_, _, name)| name).collect();
     assert!(
         !names.iter().any(|x| x == "Trash" || x.starts_with("Junk")),
@@ -90,23 +65,12 @@ fn folders_sizes_and_ages_are_filtered() {
     assert_eq!(n.fetch_all("Archive.2024").len(), 1);
     n.logout();
     // Left out stays left out; nothing is deleted.
-    let out = run_imapshift(
-        &[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--json",
-            "--propagate-deletes",
-        ],
-        &envs,
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+    let j = m.sync_ok(&["--propagate-deletes"]);
     assert_eq!(j["copied"], 0, "{j}");
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let mut n = TestImap::connect(m.new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 3);
     n.logout();
-    let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap()], &envs);
+    let out = m.run_cmd("sync", &[]);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
         summary.contains("left out by [filters]: 2 messages (size or age)"),
@@ -115,10 +79,7 @@ fn folders_sizes_and_ages_are_filtered() {
 
     // `verify` expects what the filters take, not what they leave out (regression: it used to
     // call every filtered message missing).
-    let out = run_imapshift(
-        &["verify", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
+    let out = m.run_cmd("verify", &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{v:#}");
     assert_eq!(v["totals"]["missing"], 0, "{v:#}");
@@ -127,35 +88,17 @@ fn folders_sizes_and_ages_are_filtered() {
     // The size limit is lifted: the folders are unchanged on both servers, yet the message it
     // left out must be copied now (regression: the STATUS fast path skipped the folder, so a
     // message a filter once left out was never copied, not even by a cutover without filters).
-    std::fs::write(
-        &cfg,
-        format!("{text}[filters]\nexclude_folders = [\"Trash\", \"Junk*\"]\nmax_age_days = 3650\n"),
-    )
-    .unwrap();
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+    filters("exclude_folders = [\"Trash\", \"Junk*\"]\nmax_age_days = 3650\n");
+    let j = m.sync_ok(&[]);
     assert_eq!(j["copied"], 1, "the big one, now taken: {j}");
     assert_eq!(j["users"][0]["filtered"], 1, "the one from 2015 still: {j}");
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let mut n = TestImap::connect(m.new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 4);
     n.logout();
 
     // A bad filter is a configuration error naming the field.
-    std::fs::write(
-        &cfg,
-        format!("{text}[filters]\nmin_age_days = 30\nmax_age_days = 10\n"),
-    )
-    .unwrap();
-    let out = run_imapshift(&["sync", "--config", cfg.to_str().unwrap()], &envs);
+    filters("min_age_days = 30\nmax_age_days = 10\n");
+    let out = m.run_cmd("sync", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[filters].min_age_days"));
 }

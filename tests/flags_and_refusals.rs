@@ -316,15 +316,23 @@ fn both_sides_changed(old_extra: &str) {
     let wrong = diff_flags(&old, &want_old);
     assert!(wrong.is_empty(), "test setup: {}", wrong.join("\n"));
 
-    let r = sync(&cfg);
-    assert_eq!(r.code, 0, "{r}");
-    assert_eq!(r.report["copied"], 0, "{r}");
-    let wrong = diff_flags(&new, &want_new);
-    assert!(
-        wrong.is_empty(),
-        "after the sync, the new server's flags are wrong (a flag set only on the new side \
-         must stay; the old side's changes are carried):\n{}\n{r}",
-        wrong.join("\n")
+    // A sync that copies nothing and leaves the new server's flags as `want_new`; `after` says
+    // which one failed.
+    let sync_to_wanted = |after: &str| {
+        let r = sync(&cfg);
+        assert_eq!(r.code, 0, "{r}");
+        assert_eq!(r.report["copied"], 0, "{r}");
+        let wrong = diff_flags(&new, &want_new);
+        assert!(
+            wrong.is_empty(),
+            "after {after}:\n{}\n{r}",
+            wrong.join("\n")
+        );
+        r
+    };
+    let r = sync_to_wanted(
+        "the sync, the new server's flags are wrong (a flag set only on the new side must \
+         stay; the old side's changes are carried)",
     );
     assert_eq!(
         r.folder("INBOX")["flags_updated"],
@@ -333,15 +341,7 @@ fn both_sides_changed(old_extra: &str) {
     );
 
     // Nothing changed since on either side: the next sync leaves everything as it is.
-    let r = sync(&cfg);
-    assert_eq!(r.code, 0, "{r}");
-    assert_eq!(r.report["copied"], 0, "{r}");
-    let wrong = diff_flags(&new, &want_new);
-    assert!(
-        wrong.is_empty(),
-        "after a further sync:\n{}\n{r}",
-        wrong.join("\n")
-    );
+    sync_to_wanted("a further sync");
     assert!(
         diff_flags(&old, &want_old).is_empty(),
         "the old server changed"

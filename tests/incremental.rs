@@ -5,24 +5,12 @@
 
 mod common;
 
-use common::{run_imapshift, write_config, Dovecot, DovecotOpts, TestImap, TestMsg};
+use common::{
+    dovecot_opts, run_imapshift, sum_over_folders as total, Dovecot, DovecotPair, TestImap, TestMsg,
+};
 use std::path::Path;
 
-const ENVS: &[(&str, &str)] = &[("A_OLD", "old-a"), ("A_NEW", "new-a")];
-
-fn servers(new_extra: &str) -> (Dovecot, Dovecot) {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start(
-        "new",
-        &[("alice", "new-a")],
-        DovecotOpts {
-            tls: false,
-            extra_conf: new_extra.to_string(),
-            ..Default::default()
-        },
-    );
-    (old, new)
-}
+const ENVS: &[(&str, &str)] = common::ALICE_ENVS;
 
 fn message(i: usize) -> Vec<u8> {
     format!(
@@ -49,18 +37,12 @@ fn seed(old: &Dovecot) {
     c.logout();
 }
 
-fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> std::path::PathBuf {
-    write_config(dir, old, new, &[("alice", "alice", "A_OLD", "A_NEW")])
-}
-
 /// Two servers, alice seeded on the old one, one complete sync done.
 fn synced() -> (Dovecot, Dovecot, tempfile::TempDir, std::path::PathBuf) {
-    let (old, new) = servers("");
-    seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
-    (old, new, dir, cfg)
+    let m = DovecotPair::alice();
+    seed(&m.old);
+    sync_ok(&m.cfg, &[]);
+    (m.old, m.new, m.dir, m.cfg)
 }
 
 fn sync(cfg: &Path, extra: &[&str]) -> serde_json::Value {
@@ -80,13 +62,28 @@ fn ok(j: &serde_json::Value) {
     assert_eq!(j["exit"], 0, "sync failed: {}", j);
 }
 
-fn total(j: &serde_json::Value, key: &str) -> u64 {
-    j["users"][0]["folders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f[key].as_u64().unwrap_or(0))
-        .sum()
+/// [`sync`], which must succeed.
+#[track_caller]
+fn sync_ok(cfg: &Path, extra: &[&str]) -> serde_json::Value {
+    let j = sync(cfg, extra);
+    ok(&j);
+    j
+}
+
+/// Mail delivered to alice's `folder` on the new server only (after the cutover).
+fn deliver_to_new(new: &Dovecot, folder: &str, body: &[u8]) {
+    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    n.append(folder, &[], None, body).unwrap();
+    n.logout();
+}
+
+/// Appends copies of `msgs` (bytes, flags, INTERNALDATE) to `folder`.
+fn append_copies(c: &mut TestImap, folder: &str, msgs: &[TestMsg]) {
+    for m in msgs {
+        let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
+        c.append(folder, &flags, Some(&m.internaldate), &m.body)
+            .unwrap();
+    }
 }
 
 /// Body, flags and INTERNALDATE as an instant (the servers spell it in different zones).
@@ -132,14 +129,12 @@ fn flag_and_keyword_changes_are_carried() {
     o.store_flags("INBOX", msgs[1].uid, "-FLAGS", &["\\Seen"]);
     o.store_flags("INBOX", msgs[2].uid, "+FLAGS", &["\\Answered"]);
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
     assert_eq!(total(&j, "flags_updated"), 3, "{j}");
     assert_mirror(&old, &new, "INBOX", &[]);
     // Nothing changed since: nothing to do.
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(total(&j, "flags_updated"), 0, "{j}");
 }
 
@@ -148,9 +143,7 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
     let (old, new, _dir, cfg) = synced();
     // Mail delivered only to the new server (after cutover): sacred.
     let only_new: &[u8] = b"From: x@example.com\r\nSubject: delivered to the new server\r\nMessage-ID: <new-only@example.com>\r\n\r\nhello\r\n";
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
-    n.append("INBOX", &[], None, only_new).unwrap();
-    n.logout();
+    deliver_to_new(&new, "INBOX", only_new);
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     let msgs = o.fetch_all("INBOX");
     o.expunge_uid("INBOX", msgs[0].uid);
@@ -158,8 +151,7 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
     o.logout();
 
     // Default: the copies stay.
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(total(&j, "kept"), 2, "{j}");
     assert_eq!(total(&j, "deleted"), 0, "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
@@ -170,18 +162,15 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
     );
     n.logout();
     // --final without propagate_deletes_on_final: still nothing deleted.
-    let j = sync(&cfg, &["--final"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--final"]);
     assert_eq!(total(&j, "deleted"), 0, "{j}");
 
     // With propagation: exactly the two copies go; the new-only message stays.
-    let j = sync(&cfg, &["--propagate-deletes"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--propagate-deletes"]);
     assert_eq!(total(&j, "deleted"), 2, "{j}");
     assert_mirror(&old, &new, "INBOX", &[only_new]);
     assert_mirror(&old, &new, "Work", &[]);
-    let j = sync(&cfg, &["--propagate-deletes"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--propagate-deletes"]);
     assert_eq!(total(&j, "deleted"), 0, "{j}");
     assert_mirror(&old, &new, "INBOX", &[only_new]);
 
@@ -196,8 +185,7 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
     let w = o.fetch_all("Work");
     o.expunge_uid("Work", w[0].uid);
     o.logout();
-    let j = sync(&cfg, &["--final"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--final"]);
     assert_eq!(total(&j, "deleted"), 1, "{j}");
     assert_mirror(&old, &new, "Work", &[]);
     assert_mirror(&old, &new, "INBOX", &[only_new]);
@@ -207,9 +195,7 @@ fn expunges_propagate_only_when_asked_and_new_only_mail_survives() {
 fn lost_state_directory_copies_nothing_twice() {
     let (old, new, dir, cfg) = synced();
     let only_new: &[u8] = b"Subject: only on new\r\nMessage-ID: <only@example.com>\r\n\r\nx\r\n";
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
-    n.append("INBOX", &[], None, only_new).unwrap();
-    n.logout();
+    deliver_to_new(&new, "INBOX", only_new);
     // A new message on the old side and a flag change, then the state is lost.
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.append("INBOX", &[], None, &message(100)).unwrap();
@@ -217,15 +203,13 @@ fn lost_state_directory_copies_nothing_twice() {
     o.store_flags("INBOX", m[1].uid, "+FLAGS", &["\\Flagged"]);
     o.logout();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 1, "only the new message is copied: {j}");
     assert_eq!(total(&j, "remapped"), 20, "{j}");
     assert_eq!(total(&j, "flags_updated"), 1, "{j}");
     assert_mirror(&old, &new, "INBOX", &[only_new]);
     assert_mirror(&old, &new, "Work", &[]);
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
     assert_eq!(total(&j, "remapped"), 0, "{j}");
 }
@@ -242,22 +226,17 @@ fn old_folder_recreated_with_same_mail_is_remapped() {
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.delete_mailbox("Work");
     o.create("Work");
-    for m in &before[1..] {
-        let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
-        o.append("Work", &flags, Some(&m.internaldate), &m.body)
-            .unwrap();
-    }
+    append_copies(&mut o, "Work", &before[1..]);
     o.append("Work", &[], None, &message(200)).unwrap();
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 1, "{j}");
     assert_eq!(total(&j, "remapped"), 4, "{j}");
     // The copy of the message that is gone stays (deletions are not propagated).
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("Work").len(), 6);
     n.logout();
-    ok(&sync(&cfg, &[]));
+    sync_ok(&cfg, &[]);
 }
 
 #[test]
@@ -291,14 +270,12 @@ fn old_folder_replaced_by_different_mail_stops_that_folder() {
     n.logout();
     assert_mirror(&old, &new, "INBOX", &[]);
     // The admin confirms: the 4 new messages are copied, the old copies stay.
-    let j = sync(&cfg, &["--force-remap"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--force-remap"]);
     assert_eq!(j["copied"], 4, "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("Work").len(), 9);
     n.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
 }
 
@@ -309,8 +286,7 @@ fn new_folder_recreated_is_filled_again() {
     n.delete_mailbox("Work");
     n.create("Work");
     n.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 5, "{j}");
     assert_mirror(&old, &new, "Work", &[]);
     assert_mirror(&old, &new, "INBOX", &[]);
@@ -321,29 +297,11 @@ fn new_folder_recreated_is_filled_again() {
 #[test]
 fn server_without_uidplus_and_condstore() {
     let caps = "imap_capability = IMAP4rev1 LITERAL+ MULTIAPPEND\n";
-    let old = Dovecot::start(
-        "old",
-        &[("alice", "old-a")],
-        DovecotOpts {
-            tls: false,
-            extra_conf: caps.into(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new",
-        &[("alice", "new-a")],
-        DovecotOpts {
-            tls: false,
-            extra_conf: caps.into(),
-            ..Default::default()
-        },
-    );
+    let DovecotPair {
+        old, new, dir, cfg, ..
+    } = DovecotPair::alice_with(dovecot_opts(caps), dovecot_opts(caps));
     seed(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 20);
     assert_mirror(&old, &new, "INBOX", &[]);
     // New UIDs were found without APPENDUID: flag changes reach the right copies.
@@ -352,8 +310,7 @@ fn server_without_uidplus_and_condstore() {
     o.store_flags("INBOX", m[4].uid, "+FLAGS", &["\\Flagged"]);
     o.expunge_uid("INBOX", m[5].uid);
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(total(&j, "flags_updated"), 1, "{j}");
     // Deleting needs UID EXPUNGE (UIDPLUS): refused with a clear reason, nothing else deleted.
     let j = sync(&cfg, &["--propagate-deletes"]);
@@ -364,8 +321,7 @@ fn server_without_uidplus_and_condstore() {
     n.logout();
     // Lost state on such a server: still nothing copied twice.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
 }
 
@@ -395,8 +351,7 @@ fn dry_run_shows_the_plan_and_status_shows_the_state() {
         "{text}"
     );
     // Nothing was changed by the dry run.
-    let j = sync(&cfg, &["--propagate-deletes"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--propagate-deletes"]);
     assert_eq!(j["copied"], 1);
     assert_eq!(total(&j, "flags_updated"), 1);
     assert_eq!(total(&j, "deleted"), 1);
@@ -448,8 +403,7 @@ fn folder_renamed_on_old_is_renamed_on_new() {
     let r = o.raw("RENAME \"Work\" \"Projects\"");
     assert!(r.is_ok(), "{} {}", r.status, r.text);
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "a renamed folder is not copied again: {j}");
     assert_eq!(j["users"][0]["renamed_folders"][0][0], "Work", "{j}");
     assert_eq!(j["users"][0]["renamed_folders"][0][1], "Projects", "{j}");
@@ -461,33 +415,33 @@ fn folder_renamed_on_old_is_renamed_on_new() {
     );
     n.logout();
     assert_mirror(&old, &new, "Projects", &[]);
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
 }
 
 #[test]
 fn folder_deleted_on_old_is_kept_or_removed_with_propagation() {
-    let (old, new) = servers("");
+    let DovecotPair {
+        old,
+        new,
+        dir: _dir,
+        cfg,
+        ..
+    } = DovecotPair::alice();
     seed(&old);
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.create("Old2");
     o.append("Old2", &[], None, &message(700)).unwrap();
     o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    ok(&sync(&cfg, &[]));
+    sync_ok(&cfg, &[]);
     // Work also receives mail on the new server only.
     let only_new: &[u8] = b"Subject: new-only in Work\r\nMessage-ID: <w@example.com>\r\n\r\nx\r\n";
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
-    n.append("Work", &[], None, only_new).unwrap();
-    n.logout();
+    deliver_to_new(&new, "Work", only_new);
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.delete_mailbox("Work");
     o.delete_mailbox("Old2");
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     let gone = j["users"][0]["gone_folders"].to_string();
     assert!(gone.contains("Work") && gone.contains("Old2"), "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
@@ -498,8 +452,7 @@ fn folder_deleted_on_old_is_kept_or_removed_with_propagation() {
     );
     assert_eq!(n.fetch_all("Old2").len(), 1);
     n.logout();
-    let j = sync(&cfg, &["--propagate-deletes"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--propagate-deletes"]);
     let deleted = j["users"][0]["deleted_folders"].to_string();
     assert!(deleted.contains("Work") && deleted.contains("Old2"), "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");
@@ -525,14 +478,9 @@ fn folder_recreated_under_another_name_is_recognised_by_content() {
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.delete_mailbox("Work");
     o.create("Projects");
-    for m in &before {
-        let flags: Vec<&str> = m.flags.iter().map(String::as_str).collect();
-        o.append("Projects", &flags, Some(&m.internaldate), &m.body)
-            .unwrap();
-    }
+    append_copies(&mut o, "Projects", &before);
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
     assert_eq!(total(&j, "remapped"), 5, "{j}");
     assert_eq!(j["users"][0]["renamed_folders"][0][1], "Projects", "{j}");
@@ -580,8 +528,7 @@ fn changed_folder_is_read_incrementally_with_condstore() {
     let m = o.fetch_all("INBOX");
     o.expunge_uid("INBOX", m[3].uid);
     o.logout();
-    let j = sync(&cfg, &["--propagate-deletes"]);
-    ok(&j);
+    let j = sync_ok(&cfg, &["--propagate-deletes"]);
     assert_eq!(total(&j, "deleted"), 1, "{j}");
     assert_mirror(&old, &new, "INBOX", &[]);
 }
@@ -610,27 +557,22 @@ fn stale_state_restored_from_a_backup_copies_nothing_twice() {
         o.append("INBOX", &[], None, &message(i)).unwrap();
     }
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 6, "{j}");
     // Mail delivered only to the new server meanwhile.
     let only_new: &[u8] =
         b"Subject: delivered to new\r\nMessage-ID: <stale-new@example.com>\r\n\r\nx\r\n";
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
-    n.append("INBOX", &[], None, only_new).unwrap();
-    n.logout();
+    deliver_to_new(&new, "INBOX", only_new);
     // The state directory is replaced by the older backup, and one more message arrives.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     copy_dir(&backup, &dir.path().join("state"));
     let mut o = TestImap::connect(old.port(), "alice", "old-a");
     o.append("INBOX", &[], None, &message(900)).unwrap();
     o.logout();
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 1, "only the really new message: {j}");
     assert_eq!(total(&j, "remapped"), 6, "{j}");
     assert_mirror(&old, &new, "INBOX", &[only_new]);
-    let j = sync(&cfg, &[]);
-    ok(&j);
+    let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{j}");
 }

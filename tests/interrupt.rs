@@ -5,42 +5,33 @@
 
 mod common;
 
-use common::{
-    append_config, run_imapshift, spawn_imapshift, write_config, Dovecot, DovecotOpts, Pause,
-    StderrLog, TestImap,
-};
+use common::{append_config, spawn_imapshift, DovecotPair, Pause, StderrLog, TestImap};
 use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn sigint_stops_cleanly_and_the_next_run_finishes() {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
-    let mut c = TestImap::connect(old.port(), "alice", "old-a");
+    let m = DovecotPair::alice();
+    let mut c = TestImap::connect(m.old.port(), "alice", "old-a");
     for i in 0..300 {
-        let m = format!(
+        let msg = format!(
             "Subject: m{i}\r\nMessage-ID: <int{i}@example.com>\r\n\r\n{}\r\n",
             "y".repeat(20_000 + i)
         );
-        c.append("INBOX", &[], None, m.as_bytes()).unwrap();
+        c.append("INBOX", &[], None, msg.as_bytes()).unwrap();
     }
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[("alice", "alice", "A_OLD", "A_NEW")],
-    );
-    append_config(&cfg, "[sync]\nbatch_messages = 3\n");
-    let envs = [("A_OLD", "old-a"), ("A_NEW", "new-a")];
+    append_config(&m.cfg, "[sync]\nbatch_messages = 3\n");
     // Held right after the fourth batch (messages 10 to 12) was appended, before it is
     // committed: Ctrl-C arrives with that batch in flight.
     let pause = Pause::new("after-append", 4);
-    let mut env: Vec<(&str, String)> = envs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let mut env: Vec<(&str, String)> = m.envs.iter().map(|(k, v)| (*k, v.to_string())).collect();
     env.extend(pause.env());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut child = spawn_imapshift(&["sync", "--config", cfg.to_str().unwrap(), "--json"], &env);
+    let mut child = spawn_imapshift(
+        &["sync", "--config", m.cfg.to_str().unwrap(), "--json"],
+        &env,
+    );
     let log = StderrLog::of(&mut child);
     pause.wait_reached(Duration::from_secs(60));
     let status = Command::new("kill")
@@ -60,21 +51,13 @@ fn sigint_stops_cleanly_and_the_next_run_finishes() {
         "stopped in the middle, the held batch committed: {j}"
     );
     // Nothing pending: the batch in flight was committed.
-    let st = run_imapshift(
-        &["status", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
+    let st = m.run_cmd("status", &["--json"]);
     let s: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(s[0]["pending_intents"], 0, "{s}");
     assert_eq!(s[0]["mapped_messages"].as_u64().unwrap(), copied, "{s}");
     // The next run copies exactly the rest.
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+    let j = m.sync_ok(&[]);
     assert_eq!(j["copied"].as_u64().unwrap(), 300 - copied, "{j}");
-    let mut n = TestImap::connect(new.port(), "alice", "new-a");
+    let mut n = TestImap::connect(m.new.port(), "alice", "new-a");
     assert_eq!(n.fetch_all("INBOX").len(), 300);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
+use common::{dovecot_opts, plain_config, run_cmd, Dovecot, TestImap, PW_ENVS};
 
 fn run(
     users: usize,
@@ -14,24 +14,8 @@ fn run(
     let names: Vec<String> = (0..users).map(|i| format!("u{i:02}")).collect();
     let accounts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "pw")).collect();
     let limit = "service imap {\n  process_limit = 4\n}\n";
-    let old = Dovecot::start(
-        "old-mass",
-        &accounts,
-        DovecotOpts {
-            tls: false,
-            extra_conf: limit.into(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new-mass",
-        &accounts,
-        DovecotOpts {
-            tls: false,
-            extra_conf: limit.into(),
-            ..Default::default()
-        },
-    );
+    let old = Dovecot::start("old-mass", &accounts, dovecot_opts(limit));
+    let new = Dovecot::start("new-mass", &accounts, dovecot_opts(limit));
     for (i, n) in names.iter().enumerate() {
         let mut c = TestImap::connect(old.port(), n, "pw");
         for k in 0..(1 + i % 4) {
@@ -47,20 +31,12 @@ fn run(
     let cap_line = cap
         .map(|c| format!("max_connections = {c}\n"))
         .unwrap_or_default();
-    let mut text = format!(
-        "[old]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n{cap_line}[new]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n{cap_line}[sync]\njobs = {jobs}\n",
-        old.port(),
-        new.port()
-    );
-    for n in &names {
-        text.push_str(&format!("[[users]]\nold = \"{n}\"\nnew = \"{n}\"\nold_password = \"env:PW\"\nnew_password = \"env:PW\"\n"));
-    }
+    let logins: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sync = format!("[sync]\njobs = {jobs}\n");
+    let text = plain_config(old.port(), new.port(), &cap_line, &cap_line, &sync, &logins);
     let cfg = dir.path().join("imapshift.toml");
     std::fs::write(&cfg, text).unwrap();
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("PW", "pw")],
-    );
+    let out = run_cmd("sync", &cfg, &["--json"], PW_ENVS);
     let j: serde_json::Value = common::sync_report(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (old, new, j, names)

@@ -13,23 +13,23 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const PW: &str = "pw";
 
-struct World {
-    old: Dovecot,
-    new: Dovecot,
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
-}
+/// alice's two servers and the config (password [`PW`]), with the methods below.
+type World = DovecotPair;
 
 fn world(messages: usize) -> World {
-    let old = Dovecot::start("old", &[("alice", PW)], DovecotOpts::default());
-    let new = Dovecot::start("new", &[("alice", PW)], DovecotOpts::default());
-    let mut c = TestImap::connect(old.port(), "alice", PW);
+    // A parking MX so that `cutover` gets as far as the state directory (it is refused there,
+    // before any DNS question).
+    let mx = "[sync]\njobs = 1\nbatch_messages = 2\n\
+              [mx]\ndomains = [\"example.com\"]\nnameservers = [\"127.0.0.1:1\"]\n\
+              parking_target = \"parking.example.net\"\n";
+    let w = DovecotPair::plain(&["alice"], mx);
+    let mut c = TestImap::connect(w.old.port(), "alice", PW);
     c.create("Work");
     for i in 0..messages {
         let m = format!(
@@ -39,26 +39,10 @@ fn world(messages: usize) -> World {
         c.append(folder, &["\\Seen"], None, m.as_bytes()).unwrap();
     }
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("imapshift.toml");
-    // A parking MX so that `cutover` gets as far as the state directory (it is refused there,
-    // before any DNS question).
-    let mx = "[sync]\njobs = 1\nbatch_messages = 2\n\
-              [mx]\ndomains = [\"example.com\"]\nnameservers = [\"127.0.0.1:1\"]\n\
-              parking_target = \"parking.example.net\"\n";
-    std::fs::write(
-        &cfg,
-        plain_config(old.port(), new.port(), "", "", mx, &["alice"]),
-    )
-    .unwrap();
-    World { old, new, dir, cfg }
+    w
 }
 
 impl World {
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
     /// `imapshift ARGS --config CFG` with umask 000, as an admin's careless shell might have.
     fn run_wide_umask(&self, args: &[&str]) -> std::process::Output {
         Command::new("sh")

@@ -7,10 +7,11 @@
 
 mod common;
 
-use common::{run_imapshift, write_config, Dovecot, DovecotOpts, TestImap};
+use common::{
+    append_config, dovecot_opts, run_imapshift, sum_over_folders, Dovecot, DovecotOpts,
+    DovecotPair, TestImap, ALICE_ENVS as ENVS,
+};
 use std::path::Path;
-
-const ENVS: &[(&str, &str)] = &[("A_OLD", "old-a"), ("A_NEW", "new-a")];
 
 fn seed(old: &Dovecot, n: usize) {
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
@@ -69,20 +70,16 @@ fn assert_identical(old: &Dovecot, new: &Dovecot) {
     }
 }
 
-fn config_with_batch(
-    dir: &Path,
-    old: &Dovecot,
-    new: &Dovecot,
-    batch_messages: usize,
-) -> std::path::PathBuf {
-    let cfg = write_config(dir, old, new, &[("alice", "alice", "A_OLD", "A_NEW")]);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        format!("{text}[sync]\nbatch_messages = {batch_messages}\n"),
-    )
-    .unwrap();
-    cfg
+/// alice's servers (the new one with `new_opts`), `n` messages [`seed`]ed on the old one, and
+/// a config that copies `batch_messages` at a time.
+fn seeded(new_opts: DovecotOpts, n: usize, batch_messages: usize) -> DovecotPair {
+    let m = DovecotPair::alice_with(DovecotOpts::default(), new_opts);
+    seed(&m.old, n);
+    append_config(
+        &m.cfg,
+        &format!("[sync]\nbatch_messages = {batch_messages}\n"),
+    );
+    m
 }
 
 fn sync(cfg: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
@@ -95,25 +92,14 @@ fn sync(cfg: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
 }
 
 fn variant(caps: &str) {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start(
-        "new",
-        &[("alice", "new-a")],
-        DovecotOpts {
-            tls: false,
-            extra_conf: format!("imap_capability = {caps}\n"),
-            ..Default::default()
-        },
-    );
-    seed(&old, 30);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_batch(dir.path(), &old, &new, 7);
-    let (code, out, err) = sync(&cfg, ENVS);
+    let m = seeded(dovecot_opts(&format!("imap_capability = {caps}\n")), 30, 7);
+    let (old, new, cfg) = (&m.old, &m.new, &m.cfg);
+    let (code, out, err) = sync(cfg, ENVS);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 32, "{j}");
-    assert_identical(&old, &new);
-    let (code, out, _) = sync(&cfg, ENVS);
+    assert_identical(old, new);
+    let (code, out, _) = sync(cfg, ENVS);
     assert_eq!(code, Some(0));
     let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
@@ -136,15 +122,12 @@ fn bare_imap4rev1_server() {
 
 /// Aborts at `point` on its `hit`-th pass, then re-runs until done; the result must be exact.
 fn crash_and_resume(point: &str, hit: &str) {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
-    seed(&old, 40);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_batch(dir.path(), &old, &new, 5);
+    let m = seeded(DovecotOpts::default(), 40, 5);
+    let (old, new, cfg) = (&m.old, &m.new, &m.cfg);
     let mut envs = ENVS.to_vec();
     envs.push(("IMAPSHIFT_FAILPOINT", point));
     envs.push(("IMAPSHIFT_FAILPOINT_HIT", hit));
-    let (code, out, err) = sync(&cfg, &envs);
+    let (code, out, err) = sync(cfg, &envs);
     assert_ne!(
         code,
         Some(0),
@@ -152,15 +135,10 @@ fn crash_and_resume(point: &str, hit: &str) {
     );
     assert!(err.contains(&format!("failpoint {point} reached")), "{err}");
     // Resume without the failpoint.
-    let (code, out, err) = sync(&cfg, ENVS);
+    let (code, out, err) = sync(cfg, ENVS);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
-    let recovered: u64 = j["users"][0]["folders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["recovered"].as_u64().unwrap())
-        .sum();
+    let recovered = sum_over_folders(&j, "recovered");
     if point == "after-append" {
         assert_eq!(
             recovered, 5,
@@ -169,8 +147,8 @@ fn crash_and_resume(point: &str, hit: &str) {
     } else {
         assert_eq!(recovered, 0, "nothing was appended before the abort: {j}");
     }
-    assert_identical(&old, &new);
-    let (_, out, _) = sync(&cfg, ENVS);
+    assert_identical(old, new);
+    let (_, out, _) = sync(cfg, ENVS);
     let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["copied"], 0, "{j}");
 }
@@ -190,24 +168,19 @@ fn abort_after_journal_before_append_is_exactly_once() {
 /// finishes, exactly once.
 #[test]
 fn new_side_error_mid_copy_reconnects_and_finishes() {
-    let old = Dovecot::start("old", &[("alice", "old-a")], DovecotOpts::default());
-    let new = Dovecot::start("new", &[("alice", "new-a")], DovecotOpts::default());
-    seed(&old, 40);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_batch(dir.path(), &old, &new, 5);
+    let m = seeded(DovecotOpts::default(), 40, 5);
     let mut envs = ENVS.to_vec();
     envs.push(("IMAPSHIFT_FAILPOINT", "after-append"));
     envs.push(("IMAPSHIFT_FAILPOINT_HIT", "2"));
     envs.push(("IMAPSHIFT_FAILPOINT_ACTION", "error"));
     envs.push(("IMAPSHIFT_TEST_TIMEOUT_SECS", "60"));
-    let (code, out, err) = sync(&cfg, &envs);
+    let (code, out, err) = sync(&m.cfg, &envs);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let j: serde_json::Value = common::sync_report(out.as_bytes()).unwrap();
     assert_eq!(j["users"][0]["retries"], 1, "{j}");
     // Counts survive the reconnect: every message is copied or recovered once, none "skipped".
-    let folders = j["users"][0]["folders"].as_array().unwrap();
-    let sum = |k: &str| folders.iter().map(|f| f[k].as_u64().unwrap()).sum::<u64>();
+    let sum = |k: &str| sum_over_folders(&j, k);
     assert_eq!(sum("copied") + sum("recovered"), 42, "{j}");
     assert_eq!(sum("skipped"), 0, "{j}");
-    assert_identical(&old, &new);
+    assert_identical(&m.old, &m.new);
 }

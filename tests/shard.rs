@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
+use common::{run_cmd, sync_json_ok, Dovecot, DovecotOpts, TestImap, PW_ENVS};
 use std::collections::BTreeSet;
 
 #[test]
@@ -32,24 +32,7 @@ fn shards_split_users_and_keep_separate_state() {
     let mut seen = BTreeSet::new();
     for k in 1..=3 {
         let shard = format!("{k}/3");
-        let out = run_imapshift(
-            &[
-                "sync",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--json",
-                "--shard",
-                &shard,
-            ],
-            &[("PW", "pw")],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let j: serde_json::Value = common::sync_report(&out.stdout).unwrap();
+        let j = sync_json_ok(&cfg, &["--shard", &shard], PW_ENVS);
         let mut mine = BTreeSet::new();
         for u in j["users"].as_array().unwrap() {
             let name = u["old_login"].as_str().unwrap().to_string();
@@ -77,18 +60,12 @@ fn shards_split_users_and_keep_separate_state() {
         assert_eq!(c.fetch_all("INBOX").len(), 1, "{n}");
         c.logout();
     }
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--shard", "4/3"],
-        &[("PW", "pw")],
-    );
+    let out = run_cmd("sync", &cfg, &["--shard", "4/3"], PW_ENVS);
     assert_eq!(out.status.code(), Some(2), "a bad --shard is a usage error");
 
     // --user must name a user of the list (and of the shard), for every command that takes it.
     for cmd in ["sync", "verify", "preflight"] {
-        let out = run_imapshift(
-            &[cmd, "--config", cfg.to_str().unwrap(), "--user", "nobody"],
-            &[("PW", "pw")],
-        );
+        let out = run_cmd(cmd, &cfg, &["--user", "nobody"], PW_ENVS);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -97,18 +74,11 @@ fn shards_split_users_and_keep_separate_state() {
         );
     }
     let other = names.iter().find(|n| {
-        let out = run_imapshift(
-            &[
-                "sync",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--shard",
-                "1/3",
-                "--user",
-                n.as_str(),
-                "--dry-run",
-            ],
-            &[("PW", "pw")],
+        let out = run_cmd(
+            "sync",
+            &cfg,
+            &["--shard", "1/3", "--user", n.as_str(), "--dry-run"],
+            PW_ENVS,
         );
         out.status.code() == Some(2)
             && String::from_utf8_lossy(&out.stderr).contains("is not in this shard's users")

@@ -16,37 +16,16 @@ use std::path::{Path, PathBuf};
 
 const PW: &str = "pw";
 
+/// alice's two servers and the config (password [`PW`]), and how many messages were sent.
 struct World {
-    old: Dovecot,
-    new: Dovecot,
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
+    m: DovecotPair,
     sent: usize,
 }
 
 impl World {
     fn new() -> World {
-        let old = Dovecot::start("old", &[("alice", PW)], DovecotOpts::default());
-        let new = Dovecot::start("new", &[("alice", PW)], DovecotOpts::default());
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("imapshift.toml");
-        std::fs::write(
-            &cfg,
-            plain_config(
-                old.port(),
-                new.port(),
-                "",
-                "",
-                "[sync]\njobs = 1\n",
-                &["alice"],
-            ),
-        )
-        .unwrap();
         let mut w = World {
-            old,
-            new,
-            dir,
-            cfg,
+            m: DovecotPair::plain(&["alice"], "[sync]\njobs = 1\n"),
             sent: 0,
         };
         w.mail(30);
@@ -57,7 +36,7 @@ impl World {
 
     /// `n` more messages on the old server (INBOX and Work).
     fn mail(&mut self, n: usize) {
-        let mut c = TestImap::connect(self.old.port(), "alice", PW);
+        let mut c = TestImap::connect(self.m.old.port(), "alice", PW);
         if self.sent == 0 {
             c.create("Work");
         }
@@ -74,14 +53,11 @@ impl World {
     }
 
     fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.m.state()
     }
 
     fn sync(&self) -> (i32, Option<u64>, String) {
-        let out = run_imapshift(
-            &["sync", "--config", self.cfg.to_str().unwrap(), "--json"],
-            &[("PW", PW)],
-        );
+        let out = self.m.run_cmd("sync", &["--json"]);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!err.contains("panicked"), "{err}");
         let copied = sync_report(&out.stdout)
@@ -92,8 +68,8 @@ impl World {
 
     /// The new server holds each old message exactly once.
     fn assert_exact(&self) {
-        let mut o = TestImap::connect(self.old.port(), "alice", PW);
-        let mut n = TestImap::connect(self.new.port(), "alice", PW);
+        let mut o = TestImap::connect(self.m.old.port(), "alice", PW);
+        let mut n = TestImap::connect(self.m.new.port(), "alice", PW);
         for f in ["INBOX", "Work"] {
             if let Err(e) = diff_folder(f, &o.fetch_all(f), &n.fetch_all(f)) {
                 panic!("{f}: {e}");
@@ -157,10 +133,7 @@ fn a_damaged_data_file_is_rebuilt_by_matching_without_duplicates() {
         }
         w.assert_exact();
     }
-    let out = run_imapshift(
-        &["verify", "--config", w.cfg.to_str().unwrap()],
-        &[("PW", PW)],
-    );
+    let out = w.m.run_cmd("verify", &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -185,11 +158,11 @@ fn a_store_that_cannot_be_opened_names_the_way_out() {
         "{err}"
     );
     // Nothing was touched on the new server.
-    let mut n = TestImap::connect(w.new.port(), "alice", PW);
+    let mut n = TestImap::connect(w.m.new.port(), "alice", PW);
     assert_eq!(n.status("INBOX").0 + n.status("Work").0, 30);
     n.logout();
     // The way out.
-    std::fs::rename(&state, w.dir.path().join("state.damaged")).unwrap();
+    std::fs::rename(&state, w.m.dir.path().join("state.damaged")).unwrap();
     let (code, copied, err) = w.sync();
     assert_eq!((code, copied), (0, Some(4)), "{err}");
     w.assert_exact();

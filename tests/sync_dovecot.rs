@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{run_imapshift, write_config, Dovecot, DovecotOpts, TestImap, TestMsg};
+use common::{
+    alice_config, dovecot_opts, run_imapshift, sync_json_ok, write_config, Dovecot, DovecotOpts,
+    TestImap, TestMsg,
+};
 use std::path::Path;
 
 const NEW_NS: &str = "namespace inbox {\n  inbox = yes\n  separator = /\n  mailbox Sent {\n    auto = subscribe\n    special_use = \\Sent\n  }\n  mailbox Trash {\n    auto = subscribe\n    special_use = \\Trash\n  }\n}\n";
@@ -16,28 +19,25 @@ const NEW_NS: &str = "namespace inbox {\n  inbox = yes\n  separator = /\n  mailb
 const OLD_NS: &str = "namespace inbox {\n  inbox = yes\n  separator = .\n  mailbox \"Sent Items\" {\n    special_use = \\Sent\n  }\n}\n";
 
 fn old_server(users: &[(&str, &str)]) -> Dovecot {
-    Dovecot::start(
-        "old",
-        users,
-        DovecotOpts {
-            tls: false,
-            extra_conf: OLD_NS.into(),
-            ..Default::default()
-        },
-    )
+    Dovecot::start("old", users, dovecot_opts(OLD_NS))
 }
 
 fn new_server(users: &[(&str, &str)]) -> Dovecot {
-    Dovecot::start(
-        "new",
-        users,
-        DovecotOpts {
-            tls: false,
-            extra_conf: NEW_NS.into(),
-            ..Default::default()
-        },
-    )
+    Dovecot::start("new", users, dovecot_opts(NEW_NS))
 }
+
+/// A server with implicit TLS and STARTTLS (self-signed), `extra_conf` in its configuration.
+fn tls_server(name: &str, user: (&str, &str), extra_conf: &str) -> Dovecot {
+    let opts = DovecotOpts {
+        tls: true,
+        ..dovecot_opts(extra_conf)
+    };
+    Dovecot::start(name, &[user], opts)
+}
+
+/// alice's and bob's entries for [`write_config`], passwords from [`ENVS`].
+const ALICE: (&str, &str, &str, &str) = ("alice", "alice", "A_OLD", "A_NEW");
+const BOB: (&str, &str, &str, &str) = ("bob", "bob", "B_OLD", "B_NEW");
 
 fn msg(i: usize, subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
@@ -48,17 +48,21 @@ fn msg(i: usize, subject: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The old folders of [`seed_alice`]: INBOX, then the ones it creates.
+const ALICE_FOLDERS: &[&str] = &[
+    "INBOX",
+    "Archive",
+    "Archive.2024",
+    "Entw&APw-rfe",
+    "Empty",
+    "Sent Items",
+    "Lists.rust.announce",
+];
+
 /// Fills alice's old mailbox with the edge cases; returns the old folder names used.
 fn seed_alice(old: &Dovecot) -> Vec<&'static str> {
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
-    for f in [
-        "Archive",
-        "Archive.2024",
-        "Entw&APw-rfe",
-        "Empty",
-        "Sent Items",
-        "Lists.rust.announce",
-    ] {
+    for f in &ALICE_FOLDERS[1..] {
         c.create(f);
     }
     for f in ["Archive.2024", "Entw&APw-rfe", "Sent Items"] {
@@ -161,15 +165,7 @@ fn seed_alice(old: &Dovecot) -> Vec<&'static str> {
     )
     .unwrap();
     c.logout();
-    vec![
-        "INBOX",
-        "Archive",
-        "Archive.2024",
-        "Entw&APw-rfe",
-        "Empty",
-        "Sent Items",
-        "Lists.rust.announce",
-    ]
+    ALICE_FOLDERS.to_vec()
 }
 
 /// The same folder on the new server (delimiter `/`, `Sent Items` onto the special-use `Sent`).
@@ -259,15 +255,7 @@ fn full_migration_then_incremental_reruns() {
         c.logout();
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[
-            ("alice", "alice", "A_OLD", "A_NEW"),
-            ("bob", "bob", "B_OLD", "B_NEW"),
-        ],
-    );
+    let cfg = write_config(dir.path(), &old, &new, &[ALICE, BOB]);
 
     let (code, j, stderr) = sync_json(&cfg, ENVS);
     assert_eq!(code, 0, "first sync failed: {j}\n{stderr}");
@@ -419,15 +407,7 @@ fn wrong_password_fails_that_user_only() {
     let new = new_server(&[("alice", "new-a"), ("bob", "new-b")]);
     let folders = seed_alice(&old);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[
-            ("bob", "bob", "B_OLD", "B_NEW"),
-            ("alice", "alice", "A_OLD", "A_NEW"),
-        ],
-    );
+    let cfg = write_config(dir.path(), &old, &new, &[BOB, ALICE]);
     let envs = [
         ("A_OLD", "old-a"),
         ("A_NEW", "new-a"),
@@ -543,11 +523,7 @@ fn refused_message_fails_alone_and_is_reported() {
     let new = Dovecot::start(
         "new-quota",
         &[("alice", "new-a")],
-        DovecotOpts {
-            tls: false,
-            extra_conf: format!("{NEW_NS}{quota}"),
-            ..Default::default()
-        },
+        dovecot_opts(&format!("{NEW_NS}{quota}")),
     );
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
     for i in 0..10 {
@@ -572,12 +548,7 @@ fn refused_message_fails_alone_and_is_reported() {
     }
     c.logout();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[("alice", "alice", "A_OLD", "A_NEW")],
-    );
+    let cfg = alice_config(dir.path(), &old, &new);
     let (code, j, stderr) = sync_json(&cfg, ENVS);
     assert_eq!(code, 1, "one refused message gives exit 1: {j}\n{stderr}");
     assert_eq!(j["copied"], 9, "{j}");
@@ -603,24 +574,8 @@ fn refused_message_fails_alone_and_is_reported() {
 
 #[test]
 fn tls_and_starttls_with_self_signed_certs() {
-    let old = Dovecot::start(
-        "old-tls",
-        &[("alice", "old-a")],
-        DovecotOpts {
-            tls: true,
-            extra_conf: String::new(),
-            ..Default::default()
-        },
-    );
-    let new = Dovecot::start(
-        "new-tls",
-        &[("alice", "new-a")],
-        DovecotOpts {
-            tls: true,
-            extra_conf: NEW_NS.into(),
-            ..Default::default()
-        },
-    );
+    let old = tls_server("old-tls", ("alice", "old-a"), "");
+    let new = tls_server("new-tls", ("alice", "new-a"), NEW_NS);
     let mut c = TestImap::connect(old.port(), "alice", "old-a");
     c.append(
         "INBOX",
@@ -708,29 +663,8 @@ fn dry_run_changes_nothing() {
     let new = new_server(&[("alice", "new-a")]);
     seed_alice(&old);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &old,
-        &new,
-        &[("alice", "alice", "A_OLD", "A_NEW")],
-    );
-    let out = run_imapshift(
-        &[
-            "sync",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--json",
-            "--dry-run",
-        ],
-        ENVS,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j = summary(&out);
+    let cfg = alice_config(dir.path(), &old, &new);
+    let j = sync_json_ok(&cfg, &["--dry-run"], ENVS);
     assert_eq!(j["dry_run"], true);
     assert_eq!(j["copied"], 33, "{j}");
     let mut n = TestImap::connect(new.port(), "alice", "new-a");

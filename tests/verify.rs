@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{run_imapshift, Dovecot, DovecotOpts, TestImap};
+use common::{run_imapshift, DovecotPair, TestImap, PW_ENVS};
 use std::path::Path;
 use std::process::Command;
 
@@ -17,17 +17,10 @@ fn msg(id: &str, body: &str) -> Vec<u8> {
     format!("Subject: Note {id}\r\nMessage-ID: <{id}@example.com>\r\nFrom: a@example.com\r\n\r\n{body}\r\n").into_bytes()
 }
 
-fn config(dir: &Path, old: &Dovecot, new: &Dovecot) -> std::path::PathBuf {
-    let cfg = dir.join("imapshift.toml");
-    let text = common::plain_config(old.port(), new.port(), "", "", "", &["alice", "bob"]);
-    std::fs::write(&cfg, text).unwrap();
-    cfg
-}
-
 fn verify(cfg: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let mut args = vec!["verify", "--config", cfg.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    let out = run_imapshift(&args, &[("PW", "pw")]);
+    let out = run_imapshift(&args, PW_ENVS);
     let j = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}\n{}\n{}",
@@ -38,14 +31,18 @@ fn verify(cfg: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), j)
 }
 
-fn kinds(j: &serde_json::Value, user: &str) -> Vec<(String, String, Option<u64>, Option<u64>)> {
-    let u = j["users"]
+/// The entry of the user `old_login` in a verify report.
+fn user<'a>(j: &'a serde_json::Value, old_login: &str) -> &'a serde_json::Value {
+    j["users"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|u| u["old_login"] == user)
-        .unwrap();
-    u["differences"]
+        .find(|u| u["old_login"] == old_login)
+        .unwrap_or_else(|| panic!("no user {old_login} in {j:#}"))
+}
+
+fn kinds(j: &serde_json::Value, login: &str) -> Vec<(String, String, Option<u64>, Option<u64>)> {
+    user(j, login)["differences"]
         .as_array()
         .unwrap()
         .iter()
@@ -86,61 +83,39 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
 
 #[test]
 fn verify_detects_and_names_every_difference() {
-    let users = [("alice", "pw"), ("bob", "pw")];
-    let old = Dovecot::start("old", &users, DovecotOpts::default());
-    let new = Dovecot::start("new", &users, DovecotOpts::default());
-    let mut c = TestImap::connect(old.port(), "alice", "pw");
-    for f in ["Archive", "Projects"] {
-        c.create(f);
-        c.subscribe(f);
-    }
-    for i in 0..6 {
-        let flags: &[&str] = if i < 3 { &["\\Seen"] } else { &[] };
-        c.append(
-            "INBOX",
-            flags,
-            Some(DATE),
-            &msg(&format!("in{i}"), &format!("inbox body {i}")),
-        )
-        .unwrap();
-    }
-    for i in 0..4 {
-        c.append(
-            "Archive",
-            &["\\Seen"],
-            Some(DATE),
-            &msg(&format!("ar{i}"), &format!("archive body {i}")),
-        )
-        .unwrap();
-    }
-    for i in 0..2 {
-        c.append(
-            "Projects",
-            &[],
-            Some(DATE),
-            &msg(&format!("pr{i}"), "project"),
-        )
-        .unwrap();
-    }
-    c.logout();
-    let mut c = TestImap::connect(old.port(), "bob", "pw");
-    for i in 0..3 {
-        c.append("INBOX", &[], Some(DATE), &msg(&format!("bob{i}"), "bob"))
+    let m = DovecotPair::plain(&["alice", "bob"], "");
+    let (dir, cfg) = (&m.dir, &m.cfg);
+    // Messages `<tag>0` to `<tag>{n-1}` in `user`'s `folder`, the first `seen` of them seen.
+    let fill = |user: &str,
+                folder: &str,
+                tag: &str,
+                n: usize,
+                seen: usize,
+                body: &dyn Fn(usize) -> String| {
+        let mut c = TestImap::connect(m.old.port(), user, "pw");
+        if folder != "INBOX" {
+            c.create(folder);
+            c.subscribe(folder);
+        }
+        for i in 0..n {
+            let flags: &[&str] = if i < seen { &["\\Seen"] } else { &[] };
+            c.append(
+                folder,
+                flags,
+                Some(DATE),
+                &msg(&format!("{tag}{i}"), &body(i)),
+            )
             .unwrap();
-    }
-    c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        }
+        c.logout();
+    };
+    fill("alice", "INBOX", "in", 6, 3, &|i| format!("inbox body {i}"));
+    fill("alice", "Archive", "ar", 4, 4, &|i| {
+        format!("archive body {i}")
+    });
+    fill("alice", "Projects", "pr", 2, 0, &|_| "project".into());
+    fill("bob", "INBOX", "bob", 3, 0, &|_| "bob".into());
+    m.run_cmd_ok("sync", &[]);
 
     // Every sync run leaves its report in the state directory (the last one, and all by time).
     let report: serde_json::Value =
@@ -153,15 +128,12 @@ fn verify_detects_and_names_every_difference() {
     assert_eq!(kept, 1);
 
     // A clean migration: OK, exit 0, the last run included.
-    let (code, j) = verify(&cfg, &[]);
+    let (code, j) = verify(cfg, &[]);
     assert_eq!(code, Some(0), "{j:#}");
     assert_eq!(j["ok"], true);
     assert_eq!(j["totals"]["old_messages"], 15);
     assert_eq!(j["users"][0]["last_run"]["copied"], 12, "{j:#}");
-    let human = run_imapshift(
-        &["verify", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
+    let human = m.run_cmd("verify", &[]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.contains("OK      alice -> alice: 12 messages, 0 missing"),
@@ -170,7 +142,7 @@ fn verify_detects_and_names_every_difference() {
     assert!(text.contains("VERIFIED: 2 of 2 users OK"), "{text}");
 
     // Differences on alice's new mailbox.
-    let mut n = TestImap::connect(new.port(), "alice", "pw");
+    let mut n = TestImap::connect(m.new.port(), "alice", "pw");
     let inbox = n.fetch_all("INBOX");
     let archive = n.fetch_all("Archive");
     let uid_of = |list: &[common::TestMsg], subject: &str| {
@@ -215,7 +187,7 @@ fn verify_detects_and_names_every_difference() {
     n.logout();
     let _ = archive;
 
-    let (code, j) = verify(&cfg, &[]);
+    let (code, j) = verify(cfg, &[]);
     assert_eq!(code, Some(7), "{j:#}");
     assert_eq!(j["ok"], false);
     let k = kinds(&j, "alice");
@@ -240,12 +212,7 @@ fn verify_detects_and_names_every_difference() {
         !has("body", "INBOX"),
         "headers alone cannot see a changed body: {k:?}"
     );
-    let alice = j["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["old_login"] == "alice")
-        .unwrap();
+    let alice = user(&j, "alice");
     let flags: Vec<&str> = alice["differences"]
         .as_array()
         .unwrap()
@@ -272,16 +239,11 @@ fn verify_detects_and_names_every_difference() {
         "Note after-cutover"
     );
     // bob is untouched: OK.
-    let bob = j["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["old_login"] == "bob")
-        .unwrap();
+    let bob = user(&j, "bob");
     assert_eq!(bob["status"], "ok", "{bob:#}");
 
     // --deep also sees the changed body.
-    let (code, j) = verify(&cfg, &["--deep"]);
+    let (code, j) = verify(cfg, &["--deep"]);
     assert_eq!(code, Some(7));
     let k = kinds(&j, "alice");
     assert!(
@@ -292,16 +254,7 @@ fn verify_detects_and_names_every_difference() {
 
     // The HTML report: self-contained, rendered by headless Chromium, listing the users.
     let html = dir.path().join("report.html");
-    let out = run_imapshift(
-        &[
-            "verify",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--html",
-            html.to_str().unwrap(),
-        ],
-        &[("PW", "pw")],
-    );
+    let out = m.run_cmd("verify", &["--html", html.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(7));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
@@ -346,10 +299,8 @@ fn verify_detects_and_names_every_difference() {
 /// `verify` and for rebuilding lost UID maps alike, and nothing is lost between chunks.
 #[test]
 fn large_folders_are_listed_in_chunks() {
-    let users = [("alice", "pw"), ("bob", "pw")];
-    let old = Dovecot::start("old", &users, DovecotOpts::default());
-    let new = Dovecot::start("new", &users, DovecotOpts::default());
-    let mut c = TestImap::connect(old.port(), "alice", "pw");
+    let m = DovecotPair::plain(&["alice", "bob"], "");
+    let mut c = TestImap::connect(m.old.port(), "alice", "pw");
     for i in 0..1100 {
         c.append("INBOX", &[], Some(DATE), &msg(&format!("big{i}"), "x"))
             .unwrap();
@@ -359,30 +310,16 @@ fn large_folders_are_listed_in_chunks() {
         c.expunge_uid("INBOX", uid);
     }
     c.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new);
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap()],
-        &[("PW", "pw")],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (code, j) = verify(&cfg, &[]);
+    m.run_cmd_ok("sync", &[]);
+    let (code, j) = verify(&m.cfg, &[]);
     assert_eq!(code, Some(0), "{j:#}");
     assert_eq!(j["totals"]["old_messages"], 1096);
     assert_eq!(j["totals"]["new_messages"], 1096);
     // The state lost: the maps are rebuilt from the chunked listings, nothing copied again.
-    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
-    let out = run_imapshift(
-        &["sync", "--config", cfg.to_str().unwrap(), "--json"],
-        &[("PW", "pw")],
-    );
+    std::fs::remove_dir_all(m.state()).unwrap();
+    let out = m.run_cmd("sync", &["--json"]);
     let r = common::sync_report(&out.stdout).unwrap();
     assert_eq!(r["copied"], 0, "{r}");
-    let (code, _) = verify(&cfg, &[]);
+    let (code, _) = verify(&m.cfg, &[]);
     assert_eq!(code, Some(0));
 }

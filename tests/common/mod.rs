@@ -37,7 +37,7 @@ pub use imap::{
 pub use knot::{kdig, zone_text, Knot};
 pub use lame_dns::LameDns;
 pub use rng::Rng;
-pub use run::{show_output, SyncRun};
+pub use run::*;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

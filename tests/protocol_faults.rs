@@ -20,6 +20,7 @@ mod common;
 
 use common::{show_output, SyncRun as Run};
 
+use common::gen;
 use common::proxy::{fetch_uid, Proxy};
 use common::{
     diff_folder, key, plain_config, run_imapshift, spawn_imapshift, Dovecot, DovecotOpts, Pause,
@@ -110,19 +111,13 @@ type Snapshot = BTreeMap<String, Vec<TestMsg>>;
 
 /// Every folder of [`ROUND1`], read directly from the server (never through a proxy).
 fn snapshot(server: &Dovecot) -> Snapshot {
-    let mut c = TestImap::connect(server.port(), "alice", PW);
-    let names: Vec<String> = c.list().into_iter().map(|(_, _, n)| n).collect();
-    let mut out = Snapshot::new();
-    for (f, _) in ROUND1 {
-        let msgs = if names.iter().any(|n| n == f) {
-            c.fetch_all(f)
-        } else {
-            Vec::new()
-        };
-        out.insert(f.to_string(), msgs);
-    }
-    c.logout();
-    out
+    gen::snapshot_folders(
+        server.port(),
+        "alice",
+        PW,
+        &ROUND1.map(|(f, _)| f),
+        str::to_string,
+    )
 }
 
 // ----- the set-up -----
@@ -203,6 +198,20 @@ impl Scenario {
         sync_with(&self.cfg, extra, &[])
     }
 
+    /// The faulty run (`--propagate-deletes`), and its reconnect reasons (printed).
+    fn faulty_sync(&self, what: &str) -> (Run, Vec<String>) {
+        let r = self.sync(&["--propagate-deletes"]);
+        let why = reconnects(&r);
+        println!("{what}: reconnects: {why:#?}");
+        (r, why)
+    }
+
+    /// The new server is exact (in order); then the re-run, verify.
+    fn exact_then_rerun(&self, what: &str) {
+        self.assert_exact(what, true);
+        self.rerun_exact(what, true);
+    }
+
     /// The re-run after the fault: proxies clean, exit 0, nothing failed, the new server an
     /// exact copy; then one more run copies nothing, and `verify` exits 0.
     fn rerun_exact(&self, what: &str, ordered: bool) -> Run {
@@ -238,8 +247,7 @@ impl Scenario {
             "{what}: only the expunged message's copy goes\n{}",
             r.show()
         );
-        self.assert_exact(what, true);
-        self.rerun_exact(what, true);
+        self.exact_then_rerun(what);
     }
 
     /// The spawned run held at a fault finishes on its own: exit 0 after at least one
@@ -248,11 +256,10 @@ impl Scenario {
         let r = Run::of(wait_output(child), &[]);
         let why = reconnects(&r);
         println!("{what}: reconnects: {why:#?}");
-        assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+        assert_ok(what, &r);
         assert!(r.retries() >= 1, "{what}: no reconnect\n{}", r.show());
         assert!(why.iter().all(|l| l.contains(side)), "{what}: {why:#?}");
-        self.assert_exact(what, true);
-        self.rerun_exact(what, true);
+        self.exact_then_rerun(what);
     }
 
     /// The new server holds exactly the old server's messages, folder by folder (in order if
@@ -260,7 +267,7 @@ impl Scenario {
     /// neighbours).
     fn assert_exact(&self, what: &str, ordered: bool) {
         let (want, got) = (snapshot(&self.old), snapshot(&self.new));
-        assert_zones(&want, &got);
+        gen::assert_zones(want.values().flatten(), got.values().flatten());
         let errs: Vec<String> = want
             .iter()
             .filter_map(|(f, w)| {
@@ -314,25 +321,6 @@ impl Scenario {
     }
 }
 
-/// The two servers really are in different zones.
-fn assert_zones(old: &Snapshot, new: &Snapshot) {
-    let zones = |s: &Snapshot| {
-        let mut z: Vec<String> = s.values().flatten().map(|m| m.zone().to_string()).collect();
-        z.sort();
-        z.dedup();
-        z
-    };
-    let (zo, zn) = (zones(old), zones(new));
-    assert!(
-        !zo.is_empty() && zo.iter().all(|z| z == "+0100" || z == "+0200"),
-        "the old server is not in Europe/Berlin: {zo:?}"
-    );
-    assert!(
-        zn.iter().all(|z| z == "-0500" || z == "-0400"),
-        "the new server is not in America/New_York: {zn:?}"
-    );
-}
-
 // ----- runs -----
 
 fn sync_with(cfg: &Path, extra: &[&str], more_env: &[(&str, &str)]) -> Run {
@@ -382,6 +370,22 @@ fn assert_reasons(what: &str, why: &[String], want: &[&[&str]]) {
             .zip(want)
             .all(|(l, w)| w.iter().all(|t| l.contains(t)));
     assert!(ok, "{what}: reconnect reasons {why:#?}, expected {want:?}");
+}
+
+/// The run exited 0.
+fn assert_ok(what: &str, r: &Run) {
+    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+}
+
+/// The run exited 0 after exactly `retries` reconnects.
+fn assert_ok_after(what: &str, r: &Run, retries: u64) {
+    assert_ok(what, r);
+    assert_eq!(r.retries(), retries, "{what}\n{}", r.show());
+}
+
+/// The run resolved `n` journaled intents as found on the new server (not copied again).
+fn assert_recovered(what: &str, r: &Run, n: usize) {
+    assert_eq!(r.folder_sum("recovered"), n as u64, "{what}\n{}", r.show());
 }
 
 // ----- rewrite rules -----
@@ -576,7 +580,7 @@ fn garbage_instead_of_a_fetch_response() {
             resp.to_vec()
         }
     });
-    let r = s.sync(&["--propagate-deletes"]);
+    let (r, why) = s.faulty_sync(what);
     assert!(
         s.old_proxy.responses_rewritten() >= 2,
         "{what}: the rule fired too rarely"
@@ -589,19 +593,17 @@ fn garbage_instead_of_a_fetch_response() {
     );
     assert_eq!(r.user()["status"], "partial", "{what}\n{}", r.show());
     assert_eq!(r.code, Some(1), "{what}\n{}", r.show());
-    let why = r.user()["failures"][0]["reason"]
+    let reason = r.user()["failures"][0]["reason"]
         .as_str()
         .unwrap_or("")
         .to_string();
-    println!("{what}: the reason: {why}");
-    assert!(why.contains("malformed"), "{what}: the reason: {why}");
+    println!("{what}: the reason: {reason}");
+    assert!(reason.contains("malformed"), "{what}: the reason: {reason}");
     assert!(r.retries() >= 2, "{what}: no reconnects\n{}", r.show());
     assert!(
-        reconnects(&r)
-            .iter()
+        why.iter()
             .all(|l| l.contains("old server") && l.contains("malformed reply")),
-        "{what}: reconnect reasons: {:#?}",
-        reconnects(&r)
+        "{what}: reconnect reasons: {why:#?}"
     );
     assert_eq!(
         r.folder_sum("deleted"),
@@ -639,22 +641,20 @@ fn literal_cut_short_with_the_connection_open() {
         f.push(k);
         truncate_literal(resp, 200)
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    println!("{what}: reconnects: {:#?}", reconnects(&r));
+    let (r, why) = s.faulty_sync(what);
     assert_eq!(
         fired.lock().unwrap().len(),
         2,
         "{what}: both faults fired\n{}",
         r.show()
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert!(r.failures().is_empty(), "{what}\n{}", r.show());
     assert!(
         r.retries() >= 2,
         "{what}: two broken connections\n{}",
         r.show()
     );
-    let why = reconnects(&r);
     assert_reasons(
         what,
         &why,
@@ -710,18 +710,14 @@ fn append_completion_garbled_or_cut() {
             _ => resp[..cut].to_vec(),
         }
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!(
-        "{what}: completions rewritten: {:#?}\nreconnects: {why:#?}",
-        seen.lock().unwrap()
-    );
+    let (r, why) = s.faulty_sync(what);
+    println!("{what}: completions rewritten: {:#?}", seen.lock().unwrap());
     assert_eq!(
         fired.lock().unwrap().len(),
         3,
         "{what}: the three faults fired"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert!(r.failures().is_empty(), "{what}\n{}", r.show());
     assert_reasons(
         what,
@@ -731,14 +727,12 @@ fn append_completion_garbled_or_cut() {
             &["folder Work: new server", "(timeout)"],
         ],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        2 * ROUND2 as u64,
-        "{what}: the two batches whose reply was lost are recovered from the journal\n{}",
-        r.show()
+    assert_recovered(
+        &format!("{what}: the two batches whose reply was lost are recovered from the journal"),
+        &r,
+        2 * ROUND2,
     );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.exact_then_rerun(what);
 }
 
 // ----- case 3: BYE in the middle of a command -----
@@ -774,15 +768,12 @@ fn bye_in_the_middle_of_a_command() {
             resp.to_vec()
         }
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let (r, why) = s.faulty_sync(what);
     assert!(
         old_fired.load(SeqCst) && new_fired.load(SeqCst),
         "{what}: the faults fired"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 2, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 2);
     assert_reasons(
         what,
         &why,
@@ -794,14 +785,8 @@ fn bye_in_the_middle_of_a_command() {
             ],
         ],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        ROUND2 as u64,
-        "{what}\n{}",
-        r.show()
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    assert_recovered(what, &r, ROUND2);
+    s.exact_then_rerun(what);
 }
 
 // ----- case 4: an untagged storm -----
@@ -854,7 +839,7 @@ fn untagged_storm_before_completions() {
         new_storms.load(SeqCst) >= 4,
         "{what}: LOGIN + three APPENDs"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert_eq!(r.retries(), 0, "{what}: a storm is no fault\n{}", r.show());
     s.settled(what, &r);
 }
@@ -1012,13 +997,10 @@ fn new_server_silent_past_the_timeout() {
         }
         resp.to_vec()
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let (r, why) = s.faulty_sync(what);
     assert!(gate.is_reached(), "{what}: the stall never happened");
     gate.open();
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 1);
     assert_reasons(
         what,
         &why,
@@ -1027,12 +1009,7 @@ fn new_server_silent_past_the_timeout() {
             "no data from the server for 2s (timeout)",
         ]],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        ROUND2 as u64,
-        "{what}\n{}",
-        r.show()
-    );
+    assert_recovered(what, &r, ROUND2);
     s.settled(what, &r);
 }
 
@@ -1051,15 +1028,12 @@ fn old_server_trickling_a_reply_line_times_out() {
     let s = Scenario::primed("trickle", "timeout_secs = 2\n", "");
     s.old_proxy
         .trickle_downstream_from(b"* NAMESPACE", Duration::from_millis(300), 1);
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let (r, why) = s.faulty_sync(what);
     assert!(
         s.old_proxy.log().iter().any(|l| l.contains("TRICKLE")),
         "{what}: the trickle never started"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 1);
     assert_reasons(
         what,
         &why,

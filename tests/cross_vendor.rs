@@ -93,6 +93,30 @@ fn filled(port: u16, folders: &[(&str, &str, usize)]) -> TestImap {
     c
 }
 
+/// Alice's mailbox on a Dovecot (no prefix, `/`): special-use, nested and non-ASCII folders and
+/// a name holding Cyrus's separator; `(folder, tag, n)` as [`filled`] takes them.
+const DOVECOT_MAILBOX: [(&str, &str, usize); 7] = [
+    ("INBOX", "inbox", 3),
+    ("Sent", "sent", 4),
+    ("Drafts", "drafts", 1),
+    ("Archive", "archive", 1),
+    ("Archive/2019", "y2019", 3),
+    ("Entw&APw-rfe", "entwurf", 2),
+    ("x.y", "dotted", 2),
+];
+
+/// The same kind of mailbox where folders are named under `INBOX.` with `.` (Cyrus, Courier):
+/// `inbox` messages in INBOX, the sent folder `sent`, a nested and a non-ASCII folder.
+fn dotted_mailbox(inbox: usize, sent: &'static str) -> [(&'static str, &'static str, usize); 5] {
+    [
+        ("INBOX", "inbox", inbox),
+        (sent, "sent", 3),
+        ("INBOX.Archive", "archive", 1),
+        ("INBOX.Archive.2019", "y2019", 2),
+        ("INBOX.Entw&APw-rfe", "entwurf", 2),
+    ]
+}
+
 /// A message of about 40 kB, over both 20 kB limits the targets set.
 fn big_message() -> Vec<u8> {
     format!(
@@ -246,18 +270,7 @@ fn assert_moved(old_port: u16, new_port: u16, pairs: &[(&str, &str)], skip: &[Ve
 fn dovecot_to_cyrus() {
     let old = dovecot("old");
     let new = small_cyrus("new");
-    let mut c = filled(
-        old.port(),
-        &[
-            ("INBOX", "inbox", 3),
-            ("Sent", "sent", 4),
-            ("Drafts", "drafts", 1),
-            ("Archive", "archive", 1),
-            ("Archive/2019", "y2019", 3),
-            ("Entw&APw-rfe", "entwurf", 2),
-            ("x.y", "dotted", 2),
-        ],
-    );
+    let mut c = filled(old.port(), &DOVECOT_MAILBOX);
     let big = big_message();
     c.append("INBOX", &[], None, &big).unwrap();
     c.subscribe("Archive/2019");
@@ -322,16 +335,7 @@ fn dovecot_to_cyrus() {
 fn cyrus_to_dovecot() {
     let old = cyrus("old");
     let new = dovecot("new");
-    let mut c = filled(
-        old.port(),
-        &[
-            ("INBOX", "inbox", 2),
-            ("INBOX.Sent", "sent", 3),
-            ("INBOX.Archive", "archive", 1),
-            ("INBOX.Archive.2019", "y2019", 2),
-            ("INBOX.Entw&APw-rfe", "entwurf", 2),
-        ],
-    );
+    let mut c = filled(old.port(), &dotted_mailbox(2, "INBOX.Sent"));
     c.subscribe("INBOX.Sent");
     c.logout();
     let m = Migration::new(old.port(), new.port());
@@ -369,16 +373,7 @@ fn courier(name: &str) -> common::Courier {
 /// attributes (Courier has no SPECIAL-USE), `Sent Items` as Outlook names it, a nested and a
 /// non-ASCII folder, keywords, and one message of 40 kB.
 fn fill_courier(port: u16) -> Vec<u8> {
-    let mut c = filled(
-        port,
-        &[
-            ("INBOX", "inbox", 3),
-            ("INBOX.Sent Items", "sent", 3),
-            ("INBOX.Archive", "archive", 1),
-            ("INBOX.Archive.2019", "y2019", 2),
-            ("INBOX.Entw&APw-rfe", "entwurf", 2),
-        ],
-    );
+    let mut c = filled(port, &dotted_mailbox(3, "INBOX.Sent Items"));
     let big = big_message();
     c.append("INBOX.Archive", &[], None, &big).unwrap();
     c.subscribe("INBOX.Archive.2019");
@@ -387,17 +382,13 @@ fn fill_courier(port: u16) -> Vec<u8> {
 }
 
 /// The folders [`fill_courier`] makes.
-const COURIER_FOLDERS: [&str; 5] = [
-    "INBOX",
-    "INBOX.Sent Items",
-    "INBOX.Archive",
-    "INBOX.Archive.2019",
-    "INBOX.Entw&APw-rfe",
-];
+fn courier_folders() -> [&'static str; 5] {
+    dotted_mailbox(3, "INBOX.Sent Items").map(|(folder, _, _)| folder)
+}
 
 /// A Courier mailbox ([`fill_courier`]) migrated to the server at `new_port`, which refuses the
 /// big message: that one is named; every other message is in the new folder `new_names` gives
-/// its old one (in [`COURIER_FOLDERS`] order); the new server's folders are as
+/// its old one (in [`courier_folders`] order); the new server's folders are as
 /// [`assert_new_folders`] with `subscribed` and `forbidden` says; a re-run copies nothing and
 /// verify counts exactly the big one missing.
 fn from_courier(new_port: u16, new_names: [&str; 5], subscribed: &str, forbidden: &[&str]) {
@@ -406,7 +397,7 @@ fn from_courier(new_port: u16, new_names: [&str; 5], subscribed: &str, forbidden
     let m = Migration::new(old.port(), new_port);
     // The big one refused.
     assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
-    let pairs: Vec<(&str, &str)> = COURIER_FOLDERS.into_iter().zip(new_names).collect();
+    let pairs: Vec<(&str, &str)> = courier_folders().into_iter().zip(new_names).collect();
     m.assert_moved(&pairs, &[big]);
     m.assert_new_folders(subscribed, forbidden);
     // Only the refused one is missing.
@@ -436,7 +427,7 @@ fn courier_to_dovecot() {
 #[test]
 fn courier_to_cyrus() {
     let new = small_cyrus("new");
-    from_courier(new.port(), COURIER_FOLDERS, "INBOX.Archive.2019", &[]);
+    from_courier(new.port(), courier_folders(), "INBOX.Archive.2019", &[]);
 }
 
 /// Dovecot to Courier: Courier has neither MULTIAPPEND nor LITERAL+ (APPENDs go one by one on
@@ -446,16 +437,12 @@ fn courier_to_cyrus() {
 fn dovecot_to_courier() {
     let old = dovecot("old");
     let new = courier("new");
-    let c = filled(
-        old.port(),
-        &[
-            ("INBOX", "inbox", 3),
-            ("Sent", "sent", 4),
-            ("Archive/2019", "y2019", 3),
-            ("Entw&APw-rfe", "entwurf", 2),
-        ],
-    );
-    c.logout();
+    // The Dovecot mailbox without Drafts, Archive (the parent) and `x.y`.
+    let folders: Vec<_> = DOVECOT_MAILBOX
+        .into_iter()
+        .filter(|(f, _, _)| !["Drafts", "Archive", "x.y"].contains(f))
+        .collect();
+    filled(old.port(), &folders).logout();
     let m = Migration::new(old.port(), new.port());
     m.sync(0);
     m.assert_moved(

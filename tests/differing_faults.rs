@@ -137,6 +137,20 @@ fn config(dir: &Path, old_port: u16, new_port: u16, new_extra: &str, tables: &st
     path
 }
 
+/// A proxy in front of the new server, and a config in a temp dir of its own for old -> that
+/// proxy (see [`config`]).
+fn via_new_proxy(
+    old: &Dovecot,
+    new: &Dovecot,
+    new_extra: &str,
+    tables: &str,
+) -> (Proxy, tempfile::TempDir, PathBuf) {
+    let proxy = Proxy::start("new", new.port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), proxy.port(), new_extra, tables);
+    (proxy, dir, cfg)
+}
+
 fn sync(cfg: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut args = vec!["sync", "--config", cfg.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
@@ -515,16 +529,9 @@ fn late_multiappend_commit_after_timeout() {
     let new = new_server("");
     seed(&old, "late", &[("INBOX", 60)], &|_, _| String::new());
     let want = snapshot(&old);
-    let proxy = Proxy::start("new", new.port());
+    let tables = "[sync]\nbatch_messages = 20\n";
+    let (proxy, _dir, cfg) = via_new_proxy(&old, &new, "timeout_secs = 2\n", tables);
     proxy.hold_upstream_after(b"APPEND", 300);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        old.port(),
-        proxy.port(),
-        "timeout_secs = 2\n",
-        "[sync]\nbatch_messages = 20\n",
-    );
     let r1 = sync(&cfg, &[], ENVS);
     let hs = proxy.hold_status();
     println!("{what}: hold {hs:?}; {} connections", proxy.accepted());
@@ -743,16 +750,8 @@ fn rewriting(tag: &str) -> Rewriting {
     let old = old_server("");
     let new = new_server("");
     let want = seed_for_rewrite(&old, tag);
-    let proxy = Proxy::start("new", new.port());
+    let (proxy, dir, cfg) = via_new_proxy(&old, &new, "", "[sync]\nbatch_messages = 3\n");
     proxy.rewrite_append_literals(add_crlf);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        old.port(),
-        proxy.port(),
-        "",
-        "[sync]\nbatch_messages = 3\n",
-    );
     Rewriting {
         old,
         new,

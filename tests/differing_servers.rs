@@ -174,6 +174,21 @@ fn sync_ok(cfg: &Path, extra: &[&str]) -> Value {
     j
 }
 
+/// A sync that must succeed for alice without any failure (and verify must agree with a
+/// report of failed folders, see [`assert_verify_agrees`]): its summary.
+fn sync_without_failures(cfg: &Path) -> Value {
+    let j = sync(cfg, &[]);
+    assert_verify_agrees(cfg, &j);
+    assert_eq!(j["exit"], 0, "{}", brief(&j));
+    assert_eq!(
+        user(&j, "alice")["failures"],
+        serde_json::json!([]),
+        "{}",
+        brief(&j)
+    );
+    j
+}
+
 /// One more run succeeds and copies nothing (`why` says what that proves).
 fn assert_rerun_copies_nothing(cfg: &Path, why: &str) {
     let j = sync_ok(cfg, &[]);
@@ -585,13 +600,7 @@ fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
 #[test]
 fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
     let (old_ns, new_ns) = (common::STOCK_SPECIAL_USE_NS, common::SENT_AND_TRASH_NS);
-    let folders = [
-        "INBOX",
-        "Sent",
-        "Sent Messages",
-        "Trash",
-        "Deleted Messages",
-    ];
+    let folders = gen::STOCK_SPECIAL_USE_FOLDERS;
     let fills: Vec<(&str, usize, usize)> = (0..folders.len())
         .map(|i| (folders[i], 3 + i, 100 * i))
         .collect();
@@ -615,15 +624,7 @@ fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
     n.create("Sent");
     n.create("Trash");
     n.logout();
-    let j = sync(&cfg, &[]);
-    assert_verify_agrees(&cfg, &j);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    sync_without_failures(&cfg);
     for f in folders {
         assert_mirror(&old, &new, "alice", f, f);
     }
@@ -689,15 +690,7 @@ fn a_name_holding_the_new_separator_gets_its_look_alike() {
         names.contains(&"a/b".to_string()) && names.contains(&"a_b".to_string()),
         "{names:?}"
     );
-    let j = sync(&cfg, &[]);
-    assert_verify_agrees(&cfg, &j);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    sync_without_failures(&cfg);
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
     assert_mirror(&old, &new, "alice", "a/b", "a&IhU-b");
     assert_mirror(&old, &new, "alice", "a_b", "a_b");
@@ -779,14 +772,7 @@ fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
         names.contains(&"Old/2019".to_string()) && !names.iter().any(|n| n.starts_with("Archive")),
         "the children moved with their parent on the old server: {names:?}"
     );
-    let j = sync(&cfg, &[]);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    let j = sync_without_failures(&cfg);
     assert_eq!(
         j["copied"],
         0,
@@ -915,7 +901,7 @@ fn without_uidplus_a_recreated_new_folder_is_refilled_and_flags_follow() {
     }
     let work_without_only_new = |new: &Dovecot| -> Result<(), String> {
         let mut o = alice_at(&old);
-        let mut n = alice_at(&new);
+        let mut n = alice_at(new);
         let a = snapshot(&mut o, "Work");
         let mut b = snapshot(&mut n, "Work");
         let pos = b.iter().position(|m| m.body == only_new);

@@ -198,6 +198,16 @@ impl Scenario {
         sync_with(&self.cfg, extra, &[])
     }
 
+    /// A sync started in the background (with `more_env` besides the password).
+    fn spawn_sync(&self, more_env: &[(&str, &str)]) -> std::process::Child {
+        let mut envs = ENVS.to_vec();
+        envs.extend_from_slice(more_env);
+        spawn_imapshift(
+            &["sync", "--config", self.cfg.to_str().unwrap(), "--json"],
+            &envs,
+        )
+    }
+
     /// The faulty run (`--propagate-deletes`), and its reconnect reasons (printed).
     fn faulty_sync(&self, what: &str) -> (Run, Vec<String>) {
         let r = self.sync(&["--propagate-deletes"]);
@@ -248,6 +258,26 @@ impl Scenario {
             r.show()
         );
         self.exact_then_rerun(what);
+    }
+
+    /// While the spawned run `child` is held at a fault: SIGKILLs the old (`old_side`) or the
+    /// new server and starts it again, lets the run go on (`release`), and expects it to
+    /// resume ([`Scenario::resumed`]).
+    fn restart_then_resume(
+        &mut self,
+        what: &str,
+        child: std::process::Child,
+        old_side: bool,
+        release: impl FnOnce(),
+    ) {
+        let (server, side) = if old_side {
+            (&mut self.old, "old server")
+        } else {
+            (&mut self.new, "new server")
+        };
+        kill_and_restart(server);
+        release();
+        self.resumed(what, child, side);
     }
 
     /// The spawned run held at a fault finishes on its own: exit 0 after at least one
@@ -421,6 +451,28 @@ fn is_appenduid_ok(resp: &[u8]) -> bool {
 /// `marker`.
 fn is_append_into(resp: &[u8], marker: &[u8]) -> bool {
     is_appenduid_ok(resp) && resp.windows(marker.len()).any(|w| w == marker)
+}
+
+/// A downstream rule that rewrites the first response `is(resp, marker)` finds for each of
+/// `markers`, once each, by `rewrite(k, resp)` (`k`: the marker's index, recorded in `fired`);
+/// every other response passes unchanged.
+fn once_per_marker(
+    markers: Vec<Vec<u8>>,
+    is: fn(&[u8], &[u8]) -> bool,
+    fired: Arc<Mutex<Vec<usize>>>,
+    rewrite: impl Fn(usize, &[u8]) -> Vec<u8> + Send + Sync + 'static,
+) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+    move |resp| {
+        let Some(k) = markers.iter().position(|m| is(resp, m)) else {
+            return resp.to_vec();
+        };
+        let mut f = fired.lock().unwrap();
+        if f.contains(&k) {
+            return resp.to_vec();
+        }
+        f.push(k);
+        rewrite(k, resp)
+    }
 }
 
 /// A tagged completion of our raw layer (`x<n> OK ...`).
@@ -627,20 +679,14 @@ fn literal_cut_short_with_the_connection_open() {
     let what = "literal cut short";
     let s = Scenario::primed("short", "timeout_secs = 3\n", "");
     // Archive's middle round-2 message (smaller than the next) and Work's last.
-    let markers = [mid(s.tag, "Archive", 8), mid(s.tag, "Work", 7)];
+    let markers = vec![mid(s.tag, "Archive", 8), mid(s.tag, "Work", 7)];
     let fired: Arc<Mutex<Vec<usize>>> = Arc::default();
-    let f = fired.clone();
-    s.old_proxy.rewrite_downstream(move |resp| {
-        let Some(k) = markers.iter().position(|m| is_body_of(resp, m)) else {
-            return resp.to_vec();
-        };
-        let mut f = f.lock().unwrap();
-        if f.contains(&k) {
-            return resp.to_vec();
-        }
-        f.push(k);
-        truncate_literal(resp, 200)
-    });
+    s.old_proxy.rewrite_downstream(once_per_marker(
+        markers,
+        is_body_of,
+        fired.clone(),
+        |_, resp| truncate_literal(resp, 200),
+    ));
     let (r, why) = s.faulty_sync(what);
     assert_eq!(
         fired.lock().unwrap().len(),
@@ -687,16 +733,8 @@ fn append_completion_garbled_or_cut() {
         .collect();
     let fired: Arc<Mutex<Vec<usize>>> = Arc::default();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (f2, seen2) = (fired.clone(), seen.clone());
-    s.new_proxy.rewrite_downstream(move |resp| {
-        let Some(k) = markers.iter().position(|m| is_append_into(resp, m)) else {
-            return resp.to_vec();
-        };
-        let mut f = f2.lock().unwrap();
-        if f.contains(&k) {
-            return resp.to_vec();
-        }
-        f.push(k);
+    let seen2 = seen.clone();
+    let rule = once_per_marker(markers, is_append_into, fired.clone(), move |k, resp| {
         seen2
             .lock()
             .unwrap()
@@ -710,6 +748,7 @@ fn append_completion_garbled_or_cut() {
             _ => resp[..cut].to_vec(),
         }
     });
+    s.new_proxy.rewrite_downstream(rule);
     let (r, why) = s.faulty_sync(what);
     println!("{what}: completions rewritten: {:#?}", seen.lock().unwrap());
     assert_eq!(
@@ -915,12 +954,8 @@ fn new_server_killed_between_journal_and_append() {
     let mut s = Scenario::start("killnew", "", "");
     let pause = Pause::new("after-journal", 3);
     let penv = pause.env();
-    let mut envs: Vec<(&str, &str)> = ENVS.to_vec();
-    envs.extend(penv.iter().map(|(k, v)| (*k, v.as_str())));
-    let child = spawn_imapshift(
-        &["sync", "--config", s.cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
+    let penv: Vec<(&str, &str)> = penv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = s.spawn_sync(&penv);
     assert_eq!(pause.wait_reached(GUARD * 2), "after-journal");
     let mut n = TestImap::connect(s.new.port(), "alice", PW);
     assert_eq!(
@@ -929,9 +964,7 @@ fn new_server_killed_between_journal_and_append() {
         "{what}: two batches appended"
     );
     n.logout();
-    kill_and_restart(&mut s.new);
-    pause.release();
-    s.resumed(what, child, "new server");
+    s.restart_then_resume(what, child, false, || pause.release());
 }
 
 /// Case 5b: no first sync; the old proxy holds back the old server's FETCH response for
@@ -965,14 +998,9 @@ fn old_server_killed_mid_fetch() {
         }
         resp.to_vec()
     });
-    let child = spawn_imapshift(
-        &["sync", "--config", s.cfg.to_str().unwrap(), "--json"],
-        ENVS,
-    );
+    let child = s.spawn_sync(&[]);
     gate.wait_reached(what);
-    kill_and_restart(&mut s.old);
-    gate.open();
-    s.resumed(what, child, "old server");
+    s.restart_then_resume(what, child, true, || gate.open());
 }
 
 // ----- case 6: the new server goes silent -----

@@ -2,14 +2,25 @@
 //! (tests/fault_proxy.rs, tests/kill_resume.rs, tests/protocol_faults.rs,
 //! tests/differing_faults.rs, tests/differing_servers.rs): one deterministic generator of seed
 //! mail ([`MailGen`]), seeding and reading a fixed set of folders, sums over a sync report's
-//! folders, the "no intent left" check after a complete run, and the premise of the tests
-//! whose servers run in different time zones. They exist so that each of those tests states
-//! only what makes it different (its word list, sizes, folders, where its twins go).
+//! folders, the "no intent left" check after a complete run, the premise of the tests whose
+//! servers run in different time zones, and the folder names of Dovecot's stock special-use
+//! namespace. They exist so that each of those tests states only what makes it different (its
+//! word list, sizes, folders, where its twins go).
 
 use super::{run_imapshift, Rng, TestImap, TestMsg};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
+
+/// INBOX and the folders of Dovecot's stock special-use namespace
+/// ([`super::STOCK_SPECIAL_USE_NS`]: two `\Sent`, two `\Trash`).
+pub const STOCK_SPECIAL_USE_FOLDERS: [&str; 5] = [
+    "INBOX",
+    "Sent",
+    "Sent Messages",
+    "Trash",
+    "Deleted Messages",
+];
 
 /// One message to seed: where it goes, its flags, its INTERNALDATE and its bytes.
 pub struct SeedMsg {

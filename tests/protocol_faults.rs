@@ -787,29 +787,25 @@ fn append_completion_garbled_or_cut() {
 fn bye_in_the_middle_of_a_command() {
     let what = "BYE mid-command";
     let s = Scenario::primed("bye", "", "");
-    let marker = mid(s.tag, "INBOX", 11);
-    let old_fired = Arc::new(AtomicBool::new(false));
-    let of = old_fired.clone();
-    s.old_proxy.rewrite_downstream(move |resp| {
-        if is_body_of(resp, &marker) && !of.swap(true, SeqCst) {
-            b"* BYE injected: shutting down mid-FETCH\r\n".to_vec()
-        } else {
-            resp.to_vec()
-        }
-    });
-    let archive = s.appenduid_of("Archive");
-    let new_fired = Arc::new(AtomicBool::new(false));
-    let nf = new_fired.clone();
-    s.new_proxy.rewrite_downstream(move |resp| {
-        if is_append_into(resp, &archive) && !nf.swap(true, SeqCst) {
-            b"* BYE injected: shutting down mid-APPEND\r\n".to_vec()
-        } else {
-            resp.to_vec()
-        }
-    });
+    let bye = |text: &'static [u8]| move |_, _: &[u8]| text.to_vec();
+    let old_fired: Arc<Mutex<Vec<usize>>> = Arc::default();
+    s.old_proxy.rewrite_downstream(once_per_marker(
+        vec![mid(s.tag, "INBOX", 11)],
+        is_body_of,
+        old_fired.clone(),
+        bye(b"* BYE injected: shutting down mid-FETCH\r\n"),
+    ));
+    let new_fired: Arc<Mutex<Vec<usize>>> = Arc::default();
+    s.new_proxy.rewrite_downstream(once_per_marker(
+        vec![s.appenduid_of("Archive")],
+        is_append_into,
+        new_fired.clone(),
+        bye(b"* BYE injected: shutting down mid-APPEND\r\n"),
+    ));
     let (r, why) = s.faulty_sync(what);
+    let fired = |f: &Mutex<Vec<usize>>| !f.lock().unwrap().is_empty();
     assert!(
-        old_fired.load(SeqCst) && new_fired.load(SeqCst),
+        fired(&old_fired) && fired(&new_fired),
         "{what}: the faults fired"
     );
     assert_ok_after(what, &r, 2);

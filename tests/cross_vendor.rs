@@ -16,21 +16,28 @@ use std::path::{Path, PathBuf};
 
 const PW: &str = "pw";
 
-/// Dovecot with no prefix and `/`; `Sent` and `Drafts` marked special-use; listescape lets a
-/// name hold `.` (Cyrus's separator).
-fn dovecot(name: &str) -> Dovecot {
+/// Dovecot with alice and `extra_conf`.
+fn dovecot_with(name: &str, extra_conf: &str) -> Dovecot {
     Dovecot::start(
         name,
         &[("alice", PW)],
         DovecotOpts {
-            extra_conf: "namespace inbox {\n  inbox = yes\n  separator = /\n\
-                         mailbox Sent {\n    special_use = \\Sent\n  }\n\
-                         mailbox Drafts {\n    special_use = \\Drafts\n  }\n}\n\
-                         mail_plugins = $mail_plugins listescape\n\
-                         plugin {\n  listescape_char = \"\\\\\"\n}\n"
-                .into(),
+            extra_conf: extra_conf.into(),
             ..Default::default()
         },
+    )
+}
+
+/// Dovecot with no prefix and `/`; `Sent` and `Drafts` marked special-use; listescape lets a
+/// name hold `.` (Cyrus's separator).
+fn dovecot(name: &str) -> Dovecot {
+    dovecot_with(
+        name,
+        "namespace inbox {\n  inbox = yes\n  separator = /\n\
+         mailbox Sent {\n    special_use = \\Sent\n  }\n\
+         mailbox Drafts {\n    special_use = \\Drafts\n  }\n}\n\
+         mail_plugins = $mail_plugins listescape\n\
+         plugin {\n  listescape_char = \"\\\\\"\n}\n",
     )
 }
 
@@ -76,6 +83,40 @@ fn fill(c: &mut TestImap, folder: &str, tag: &str, n: usize) {
     }
 }
 
+/// A session of alice's on the server at `port`, after filling `folders` (`(folder, tag, n)`,
+/// see [`fill`]).
+fn filled(port: u16, folders: &[(&str, &str, usize)]) -> TestImap {
+    let mut c = TestImap::connect(port, "alice", PW);
+    for &(folder, tag, n) in folders {
+        fill(&mut c, folder, tag, n);
+    }
+    c
+}
+
+/// Alice's mailbox on a Dovecot (no prefix, `/`): special-use, nested and non-ASCII folders and
+/// a name holding Cyrus's separator; `(folder, tag, n)` as [`filled`] takes them.
+const DOVECOT_MAILBOX: [(&str, &str, usize); 7] = [
+    ("INBOX", "inbox", 3),
+    ("Sent", "sent", 4),
+    ("Drafts", "drafts", 1),
+    ("Archive", "archive", 1),
+    ("Archive/2019", "y2019", 3),
+    ("Entw&APw-rfe", "entwurf", 2),
+    ("x.y", "dotted", 2),
+];
+
+/// The same kind of mailbox where folders are named under `INBOX.` with `.` (Cyrus, Courier):
+/// `inbox` messages in INBOX, the sent folder `sent`, a nested and a non-ASCII folder.
+fn dotted_mailbox(inbox: usize, sent: &'static str) -> [(&'static str, &'static str, usize); 5] {
+    [
+        ("INBOX", "inbox", inbox),
+        (sent, "sent", 3),
+        ("INBOX.Archive", "archive", 1),
+        ("INBOX.Archive.2019", "y2019", 2),
+        ("INBOX.Entw&APw-rfe", "entwurf", 2),
+    ]
+}
+
 /// A message of about 40 kB, over both 20 kB limits the targets set.
 fn big_message() -> Vec<u8> {
     format!(
@@ -119,8 +160,11 @@ fn verify(cfg: &Path) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), j)
 }
 
-/// One migration between two servers: its configuration (in a temp dir of its own).
+/// One migration between two servers: their ports and its configuration (in a temp dir of its
+/// own).
 struct Migration {
+    old_port: u16,
+    new_port: u16,
     dir: tempfile::TempDir,
     cfg: PathBuf,
 }
@@ -129,7 +173,22 @@ impl Migration {
     fn new(old_port: u16, new_port: u16) -> Migration {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), old_port, new_port);
-        Migration { dir, cfg }
+        Migration {
+            old_port,
+            new_port,
+            dir,
+            cfg,
+        }
+    }
+
+    /// See [`assert_moved`].
+    fn assert_moved(&self, pairs: &[(&str, &str)], skip: &[Vec<u8>]) {
+        assert_moved(self.old_port, self.new_port, pairs, skip);
+    }
+
+    /// See [`assert_new_folders`].
+    fn assert_new_folders(&self, subscribed: &str, forbidden: &[&str]) {
+        assert_new_folders(self.new_port, subscribed, forbidden);
     }
 
     /// A sync that must exit `code`; its report.
@@ -211,14 +270,7 @@ fn assert_moved(old_port: u16, new_port: u16, pairs: &[(&str, &str)], skip: &[Ve
 fn dovecot_to_cyrus() {
     let old = dovecot("old");
     let new = small_cyrus("new");
-    let mut c = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut c, "INBOX", "inbox", 3);
-    fill(&mut c, "Sent", "sent", 4);
-    fill(&mut c, "Drafts", "drafts", 1);
-    fill(&mut c, "Archive", "archive", 1);
-    fill(&mut c, "Archive/2019", "y2019", 3);
-    fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
-    fill(&mut c, "x.y", "dotted", 2);
+    let mut c = filled(old.port(), &DOVECOT_MAILBOX);
     let big = big_message();
     c.append("INBOX", &[], None, &big).unwrap();
     c.subscribe("Archive/2019");
@@ -250,9 +302,7 @@ fn dovecot_to_cyrus() {
         "{j:#}"
     );
     assert_eq!(j["users"][0]["retries"], 0, "no connection was lost: {j:#}");
-    assert_moved(
-        old.port(),
-        new.port(),
+    m.assert_moved(
         &[
             ("INBOX", "INBOX"),
             ("Sent", "INBOX.Sent"),
@@ -264,7 +314,7 @@ fn dovecot_to_cyrus() {
         ],
         &[big],
     );
-    assert_new_folders(new.port(), "INBOX.Archive.2019", &[]);
+    m.assert_new_folders("INBOX.Archive.2019", &[]);
 
     // Only the refused one is missing.
     let v = m.rerun_and_verify(1, 7, 1);
@@ -285,19 +335,12 @@ fn dovecot_to_cyrus() {
 fn cyrus_to_dovecot() {
     let old = cyrus("old");
     let new = dovecot("new");
-    let mut c = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut c, "INBOX", "inbox", 2);
-    fill(&mut c, "INBOX.Sent", "sent", 3);
-    fill(&mut c, "INBOX.Archive", "archive", 1);
-    fill(&mut c, "INBOX.Archive.2019", "y2019", 2);
-    fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
+    let mut c = filled(old.port(), &dotted_mailbox(2, "INBOX.Sent"));
     c.subscribe("INBOX.Sent");
     c.logout();
     let m = Migration::new(old.port(), new.port());
     m.sync(0);
-    assert_moved(
-        old.port(),
-        new.port(),
+    m.assert_moved(
         &[
             ("INBOX", "INBOX"),
             ("INBOX.Sent", "Sent"),
@@ -307,23 +350,18 @@ fn cyrus_to_dovecot() {
         ],
         &[],
     );
-    assert_new_folders(new.port(), "Sent", &["INBOX/"]);
+    m.assert_new_folders("Sent", &["INBOX/"]);
     m.rerun_and_verify(0, 0, 0);
 }
 
 /// A Dovecot that refuses messages over 20 kB (quota plugin: `NO [LIMIT]`).
 fn small_dovecot(name: &str) -> Dovecot {
-    Dovecot::start(
+    dovecot_with(
         name,
-        &[("alice", PW)],
-        DovecotOpts {
-            extra_conf: "namespace inbox {\n  inbox = yes\n  separator = /\n\
-                         mailbox Sent {\n    special_use = \\Sent\n  }\n}\n\
-                         mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  \
-                         quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n"
-                .into(),
-            ..Default::default()
-        },
+        "namespace inbox {\n  inbox = yes\n  separator = /\n\
+         mailbox Sent {\n    special_use = \\Sent\n  }\n}\n\
+         mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  \
+         quota_vsizes = yes\n  quota_max_mail_size = 20k\n}\n",
     )
 }
 
@@ -335,12 +373,7 @@ fn courier(name: &str) -> common::Courier {
 /// attributes (Courier has no SPECIAL-USE), `Sent Items` as Outlook names it, a nested and a
 /// non-ASCII folder, keywords, and one message of 40 kB.
 fn fill_courier(port: u16) -> Vec<u8> {
-    let mut c = TestImap::connect(port, "alice", PW);
-    fill(&mut c, "INBOX", "inbox", 3);
-    fill(&mut c, "INBOX.Sent Items", "sent", 3);
-    fill(&mut c, "INBOX.Archive", "archive", 1);
-    fill(&mut c, "INBOX.Archive.2019", "y2019", 2);
-    fill(&mut c, "INBOX.Entw&APw-rfe", "entwurf", 2);
+    let mut c = filled(port, &dotted_mailbox(3, "INBOX.Sent Items"));
     let big = big_message();
     c.append("INBOX.Archive", &[], None, &big).unwrap();
     c.subscribe("INBOX.Archive.2019");
@@ -348,62 +381,53 @@ fn fill_courier(port: u16) -> Vec<u8> {
     big
 }
 
+/// The folders [`fill_courier`] makes.
+fn courier_folders() -> [&'static str; 5] {
+    dotted_mailbox(3, "INBOX.Sent Items").map(|(folder, _, _)| folder)
+}
+
+/// A Courier mailbox ([`fill_courier`]) migrated to the server at `new_port`, which refuses the
+/// big message: that one is named; every other message is in the new folder `new_names` gives
+/// its old one (in [`courier_folders`] order); the new server's folders are as
+/// [`assert_new_folders`] with `subscribed` and `forbidden` says; a re-run copies nothing and
+/// verify counts exactly the big one missing.
+fn from_courier(new_port: u16, new_names: [&str; 5], subscribed: &str, forbidden: &[&str]) {
+    let old = courier("old");
+    let big = fill_courier(old.port());
+    let m = Migration::new(old.port(), new_port);
+    // The big one refused.
+    assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
+    let pairs: Vec<(&str, &str)> = courier_folders().into_iter().zip(new_names).collect();
+    m.assert_moved(&pairs, &[big]);
+    m.assert_new_folders(subscribed, forbidden);
+    // Only the refused one is missing.
+    m.rerun_and_verify(1, 7, 1);
+}
+
 /// Courier to Dovecot, the double-`INBOX.` trap: nothing lands under `INBOX/`; Outlook's
 /// `Sent Items` (no attribute on Courier, recognised by name) goes into Dovecot's `\Sent` folder
 /// `Sent`; the message Dovecot refuses is named; a re-run copies nothing; verify agrees.
 #[test]
 fn courier_to_dovecot() {
-    let old = courier("old");
     let new = small_dovecot("new");
-    let big = fill_courier(old.port());
     let mut n = TestImap::connect(new.port(), "alice", PW);
     n.create("Sent");
     n.logout();
-    let m = Migration::new(old.port(), new.port());
-    // The big one refused.
-    assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
-    assert_moved(
-        old.port(),
+    from_courier(
         new.port(),
-        &[
-            ("INBOX", "INBOX"),
-            ("INBOX.Sent Items", "Sent"),
-            ("INBOX.Archive", "Archive"),
-            ("INBOX.Archive.2019", "Archive/2019"),
-            ("INBOX.Entw&APw-rfe", "Entw&APw-rfe"),
-        ],
-        &[big],
+        ["INBOX", "Sent", "Archive", "Archive/2019", "Entw&APw-rfe"],
+        // `Sent Items` went into `Sent`: no folder of that name (nor one starting with it).
+        "Archive/2019",
+        &["INBOX/", "Sent Items"],
     );
-    // `Sent Items` went into `Sent`: no folder of that name (nor one starting with it).
-    assert_new_folders(new.port(), "Archive/2019", &["INBOX/", "Sent Items"]);
-    // Only the refused one is missing.
-    m.rerun_and_verify(1, 7, 1);
 }
 
 /// Courier to Cyrus: both name folders under `INBOX.` with `.`, so names stay; the message
 /// over Cyrus's APPENDLIMIT is named; a re-run copies nothing.
 #[test]
 fn courier_to_cyrus() {
-    let old = courier("old");
     let new = small_cyrus("new");
-    let big = fill_courier(old.port());
-    let m = Migration::new(old.port(), new.port());
-    // The big one refused.
-    assert_one_refused(&m.sync(1), "INBOX.Archive", 2);
-    assert_moved(
-        old.port(),
-        new.port(),
-        &[
-            ("INBOX", "INBOX"),
-            ("INBOX.Sent Items", "INBOX.Sent Items"),
-            ("INBOX.Archive", "INBOX.Archive"),
-            ("INBOX.Archive.2019", "INBOX.Archive.2019"),
-            ("INBOX.Entw&APw-rfe", "INBOX.Entw&APw-rfe"),
-        ],
-        &[big],
-    );
-    assert_new_folders(new.port(), "INBOX.Archive.2019", &[]);
-    m.rerun_and_verify(1, 7, 1);
+    from_courier(new.port(), courier_folders(), "INBOX.Archive.2019", &[]);
 }
 
 /// Dovecot to Courier: Courier has neither MULTIAPPEND nor LITERAL+ (APPENDs go one by one on
@@ -413,17 +437,15 @@ fn courier_to_cyrus() {
 fn dovecot_to_courier() {
     let old = dovecot("old");
     let new = courier("new");
-    let mut c = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut c, "INBOX", "inbox", 3);
-    fill(&mut c, "Sent", "sent", 4);
-    fill(&mut c, "Archive/2019", "y2019", 3);
-    fill(&mut c, "Entw&APw-rfe", "entwurf", 2);
-    c.logout();
+    // The Dovecot mailbox without Drafts, Archive (the parent) and `x.y`.
+    let folders: Vec<_> = DOVECOT_MAILBOX
+        .into_iter()
+        .filter(|(f, _, _)| !["Drafts", "Archive", "x.y"].contains(f))
+        .collect();
+    filled(old.port(), &folders).logout();
     let m = Migration::new(old.port(), new.port());
     m.sync(0);
-    assert_moved(
-        old.port(),
-        new.port(),
+    m.assert_moved(
         &[
             ("INBOX", "INBOX"),
             ("Sent", "INBOX.Sent"),

@@ -29,6 +29,7 @@ mod common;
 
 use common::{show_output, SyncRun as Run};
 
+use common::gen;
 use common::proxy::{body_to_nil, drop_fetch_item, fetch_uid, AppendPacing, Proxy};
 use common::{run_imapshift, Dovecot, DovecotOpts, TestImap, TestMsg, Tok};
 use std::collections::BTreeMap;
@@ -134,6 +135,20 @@ fn config(dir: &Path, old_port: u16, new_port: u16, new_extra: &str, tables: &st
     let path = dir.join("imapshift.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A proxy in front of the new server, and a config in a temp dir of its own for old -> that
+/// proxy (see [`config`]).
+fn via_new_proxy(
+    old: &Dovecot,
+    new: &Dovecot,
+    new_extra: &str,
+    tables: &str,
+) -> (Proxy, tempfile::TempDir, PathBuf) {
+    let proxy = Proxy::start("new", new.port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), old.port(), proxy.port(), new_extra, tables);
+    (proxy, dir, cfg)
 }
 
 fn sync(cfg: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Run {
@@ -242,7 +257,8 @@ fn subject(body: &[u8]) -> String {
 type Judged = (Vec<u8>, Vec<String>, i64);
 
 /// Asserts that every folder of `new` holds exactly `old`'s messages (the same multiset of
-/// `transform(bytes)`, flags and instants), leaving out the old messages named in `skip`.
+/// `transform(bytes)`, flags and instants), leaving out the old messages named in `skip`, and
+/// that the two servers really are in different zones (Berlin and New York offsets).
 fn assert_copied(
     what: &str,
     old: &Snapshot,
@@ -313,34 +329,34 @@ fn assert_copied(
         "{what}: the new server does not hold exactly the old server's messages:\n{}",
         errs.join("\n")
     );
+    gen::assert_zones(old.values().flatten(), new.values().flatten());
 }
 
 fn same(b: &[u8]) -> Vec<u8> {
     b.to_vec()
 }
 
-/// The two servers really are in different zones: their INTERNALDATEs have Berlin and New
-/// York offsets.
-fn assert_zones(old: &Snapshot, new: &Snapshot) {
-    let zone = |s: &Snapshot| -> Vec<String> {
-        let mut z: Vec<String> = s
-            .values()
-            .flatten()
-            .map(|m| m.internaldate.rsplit(' ').next().unwrap().to_string())
-            .collect();
-        z.sort();
-        z.dedup();
-        z
-    };
-    let (zo, zn) = (zone(old), zone(new));
-    assert!(
-        !zo.is_empty() && zo.iter().all(|z| z == "+0100" || z == "+0200"),
-        "the old server is not in Europe/Berlin: {zo:?}"
+/// One more run, `after` which the new server holds exactly `want` (see [`assert_copied`]);
+/// the run exits 0 and verify is clean.
+fn last_run_exact(
+    what: &str,
+    after: &str,
+    cfg: &Path,
+    want: &Snapshot,
+    new: &Dovecot,
+    transform: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> Run {
+    let r = sync(cfg, &[], ENVS);
+    assert_copied(
+        &format!("{what}: {after}"),
+        want,
+        &snapshot(new),
+        &[],
+        transform,
     );
-    assert!(
-        zn.iter().all(|z| z == "-0500" || z == "-0400"),
-        "the new server is not in America/New_York: {zn:?}"
-    );
+    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_verified(what, cfg);
+    r
 }
 
 /// The Maildir file of the old message whose body contains `marker`.
@@ -433,15 +449,13 @@ fn one_bad_message(what: &str, old_extra: &str, bad: Bad) {
         if run == 2 {
             assert_eq!(r.copied(), 0, "{what}: the re-run copied again");
         }
-        let got = snapshot(&new);
         assert_copied(
             &format!("{what}: run {run}"),
             &want,
-            &got,
+            &snapshot(&new),
             &[("INBOX", bad_uid)],
             &same,
         );
-        assert_zones(&want, &got);
     }
     // After the cutover mail is delivered to the new INBOX: the next run looks at the unknown
     // new mail for copies made earlier (headers of the old messages to copy, the unreadable one
@@ -515,16 +529,9 @@ fn late_multiappend_commit_after_timeout() {
     let new = new_server("");
     seed(&old, "late", &[("INBOX", 60)], &|_, _| String::new());
     let want = snapshot(&old);
-    let proxy = Proxy::start("new", new.port());
+    let tables = "[sync]\nbatch_messages = 20\n";
+    let (proxy, _dir, cfg) = via_new_proxy(&old, &new, "timeout_secs = 2\n", tables);
     proxy.hold_upstream_after(b"APPEND", 300);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        old.port(),
-        proxy.port(),
-        "timeout_secs = 2\n",
-        "[sync]\nbatch_messages = 20\n",
-    );
     let r1 = sync(&cfg, &[], ENVS);
     let hs = proxy.hold_status();
     println!("{what}: hold {hs:?}; {} connections", proxy.accepted());
@@ -559,18 +566,7 @@ fn late_multiappend_commit_after_timeout() {
         "{what}: the late MULTIAPPEND did not add its 20 messages"
     );
 
-    let r2 = sync(&cfg, &[], ENVS);
-    let got = snapshot(&new);
-    assert_copied(
-        &format!("{what}: after the next run"),
-        &want,
-        &got,
-        &[],
-        &same,
-    );
-    assert_zones(&want, &got);
-    assert_eq!(r2.code, Some(0), "{what}: second run\n{}", r2.show());
-    assert_verified(what, &cfg);
+    last_run_exact(what, "after the next run", &cfg, &want, &new, &same);
 }
 
 // ----- item 11: a FETCH reply missing an item, BODY[] NIL -----
@@ -754,16 +750,8 @@ fn rewriting(tag: &str) -> Rewriting {
     let old = old_server("");
     let new = new_server("");
     let want = seed_for_rewrite(&old, tag);
-    let proxy = Proxy::start("new", new.port());
+    let (proxy, dir, cfg) = via_new_proxy(&old, &new, "", "[sync]\nbatch_messages = 3\n");
     proxy.rewrite_append_literals(add_crlf);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        old.port(),
-        proxy.port(),
-        "",
-        "[sync]\nbatch_messages = 3\n",
-    );
     Rewriting {
         old,
         new,
@@ -801,19 +789,9 @@ fn append_bytes_rewritten_then_state_lost() {
         &add_crlf,
     );
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
-    let r2 = sync(&cfg, &[], ENVS);
-    let got = snapshot(&new);
-    assert_copied(
-        &format!("{what}: after the run without state"),
-        &want,
-        &got,
-        &[],
-        &add_crlf,
-    );
-    assert_zones(&want, &got);
+    let after = "after the run without state";
+    let r2 = last_run_exact(what, after, &cfg, &want, &new, &add_crlf);
     assert_eq!(r2.copied(), 0, "{what}: copied again\n{}", r2.show());
-    assert_eq!(r2.code, Some(0), "{what}\n{}", r2.show());
-    assert_verified(what, &cfg);
 }
 
 /// Item 1, crash variant: the same rewriting proxy; the first run aborts right after the second
@@ -846,18 +824,7 @@ fn append_bytes_rewritten_then_crash_after_append() {
     );
     let on_new: u32 = snapshot(&new).values().map(|v| v.len() as u32).sum();
     assert_eq!(on_new, 6, "{what}: two batches of 3 before the crash");
-    let r = sync(&cfg, &[], ENVS);
-    let got = snapshot(&new);
-    assert_copied(
-        &format!("{what}: after the re-run"),
-        &want,
-        &got,
-        &[],
-        &add_crlf,
-    );
-    assert_zones(&want, &got);
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_verified(what, &cfg);
+    last_run_exact(what, "after the re-run", &cfg, &want, &new, &add_crlf);
 }
 
 // ----- the proxy itself -----

@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::gen::{self, folder_sum};
 use common::{plain_config, run_imapshift, sync_report, Dovecot, DovecotOpts, TestImap, TestMsg};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,32 @@ fn new_server(users: &[&str], extra: &str) -> Dovecot {
     server("new", NEW_TZ, users, extra)
 }
 
+/// A session of alice's on `server`.
+fn alice_at(server: &Dovecot) -> TestImap {
+    TestImap::connect(server.port(), "alice", PW)
+}
+
+/// Alice on an old and a new Dovecot (`old_extra` / `new_extra` configuration), her old
+/// account filled with `folders` (`(folder, messages, base)`, see [`fill`]), and a config for
+/// her with batches of `batch` messages.
+fn alice(
+    old_extra: &str,
+    new_extra: &str,
+    folders: &[(&str, usize, usize)],
+    batch: usize,
+) -> (Dovecot, Dovecot, tempfile::TempDir, PathBuf) {
+    let old = old_server(&["alice"], old_extra);
+    let new = new_server(&["alice"], new_extra);
+    let mut o = alice_at(&old);
+    for &(folder, n, base) in folders {
+        fill(&mut o, "alice", folder, n, base);
+    }
+    o.logout();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &old, &new, &["alice"], batch);
+    (old, new, dir, cfg)
+}
+
 /// `imapshift.toml` for `users` (same login on both sides, password `env:PW`), one user at a
 /// time (`jobs = 1`, so failpoint counts are deterministic) and `batch` messages per batch.
 fn config(dir: &Path, old: &Dovecot, new: &Dovecot, users: &[&str], batch: usize) -> PathBuf {
@@ -145,6 +172,27 @@ fn sync_ok(cfg: &Path, extra: &[&str]) -> Value {
     assert_eq!(j["exit"], 0, "sync must succeed: {}", brief(&j));
     assert_eq!(j["failed"], 0, "{}", brief(&j));
     j
+}
+
+/// A sync that must succeed for alice without any failure (and verify must agree with a
+/// report of failed folders, see [`assert_verify_agrees`]): its summary.
+fn sync_without_failures(cfg: &Path) -> Value {
+    let j = sync(cfg, &[]);
+    assert_verify_agrees(cfg, &j);
+    assert_eq!(j["exit"], 0, "{}", brief(&j));
+    assert_eq!(
+        user(&j, "alice")["failures"],
+        serde_json::json!([]),
+        "{}",
+        brief(&j)
+    );
+    j
+}
+
+/// One more run succeeds and copies nothing (`why` says what that proves).
+fn assert_rerun_copies_nothing(cfg: &Path, why: &str) {
+    let j = sync_ok(cfg, &[]);
+    assert_eq!(j["copied"], 0, "{why}{}", brief(&j));
 }
 
 /// `imapshift verify --json`: (exit code, report).
@@ -219,17 +267,6 @@ fn user<'a>(j: &'a Value, login: &str) -> &'a Value {
         .iter()
         .find(|u| u["old_login"] == login)
         .unwrap_or_else(|| panic!("no user {login} in {j}"))
-}
-
-/// A folder report's counter summed over all users and folders.
-fn folder_sum(j: &Value, key: &str) -> u64 {
-    j["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|u| u["folders"].as_array().unwrap().iter())
-        .map(|f| f[key].as_u64().unwrap_or(0))
-        .sum()
 }
 
 /// `renamed_folders` of a user as (from, to) pairs.
@@ -360,6 +397,14 @@ fn assert_mirror(old: &Dovecot, new: &Dovecot, login: &str, old_folder: &str, ne
     }
 }
 
+/// Every selectable old folder of each of [`USERS`] is on the new server under the same name,
+/// exactly.
+fn assert_users_mirrored(old: &Dovecot, new: &Dovecot) {
+    for login in USERS {
+        assert_all_mirrored(old, new, login);
+    }
+}
+
 /// Every selectable old folder of `login` is on the new server under the same name, exactly.
 fn assert_all_mirrored(old: &Dovecot, new: &Dovecot, login: &str) {
     let mut o = TestImap::connect(old.port(), login, PW);
@@ -381,21 +426,9 @@ fn assert_all_mirrored(old: &Dovecot, new: &Dovecot, login: &str) {
 fn assert_zones_differ(old: &Dovecot, new: &Dovecot, login: &str, folder: &str) {
     let mut o = TestImap::connect(old.port(), login, PW);
     let mut n = TestImap::connect(new.port(), login, PW);
-    let a = o.fetch_all(folder);
-    let b = n.fetch_all(folder);
-    assert!(
-        a.iter()
-            .all(|m| m.internaldate.ends_with("+0100") || m.internaldate.ends_with("+0200")),
-        "the old server must run in Europe/Berlin: {:?}",
-        a.iter().map(|m| &m.internaldate).collect::<Vec<_>>()
-    );
-    assert!(
-        b.iter()
-            .all(|m| m.internaldate.ends_with("-0500") || m.internaldate.ends_with("-0400")),
-        "the new server must run in America/New_York: {:?}",
-        b.iter().map(|m| &m.internaldate).collect::<Vec<_>>()
-    );
-    assert!(!a.is_empty() && !b.is_empty());
+    let (a, b) = (o.fetch_all(folder), n.fetch_all(folder));
+    assert!(!b.is_empty(), "no messages in the new {folder}");
+    gen::assert_zones(&a, &b);
 }
 
 // ----- item 1: dates spelled differently -----
@@ -439,19 +472,23 @@ fn seed_accounts(old: &Dovecot) {
     }
 }
 
-/// Two users seeded, servers in different zones, one complete and exact sync done.
-fn synced_accounts(batch: usize) -> (Dovecot, Dovecot, tempfile::TempDir, PathBuf) {
+/// Two users seeded, servers in different zones, a config with batches of `batch` messages.
+fn accounts(batch: usize) -> (Dovecot, Dovecot, tempfile::TempDir, PathBuf) {
     let old = old_server(USERS, "");
     let new = new_server(USERS, "");
     seed_accounts(&old);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &old, &new, USERS, batch);
+    (old, new, dir, cfg)
+}
+
+/// [`accounts`], and one complete and exact sync done.
+fn synced_accounts(batch: usize) -> (Dovecot, Dovecot, tempfile::TempDir, PathBuf) {
+    let (old, new, dir, cfg) = accounts(batch);
     let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 2 * (45 + 30 + 9 + 40), "{}", brief(&j));
     assert_zones_differ(&old, &new, "alice", "INBOX");
-    for login in USERS {
-        assert_all_mirrored(&old, &new, login);
-    }
+    assert_users_mirrored(&old, &new);
     (old, new, dir, cfg)
 }
 
@@ -470,12 +507,9 @@ fn lost_state_with_servers_in_different_zones_copies_nothing_again() {
         "after losing the state nothing may be copied again: {}",
         brief(&j)
     );
-    for login in USERS {
-        assert_all_mirrored(&old, &new, login);
-    }
+    assert_users_mirrored(&old, &new);
     verify_ok(&cfg);
-    let j = sync_ok(&cfg, &[]);
-    assert_eq!(j["copied"], 0, "{}", brief(&j));
+    assert_rerun_copies_nothing(&cfg, "");
 }
 
 /// Item 1: an old folder recreated with the same messages and dates (a new UIDVALIDITY) is
@@ -484,12 +518,12 @@ fn lost_state_with_servers_in_different_zones_copies_nothing_again() {
 #[test]
 fn old_uidvalidity_change_with_servers_in_different_zones_copies_nothing_again() {
     let (old, new, _dir, cfg) = synced_accounts(1000);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     let (_, _, uv_before) = o.status("Work");
     let before = o.fetch_all("Work");
     o.logout();
     // A fresh session: Dovecot disconnects a client whose selected mailbox is deleted.
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     o.delete_mailbox("Work");
     o.create("Work");
     for m in &before {
@@ -505,9 +539,7 @@ fn old_uidvalidity_change_with_servers_in_different_zones_copies_nothing_again()
     );
     let j = sync_ok(&cfg, &[]);
     assert_eq!(j["copied"], 0, "{}", brief(&j));
-    for login in USERS {
-        assert_all_mirrored(&old, &new, login);
-    }
+    assert_users_mirrored(&old, &new);
     verify_ok(&cfg);
 }
 
@@ -517,11 +549,7 @@ fn old_uidvalidity_change_with_servers_in_different_zones_copies_nothing_again()
 /// batch is copied twice).
 #[test]
 fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
-    let old = old_server(USERS, "");
-    let new = new_server(USERS, "");
-    seed_accounts(&old);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, USERS, 10);
+    let (old, new, _dir, cfg) = accounts(10);
     let out = run_imapshift(
         &["sync", "--config", cfg.to_str().unwrap(), "--json"],
         &[
@@ -541,7 +569,7 @@ fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
         "{}",
         tail(&stderr, 20)
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     assert_eq!(
         n.status("INBOX").0,
         20,
@@ -557,12 +585,9 @@ fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
     );
     assert_eq!(j["copied"], 2 * (45 + 30 + 9 + 40) - 20, "{}", brief(&j));
     assert_zones_differ(&old, &new, "alice", "INBOX");
-    for login in USERS {
-        assert_all_mirrored(&old, &new, login);
-    }
+    assert_users_mirrored(&old, &new);
     verify_ok(&cfg);
-    let j = sync_ok(&cfg, &[]);
-    assert_eq!(j["copied"], 0, "{}", brief(&j));
+    assert_rerun_copies_nothing(&cfg, "");
 }
 
 // ----- item 2: two old folders onto one new folder -----
@@ -575,19 +600,12 @@ fn crash_after_append_with_servers_in_different_zones_is_exactly_once() {
 #[test]
 fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
     let (old_ns, new_ns) = (common::STOCK_SPECIAL_USE_NS, common::SENT_AND_TRASH_NS);
-    let old = old_server(&["alice"], old_ns);
-    let new = new_server(&["alice"], new_ns);
-    let folders = [
-        "INBOX",
-        "Sent",
-        "Sent Messages",
-        "Trash",
-        "Deleted Messages",
-    ];
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    for (i, f) in folders.iter().enumerate() {
-        fill(&mut o, "alice", f, 3 + i, 100 * i);
-    }
+    let folders = gen::STOCK_SPECIAL_USE_FOLDERS;
+    let fills: Vec<(&str, usize, usize)> = (0..folders.len())
+        .map(|i| (folders[i], 3 + i, 100 * i))
+        .collect();
+    let (old, new, _dir, cfg) = alice(old_ns, new_ns, &fills, 1000);
+    let mut o = alice_at(&old);
     let list = o.list();
     o.logout();
     for (f, usage) in [
@@ -602,27 +620,16 @@ fn two_special_use_folders_of_one_kind_each_keep_their_own_name() {
             "the old server marks {f} {usage}: {list:?}"
         );
     }
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     n.create("Sent");
     n.create("Trash");
     n.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
-    let j = sync(&cfg, &[]);
-    assert_verify_agrees(&cfg, &j);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    sync_without_failures(&cfg);
     for f in folders {
         assert_mirror(&old, &new, "alice", f, f);
     }
     verify_ok(&cfg);
-    let j = sync_ok(&cfg, &[]);
-    assert_eq!(j["copied"], 0, "the resolution is stable: {}", brief(&j));
+    assert_rerun_copies_nothing(&cfg, "the resolution is stable: ");
 }
 
 /// Item 2, mappings are kept: old `Sent Items` (\Sent) goes into the new server's `Sent`; later a
@@ -635,20 +642,14 @@ fn a_folder_keeps_its_new_folder_when_another_old_folder_appears() {
                   mailbox \"Sent Items\" {\n    special_use = \\Sent\n  }\n}\n";
     let new_ns = "namespace inbox {\n  inbox = yes\n\
                   mailbox Sent {\n    special_use = \\Sent\n  }\n}\n";
-    let old = old_server(&["alice"], old_ns);
-    let new = new_server(&["alice"], new_ns);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "Sent Items", 4, 100);
-    o.logout();
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let fills = [("INBOX", 2, 0), ("Sent Items", 4, 100)];
+    let (old, new, _dir, cfg) = alice(old_ns, new_ns, &fills, 1000);
+    let mut n = alice_at(&new);
     n.create("Sent");
     n.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
     sync_ok(&cfg, &[]);
     assert_mirror(&old, &new, "alice", "Sent Items", "Sent");
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     fill(&mut o, "alice", "Sent", 3, 200);
     o.logout();
     let j = sync_ok(&cfg, &[]);
@@ -660,7 +661,7 @@ fn a_folder_keeps_its_new_folder_when_another_old_folder_appears() {
     );
     assert_mirror(&old, &new, "alice", "Sent Items", "Sent");
     assert_mirror(&old, &new, "alice", "Sent", "Sent (2)");
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     assert!(
         !folder_names(&mut n).iter().any(|f| f == "Sent Items"),
         "Sent Items was copied anew into a folder of its own"
@@ -675,18 +676,13 @@ fn a_folder_keeps_its_new_folder_when_another_old_folder_appears() {
 /// it before): both copied to folders of their own, no failure, verify passes, stable.
 #[test]
 fn a_name_holding_the_new_separator_gets_its_look_alike() {
-    let old = old_server(
-        &["alice"],
+    let (old, new, _dir, cfg) = alice(
         &format!("namespace inbox {{\n  inbox = yes\n  separator = .\n}}\n{LISTESCAPE}"),
-    );
-    let new = new_server(
-        &["alice"],
         "namespace inbox {\n  inbox = yes\n  separator = /\n}\n",
+        &[("INBOX", 2, 0), ("a/b", 4, 100), ("a_b", 5, 200)],
+        1000,
     );
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "a/b", 4, 100);
-    fill(&mut o, "alice", "a_b", 5, 200);
+    let mut o = alice_at(&old);
     let names = folder_names(&mut o);
     assert_eq!(o.delimiter(), Some('.'));
     o.logout();
@@ -694,23 +690,12 @@ fn a_name_holding_the_new_separator_gets_its_look_alike() {
         names.contains(&"a/b".to_string()) && names.contains(&"a_b".to_string()),
         "{names:?}"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
-    let j = sync(&cfg, &[]);
-    assert_verify_agrees(&cfg, &j);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    sync_without_failures(&cfg);
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
     assert_mirror(&old, &new, "alice", "a/b", "a&IhU-b");
     assert_mirror(&old, &new, "alice", "a_b", "a_b");
     verify_ok(&cfg);
-    let j = sync_ok(&cfg, &[]);
-    assert_eq!(j["copied"], 0, "the resolution is stable: {}", brief(&j));
+    assert_rerun_copies_nothing(&cfg, "the resolution is stable: ");
 }
 
 /// Item 2: verify fails whenever an old folder has no complete new folder. The new server
@@ -721,21 +706,15 @@ fn a_name_holding_the_new_separator_gets_its_look_alike() {
 /// folder FAILED.)
 #[test]
 fn verify_fails_when_the_new_server_refuses_an_old_folder() {
-    let old = old_server(&["alice"], LISTESCAPE);
-    let new = new_server(&["alice"], "");
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "~backup", 3, 100);
-    o.logout();
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let fills = [("INBOX", 2, 0), ("~backup", 3, 100)];
+    let (old, new, _dir, cfg) = alice(LISTESCAPE, "", &fills, 1000);
+    let mut n = alice_at(&new);
     let refused = n.try_create("~probe");
     n.logout();
     assert!(
         refused.is_err(),
         "the new server must refuse names beginning with '~'"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
     let j = sync(&cfg, &[]);
     assert_eq!(j["exit"], 1, "{}", brief(&j));
     let failures = user(&j, "alice")["failures"].as_array().unwrap().clone();
@@ -776,18 +755,15 @@ fn verify_fails_when_the_new_server_refuses_an_old_folder() {
 #[test]
 fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
     let ns = "namespace inbox {\n  inbox = yes\n  separator = /\n}\n";
-    let old = old_server(&["alice"], ns);
-    let new = new_server(&["alice"], ns);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "Archive", 3, 100);
-    fill(&mut o, "alice", "Archive/2019", 4, 200);
-    fill(&mut o, "alice", "Archive/2020", 5, 300);
-    o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
+    let fills = [
+        ("INBOX", 2, 0),
+        ("Archive", 3, 100),
+        ("Archive/2019", 4, 200),
+        ("Archive/2020", 5, 300),
+    ];
+    let (old, new, _dir, cfg) = alice(ns, ns, &fills, 1000);
     sync_ok(&cfg, &[]);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     let r = o.raw("RENAME \"Archive\" \"Old\"");
     assert!(r.is_ok(), "{} {}", r.status, r.text);
     let names = folder_names(&mut o);
@@ -796,14 +772,7 @@ fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
         names.contains(&"Old/2019".to_string()) && !names.iter().any(|n| n.starts_with("Archive")),
         "the children moved with their parent on the old server: {names:?}"
     );
-    let j = sync(&cfg, &[]);
-    assert_eq!(j["exit"], 0, "{}", brief(&j));
-    assert_eq!(
-        user(&j, "alice")["failures"],
-        serde_json::json!([]),
-        "{}",
-        brief(&j)
-    );
+    let j = sync_without_failures(&cfg);
     assert_eq!(
         j["copied"],
         0,
@@ -821,7 +790,7 @@ fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(got, want, "the report lists the renames: {}", brief(&j));
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     let names = folder_names(&mut n);
     n.logout();
     assert!(
@@ -832,8 +801,7 @@ fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
         assert_mirror(&old, &new, "alice", f, f);
     }
     verify_ok(&cfg);
-    let j = sync_ok(&cfg, &[]);
-    assert_eq!(j["copied"], 0, "{}", brief(&j));
+    assert_rerun_copies_nothing(&cfg, "");
 }
 
 /// Item 3 (b): with `--propagate-deletes` and a new server without UIDPLUS, the copies of a
@@ -842,17 +810,10 @@ fn renaming_a_parent_on_the_old_server_moves_its_children_too() {
 /// user and nothing is copied).
 #[test]
 fn a_folder_that_cannot_be_deleted_fails_alone() {
-    let old = old_server(&["alice"], "");
-    let new = new_server(&["alice"], &caps_without("UIDPLUS"));
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "A", 4, 100);
-    fill(&mut o, "alice", "B", 4, 200);
-    o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
+    let fills = [("INBOX", 2, 0), ("A", 4, 100), ("B", 4, 200)];
+    let (old, new, _dir, cfg) = alice("", &caps_without("UIDPLUS"), &fills, 1000);
     sync_ok(&cfg, &[]);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     o.delete_mailbox("B");
     for i in 0..3 {
         let k = 150 + i;
@@ -886,7 +847,7 @@ fn a_folder_that_cannot_be_deleted_fails_alone() {
     assert_eq!(j["copied"], 3, "A's new messages are copied: {}", brief(&j));
     assert_mirror(&old, &new, "alice", "A", "A");
     assert_mirror(&old, &new, "alice", "INBOX", "INBOX");
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     assert_eq!(
         n.status("B").0,
         4,
@@ -905,18 +866,12 @@ fn a_folder_that_cannot_be_deleted_fails_alone() {
 /// never refilled, and flag updates go to UIDs that belong to other messages).
 #[test]
 fn without_uidplus_a_recreated_new_folder_is_refilled_and_flags_follow() {
-    let old = old_server(&["alice"], "");
-    let new = new_server(&["alice"], &caps_without("UIDPLUS"));
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 6, 0);
-    // base 101: the first message of Work has no flag, so the flag run changes it.
-    fill(&mut o, "alice", "Work", 8, 101);
-    o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 3);
+    // Work's base 101: its first message has no flag, so the flag run changes it.
+    let fills = [("INBOX", 6, 0), ("Work", 8, 101)];
+    let (old, new, _dir, cfg) = alice("", &caps_without("UIDPLUS"), &fills, 3);
     sync_ok(&cfg, &[]);
     assert_mirror(&old, &new, "alice", "Work", "Work");
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     assert!(!n.has_capability("UIDPLUS"));
     let (_, _, uv_before) = n.status("Work");
     n.delete_mailbox("Work");
@@ -945,8 +900,8 @@ fn without_uidplus_a_recreated_new_folder_is_refilled_and_flags_follow() {
         ));
     }
     let work_without_only_new = |new: &Dovecot| -> Result<(), String> {
-        let mut o = TestImap::connect(old.port(), "alice", PW);
-        let mut n = TestImap::connect(new.port(), "alice", PW);
+        let mut o = alice_at(&old);
+        let mut n = alice_at(new);
         let a = snapshot(&mut o, "Work");
         let mut b = snapshot(&mut n, "Work");
         let pos = b.iter().position(|m| m.body == only_new);
@@ -970,7 +925,7 @@ fn without_uidplus_a_recreated_new_folder_is_refilled_and_flags_follow() {
 
     // Flag changes on the old side: \Flagged added to some, \Seen removed from others, in both
     // folders (the first messages of Work had the lowest new UIDs before the recreation).
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     for f in ["Work", "INBOX"] {
         let msgs = o.fetch_all(f);
         for m in &msgs[..3] {
@@ -1007,11 +962,9 @@ fn without_uidplus_a_recreated_new_folder_is_refilled_and_flags_follow() {
 /// messages are on the new server twice).
 #[test]
 fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
-    let old = old_server(&["alice"], "");
-    let new = new_server(&["alice"], &caps_without("BINARY"));
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "Lists", 5, 100);
+    let fills = [("INBOX", 2, 0), ("Lists", 5, 100)];
+    let (old, new, _dir, cfg) = alice("", &caps_without("BINARY"), &fills, 1000);
+    let mut o = alice_at(&old);
     let nul = b"From: n@example.org\r\nSubject: with a NUL\r\nMessage-ID: <nul@example.org>\r\n\r\nbefore\0after\r\n";
     let nul_uid = o
         .append_binary("Lists", &[], Some("03-Mar-2021 03:03:03 +0300"), nul)
@@ -1024,8 +977,6 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
             .unwrap();
     }
     o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
     let j = sync(&cfg, &[]);
     assert_eq!(j["exit"], 1, "{}", brief(&j));
     assert_eq!(j["copied"], 2 + 9, "{}", brief(&j));
@@ -1039,7 +990,7 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
     assert_eq!(failures[0]["old_uid"], nul_uid, "{}", brief(&j));
     assert_only_missing(&cfg, "alice", "Lists", nul_uid);
 
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     let r = o.raw("RENAME \"Lists\" \"Feeds\"");
     assert!(r.is_ok(), "{} {}", r.status, r.text);
     o.logout();
@@ -1071,13 +1022,13 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
         "{}",
         brief(&j)
     );
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     let names = folder_names(&mut n);
     assert!(
         names.contains(&"Feeds".to_string()) && !names.contains(&"Lists".to_string()),
         "{names:?}"
     );
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     let mut want = snapshot(&mut o, "Feeds");
     want.retain(|m| m.uid != nul_uid);
     let got = snapshot(&mut n, "Feeds");
@@ -1099,16 +1050,10 @@ fn a_folder_with_one_refused_message_keeps_its_state_across_a_rename() {
 /// renamed to `Keep`, with 59 unmanaged copies in it).
 #[test]
 fn one_shared_message_is_not_a_rename() {
-    let old = old_server(&["alice"], "");
-    let new = new_server(&["alice"], "");
-    let mut o = TestImap::connect(old.port(), "alice", PW);
-    fill(&mut o, "alice", "INBOX", 2, 0);
-    fill(&mut o, "alice", "2019", 60, 100);
-    o.logout();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &old, &new, &["alice"], 1000);
+    let fills = [("INBOX", 2, 0), ("2019", 60, 100)];
+    let (old, new, _dir, cfg) = alice("", "", &fills, 1000);
     sync_ok(&cfg, &[]);
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     let all_2019 = snapshot(&mut o, "2019");
     let one = o.fetch_all("2019").swap_remove(17);
     o.create("Keep");
@@ -1116,7 +1061,7 @@ fn one_shared_message_is_not_a_rename() {
     o.append("Keep", &flags, Some(&one.internaldate), &one.body)
         .unwrap();
     o.logout();
-    let mut o = TestImap::connect(old.port(), "alice", PW);
+    let mut o = alice_at(&old);
     o.delete_mailbox("2019");
     o.logout();
     let j = sync_ok(&cfg, &[]);
@@ -1127,7 +1072,7 @@ fn one_shared_message_is_not_a_rename() {
         brief(&j)
     );
     assert_eq!(j["copied"], 1, "Keep's message is copied: {}", brief(&j));
-    let mut n = TestImap::connect(new.port(), "alice", PW);
+    let mut n = alice_at(&new);
     let names = folder_names(&mut n);
     assert!(
         names.contains(&"2019".to_string()) && names.contains(&"Keep".to_string()),

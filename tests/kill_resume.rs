@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::gen::{self, folder_sum, MailGen, SeedMsg};
 use common::{
     diff_folder, imapshift_bin, run_imapshift, subject, write_config, Dovecot, DovecotOpts, Rng,
     TestImap, TestMsg,
@@ -79,153 +80,28 @@ fn new_server(users: &[String]) -> Dovecot {
 
 // ----- the generated mailbox -----
 
-struct SeedMsg {
-    folder: &'static str,
-    flags: Vec<&'static str>,
-    date: String,
-    body: Vec<u8>,
-}
-
-const WORDS: &[&str] = &[
-    "migration",
-    "server",
-    "quarterly",
-    "report",
-    "invoice",
-    "meeting",
-    "Grüße",
-    "naïve",
-    "budget",
-    "deadline",
-    "zürich",
-    "draft",
-    "résumé",
-    "release",
-    "backup",
-    "ticket",
-];
-
-const FLAG_POOL: &[&str] = &[
-    "\\Seen",
-    "\\Answered",
-    "\\Flagged",
-    "\\Draft",
-    "$Forwarded",
-    "$Important",
-    "Project-X",
-    "todo",
-];
-
-fn month(m: usize) -> &'static str {
-    [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][m]
-}
-
-/// An INTERNALDATE with an explicit zone.
-fn gen_date(rng: &mut Rng) -> String {
-    let zones = ["+0000", "+0200", "-0500", "+0530", "-0930"];
-    format!(
-        "{:02}-{}-{} {:02}:{:02}:{:02} {}",
-        1 + rng.below(28),
-        month(rng.below(12)),
-        2005 + rng.below(20),
-        rng.below(24),
-        rng.below(60),
-        rng.below(60),
-        zones[rng.below(zones.len())]
-    )
-}
-
-/// Target body size: mostly small, some large, 1-40 KB.
-fn gen_size(rng: &mut Rng) -> usize {
-    match rng.below(10) {
-        0..=5 => 1024 + rng.below(5 * 1024),
-        6..=8 => 6 * 1024 + rng.below(14 * 1024),
-        _ => 20 * 1024 + rng.below(20 * 1024),
-    }
-}
-
-fn gen_message(rng: &mut Rng, tag: &str, i: usize, folder: &str) -> Vec<u8> {
-    let size = gen_size(rng);
-    let mut m = format!(
-        "From: Sender {i} <s{i}@old.example>\r\nTo: alice@old.example\r\n\
-         Subject: {tag} message {i} in {folder}\r\nMessage-ID: <{tag}-{i}@old.example>\r\n\
-         Date: Mon, 1 Jan 2024 10:{:02}:00 +0000\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-        i % 60
-    )
-    .into_bytes();
-    while m.len() < size {
-        let words = 4 + rng.below(14);
-        let line: Vec<&str> = (0..words).map(|_| WORDS[rng.below(WORDS.len())]).collect();
-        m.extend_from_slice(line.join(" ").as_bytes());
-        m.extend_from_slice(b"\r\n");
-    }
-    m.extend_from_slice(format!("-- \r\nend of {tag} {i}\r\n").as_bytes());
-    m
-}
-
-/// `n` messages over [`FOLDERS`], deterministic for `seed`, in append order. `Work` holds two
+/// Bodies of 1-40 KB (mostly small, some large) over [`FOLDERS`]; `Work` holds two
 /// byte-identical twins (same bytes, flags and INTERNALDATE) far enough apart to land in
 /// different batches.
-fn generate(n: usize, seed: u64, tag: &str) -> Vec<SeedMsg> {
-    let mut rng = Rng::new(seed);
-    let mut out = Vec::new();
-    let twin_body = format!(
-        "From: twin@old.example\r\nTo: alice@old.example\r\nSubject: {tag} twin\r\n\
-         Message-ID: <{tag}-twin@old.example>\r\n\r\nI have a twin.\r\n"
-    )
-    .into_bytes();
-    let twin_date = "06-Jun-2021 06:06:06 +0000".to_string();
-    let mut work_count = 0;
-    for i in 0..n {
-        let folder = match rng.below(20) {
-            0..=8 => "INBOX",
-            9..=14 => "Work",
-            _ => "Archive.2024",
-        };
-        if folder == "Work" {
-            work_count += 1;
-            if work_count == 4 || work_count == 4 + 2 * BATCH + 1 {
-                out.push(SeedMsg {
-                    folder: "Work",
-                    flags: vec!["\\Seen", "Project-X"],
-                    date: twin_date.clone(),
-                    body: twin_body.clone(),
-                });
-            }
-        }
-        let mut flags = Vec::new();
-        for f in FLAG_POOL {
-            let p = if *f == "\\Seen" { 2 } else { 5 };
-            if rng.below(p) == 0 {
-                flags.push(*f);
-            }
-        }
-        let date = gen_date(&mut rng);
-        let body = gen_message(&mut rng, tag, i, folder);
-        out.push(SeedMsg {
-            folder,
-            flags,
-            date,
-            body,
-        });
-    }
-    out
-}
+const MAIL: MailGen = MailGen {
+    words: "migration server quarterly report invoice meeting Grüße naïve budget deadline \
+            zürich draft résumé release backup ticket",
+    flags: "\\Seen \\Answered \\Flagged \\Draft $Forwarded $Important Project-X todo",
+    years: (2005, 20),
+    sizes: &[
+        (6, (1024, 5 * 1024)),
+        (3, (6 * 1024, 14 * 1024)),
+        (1, (20 * 1024, 20 * 1024)),
+    ],
+    extra_words: 14,
+    folders: &[(9, "INBOX"), (6, "Work"), (5, "Archive.2024")],
+    twins: ("Work", [4, 4 + 2 * BATCH + 1]),
+    twin_to: true,
+};
 
 /// Creates the folders of `login` on the old server and appends `msgs` in order.
 fn seed(old: &Dovecot, login: &str, pw: &str, msgs: &[SeedMsg]) {
-    let mut c = TestImap::connect(old.port(), login, pw);
-    for f in &FOLDERS[1..] {
-        c.create(f);
-    }
-    for (i, m) in msgs.iter().enumerate() {
-        c.append(m.folder, &m.flags, Some(&m.date), &m.body)
-            .unwrap_or_else(|e| panic!("seeding {login}: APPEND #{i} to {}: {e}", m.folder));
-    }
-    c.logout();
+    gen::seed(old.port(), login, pw, &FOLDERS[1..], msgs);
 }
 
 /// Every message of every folder in [`FOLDERS`], keyed by old folder name. `new_side` reads the
@@ -236,20 +112,8 @@ fn snapshot(
     pw: &str,
     new_side: bool,
 ) -> BTreeMap<String, Vec<TestMsg>> {
-    let mut c = TestImap::connect(server.port(), login, pw);
-    let mut out = BTreeMap::new();
-    for f in FOLDERS {
-        let name = if new_side { new_name(f) } else { f.to_string() };
-        let exists = c.list().iter().any(|(_, _, n)| *n == name);
-        let msgs = if exists {
-            c.fetch_all(&name)
-        } else {
-            Vec::new()
-        };
-        out.insert(f.to_string(), msgs);
-    }
-    c.logout();
-    out
+    let name = |f: &str| if new_side { new_name(f) } else { f.to_string() };
+    gen::snapshot_folders(server.port(), login, pw, &FOLDERS, name)
 }
 
 /// Messages per folder on the new side right now (0 for a folder not created yet).
@@ -320,12 +184,7 @@ fn run_sync(cfg: &Path, propagate: bool, envs: &[(&str, &str)]) -> Output {
 }
 
 fn show(out: &Output) -> String {
-    format!(
-        "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        tail(&String::from_utf8_lossy(&out.stderr), 60)
-    )
+    gen::show_tail(out, 60)
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -342,17 +201,6 @@ fn expect_ok(out: &Output, what: &str) -> serde_json::Value {
     j
 }
 
-/// Sum of a per-folder counter over all users and folders of a summary.
-fn folder_sum(j: &serde_json::Value, key: &str) -> u64 {
-    j["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|u| u["folders"].as_array().into_iter().flatten())
-        .map(|f| f[key].as_u64().unwrap_or(0))
-        .sum()
-}
-
 /// The closing run of every scenario: must copy (and change) nothing, and leave no intent.
 fn final_sync_copies_nothing(cfg: &Path, propagate: bool, envs: &[(&str, &str)], what: &str) {
     let out = run_sync(cfg, propagate, envs);
@@ -360,16 +208,7 @@ fn final_sync_copies_nothing(cfg: &Path, propagate: bool, envs: &[(&str, &str)],
     assert_eq!(j["copied"], 0, "{what}: the final sync copied again: {j}");
     assert_eq!(folder_sum(&j, "flags_updated"), 0, "{what}: {j}");
     assert_eq!(folder_sum(&j, "deleted"), 0, "{what}: {j}");
-    let st = run_imapshift(
-        &["status", "--config", cfg.to_str().unwrap(), "--json"],
-        envs,
-    );
-    assert!(st.status.success(), "{what}: status failed\n{}", show(&st));
-    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(
-        st[0]["pending_intents"], 0,
-        "{what}: intents left after a complete run: {st}"
-    );
+    gen::assert_no_intents(what, cfg, envs);
 }
 
 /// One interrupted run of the random-kill test.
@@ -450,7 +289,7 @@ fn sigkill_at_random_moments_then_resume() {
     let mut logins: Vec<String> = CALIB.iter().map(|s| s.to_string()).collect();
     logins.extend((0..TRIALS).map(|t| format!("t{t}")));
     let new = new_server(&logins);
-    let msgs = generate(TOTAL - 2, 1, "kr");
+    let msgs = MAIL.generate(TOTAL - 2, 1, "kr");
     assert_eq!(msgs.len(), TOTAL);
     seed(&old, "alice", "old-a", &msgs);
     let want = snapshot(&old, "alice", "old-a", false);
@@ -636,21 +475,56 @@ fn plain(ms: &[TestMsg]) -> Vec<&TestMsg> {
         .collect()
 }
 
-/// Seeds old account `o-<name>` and writes a config migrating it to new account `n-<name>`
-/// (both registered when their server started); returns (old login, new login, the config's
-/// temp dir, the config path).
-fn fresh_pair(
-    old: &Dovecot,
-    new: &Dovecot,
-    name: &str,
-    msgs: &[SeedMsg],
-) -> (String, String, tempfile::TempDir, PathBuf) {
+/// A fresh pair of accounts after a complete first sync, see [`synced_pair`].
+struct Pair {
+    old_login: String,
+    new_login: String,
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    /// The old account after the first sync.
+    before: BTreeMap<String, Vec<TestMsg>>,
+}
+
+/// Seeds old account `o-<name>` with `msgs`, writes a config migrating it to new account
+/// `n-<name>` (both registered when their server started) and runs a first sync, which must
+/// copy every message.
+fn synced_pair(old: &Dovecot, new: &Dovecot, name: &str, msgs: &[SeedMsg], what: &str) -> Pair {
     let old_login = format!("o-{name}");
     let new_login = format!("n-{name}");
     seed(old, &old_login, "old-pw", msgs);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), old, new, &old_login, &new_login);
-    (old_login, new_login, dir, cfg)
+    let j = expect_ok(
+        &run_sync(&cfg, false, &envs("old-pw")),
+        &format!("{what}: first sync"),
+    );
+    assert_eq!(j["copied"], msgs.len(), "{what}: {j}");
+    let before = snapshot(old, &old_login, "old-pw", false);
+    Pair {
+        old_login,
+        new_login,
+        _dir: dir,
+        cfg,
+        before,
+    }
+}
+
+impl Pair {
+    /// A run stopped at `point` (hit `hit`), then the resumed run, which must succeed without
+    /// copying anything: its output and summary.
+    fn crash_and_resume(
+        &self,
+        point: &str,
+        hit: u32,
+        propagate: bool,
+        what: &str,
+    ) -> (Output, serde_json::Value) {
+        crash_at(&self.cfg, point, hit, propagate, "old-pw", what);
+        let out = run_sync(&self.cfg, propagate, &envs("old-pw"));
+        let j = expect_ok(&out, &format!("{what}: resumed run"));
+        assert_eq!(j["copied"], 0, "{what}: the resumed run copied: {j}");
+        (out, j)
+    }
 }
 
 #[test]
@@ -668,7 +542,7 @@ fn failpoint_at_every_journal_step() {
         new_logins.extend(HITS.iter().map(|h| format!("n-{p}-{h}")));
     }
     let new = new_server(&new_logins);
-    let msgs = generate(70, 2, "fp");
+    let msgs = MAIL.generate(70, 2, "fp");
     let total = msgs.len();
     let envs_ = envs("old-pw");
 
@@ -722,14 +596,9 @@ fn failpoint_at_every_journal_step() {
     // after-store: flag changes on the old side, in every folder, one twin only.
     for hit in [1u32, 2] {
         let what = format!("after-store hit {hit}");
-        let (ol, nl, _dir, cfg) = fresh_pair(&old, &new, &format!("store{hit}"), &msgs);
-        let j = expect_ok(
-            &run_sync(&cfg, false, &envs_),
-            &format!("{what}: first sync"),
-        );
-        assert_eq!(j["copied"], total, "{what}: {j}");
-        let before = snapshot(&old, &ol, "old-pw", false);
-        let mut c = TestImap::connect(old.port(), &ol, "old-pw");
+        let pair = synced_pair(&old, &new, &format!("store{hit}"), &msgs, &what);
+        let (ol, nl, before) = (&pair.old_login, &pair.new_login, &pair.before);
+        let mut c = TestImap::connect(old.port(), ol, "old-pw");
         // Every change really changes something: the new flags are the old ones with `toggle`
         // flipped. Four messages per folder, plus the second twin only.
         let mut picks: Vec<(&str, &TestMsg, &[&str])> = Vec::new();
@@ -762,7 +631,7 @@ fn failpoint_at_every_journal_step() {
             c.store_flags(f, m.uid, "FLAGS", &flags);
         }
         c.logout();
-        let want = snapshot(&old, &ol, "old-pw", false);
+        let want = snapshot(&old, ol, "old-pw", false);
         let changed: Vec<usize> = FOLDERS
             .iter()
             .map(|f| {
@@ -775,18 +644,15 @@ fn failpoint_at_every_journal_step() {
             [4, 5, 4],
             "{what}: flag changes per folder {FOLDERS:?} on the old server"
         );
-        crash_at(&cfg, "after-store", hit, false, "old-pw", &what);
-        let out = run_sync(&cfg, false, &envs_);
-        let j = expect_ok(&out, &format!("{what}: resumed run"));
-        assert_eq!(j["copied"], 0, "{what}: the resumed run copied: {j}");
-        if let Err(d) = diff_all(&want, &snapshot(&new, &nl, NEW_PW, true)) {
+        let (out, j) = pair.crash_and_resume("after-store", hit, false, &what);
+        if let Err(d) = diff_all(&want, &snapshot(&new, nl, NEW_PW, true)) {
             panic!(
                 "{what}: after the resumed run the new side differs from the old:\n{d}\n\
                  resumed run: {}",
                 show(&out)
             );
         }
-        final_sync_copies_nothing(&cfg, false, &envs_, &what);
+        final_sync_copies_nothing(&pair.cfg, false, &envs_, &what);
         eprintln!(
             "{what}: flags changed on old in {changed:?} messages; resumed run updated {} => exact",
             folder_sum(&j, "flags_updated")
@@ -797,14 +663,9 @@ fn failpoint_at_every_journal_step() {
     // only on the new side, deletions propagated.
     for hit in [1u32, 2] {
         let what = format!("after-expunge hit {hit}");
-        let (ol, nl, _dir, cfg) = fresh_pair(&old, &new, &format!("expunge{hit}"), &msgs);
-        let j = expect_ok(
-            &run_sync(&cfg, false, &envs_),
-            &format!("{what}: first sync"),
-        );
-        assert_eq!(j["copied"], total, "{what}: {j}");
-        let before = snapshot(&old, &ol, "old-pw", false);
-        let mut c = TestImap::connect(old.port(), &ol, "old-pw");
+        let pair = synced_pair(&old, &new, &format!("expunge{hit}"), &msgs, &what);
+        let (ol, nl, before) = (&pair.old_login, &pair.new_login, &pair.before);
+        let mut c = TestImap::connect(old.port(), ol, "old-pw");
         let mut expunged: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for f in FOLDERS {
             let ms = plain(&before[f]);
@@ -821,7 +682,7 @@ fn failpoint_at_every_journal_step() {
         c.expunge_uid("Work", twin.uid);
         expunged.entry("Work").or_default().push(subject(twin));
         c.logout();
-        let want = snapshot(&old, &ol, "old-pw", false);
+        let want = snapshot(&old, ol, "old-pw", false);
         for f in FOLDERS {
             assert_eq!(
                 want[f].len(),
@@ -833,7 +694,7 @@ fn failpoint_at_every_journal_step() {
         let only_new = b"From: someone@new.example\r\nTo: alice@new.example\r\n\
             Subject: delivered to the new server only\r\n\
             Message-ID: <only-new@new.example>\r\n\r\nnot on the old server\r\n";
-        let mut n = TestImap::connect(new.port(), &nl, NEW_PW);
+        let mut n = TestImap::connect(new.port(), nl, NEW_PW);
         n.append(
             "INBOX",
             &["\\Flagged"],
@@ -845,11 +706,8 @@ fn failpoint_at_every_journal_step() {
             .expect("append the new-side-only message");
         n.logout();
 
-        crash_at(&cfg, "after-expunge", hit, true, "old-pw", &what);
-        let out = run_sync(&cfg, true, &envs_);
-        let j = expect_ok(&out, &format!("{what}: resumed run"));
-        assert_eq!(j["copied"], 0, "{what}: the resumed run copied: {j}");
-        let mut got = snapshot(&new, &nl, NEW_PW, true);
+        let (out, j) = pair.crash_and_resume("after-expunge", hit, true, &what);
+        let mut got = snapshot(&new, nl, NEW_PW, true);
         // The new-side-only messages: still there, once, untouched; then compare the rest.
         for (f, flags, date) in [
             (
@@ -887,7 +745,7 @@ fn failpoint_at_every_journal_step() {
                 show(&out)
             );
         }
-        final_sync_copies_nothing(&cfg, true, &envs_, &what);
+        final_sync_copies_nothing(&pair.cfg, true, &envs_, &what);
         eprintln!(
             "{what}: expunged {:?} on old; resumed run deleted {} => exact, new-side-only \
              mail kept",

@@ -20,6 +20,7 @@ mod common;
 
 use common::{show_output, SyncRun as Run};
 
+use common::gen;
 use common::proxy::{fetch_uid, Proxy};
 use common::{
     diff_folder, key, plain_config, run_imapshift, spawn_imapshift, Dovecot, DovecotOpts, Pause,
@@ -110,19 +111,13 @@ type Snapshot = BTreeMap<String, Vec<TestMsg>>;
 
 /// Every folder of [`ROUND1`], read directly from the server (never through a proxy).
 fn snapshot(server: &Dovecot) -> Snapshot {
-    let mut c = TestImap::connect(server.port(), "alice", PW);
-    let names: Vec<String> = c.list().into_iter().map(|(_, _, n)| n).collect();
-    let mut out = Snapshot::new();
-    for (f, _) in ROUND1 {
-        let msgs = if names.iter().any(|n| n == f) {
-            c.fetch_all(f)
-        } else {
-            Vec::new()
-        };
-        out.insert(f.to_string(), msgs);
-    }
-    c.logout();
-    out
+    gen::snapshot_folders(
+        server.port(),
+        "alice",
+        PW,
+        &ROUND1.map(|(f, _)| f),
+        str::to_string,
+    )
 }
 
 // ----- the set-up -----
@@ -203,6 +198,30 @@ impl Scenario {
         sync_with(&self.cfg, extra, &[])
     }
 
+    /// A sync started in the background (with `more_env` besides the password).
+    fn spawn_sync(&self, more_env: &[(&str, &str)]) -> std::process::Child {
+        let mut envs = ENVS.to_vec();
+        envs.extend_from_slice(more_env);
+        spawn_imapshift(
+            &["sync", "--config", self.cfg.to_str().unwrap(), "--json"],
+            &envs,
+        )
+    }
+
+    /// The faulty run (`--propagate-deletes`), and its reconnect reasons (printed).
+    fn faulty_sync(&self, what: &str) -> (Run, Vec<String>) {
+        let r = self.sync(&["--propagate-deletes"]);
+        let why = reconnects(&r);
+        println!("{what}: reconnects: {why:#?}");
+        (r, why)
+    }
+
+    /// The new server is exact (in order); then the re-run, verify.
+    fn exact_then_rerun(&self, what: &str) {
+        self.assert_exact(what, true);
+        self.rerun_exact(what, true);
+    }
+
     /// The re-run after the fault: proxies clean, exit 0, nothing failed, the new server an
     /// exact copy; then one more run copies nothing, and `verify` exits 0.
     fn rerun_exact(&self, what: &str, ordered: bool) -> Run {
@@ -238,8 +257,27 @@ impl Scenario {
             "{what}: only the expunged message's copy goes\n{}",
             r.show()
         );
-        self.assert_exact(what, true);
-        self.rerun_exact(what, true);
+        self.exact_then_rerun(what);
+    }
+
+    /// While the spawned run `child` is held at a fault: SIGKILLs the old (`old_side`) or the
+    /// new server and starts it again, lets the run go on (`release`), and expects it to
+    /// resume ([`Scenario::resumed`]).
+    fn restart_then_resume(
+        &mut self,
+        what: &str,
+        child: std::process::Child,
+        old_side: bool,
+        release: impl FnOnce(),
+    ) {
+        let (server, side) = if old_side {
+            (&mut self.old, "old server")
+        } else {
+            (&mut self.new, "new server")
+        };
+        kill_and_restart(server);
+        release();
+        self.resumed(what, child, side);
     }
 
     /// The spawned run held at a fault finishes on its own: exit 0 after at least one
@@ -248,11 +286,10 @@ impl Scenario {
         let r = Run::of(wait_output(child), &[]);
         let why = reconnects(&r);
         println!("{what}: reconnects: {why:#?}");
-        assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+        assert_ok(what, &r);
         assert!(r.retries() >= 1, "{what}: no reconnect\n{}", r.show());
         assert!(why.iter().all(|l| l.contains(side)), "{what}: {why:#?}");
-        self.assert_exact(what, true);
-        self.rerun_exact(what, true);
+        self.exact_then_rerun(what);
     }
 
     /// The new server holds exactly the old server's messages, folder by folder (in order if
@@ -260,7 +297,7 @@ impl Scenario {
     /// neighbours).
     fn assert_exact(&self, what: &str, ordered: bool) {
         let (want, got) = (snapshot(&self.old), snapshot(&self.new));
-        assert_zones(&want, &got);
+        gen::assert_zones(want.values().flatten(), got.values().flatten());
         let errs: Vec<String> = want
             .iter()
             .filter_map(|(f, w)| {
@@ -314,25 +351,6 @@ impl Scenario {
     }
 }
 
-/// The two servers really are in different zones.
-fn assert_zones(old: &Snapshot, new: &Snapshot) {
-    let zones = |s: &Snapshot| {
-        let mut z: Vec<String> = s.values().flatten().map(|m| m.zone().to_string()).collect();
-        z.sort();
-        z.dedup();
-        z
-    };
-    let (zo, zn) = (zones(old), zones(new));
-    assert!(
-        !zo.is_empty() && zo.iter().all(|z| z == "+0100" || z == "+0200"),
-        "the old server is not in Europe/Berlin: {zo:?}"
-    );
-    assert!(
-        zn.iter().all(|z| z == "-0500" || z == "-0400"),
-        "the new server is not in America/New_York: {zn:?}"
-    );
-}
-
 // ----- runs -----
 
 fn sync_with(cfg: &Path, extra: &[&str], more_env: &[(&str, &str)]) -> Run {
@@ -384,6 +402,22 @@ fn assert_reasons(what: &str, why: &[String], want: &[&[&str]]) {
     assert!(ok, "{what}: reconnect reasons {why:#?}, expected {want:?}");
 }
 
+/// The run exited 0.
+fn assert_ok(what: &str, r: &Run) {
+    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+}
+
+/// The run exited 0 after exactly `retries` reconnects.
+fn assert_ok_after(what: &str, r: &Run, retries: u64) {
+    assert_ok(what, r);
+    assert_eq!(r.retries(), retries, "{what}\n{}", r.show());
+}
+
+/// The run resolved `n` journaled intents as found on the new server (not copied again).
+fn assert_recovered(what: &str, r: &Run, n: usize) {
+    assert_eq!(r.folder_sum("recovered"), n as u64, "{what}\n{}", r.show());
+}
+
 // ----- rewrite rules -----
 
 /// A FETCH response carrying a message body (`BODY[] {n}`), and its UID.
@@ -417,6 +451,28 @@ fn is_appenduid_ok(resp: &[u8]) -> bool {
 /// `marker`.
 fn is_append_into(resp: &[u8], marker: &[u8]) -> bool {
     is_appenduid_ok(resp) && resp.windows(marker.len()).any(|w| w == marker)
+}
+
+/// A downstream rule that rewrites the first response `is(resp, marker)` finds for each of
+/// `markers`, once each, by `rewrite(k, resp)` (`k`: the marker's index, recorded in `fired`);
+/// every other response passes unchanged.
+fn once_per_marker(
+    markers: Vec<Vec<u8>>,
+    is: fn(&[u8], &[u8]) -> bool,
+    fired: Arc<Mutex<Vec<usize>>>,
+    rewrite: impl Fn(usize, &[u8]) -> Vec<u8> + Send + Sync + 'static,
+) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+    move |resp| {
+        let Some(k) = markers.iter().position(|m| is(resp, m)) else {
+            return resp.to_vec();
+        };
+        let mut f = fired.lock().unwrap();
+        if f.contains(&k) {
+            return resp.to_vec();
+        }
+        f.push(k);
+        rewrite(k, resp)
+    }
 }
 
 /// A tagged completion of our raw layer (`x<n> OK ...`).
@@ -576,7 +632,7 @@ fn garbage_instead_of_a_fetch_response() {
             resp.to_vec()
         }
     });
-    let r = s.sync(&["--propagate-deletes"]);
+    let (r, why) = s.faulty_sync(what);
     assert!(
         s.old_proxy.responses_rewritten() >= 2,
         "{what}: the rule fired too rarely"
@@ -589,19 +645,17 @@ fn garbage_instead_of_a_fetch_response() {
     );
     assert_eq!(r.user()["status"], "partial", "{what}\n{}", r.show());
     assert_eq!(r.code, Some(1), "{what}\n{}", r.show());
-    let why = r.user()["failures"][0]["reason"]
+    let reason = r.user()["failures"][0]["reason"]
         .as_str()
         .unwrap_or("")
         .to_string();
-    println!("{what}: the reason: {why}");
-    assert!(why.contains("malformed"), "{what}: the reason: {why}");
+    println!("{what}: the reason: {reason}");
+    assert!(reason.contains("malformed"), "{what}: the reason: {reason}");
     assert!(r.retries() >= 2, "{what}: no reconnects\n{}", r.show());
     assert!(
-        reconnects(&r)
-            .iter()
+        why.iter()
             .all(|l| l.contains("old server") && l.contains("malformed reply")),
-        "{what}: reconnect reasons: {:#?}",
-        reconnects(&r)
+        "{what}: reconnect reasons: {why:#?}"
     );
     assert_eq!(
         r.folder_sum("deleted"),
@@ -625,36 +679,28 @@ fn literal_cut_short_with_the_connection_open() {
     let what = "literal cut short";
     let s = Scenario::primed("short", "timeout_secs = 3\n", "");
     // Archive's middle round-2 message (smaller than the next) and Work's last.
-    let markers = [mid(s.tag, "Archive", 8), mid(s.tag, "Work", 7)];
+    let markers = vec![mid(s.tag, "Archive", 8), mid(s.tag, "Work", 7)];
     let fired: Arc<Mutex<Vec<usize>>> = Arc::default();
-    let f = fired.clone();
-    s.old_proxy.rewrite_downstream(move |resp| {
-        let Some(k) = markers.iter().position(|m| is_body_of(resp, m)) else {
-            return resp.to_vec();
-        };
-        let mut f = f.lock().unwrap();
-        if f.contains(&k) {
-            return resp.to_vec();
-        }
-        f.push(k);
-        truncate_literal(resp, 200)
-    });
-    let r = s.sync(&["--propagate-deletes"]);
-    println!("{what}: reconnects: {:#?}", reconnects(&r));
+    s.old_proxy.rewrite_downstream(once_per_marker(
+        markers,
+        is_body_of,
+        fired.clone(),
+        |_, resp| truncate_literal(resp, 200),
+    ));
+    let (r, why) = s.faulty_sync(what);
     assert_eq!(
         fired.lock().unwrap().len(),
         2,
         "{what}: both faults fired\n{}",
         r.show()
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert!(r.failures().is_empty(), "{what}\n{}", r.show());
     assert!(
         r.retries() >= 2,
         "{what}: two broken connections\n{}",
         r.show()
     );
-    let why = reconnects(&r);
     assert_reasons(
         what,
         &why,
@@ -687,16 +733,8 @@ fn append_completion_garbled_or_cut() {
         .collect();
     let fired: Arc<Mutex<Vec<usize>>> = Arc::default();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (f2, seen2) = (fired.clone(), seen.clone());
-    s.new_proxy.rewrite_downstream(move |resp| {
-        let Some(k) = markers.iter().position(|m| is_append_into(resp, m)) else {
-            return resp.to_vec();
-        };
-        let mut f = f2.lock().unwrap();
-        if f.contains(&k) {
-            return resp.to_vec();
-        }
-        f.push(k);
+    let seen2 = seen.clone();
+    let rule = once_per_marker(markers, is_append_into, fired.clone(), move |k, resp| {
         seen2
             .lock()
             .unwrap()
@@ -710,18 +748,15 @@ fn append_completion_garbled_or_cut() {
             _ => resp[..cut].to_vec(),
         }
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!(
-        "{what}: completions rewritten: {:#?}\nreconnects: {why:#?}",
-        seen.lock().unwrap()
-    );
+    s.new_proxy.rewrite_downstream(rule);
+    let (r, why) = s.faulty_sync(what);
+    println!("{what}: completions rewritten: {:#?}", seen.lock().unwrap());
     assert_eq!(
         fired.lock().unwrap().len(),
         3,
         "{what}: the three faults fired"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert!(r.failures().is_empty(), "{what}\n{}", r.show());
     assert_reasons(
         what,
@@ -731,14 +766,12 @@ fn append_completion_garbled_or_cut() {
             &["folder Work: new server", "(timeout)"],
         ],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        2 * ROUND2 as u64,
-        "{what}: the two batches whose reply was lost are recovered from the journal\n{}",
-        r.show()
+    assert_recovered(
+        &format!("{what}: the two batches whose reply was lost are recovered from the journal"),
+        &r,
+        2 * ROUND2,
     );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    s.exact_then_rerun(what);
 }
 
 // ----- case 3: BYE in the middle of a command -----
@@ -754,35 +787,28 @@ fn append_completion_garbled_or_cut() {
 fn bye_in_the_middle_of_a_command() {
     let what = "BYE mid-command";
     let s = Scenario::primed("bye", "", "");
-    let marker = mid(s.tag, "INBOX", 11);
-    let old_fired = Arc::new(AtomicBool::new(false));
-    let of = old_fired.clone();
-    s.old_proxy.rewrite_downstream(move |resp| {
-        if is_body_of(resp, &marker) && !of.swap(true, SeqCst) {
-            b"* BYE injected: shutting down mid-FETCH\r\n".to_vec()
-        } else {
-            resp.to_vec()
-        }
-    });
-    let archive = s.appenduid_of("Archive");
-    let new_fired = Arc::new(AtomicBool::new(false));
-    let nf = new_fired.clone();
-    s.new_proxy.rewrite_downstream(move |resp| {
-        if is_append_into(resp, &archive) && !nf.swap(true, SeqCst) {
-            b"* BYE injected: shutting down mid-APPEND\r\n".to_vec()
-        } else {
-            resp.to_vec()
-        }
-    });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let bye = |text: &'static [u8]| move |_, _: &[u8]| text.to_vec();
+    let old_fired: Arc<Mutex<Vec<usize>>> = Arc::default();
+    s.old_proxy.rewrite_downstream(once_per_marker(
+        vec![mid(s.tag, "INBOX", 11)],
+        is_body_of,
+        old_fired.clone(),
+        bye(b"* BYE injected: shutting down mid-FETCH\r\n"),
+    ));
+    let new_fired: Arc<Mutex<Vec<usize>>> = Arc::default();
+    s.new_proxy.rewrite_downstream(once_per_marker(
+        vec![s.appenduid_of("Archive")],
+        is_append_into,
+        new_fired.clone(),
+        bye(b"* BYE injected: shutting down mid-APPEND\r\n"),
+    ));
+    let (r, why) = s.faulty_sync(what);
+    let fired = |f: &Mutex<Vec<usize>>| !f.lock().unwrap().is_empty();
     assert!(
-        old_fired.load(SeqCst) && new_fired.load(SeqCst),
+        fired(&old_fired) && fired(&new_fired),
         "{what}: the faults fired"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 2, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 2);
     assert_reasons(
         what,
         &why,
@@ -794,14 +820,8 @@ fn bye_in_the_middle_of_a_command() {
             ],
         ],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        ROUND2 as u64,
-        "{what}\n{}",
-        r.show()
-    );
-    s.assert_exact(what, true);
-    s.rerun_exact(what, true);
+    assert_recovered(what, &r, ROUND2);
+    s.exact_then_rerun(what);
 }
 
 // ----- case 4: an untagged storm -----
@@ -854,7 +874,7 @@ fn untagged_storm_before_completions() {
         new_storms.load(SeqCst) >= 4,
         "{what}: LOGIN + three APPENDs"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
+    assert_ok(what, &r);
     assert_eq!(r.retries(), 0, "{what}: a storm is no fault\n{}", r.show());
     s.settled(what, &r);
 }
@@ -930,12 +950,8 @@ fn new_server_killed_between_journal_and_append() {
     let mut s = Scenario::start("killnew", "", "");
     let pause = Pause::new("after-journal", 3);
     let penv = pause.env();
-    let mut envs: Vec<(&str, &str)> = ENVS.to_vec();
-    envs.extend(penv.iter().map(|(k, v)| (*k, v.as_str())));
-    let child = spawn_imapshift(
-        &["sync", "--config", s.cfg.to_str().unwrap(), "--json"],
-        &envs,
-    );
+    let penv: Vec<(&str, &str)> = penv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = s.spawn_sync(&penv);
     assert_eq!(pause.wait_reached(GUARD * 2), "after-journal");
     let mut n = TestImap::connect(s.new.port(), "alice", PW);
     assert_eq!(
@@ -944,9 +960,7 @@ fn new_server_killed_between_journal_and_append() {
         "{what}: two batches appended"
     );
     n.logout();
-    kill_and_restart(&mut s.new);
-    pause.release();
-    s.resumed(what, child, "new server");
+    s.restart_then_resume(what, child, false, || pause.release());
 }
 
 /// Case 5b: no first sync; the old proxy holds back the old server's FETCH response for
@@ -980,14 +994,9 @@ fn old_server_killed_mid_fetch() {
         }
         resp.to_vec()
     });
-    let child = spawn_imapshift(
-        &["sync", "--config", s.cfg.to_str().unwrap(), "--json"],
-        ENVS,
-    );
+    let child = s.spawn_sync(&[]);
     gate.wait_reached(what);
-    kill_and_restart(&mut s.old);
-    gate.open();
-    s.resumed(what, child, "old server");
+    s.restart_then_resume(what, child, true, || gate.open());
 }
 
 // ----- case 6: the new server goes silent -----
@@ -1012,13 +1021,10 @@ fn new_server_silent_past_the_timeout() {
         }
         resp.to_vec()
     });
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let (r, why) = s.faulty_sync(what);
     assert!(gate.is_reached(), "{what}: the stall never happened");
     gate.open();
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 1);
     assert_reasons(
         what,
         &why,
@@ -1027,12 +1033,7 @@ fn new_server_silent_past_the_timeout() {
             "no data from the server for 2s (timeout)",
         ]],
     );
-    assert_eq!(
-        r.folder_sum("recovered"),
-        ROUND2 as u64,
-        "{what}\n{}",
-        r.show()
-    );
+    assert_recovered(what, &r, ROUND2);
     s.settled(what, &r);
 }
 
@@ -1051,15 +1052,12 @@ fn old_server_trickling_a_reply_line_times_out() {
     let s = Scenario::primed("trickle", "timeout_secs = 2\n", "");
     s.old_proxy
         .trickle_downstream_from(b"* NAMESPACE", Duration::from_millis(300), 1);
-    let r = s.sync(&["--propagate-deletes"]);
-    let why = reconnects(&r);
-    println!("{what}: reconnects: {why:#?}");
+    let (r, why) = s.faulty_sync(what);
     assert!(
         s.old_proxy.log().iter().any(|l| l.contains("TRICKLE")),
         "{what}: the trickle never started"
     );
-    assert_eq!(r.code, Some(0), "{what}\n{}", r.show());
-    assert_eq!(r.retries(), 1, "{what}\n{}", r.show());
+    assert_ok_after(what, &r, 1);
     assert_reasons(
         what,
         &why,

@@ -54,6 +54,15 @@ fn spawn_watch(
     (child, rx)
 }
 
+/// Runs `imapshift watch-mx args...` to its end.
+fn watch_mx<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> std::process::Output {
+    Command::new(imapshift_bin())
+        .arg("watch-mx")
+        .args(args)
+        .output()
+        .expect("run imapshift watch-mx")
+}
+
 fn next_event(rx: &std::sync::mpsc::Receiver<serde_json::Value>, what: &str) -> serde_json::Value {
     rx.recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("no event while waiting for {what}"))
@@ -76,26 +85,42 @@ fn ns_args(a: &Knot, b: &Knot) -> Vec<String> {
     ]
 }
 
-#[test]
-fn until_waits_for_every_nameserver_and_domain() {
-    let (a, b) = two_nameservers();
-    let mut args = ns_args(&a, &b);
+/// `watch-mx --until` [`PARK`] polling both nameservers ([`ns_args`]), giving up after
+/// `max_wait` seconds.
+fn watch_until(
+    a: &Knot,
+    b: &Knot,
+    max_wait: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    let mut args = ns_args(a, b);
     args.extend([
         "--until".into(),
         PARK.into(),
         "--max-wait".into(),
-        "60".into(),
+        max_wait.into(),
     ]);
-    let (mut child, rx) = spawn_watch(&args);
+    spawn_watch(&args)
+}
+
+/// The events of the first poll: one per (nameserver, domain) pair of [`ns_args`].
+fn first_poll(rx: &std::sync::mpsc::Receiver<serde_json::Value>) -> Vec<serde_json::Value> {
+    (0..4).map(|_| next_event(rx, "the first poll")).collect()
+}
+
+#[test]
+fn until_waits_for_every_nameserver_and_domain() {
+    let (a, b) = two_nameservers();
+    let (mut child, rx) = watch_until(&a, &b, "60");
     // The first poll: four pairs, all the old MX, authoritative.
-    let mut first = Vec::new();
-    for _ in 0..4 {
-        let e = next_event(&rx, "the first poll");
+    let first = first_poll(&rx);
+    for e in &first {
         assert_eq!(e["event"], "mx_state", "{e}");
         assert_eq!(e["state"], "answer", "{e}");
         assert_eq!(e["authoritative"], true, "{e}");
         assert_eq!(e["records"][0]["exchange"], "old-mx.example.net", "{e}");
-        first.push(e);
     }
     let ttl_com = first.iter().find(|e| e["domain"] == "example.com").unwrap();
     assert_eq!(ttl_com["records"][0]["ttl"], 300);
@@ -142,19 +167,8 @@ fn a_paused_nameserver_is_unreachable_and_until_gives_up() {
     a.set_mx("example.com", "@", 60, &[(10, PARK)]);
     a.set_mx("example.org", "@", 60, &[(10, PARK)]);
     b.pause();
-    let mut args = ns_args(&a, &b);
-    args.extend([
-        "--until".into(),
-        PARK.into(),
-        "--max-wait".into(),
-        "3".into(),
-    ]);
-    let (mut child, rx) = spawn_watch(&args);
-    let mut states = Vec::new();
-    for _ in 0..4 {
-        states.push(next_event(&rx, "the first poll"));
-    }
-    for e in &states {
+    let (mut child, rx) = watch_until(&a, &b, "3");
+    for e in &first_poll(&rx) {
         if e["nameserver"] == b.addr().to_string() {
             assert_eq!(
                 e["state"], "timeout",
@@ -182,11 +196,7 @@ fn table_for_people_and_bad_input() {
     let (a, b) = two_nameservers();
     let mut args = ns_args(&a, &b);
     args.extend(["--count".into(), "1".into()]);
-    let out = Command::new(imapshift_bin())
-        .arg("watch-mx")
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = watch_mx(&args);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("nameserver"), "{text}");
@@ -199,32 +209,19 @@ fn table_for_people_and_bad_input() {
         );
     }
     // A nameserver that is not an address: a usage error naming the fix, exit 2.
-    let out = Command::new(imapshift_bin())
-        .args([
-            "watch-mx",
-            "--domain",
-            "example.com",
-            "--nameserver",
-            "ns1.example.com",
-        ])
-        .output()
-        .unwrap();
+    let out = watch_mx(["--domain", "example.com", "--nameserver", "ns1.example.com"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a nameserver address"), "{err}");
     // NXDOMAIN is named as such.
-    let out = Command::new(imapshift_bin())
-        .args([
-            "watch-mx",
-            "--domain",
-            "nope.example.com",
-            "--nameserver",
-            &a.addr().to_string(),
-            "--count",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = watch_mx([
+        "--domain",
+        "nope.example.com",
+        "--nameserver",
+        &a.addr().to_string(),
+        "--count",
+        "1",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NXDOMAIN"), "{text}");
 }
@@ -243,24 +240,18 @@ fn nameservers_discovered_from_ns_records() {
     let a = Knot::start("ns1", "127.0.0.1", port, &z);
     let _b = Knot::start("ns2", "127.0.0.2", port, &z);
     a.set_mx("example.com", "@", 60, &[(10, PARK)]);
-    let out = Command::new(imapshift_bin())
-        .args([
-            "watch-mx",
-            "--domain",
-            "example.com",
-            "--count",
-            "1",
-            "--timeout",
-            "0.5",
-        ])
-        .args([
-            "--resolver",
-            &a.addr().to_string(),
-            "--ns-port",
-            &port.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let out = watch_mx([
+        "--domain",
+        "example.com",
+        "--count",
+        "1",
+        "--timeout",
+        "0.5",
+        "--resolver",
+        &a.addr().to_string(),
+        "--ns-port",
+        &port.to_string(),
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -297,18 +288,15 @@ fn a_truncated_udp_answer_is_asked_again_over_tcp() {
         .map(|(i, n)| (i as u16, n.as_str()))
         .collect();
     a.set_mx("example.com", "@", 300, &records);
-    let out = Command::new(imapshift_bin())
-        .args([
-            "watch-mx",
-            "--domain",
-            "example.com",
-            "--count",
-            "1",
-            "--json",
-        ])
-        .args(["--nameserver", &a.addr().to_string()])
-        .output()
-        .unwrap();
+    let out = watch_mx([
+        "--domain",
+        "example.com",
+        "--count",
+        "1",
+        "--json",
+        "--nameserver",
+        &a.addr().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let e: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
@@ -329,20 +317,21 @@ fn an_answer_without_authority_never_serves_the_target() {
     let zone = zone_text("example.org", &[], &[(10, OLD_MX)], 300);
     let k = Knot::start("ns1", "127.0.0.1", 0, &[("example.org", zone.as_str())]);
     for ns in [lame.addr(), k.addr()] {
-        let out = Command::new(imapshift_bin())
-            .args(["watch-mx", "--domain", "example.com", "--until", PARK])
-            .args(["--nameserver", &ns.to_string()])
-            .args([
-                "--count",
-                "2",
-                "--interval",
-                "0.2",
-                "--timeout",
-                "0.5",
-                "--json",
-            ])
-            .output()
-            .unwrap();
+        let out = watch_mx([
+            "--domain",
+            "example.com",
+            "--until",
+            PARK,
+            "--nameserver",
+            &ns.to_string(),
+            "--count",
+            "2",
+            "--interval",
+            "0.2",
+            "--timeout",
+            "0.5",
+            "--json",
+        ]);
         let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

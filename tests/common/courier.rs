@@ -47,18 +47,16 @@
 //!
 //! `IMAPSHIFT_KEEP_TMP=1` keeps the temp dir (its path is printed on stderr).
 
-use super::dovecot::{check_zone, default_tz, free_port, greeting_ok, is_root, passwd_ids};
+use super::cyrus::Instance;
+use super::dovecot::{check_zone, free_port, greeting_ok, is_root, passwd_ids};
 /// Live members of a process group (for checking that a stopped instance left nothing).
 pub use super::procgroup::group_members;
-use super::procgroup::{
-    end_group, keep_tmp_if_asked, log_tail_on_panic, spawn_in_group, stop_server, tail_lines,
-    wait_started, Started, TermTo,
-};
+use super::procgroup::{end_group, spawn_in_group, wait_started, Started, TermTo};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -77,16 +75,7 @@ pub struct CourierOpts {
 }
 
 /// A running private Courier-IMAP. See the module docs.
-pub struct Courier {
-    name: String,
-    tmp: Option<tempfile::TempDir>,
-    dir: PathBuf,
-    prefix: PathBuf,
-    port: u16,
-    opts: CourierOpts,
-    child: Option<Child>,
-    pid: u32,
-}
+pub type Courier = Instance<CourierOpts>;
 
 impl Courier {
     /// Starts an instance with the given `(login, password)` users. Panics (with the log
@@ -97,22 +86,14 @@ impl Courier {
             is_root(),
             "the Courier test harness needs root (a private mount namespace with `unshare -m`)"
         );
-        let prefix = courier_prefix();
-        let tmp = tempfile::Builder::new()
-            .prefix("cu")
-            .tempdir_in("/tmp")
-            .expect("create temp dir for courier");
-        let dir = tmp.path().to_path_buf();
-        let mut c = Courier {
-            name: name.to_string(),
-            tmp: Some(tmp),
-            dir,
-            prefix,
-            port: 0,
+        let mut c = Courier::new(
+            ("courier", "cu"),
+            (name, opts.tz.clone()),
+            courier_prefix(),
+            (TermTo::Group, "couriertcpd"),
+            |dir| fs::read_to_string(dir.join("courier.log")).unwrap_or_default(),
             opts,
-            child: None,
-            pid: 0,
-        };
+        );
         check_zone(&c.tz());
         c.prepare_dir(users);
         let mut attempt = 0;
@@ -142,58 +123,9 @@ impl Courier {
         }
     }
 
-    /// The IMAP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The instance's temp dir.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// PID of couriertcpd (also the process group id of the instance); 0 once stopped.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// The `TZ` the Courier processes run with (see the module docs).
-    pub fn tz(&self) -> String {
-        self.opts
-            .tz
-            .clone()
-            .unwrap_or_else(|| default_tz(&self.name).to_string())
-    }
-
     /// On-disk Maildir of `login` (its folders are `.Name` subdirectories).
     pub fn maildir(&self, login: &str) -> PathBuf {
         self.dir.join("home").join(login).join("Maildir")
-    }
-
-    /// Everything the Courier processes wrote (authdaemond, couriertcpd, imapd logins).
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("courier.log")).unwrap_or_default()
-    }
-
-    /// Last `n` lines of [`Courier::log`].
-    pub fn log_tail(&self, n: usize) -> String {
-        tail_lines(&self.log(), n)
-    }
-
-    /// Stops the instance (idempotent): SIGTERM to its process group, wait up to 10 s for
-    /// couriertcpd (then SIGKILL), then wait for the rest of the group, SIGKILL what is left,
-    /// and panic (unless already panicking) if anything survives.
-    pub fn stop(&mut self) {
-        let Some(child) = self.child.take() else {
-            return;
-        };
-        let what = format!("courier {}", self.name);
-        stop_server(child, self.pid, TermTo::Group, &what, "couriertcpd");
-        self.pid = 0;
     }
 
     // ----- internals -----
@@ -413,8 +345,8 @@ impl Courier {
         let child = spawn_in_group(&mut cmd, &self.dir.join("courier.log"))
             .unwrap_or_else(|e| panic!("cannot run unshare (util-linux) for courier: {e}"));
         self.pid = child.id();
-        let child = self.child.insert(child);
         let port = self.port;
+        let child = self.child.insert(child);
         match wait_started(child, START_TIMEOUT, || greeting_ok(port)) {
             Started::Ready => Ok(()),
             Started::Exited(status) => {
@@ -435,20 +367,6 @@ impl Courier {
         self.child = None;
         end_group(self.pid, &format!("courier {}", self.name));
         self.pid = 0;
-    }
-}
-
-impl Drop for Courier {
-    fn drop(&mut self) {
-        log_tail_on_panic(
-            "courier",
-            &self.name,
-            &self.dir,
-            self.child.is_some(),
-            || self.log_tail(30),
-        );
-        self.stop();
-        keep_tmp_if_asked("courier", &mut self.tmp);
     }
 }
 

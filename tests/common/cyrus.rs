@@ -41,7 +41,8 @@
 
 use super::dovecot::{check_zone, is_root, passwd_ids};
 use super::procgroup::{
-    group_members, signal, spawn_in_group, stop_server, wait_group_empty, TermTo, SIGKILL,
+    group_members, keep_tmp_if_asked, log_tail_on_panic, signal, spawn_in_group, stop_server,
+    tail_lines, wait_group_empty, TermTo, SIGKILL,
 };
 use super::{default_tz, free_port, TestImap};
 use std::fs;
@@ -88,39 +89,150 @@ pub fn cyrus_prefix() -> PathBuf {
     Path::new(&home).join(format!(".cache/imapshift/cyrus-{SERIES}"))
 }
 
-/// A running private Cyrus. See the module docs.
-pub struct Cyrus {
-    name: String,
+/// A private server instance of the vendor harnesses, [`Cyrus`] and [`super::Courier`]: what
+/// they share is here (name, temp dir, the prefix the binaries run from, port, `TZ`, process
+/// group, how it stops), what differs is in `opts` and in their own `impl`s. Dropping it stops
+/// the server (with the log tail if the test is panicking) and honours `IMAPSHIFT_KEEP_TMP`.
+pub struct Instance<O> {
+    pub(super) name: String,
     tmp: Option<tempfile::TempDir>,
-    dir: PathBuf,
-    prefix: PathBuf,
-    port: u16,
-    opts: CyrusOpts,
-    child: Option<Child>,
-    pid: u32,
+    pub(super) dir: PathBuf,
+    pub(super) prefix: PathBuf,
+    pub(super) port: u16,
+    tz: String,
+    pub(super) child: Option<Child>,
+    pub(super) pid: u32,
+    /// `"cyrus"`, `"courier"`: names the instance in messages.
+    kind: &'static str,
+    /// Where SIGTERM goes, and the name of the process it must end.
+    term_to: TermTo,
+    leader: &'static str,
+    /// Everything the server wrote, read from its temp dir.
+    read_log: fn(&Path) -> String,
+    pub(super) opts: O,
 }
+
+impl<O> Instance<O> {
+    /// A fresh temp dir `/tmp/<tmp_prefix>XXXXXX` for instance `name` of the `kind` server
+    /// unpacked in `prefix`; `tz` `None` chooses by the name ([`default_tz`]). Not started.
+    pub(super) fn new(
+        (kind, tmp_prefix): (&'static str, &str),
+        (name, tz): (&str, Option<String>),
+        prefix: PathBuf,
+        (term_to, leader): (TermTo, &'static str),
+        read_log: fn(&Path) -> String,
+        opts: O,
+    ) -> Instance<O> {
+        let tmp = tempfile::Builder::new()
+            .prefix(tmp_prefix)
+            .tempdir_in("/tmp")
+            .unwrap_or_else(|e| panic!("create temp dir for {kind}: {e}"));
+        Instance {
+            name: name.to_string(),
+            dir: tmp.path().to_path_buf(),
+            tmp: Some(tmp),
+            prefix,
+            port: 0,
+            tz: tz.unwrap_or_else(|| default_tz(name).to_string()),
+            child: None,
+            pid: 0,
+            kind,
+            term_to,
+            leader,
+            read_log,
+            opts,
+        }
+    }
+
+    /// The IMAP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The instance's temp dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// PID of the server's main process (also its process group id); 0 if stopped.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The `TZ` the server processes run with: the server spells every INTERNALDATE in it.
+    pub fn tz(&self) -> String {
+        self.tz.clone()
+    }
+
+    /// Everything the server wrote (see the module docs of each harness).
+    pub fn log(&self) -> String {
+        (self.read_log)(&self.dir)
+    }
+
+    /// Last `n` lines of [`Instance::log`].
+    pub fn log_tail(&self, n: usize) -> String {
+        tail_lines(&self.log(), n)
+    }
+
+    /// Live processes of this instance (its main process and its children). Empty once
+    /// stopped.
+    pub fn processes(&self) -> Vec<u32> {
+        match self.pid {
+            0 => Vec::new(),
+            pgid => group_members(pgid),
+        }
+    }
+
+    /// Whether the server was started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Stops the instance (idempotent): SIGTERM to its main process (Cyrus's master stops its
+    /// children) or its whole group (Courier); after 10 s SIGKILL to the group; then SIGKILL
+    /// whatever is left and check via /proc that nothing survives. Panics if something does
+    /// (unless already panicking).
+    pub fn stop(&mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        let what = format!("{} {}", self.kind, self.name);
+        stop_server(child, self.pid, self.term_to, &what, self.leader);
+        self.pid = 0;
+    }
+}
+
+impl<O> Drop for Instance<O> {
+    fn drop(&mut self) {
+        let running = self.is_running();
+        log_tail_on_panic(self.kind, &self.name, &self.dir, running, || {
+            self.log_tail(30)
+        });
+        self.stop();
+        keep_tmp_if_asked(self.kind, &mut self.tmp);
+    }
+}
+
+/// A running private Cyrus. See the module docs.
+pub type Cyrus = Instance<CyrusOpts>;
 
 impl Cyrus {
     /// Starts an instance with the given `(login, password)` users, each with an INBOX.
     /// Panics (with the log tail) if Cyrus is not installed or does not come up within 10 s:
     /// tests must fail, never skip.
     pub fn start(name: &str, users: &[(&str, &str)], opts: CyrusOpts) -> Cyrus {
-        let prefix = installed_prefix();
-        let tmp = tempfile::Builder::new()
-            .prefix("cy")
-            .tempdir_in("/tmp")
-            .expect("create temp dir for cyrus");
-        let dir = tmp.path().to_path_buf();
-        let mut c = Cyrus {
-            name: name.to_string(),
-            tmp: Some(tmp),
-            dir,
-            prefix,
-            port: 0,
+        let mut c = Cyrus::new(
+            ("cyrus", "cy"),
+            (name, opts.tz.clone()),
+            installed_prefix(),
+            (TermTo::Leader, "master"),
+            read_log,
             opts,
-            child: None,
-            pid: 0,
-        };
+        );
         let tz = c.tz();
         assert!(
             !tz.is_empty() && !tz.chars().any(char::is_whitespace),
@@ -139,36 +251,9 @@ impl Cyrus {
         c
     }
 
-    /// The plain IMAP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The instance's temp dir.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// PID of the Cyrus master (also its process group id); 0 if stopped.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// The prefix the binaries run from (see [`cyrus_prefix`]).
     pub fn prefix(&self) -> &Path {
         &self.prefix
-    }
-
-    /// The `TZ` the server processes run with.
-    pub fn tz(&self) -> String {
-        self.opts
-            .tz
-            .clone()
-            .unwrap_or_else(|| default_tz(&self.name).to_string())
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -179,54 +264,6 @@ impl Cyrus {
     pub fn add_user(&self, login: &str, password: &str) {
         self.register(login, password);
         self.create_inbox(login, password);
-    }
-
-    /// The master's stdout/stderr, then the protocol telemetry of every session (oldest first).
-    pub fn log(&self) -> String {
-        let mut s = fs::read_to_string(self.dir.join("cyrus.stderr")).unwrap_or_default();
-        for file in telemetry_files(&self.dir.join("conf/log")) {
-            let bytes = fs::read(&file).unwrap_or_default();
-            let rel = file.strip_prefix(&self.dir).unwrap_or(&file);
-            s.push_str(&format!("--- telemetry {} ---\n", rel.display()));
-            s.push_str(&String::from_utf8_lossy(&bytes));
-            if !s.ends_with('\n') {
-                s.push('\n');
-            }
-        }
-        s
-    }
-
-    /// Last `n` lines of [`Cyrus::log`].
-    pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let skip = log.lines().count().saturating_sub(n);
-        log.lines().skip(skip).collect::<Vec<_>>().join("\n")
-    }
-
-    /// Live processes of this instance (the master and its imapd children). Empty once stopped.
-    pub fn processes(&self) -> Vec<u32> {
-        match self.pid {
-            0 => Vec::new(),
-            pgid => group_members(pgid),
-        }
-    }
-
-    /// Whether the master was started and not stopped.
-    pub fn is_running(&self) -> bool {
-        self.pid != 0
-    }
-
-    /// Stops the instance (idempotent): SIGTERM to the master, which stops its children; after
-    /// 10 s SIGKILL to the group; then SIGKILL whatever is left and check via /proc that
-    /// nothing survives. Panics if something does (unless already panicking).
-    pub fn stop(&mut self) {
-        let Some(child) = self.child.take() else {
-            return;
-        };
-        // The master stops its imapd children on SIGTERM; whatever is left is ended.
-        let what = format!("cyrus {}", self.name);
-        stop_server(child, self.pid, TermTo::Leader, &what, "master");
-        self.pid = 0;
     }
 
     /// Stops and starts again with the same config, port and mail.
@@ -467,25 +504,20 @@ impl Cyrus {
     }
 }
 
-impl Drop for Cyrus {
-    /// Stops the instance; a panicking test also gets its log tail, and `IMAPSHIFT_KEEP_TMP`
-    /// keeps the dir.
-    fn drop(&mut self) {
-        let failing = std::thread::panicking() && self.is_running();
-        let tail = failing.then(|| self.log_tail(30));
-        self.stop();
-        if let Some(tail) = tail {
-            eprintln!(
-                "--- cyrus {:?}, {} ---\n{tail}",
-                self.name,
-                self.dir.display()
-            );
-        }
-        let keep = std::env::var_os("IMAPSHIFT_KEEP_TMP").is_some();
-        if let Some(tmp) = self.tmp.take().filter(|_| keep) {
-            eprintln!("keeping cyrus dir {}", tmp.keep().display());
+/// The master's stdout/stderr, then the protocol telemetry of every session (oldest first), of
+/// the instance in `dir`.
+fn read_log(dir: &Path) -> String {
+    let mut s = fs::read_to_string(dir.join("cyrus.stderr")).unwrap_or_default();
+    for file in telemetry_files(&dir.join("conf/log")) {
+        let bytes = fs::read(&file).unwrap_or_default();
+        let rel = file.strip_prefix(dir).unwrap_or(&file);
+        s.push_str(&format!("--- telemetry {} ---\n", rel.display()));
+        s.push_str(&String::from_utf8_lossy(&bytes));
+        if !s.ends_with('\n') {
+            s.push('\n');
         }
     }
+    s
 }
 
 /// The prefix, checked: complete (scripts/vendor/cyrus.sh wrote its marker) with a master.

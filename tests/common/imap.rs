@@ -321,7 +321,8 @@ impl TestImap {
         internaldate: Option<&str>,
         msg: &[u8],
     ) -> Result<u32, String> {
-        self.append_impl(mailbox, flags, internaldate, msg, false)
+        let r = self.append_reply(mailbox, flags, internaldate, msg, false);
+        self.appended_uid(mailbox, &r)
     }
 
     /// APPEND with a literal8 `~{n}` (BINARY extension), for messages
@@ -333,18 +334,13 @@ impl TestImap {
         internaldate: Option<&str>,
         msg: &[u8],
     ) -> Result<u32, String> {
-        self.append_impl(mailbox, flags, internaldate, msg, true)
+        let r = self.append_reply(mailbox, flags, internaldate, msg, true);
+        self.appended_uid(mailbox, &r)
     }
 
-    fn append_impl(
-        &mut self,
-        mailbox: &str,
-        flags: &[&str],
-        internaldate: Option<&str>,
-        msg: &[u8],
-        binary: bool,
-    ) -> Result<u32, String> {
-        let r = self.append_reply(mailbox, flags, internaldate, msg, binary);
+    /// The UID an APPEND to `mailbox` answered with `r` got (see [`TestImap::append`]), or
+    /// the server's `NO`/`BAD` text.
+    fn appended_uid(&mut self, mailbox: &str, r: &Reply) -> Result<u32, String> {
         if !r.is_ok() {
             return Err(format!("{} {}", r.status, r.text));
         }

@@ -15,6 +15,7 @@ mod compare;
 pub mod courier;
 pub mod cyrus;
 mod dovecot;
+pub mod gen;
 mod imap;
 mod knot;
 mod lame_dns;

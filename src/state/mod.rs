@@ -26,6 +26,7 @@ use crate::fingerprint::Fingerprint;
 use crate::types::{MailboxPath, Uid, UidValidity};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Where one old message went.
@@ -56,6 +57,82 @@ pub struct Intent {
     #[serde(default)]
     pub flags: Vec<String>,
 }
+
+/// The intents of one journaled batch: everything but the UID, fingerprint and flags is the
+/// same for every message of a batch, and one record per batch is one write to the store
+/// instead of one per message (and one to remove it after the APPEND).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct IntentBatch {
+    new_folder: String,
+    new_uidvalidity: u32,
+    new_uidnext_before: u32,
+    /// (old UID, fingerprint, flags) of each message.
+    items: Vec<(u32, Fingerprint, Vec<String>)>,
+}
+
+/// An intents record as stored: a batch (written now; its key names the batch's first UID),
+/// or a single intent (moved from the per-message tree of an earlier version; its key names
+/// its UID).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum IntentRecord {
+    Batch(IntentBatch),
+    One(Intent),
+}
+
+impl IntentRecord {
+    /// The (UID, intent) pairs of the record stored under a key naming `key_uid`.
+    fn expand(self, key_uid: Uid) -> Vec<(Uid, Intent)> {
+        match self {
+            IntentRecord::One(i) => vec![(key_uid, i)],
+            IntentRecord::Batch(b) => b
+                .items
+                .into_iter()
+                .filter_map(|(uid, fp, flags)| {
+                    let i = Intent {
+                        new_folder: b.new_folder.clone(),
+                        new_uidvalidity: b.new_uidvalidity,
+                        new_uidnext_before: b.new_uidnext_before,
+                        fp,
+                        flags,
+                    };
+                    Some((Uid::new(uid)?, i))
+                })
+                .collect(),
+        }
+    }
+
+    /// Records for `items`, one per run of consecutive intents that share their folder,
+    /// UIDVALIDITY and UIDNEXT mark (a batch is one such run), each with its first UID.
+    fn group(items: &[(Uid, Intent)]) -> Vec<(Uid, IntentRecord)> {
+        let mut out: Vec<(Uid, IntentBatch)> = Vec::new();
+        for (uid, i) in items {
+            let same = |b: &IntentBatch| {
+                b.new_folder == i.new_folder
+                    && b.new_uidvalidity == i.new_uidvalidity
+                    && b.new_uidnext_before == i.new_uidnext_before
+            };
+            match out.last_mut() {
+                Some((_, b)) if same(b) => b.items.push((uid.get(), i.fp.clone(), i.flags.clone())),
+                _ => out.push((
+                    *uid,
+                    IntentBatch {
+                        new_folder: i.new_folder.clone(),
+                        new_uidvalidity: i.new_uidvalidity,
+                        new_uidnext_before: i.new_uidnext_before,
+                        items: vec![(uid.get(), i.fp.clone(), i.flags.clone())],
+                    },
+                )),
+            }
+        }
+        out.into_iter()
+            .map(|(u, b)| (u, IntentRecord::Batch(b)))
+            .collect()
+    }
+}
+
+/// An intents record with where it is stored: its key, and the UIDVALIDITY and UID the key names.
+type StoredIntents = (Vec<u8>, UidValidity, Uid, IntentRecord);
 
 /// What is remembered about one old folder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -536,9 +613,12 @@ impl StateStore {
         let isrc = intent_prefix(&src);
         for kv in self.maps.scan_prefix(&isrc) {
             let (k, v) = kv.in_store(self)?;
-            let mut i: Intent = dec(&v)?;
-            i.new_folder = nf.clone();
-            maps.push((k.to_vec(), intent_prefix(&rekey(&k[1..])), enc(&i)));
+            let mut r: IntentRecord = dec(&v)?;
+            match &mut r {
+                IntentRecord::One(i) => i.new_folder = nf.clone(),
+                IntentRecord::Batch(b) => b.new_folder = nf.clone(),
+            }
+            maps.push((k.to_vec(), intent_prefix(&rekey(&k[1..])), enc(&r)));
         }
         let mut ghosts = Vec::new();
         for kv in self.ghosts.scan_prefix(&src) {
@@ -626,21 +706,42 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The intents records under `prefix` (an intent prefix of a folder, of one of its
+    /// UIDVALIDITYs, or of an account): (key, UIDVALIDITY, record) each.
+    fn intent_records(&self, prefix: &[u8]) -> Result<Vec<StoredIntents>> {
+        let mut out = Vec::new();
+        for kv in self.maps.scan_prefix(prefix) {
+            let (k, v) = kv.in_store(self)?;
+            // [INTENT] account folder 0 uidvalidity uid: the last 8 bytes.
+            if let Some((uv, uid)) = k.len().checked_sub(8).and_then(|at| uv_uid(&k[at..])) {
+                out.push((k.to_vec(), uv, uid, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Pending intents of a folder (from an interrupted run).
     pub fn intents(
         &self,
         acct: &AccountKey,
         folder: &MailboxPath,
     ) -> Result<Vec<(UidValidity, Uid, Intent)>> {
-        self.scan_messages(&self.maps, &intent_prefix(&folder_key(acct, folder)))
+        let mut out = Vec::new();
+        for (_, uv, key_uid, r) in self.intent_records(&intent_prefix(&folder_key(acct, folder)))? {
+            out.extend(r.expand(key_uid).into_iter().map(|(u, i)| (uv, u, i)));
+        }
+        out.sort_by_key(|(uv, u, _)| (*uv, *u));
+        Ok(out)
     }
 
     /// Number of pending intents of an account.
     pub fn intent_count(&self, acct: &AccountKey) -> usize {
-        self.maps.scan_prefix(intent_prefix(&acct.0)).count()
+        self.intent_records(&intent_prefix(&acct.0))
+            .map(|rs| rs.into_iter().map(|(_, _, u, r)| r.expand(u).len()).sum())
+            .unwrap_or(0)
     }
 
-    /// Records intents durably, before the APPEND.
+    /// Records intents durably, before the APPEND: one record per batch.
     pub async fn journal(
         &self,
         acct: &AccountKey,
@@ -649,8 +750,8 @@ impl StateStore {
         items: &[(Uid, Intent)],
     ) -> Result<()> {
         let mut b = sled::Batch::default();
-        for (uid, intent) in items {
-            b.insert(intent_key(acct, folder, uv, *uid), enc(intent));
+        for (first, r) in IntentRecord::group(items) {
+            b.insert(intent_key(acct, folder, uv, first), enc(&r));
         }
         self.maps.apply_batch(b).in_store(self)?;
         self.flush().await
@@ -671,8 +772,39 @@ impl StateStore {
         for (uid, e) in mapped {
             b.insert(msg_key(acct, folder, uv, Some(*uid)), enc(e));
         }
-        for uid in mapped.iter().map(|(u, _)| u).chain(dropped) {
-            b.remove(intent_key(acct, folder, uv, *uid));
+        let done: HashSet<Uid> = mapped
+            .iter()
+            .map(|(u, _)| *u)
+            .chain(dropped.iter().copied())
+            .collect();
+        if !done.is_empty() {
+            // The folder's pending records are few (the batches in flight): each that holds a
+            // message done here loses it, and goes when nothing is left.
+            let prefix = intent_prefix(&msg_key(acct, folder, uv, None));
+            for (key, _, key_uid, r) in self.intent_records(&prefix)? {
+                let all = r.expand(key_uid);
+                if !all.iter().any(|(u, _)| done.contains(u)) {
+                    continue;
+                }
+                let left: Vec<(Uid, Intent)> =
+                    all.into_iter().filter(|(u, _)| !done.contains(u)).collect();
+                if left.is_empty() {
+                    b.remove(key);
+                } else {
+                    // Still under its key (which names the record's first UID when written):
+                    // the UIDs are in the record.
+                    let mut it = IntentRecord::group(&left).into_iter();
+                    match (it.next(), it.next()) {
+                        (Some((_, one)), None) => b.insert(key, enc(&one)),
+                        (first, second) => {
+                            for (u, rec) in first.into_iter().chain(second).chain(it) {
+                                b.insert(intent_key(acct, folder, uv, u), enc(&rec));
+                            }
+                            b.remove(key);
+                        }
+                    }
+                }
+            }
         }
         self.maps.apply_batch(b).in_store(self)?;
         Ok(())
@@ -808,6 +940,60 @@ mod tests {
         assert_eq!(s.map_uidvalidities(&a, &f).unwrap().len(), 0);
         s.commit(&a, &f, uv, &[], &[Uid::new(3).unwrap()]).unwrap();
         assert_eq!(s.intent_count(&a), 1);
+    }
+
+    /// A batch is one record; committing part of it keeps the rest pending, under its key,
+    /// and the last commit removes it. Intents with another UIDNEXT mark are a record of their own.
+    #[tokio::test]
+    async fn a_batch_record_is_committed_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let a = AccountKey::new("o:1", "alice", "n:2", "alice");
+        let f = MailboxPath::new("INBOX").unwrap();
+        let uv = UidValidity::new(7).unwrap();
+        let intent = |mark: u32| Intent {
+            new_folder: "INBOX".into(),
+            new_uidvalidity: 9,
+            new_uidnext_before: mark,
+            fp: fp(),
+            flags: vec![],
+        };
+        let u = |n: u32| Uid::new(n).unwrap();
+        let items: Vec<(Uid, Intent)> = vec![
+            (u(3), intent(1)),
+            (u(4), intent(1)),
+            (u(5), intent(1)),
+            (u(9), intent(4)),
+        ];
+        s.journal(&a, &f, uv, &items).await.unwrap();
+        assert_eq!(
+            s.maps.scan_prefix([INTENT]).count(),
+            2,
+            "one record per mark"
+        );
+        let pending = |s: &StateStore| -> Vec<(u32, u32)> {
+            s.intents(&a, &f)
+                .unwrap()
+                .into_iter()
+                .map(|(_, u, i)| (u.get(), i.new_uidnext_before))
+                .collect()
+        };
+        assert_eq!(pending(&s), vec![(3, 1), (4, 1), (5, 1), (9, 4)]);
+        let e = MapEntry {
+            new_folder: "INBOX".into(),
+            new_uidvalidity: Some(9),
+            new_uid: Some(1),
+            fp: fp(),
+            flags: vec![],
+        };
+        s.commit(&a, &f, uv, &[(u(3), e.clone())], &[u(5)]).unwrap();
+        assert_eq!(pending(&s), vec![(4, 1), (9, 4)]);
+        assert_eq!(s.intent_count(&a), 2);
+        s.commit(&a, &f, uv, &[(u(4), e.clone()), (u(9), e)], &[])
+            .unwrap();
+        assert!(pending(&s).is_empty());
+        assert_eq!(s.maps.scan_prefix([INTENT]).count(), 0, "no record left");
+        assert_eq!(s.map_entries(&a, &f, uv).unwrap().len(), 3);
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 //! small generic value tree, and any malformed reply makes the connection unusable
 //! ([`Wire::is_broken`]) so the caller reconnects instead of trusting an empty result.
 
+pub mod replies;
+
 use crate::error::{Error, Retry, Scope};
 use crate::imap::stream::Buffered;
 use std::collections::VecDeque;

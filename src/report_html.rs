@@ -73,22 +73,22 @@ pub fn render(v: &Verdict) -> String {
     if v.ok && left_out.is_none() {
         h.push_str(&format!(
             "<div class=\"verdict good\" id=\"verdict\">All {} mailboxes verified: every one of the {} messages on the old server is on the new server, with its flags. Nothing is missing.</div>\n",
-            t.users, t.counts.old_messages
+            t.users, t.counts.messages.old_messages
         ));
     } else if v.ok {
         // Never "nothing is missing" for mail that was not compared.
         h.push_str(&format!(
             "<div class=\"verdict good\" id=\"verdict\">All {} mailboxes verified for the mail compared: every one of the {} messages compared is on the new server, with its flags. Mail the migration's filters leave out was not compared (see <a href=\"#filters\">Filters</a>).</div>\n",
-            t.users, t.counts.old_messages
+            t.users, t.counts.messages.old_messages
         ));
     } else {
         h.push_str(&format!(
             "<div class=\"verdict bad\" id=\"verdict\">{} of {} mailboxes are complete. {} messages missing, {} changed, {} duplicated{}. Details below.</div>\n",
             t.users_ok,
             t.users,
-            t.counts.missing,
+            t.counts.messages.missing,
             t.counts.changed(),
-            t.counts.duplicates,
+            t.counts.messages.duplicates,
             if t.errors > 0 {
                 format!(", {} mailboxes could not be checked", t.errors)
             } else {
@@ -111,12 +111,12 @@ pub fn render(v: &Verdict) -> String {
             esc(&u.new_login),
             tag(&u.status),
             u.folders.len(),
-            u.counts.old_messages,
-            u.counts.new_messages,
-            u.counts.missing,
+            u.counts.messages.old_messages,
+            u.counts.messages.new_messages,
+            u.counts.messages.missing,
             u.counts.changed(),
-            u.counts.duplicates,
-            u.counts.only_new,
+            u.counts.messages.duplicates,
+            u.counts.messages.only_new,
             id = anchor(&u.old_login)
         ));
     }
@@ -124,12 +124,12 @@ pub fn render(v: &Verdict) -> String {
         "</tbody><tfoot><tr><th>Total</th><th></th><th>{} of {} OK</th><th></th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th></tr></tfoot></table>\n",
         t.users_ok,
         t.users,
-        t.counts.old_messages,
-        t.counts.new_messages,
-        t.counts.missing,
+        t.counts.messages.old_messages,
+        t.counts.messages.new_messages,
+        t.counts.messages.missing,
         t.counts.changed(),
-        t.counts.duplicates,
-        t.counts.only_new
+        t.counts.messages.duplicates,
+        t.counts.messages.only_new
     ));
     h.push_str("<p class=\"muted small\">\"Only on new\" counts mail that arrived at the new server directly (for example after the switch); it is listed for completeness and is not a problem.</p>\n");
     h.push_str("<h2>Mailboxes</h2>\n");
@@ -193,12 +193,12 @@ fn user_section(u: &UserVerdict, filters: &crate::verify::FiltersUsed) -> String
                 } else {
                     esc(&f.new)
                 },
-                f.old_messages,
-                f.new_messages,
-                f.missing,
-                f.flags_differ + f.body_differs + f.altered,
-                f.duplicates,
-                f.only_new
+                f.counts.old_messages,
+                f.counts.new_messages,
+                f.counts.missing,
+                f.counts.flags_differ + f.counts.body_differs + f.counts.altered,
+                f.counts.duplicates,
+                f.counts.only_new
             ));
         }
         h.push_str("</tbody></table>\n");
@@ -242,8 +242,8 @@ fn user_section(u: &UserVerdict, filters: &crate::verify::FiltersUsed) -> String
     if !u.only_new_messages.is_empty() || !u.only_new_folders.is_empty() {
         h.push_str(&format!(
             "<p class=\"muted small\">Only on the new server (not a problem): {} message(s){}{}.</p>\n",
-            u.counts.only_new,
-            if u.counts.only_new > u.only_new_messages.len().min(200) {
+            u.counts.messages.only_new,
+            if u.counts.messages.only_new > u.only_new_messages.len().min(200) {
                 format!(", {} shown", u.only_new_messages.len().min(200))
             } else {
                 String::new()
@@ -306,12 +306,17 @@ mod tests {
     /// compared, with counts; a capped difference table says how many it shows of how many.
     #[test]
     fn filters_are_stated_and_the_difference_table_is_counted() {
-        use crate::verify::{Counts, Difference, ExcludedFolder, FiltersUsed, Kind, Totals};
+        use crate::verify::{
+            Counts, Difference, ExcludedFolder, FiltersUsed, Kind, MessageCounts, Totals,
+        };
         let counts = Counts {
-            old_messages: 10,
-            filtered: 3,
-            filtered_size: 2,
-            filtered_age: 1,
+            messages: MessageCounts {
+                old_messages: 10,
+                filtered: 3,
+                filtered_size: 2,
+                filtered_age: 1,
+                ..Default::default()
+            },
             folders_excluded: 1,
             excluded_messages: 4,
             ..Default::default()
@@ -351,7 +356,7 @@ mod tests {
 
         let u = &mut v.users[0];
         u.status = "differs".into();
-        u.counts.missing = 1_000_000;
+        u.counts.messages.missing = 1_000_000;
         u.differences = (1..=1000)
             .map(|i| Difference {
                 kind: Kind::Missing,

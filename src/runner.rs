@@ -466,21 +466,27 @@ pub fn render_status(users: &[UserStatus]) -> String {
     out
 }
 
+/// `5 copied, 1 skipped, 0 failed, 2.3 MB`, of a user's or the whole run's `[copied, skipped,
+/// failed, bytes]`.
+fn tally(verb: &str, [copied, skipped, failed, bytes]: [u64; 4]) -> String {
+    format!(
+        "{copied} {verb}, {skipped} skipped, {failed} failed, {:.1} MB",
+        bytes as f64 / 1e6
+    )
+}
+
 /// The human summary printed at the end of `sync`.
 pub fn render_summary(r: &RunReport) -> String {
     let mut out = String::new();
     let verb = if r.dry_run { "to copy" } else { "copied" };
     for u in &r.users {
         out.push_str(&format!(
-            "{:<8} {} -> {}: {} folders, {} {verb}, {} skipped, {} failed, {:.1} MB, {:.1} s{}\n",
+            "{:<8} {} -> {}: {} folders, {}, {:.1} s{}\n",
             u.status.to_uppercase(),
             u.old_login,
             u.new_login,
             u.folders_synced,
-            u.copied,
-            u.skipped,
-            u.failed,
-            u.bytes as f64 / 1e6,
+            tally(verb, [u.copied, u.skipped, u.failed, u.bytes]),
             u.seconds,
             if u.retries > 0 {
                 format!(", {} reconnects", u.retries)
@@ -518,12 +524,9 @@ pub fn render_summary(r: &RunReport) -> String {
         }
     }
     out.push_str(&format!(
-        "total: {} users, {} {verb}, {} skipped, {} failed, {:.1} MB in {:.1} s\n",
+        "total: {} users, {} in {:.1} s\n",
         r.users.len(),
-        r.copied,
-        r.skipped,
-        r.failed,
-        r.bytes as f64 / 1e6,
+        tally(verb, [r.copied, r.skipped, r.failed, r.bytes]),
         r.seconds
     ));
     if let Some(e) = &r.state_error {

@@ -295,3 +295,63 @@ fn preflight_remembers_the_old_ttl_after_it_was_lowered() {
     assert_eq!(watch.status.code(), Some(4), "{}", text(&watch.stderr));
     assert!(text(&watch.stderr).contains("delete it"));
 }
+
+/// Issue 13: a watched domain that is an alias (CNAME). Knot, asked directly, answers with the
+/// CNAME and, when the target is in its own zone, the target's MX: the watcher follows the
+/// chain within that answer and watches the target's MX. A target in another zone has no MX in
+/// the answer: the domain is shown so, with the name to watch instead, and never as serving.
+#[test]
+fn a_cnamed_domain_is_followed_within_the_answer() {
+    let zone = zone_text("example.com", &[], &[(10, OLD_MX)], 300)
+        + "sales 300 IN CNAME example.com.\nshop 300 IN CNAME shop.example.org.\n";
+    let k = Knot::start("ns", "127.0.0.1", 0, &[("example.com", zone.as_str())]);
+    let ns = k.addr().to_string();
+    let once = |domain: &str, json: bool| {
+        let mut args = vec!["watch-mx", "--domain", domain, "--nameserver", &ns];
+        if json {
+            args.push("--json");
+        }
+        args.extend(["--count", "1", "--timeout", "0.5"]);
+        let out = run(&args, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let stdout = once("sales.example.com", false);
+    assert!(
+        stdout.contains("10 old-mx.example.net (ttl 300) [CNAME to example.com]"),
+        "{stdout}"
+    );
+    let json = once("sales.example.com", true);
+    let state: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        state["cname_chain"],
+        serde_json::json!(["example.com"]),
+        "{json}"
+    );
+    assert_eq!(
+        state["records"][0]["exchange"], "old-mx.example.net",
+        "{json}"
+    );
+
+    // The MX of the target changes: the alias serves it.
+    k.set_mx("example.com", "@", 60, &[(10, PARK)]);
+    let until = |domain: &str, stop: [&str; 2]| {
+        watch_until(&["--domain", domain, "--nameserver", &ns, stop[0], stop[1]])
+    };
+    let (code, stdout, stderr) = until("sales.example.com", ["--max-wait", "20"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("every nameserver serves park.example.net"),
+        "{stdout}"
+    );
+
+    // An alias into another zone: nothing to count here, so never reached.
+    let (code, stdout, stderr) = until("shop.example.com", ["--count", "1"]);
+    assert_eq!(code, Some(5), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "no MX records for shop.example.org in this answer (if it is in another zone, watch shop.example.org at its own nameservers) [CNAME to shop.example.org]"
+        ),
+        "{stdout}"
+    );
+}

@@ -45,7 +45,7 @@ pub enum Command {
     /// Check before the cutover and print a pass/warn/fail list: every user logs in on both
     /// servers, capabilities, the folder plan, the new quota against the old mailbox, the MX
     /// TTL, the parking target refusing SMTP and the new target accepting it. Changes nothing.
-    Preflight(PreflightArgs),
+    Preflight(ReportArgs),
     /// The downtime window, unattended: wait until every nameserver serves the parking MX, wait
     /// the largest TTL seen, run the final delta sync for all users, verify, then print the next
     /// step (point the MX at the new server); with --follow, keep carrying mail that still
@@ -54,19 +54,20 @@ pub enum Command {
     /// Show, per user, where every old folder goes on the new server and why (namespace
     /// prefixes and delimiters, special use, collisions, earlier runs), and which folders are
     /// not migrated (other users' and shared namespaces, [filters]). Logs in; changes nothing.
-    Folders(FoldersArgs),
+    Folders(ReportArgs),
     /// Compare old and new for every user and folder by content (not by imapshift's records):
     /// messages missing, flags changed, duplicates, folders and subscriptions; mail only on the
     /// new server is listed, not counted. Exit 0 only when nothing is missing or changed.
     Verify(VerifyArgs),
 }
 
+/// What `folders` and `preflight` take: both log in as the users, report, and change nothing.
 #[derive(clap::Args, Debug)]
-pub struct FoldersArgs {
+pub struct ReportArgs {
     /// The configuration file (see docs/configuration.md).
     #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
     pub config: PathBuf,
-    /// The folder map as JSON on stdout.
+    /// The report (the folder map, the checks) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
     /// Only this user (old login); repeat for several.
@@ -155,19 +156,6 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(bad());
     }
     Ok(std::time::Duration::from_secs_f64(total))
-}
-
-#[derive(clap::Args, Debug)]
-pub struct PreflightArgs {
-    /// The configuration file (see docs/configuration.md).
-    #[arg(short, long, default_value = "imapshift.toml", value_name = "FILE")]
-    pub config: PathBuf,
-    /// The checks as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Check only this user (old login); repeat for several.
-    #[arg(short, long = "user", value_name = "LOGIN")]
-    pub users: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -420,7 +408,7 @@ fn verify(args: VerifyArgs) -> i32 {
     verdict.exit_code()
 }
 
-fn folders(args: FoldersArgs) -> i32 {
+fn folders(args: ReportArgs) -> i32 {
     let (cfg, rt) = match users_and_runtime(&args.config, &args.users) {
         Ok(x) => x,
         Err(code) => return code,
@@ -434,7 +422,7 @@ fn folders(args: FoldersArgs) -> i32 {
     crate::folder_map::exit_code(&users)
 }
 
-fn preflight(args: PreflightArgs) -> i32 {
+fn preflight(args: ReportArgs) -> i32 {
     let (cfg, rt) = match users_and_runtime(&args.config, &args.users) {
         Ok(x) => x,
         Err(code) => return code,

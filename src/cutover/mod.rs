@@ -456,9 +456,9 @@ pub async fn run(c: &Cutover<'_>) -> Result<CutoverReport> {
                     u.old_login,
                     u.error.clone().unwrap_or_else(|| format!(
                         "{} missing, {} changed, {} duplicates",
-                        u.counts.missing,
+                        u.counts.messages.missing,
                         u.counts.changed(),
-                        u.counts.duplicates
+                        u.counts.messages.duplicates
                     ))
                 )
             })

@@ -2,18 +2,23 @@
 //! [`Outcome`] methods the watcher and its reports use.
 //!
 //! Inputs: arbitrary hickory [`Message`]s (random header bits including AA and TC, any response
-//! code, a question, answer and authority sections of MX, NS, A, AAAA, CNAME and SOA records
-//! with random owner names, TTLs and preferences, names with odd bytes in their labels), and
-//! bytes taken as they come off the socket whenever [`Message::from_vec`] decodes them: plain
-//! random bytes, encoded messages with bytes changed or cut, and record-shaped bytes (framing
-//! right, contents random, compression pointers anywhere). Properties:
+//! code, a question, answer and authority sections of MX, NS, A, AAAA, CNAME and SOA records,
+//! names with odd bytes in their labels), and bytes taken as they come off the socket whenever
+//! [`Message::from_vec`] decodes them: plain random bytes, encoded messages with bytes changed
+//! or cut, and record-shaped bytes (framing right, contents random, compression pointers
+//! anywhere). The answer records of generated messages are owned by the asked name (in any
+//! case, with or without the root), by other names of a small pool that CNAMEs link into
+//! chains, loops and dead ends, or by unrelated names. Properties:
 //! - nothing panics;
 //! - an answer without the AA bit is never an authoritative answer, one with it on a NOERROR
 //!   reply always is; only NOERROR gives targets;
-//! - `targets()` is exactly the exchanges of the MX records of the answer section, lower case,
-//!   without the trailing dot, lowest preference first. The code does not look at a record's
-//!   owner name (a CNAME'd domain answers with the MX of its target), so neither does the
-//!   check; MX records in the authority section never count;
+//! - the CNAME chain is the one a plain walk of the answer section finds from the asked name
+//!   (first CNAME of each name, labels compared byte by byte in ASCII lower case), at most
+//!   [`MAX_CNAMES`] + 1 long; `targets()` is exactly the exchanges of the MX records owned by
+//!   its last name (by the asked name without a chain; none for a chain past the bound), lower
+//!   case, without the trailing dot, lowest preference first; every other answer record is
+//!   counted as ignored; MX records in the authority section never count;
+//! - for generated messages, the same against what was generated (pool indexes, not names);
 //! - `max_ttl()` is the largest TTL of those records (`None` without any);
 //! - `describe()` is never empty;
 //! - a message read straight and the same message sent over the wire and decoded give the same
@@ -75,14 +80,8 @@ fn gen_name() -> impl Strategy<Value = GenName> {
     ]
 }
 
-/// One generated record and, for an MX, its (preference, exchange as shown, ttl).
-#[derive(Clone, Debug)]
-struct GenRecord {
-    record: Record,
-    mx: Option<(u16, Option<String>, u32)>,
-}
-
-fn gen_record() -> impl Strategy<Value = GenRecord> {
+/// A record of any owner: MX (often), NS, CNAME, SOA, A or AAAA.
+fn gen_record() -> impl Strategy<Value = Record> {
     let ttl = prop_oneof![Just(0u32), 1u32..86_400, any::<u32>()];
     (
         gen_name(),
@@ -94,62 +93,166 @@ fn gen_record() -> impl Strategy<Value = GenRecord> {
     )
         .prop_map(|(owner, ttl, kind, pref, target, n)| {
             let t = target.name.clone();
-            let (data, mx) = match kind {
-                0 | 1 => (RData::MX(MX::new(pref, t)), Some((pref, target.shown, ttl))),
-                2 => (RData::NS(NS(t)), None),
-                3 => (RData::CNAME(CNAME(t)), None),
-                4 => (
-                    RData::SOA(SOA::new(t, owner.name.clone(), n, 3600, 600, 86400, ttl)),
-                    None,
-                ),
-                _ if n % 2 == 0 => (RData::A(A(std::net::Ipv4Addr::from(n))), None),
-                _ => (
-                    RData::AAAA(AAAA(std::net::Ipv6Addr::from(u128::from(n) << 64))),
-                    None,
-                ),
+            let data = match kind {
+                0 | 1 => RData::MX(MX::new(pref, t)),
+                2 => RData::NS(NS(t)),
+                3 => RData::CNAME(CNAME(t)),
+                4 => RData::SOA(SOA::new(t, owner.name.clone(), n, 3600, 600, 86400, ttl)),
+                _ if n % 2 == 0 => RData::A(A(std::net::Ipv4Addr::from(n))),
+                _ => RData::AAAA(AAAA(std::net::Ipv6Addr::from(u128::from(n) << 64))),
             };
-            GenRecord {
-                record: Record::from_rdata(owner.name, ttl, data),
-                mx,
-            }
+            Record::from_rdata(owner.name, ttl, data)
         })
 }
 
-/// Response codes: the common ones most of the time, any 12-bit one (EDNS) sometimes.
+/// Response codes: NOERROR (the records are read) or another common one most of the time, any
+/// 12-bit one (EDNS) sometimes.
 fn rcode() -> impl Strategy<Value = ResponseCode> {
     prop_oneof![
+        5 => Just(ResponseCode::NoError),
         4 => (0u16..=10).prop_map(<ResponseCode as From<u16>>::from),
         1 => (0u16..4096).prop_map(<ResponseCode as From<u16>>::from),
+    ]
+}
+
+/// `text` with the case of each letter flipped where `bits` has a one.
+fn recase(text: &str, bits: u64) -> String {
+    text.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if bits >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A name of the pool, `_p<i>.chain.example` (no generated plain name has an underscore), in
+/// the case `bits` says, with or without the root.
+fn pool_name(i: usize, bits: u64) -> Name {
+    let mut text = recase(&format!("_p{i}.chain.example"), bits);
+    if bits >> 63 == 1 {
+        text.push('.');
+    }
+    Name::from_ascii(text).expect("pool name")
+}
+
+/// One answer record of a generated message.
+#[derive(Clone, Debug)]
+enum GenAnswer {
+    /// `owner CNAME pool[target]`.
+    Cname {
+        owner: usize,
+        obits: u64,
+        target: usize,
+        tbits: u64,
+        ttl: u32,
+    },
+    /// `owner MX pref exchange`.
+    Mx {
+        owner: usize,
+        obits: u64,
+        mx: (u16, GenName, u32),
+    },
+    /// An A record of a pool name.
+    A {
+        owner: usize,
+        obits: u64,
+    },
+    Stray(Record),
+}
+
+impl GenAnswer {
+    fn record(&self) -> Record {
+        match self {
+            GenAnswer::Cname {
+                owner,
+                obits,
+                target,
+                tbits,
+                ttl,
+            } => Record::from_rdata(
+                pool_name(*owner, *obits),
+                *ttl,
+                RData::CNAME(CNAME(pool_name(*target, *tbits))),
+            ),
+            GenAnswer::Mx { owner, obits, mx } => Record::from_rdata(
+                pool_name(*owner, *obits),
+                mx.2,
+                RData::MX(MX::new(mx.0, mx.1.name.clone())),
+            ),
+            GenAnswer::A { owner, obits } => Record::from_rdata(
+                pool_name(*owner, *obits),
+                60,
+                RData::A(A(std::net::Ipv4Addr::new(192, 0, 2, 1))),
+            ),
+            GenAnswer::Stray(r) => r.clone(),
+        }
+    }
+}
+
+/// An answer record among a pool of `pool` names: CNAMEs mostly from one name to the next
+/// (chains that end at the last name), sometimes to any (loops, dead ends).
+fn gen_answer(pool: usize) -> impl Strategy<Value = GenAnswer> {
+    let ix = 0..pool;
+    let owner = prop_oneof![3 => Just(0usize), 4 => ix.clone()];
+    let linked = (0..pool.max(2) - 1).prop_map(move |i| (i, (i + 1).min(pool - 1)));
+    let any_link = (ix.clone(), ix.clone());
+    prop_oneof![
+        3 => (prop_oneof![3 => linked, 1 => any_link], any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|((owner, target), obits, tbits, ttl)| GenAnswer::Cname {
+                owner,
+                obits,
+                target,
+                tbits,
+                ttl,
+            }),
+        5 => (owner.clone(), any::<u64>(), (any::<u16>(), gen_name(), any::<u32>()))
+            .prop_map(|(owner, obits, mx)| GenAnswer::Mx { owner, obits, mx }),
+        1 => (owner, any::<u64>()).prop_map(|(owner, obits)| GenAnswer::A { owner, obits }),
+        2 => gen_record().prop_map(GenAnswer::Stray),
     ]
 }
 
 #[derive(Clone, Debug)]
 struct GenMessage {
     message: Message,
-    /// The MX records of the answer section.
-    answer_mx: Vec<(u16, Option<String>, u32)>,
+    /// The name asked about: pool name 0.
+    asked: Name,
+    answers: Vec<GenAnswer>,
 }
 
 fn gen_message() -> impl Strategy<Value = GenMessage> {
-    (
-        (
-            any::<u16>(),
-            any::<bool>(),
-            prop::sample::select(vec![
-                OpCode::Query,
-                OpCode::Status,
-                OpCode::Notify,
-                OpCode::Update,
-            ]),
-            any::<[bool; 6]>(),
-        ),
-        rcode(),
-        prop::option::of(gen_name()),
-        prop::collection::vec(gen_record(), 0..8),
-        prop::collection::vec(gen_record(), 0..4),
-    )
+    (1usize..=11)
+        .prop_flat_map(|pool| {
+            (
+                (
+                    any::<u16>(),
+                    any::<bool>(),
+                    prop::sample::select(vec![
+                        OpCode::Query,
+                        OpCode::Status,
+                        OpCode::Notify,
+                        OpCode::Update,
+                    ]),
+                    any::<[bool; 6]>(),
+                ),
+                rcode(),
+                (any::<u64>(), prop::option::of(prop::option::of(gen_name()))),
+                prop::collection::vec(gen_answer(pool), 0..14),
+                prop::collection::vec(gen_record(), 0..4),
+            )
+        })
         .prop_map(
-            |((id, response, op, [aa, tc, rd, ra, ad, cd]), rcode, asked, answers, authority)| {
+            |(
+                (id, response, op, [aa, tc, rd, ra, ad, cd]),
+                rcode,
+                (abits, question),
+                answers,
+                authority,
+            )| {
                 let mut h = Header::new();
                 h.set_id(id)
                     .set_message_type(if response {
@@ -171,31 +274,76 @@ fn gen_message() -> impl Strategy<Value = GenMessage> {
                     // The high bits of an extended rcode travel in the OPT record.
                     m.set_edns(Edns::new());
                 }
-                if let Some(q) = asked {
-                    m.add_query(Query::query(q.name, RecordType::MX));
-                }
-                let answer_mx = answers.iter().filter_map(|r| r.mx.clone()).collect();
-                m.add_answers(answers.into_iter().map(|r| r.record));
-                m.add_name_servers(authority.into_iter().map(|r| r.record));
+                let asked = pool_name(0, abits);
+                // The question: the asked name, another, or none (the reading must not need it).
+                match question {
+                    Some(None) => m.add_query(Query::query(asked.clone(), RecordType::MX)),
+                    Some(Some(q)) => m.add_query(Query::query(q.name, RecordType::MX)),
+                    None => &mut m,
+                };
+                m.add_answers(answers.iter().map(GenAnswer::record));
+                m.add_name_servers(authority);
                 GenMessage {
                     message: m,
-                    answer_mx,
+                    asked,
+                    answers,
                 }
             },
         )
 }
 
-/// The properties every outcome must have, whatever the message.
-fn check_outcome(r: &DnsResponse, o: &Outcome) -> Result<(), TestCaseError> {
-    let aa = r.header().authoritative();
-    let noerror = r.response_code() == ResponseCode::NoError;
-    prop_assert!(!o.describe().is_empty(), "empty description of {o:?}");
-    prop_assert_eq!(o.is_authoritative_answer(), aa && noerror, "{:?}", o);
-    prop_assert_eq!(o.targets().is_some(), noerror, "{:?}", o);
-    // The answer section's MX records, as the watcher must show them.
-    let mut mx: Vec<(u16, String, u32)> = r
-        .answers()
+/// Labels equal byte by byte in ASCII lower case, the root aside.
+fn same_labels(a: &Name, b: &Name) -> bool {
+    a.iter()
+        .map(|l| l.to_ascii_lowercase())
+        .eq(b.iter().map(|l| l.to_ascii_lowercase()))
+}
+
+/// An MX record as the watcher must show it: (preference, exchange, ttl).
+type Shown = (u16, String, u32);
+
+/// The chain of CNAMEs read: the names and how many distinct records (a loop reads one twice).
+struct Walked {
+    chain: Vec<Name>,
+    cname_records: usize,
+}
+
+/// What a reader of the rules finds in `answers` for `asked`: the CNAME chain, and, unless it
+/// runs past the bound, the MX records of its last name.
+fn walk(answers: &[Record], asked: &Name) -> (Walked, Option<Vec<Shown>>) {
+    let mut chain: Vec<Name> = Vec::new();
+    let mut read = std::collections::BTreeSet::new();
+    loop {
+        let at = chain.last().unwrap_or(asked);
+        let next = answers
+            .iter()
+            .enumerate()
+            .find_map(|(i, rec)| match rec.data() {
+                RData::CNAME(c) if same_labels(rec.name(), at) => Some((i, c.0.clone())),
+                _ => None,
+            });
+        match next {
+            Some((i, n)) if chain.len() <= MAX_CNAMES => {
+                read.insert(i);
+                chain.push(n);
+            }
+            _ => break,
+        }
+    }
+    let cname_records = read.len();
+    if chain.len() > MAX_CNAMES {
+        return (
+            Walked {
+                chain,
+                cname_records,
+            },
+            None,
+        );
+    }
+    let end = chain.last().unwrap_or(asked);
+    let mx = answers
         .iter()
+        .filter(|rec| same_labels(rec.name(), end))
         .filter_map(|rec| match rec.data() {
             RData::MX(m) => Some((
                 m.preference(),
@@ -205,30 +353,114 @@ fn check_outcome(r: &DnsResponse, o: &Outcome) -> Result<(), TestCaseError> {
             _ => None,
         })
         .collect();
-    mx.sort();
-    if noerror {
-        let want: Vec<&str> = mx.iter().map(|m| m.1.as_str()).collect();
-        prop_assert_eq!(o.targets(), Some(want));
-        prop_assert_eq!(o.max_ttl(), mx.iter().map(|m| m.2).max());
-        prop_assert_eq!(o.targets_line().is_some(), !mx.is_empty());
-        for e in o.targets().unwrap() {
-            prop_assert!(!e.ends_with('.') && !e.bytes().any(|b| b.is_ascii_uppercase()));
-        }
-    } else {
+    (
+        Walked {
+            chain,
+            cname_records,
+        },
+        Some(mx),
+    )
+}
+
+/// The properties every outcome must have, whatever the message.
+fn check_outcome(r: &DnsResponse, asked: &Name, o: &Outcome) -> Result<(), TestCaseError> {
+    let aa = r.header().authoritative();
+    let noerror = r.response_code() == ResponseCode::NoError;
+    prop_assert!(!o.describe().is_empty(), "empty description of {o:?}");
+    prop_assert_eq!(o.is_authoritative_answer(), aa && noerror, "{:?}", o);
+    prop_assert_eq!(o.targets().is_some(), noerror, "{:?}", o);
+    let Outcome::Answer {
+        records,
+        cname_chain,
+        ignored,
+        ..
+    } = o
+    else {
         prop_assert_eq!(o.max_ttl(), None);
         prop_assert_eq!(o.targets_line(), None);
+        return Ok(());
+    };
+    let (walked, mx) = walk(r.answers(), asked);
+    let shown: Vec<String> = walked
+        .chain
+        .iter()
+        .map(|n| normalize_name(&n.to_ascii()))
+        .collect();
+    prop_assert_eq!(cname_chain, &shown);
+    prop_assert!(cname_chain.len() <= MAX_CNAMES + 1);
+    let mut mx = mx.unwrap_or_default();
+    mx.sort();
+    let mut got: Vec<Shown> = records
+        .iter()
+        .map(|m| (m.preference, m.exchange.clone(), m.ttl))
+        .collect();
+    got.sort();
+    prop_assert_eq!(&got, &mx);
+    prop_assert_eq!(
+        *ignored,
+        r.answers().len() - walked.cname_records - mx.len()
+    );
+    let want: Vec<&str> = mx.iter().map(|m| m.1.as_str()).collect();
+    prop_assert_eq!(o.targets(), Some(want));
+    prop_assert_eq!(o.max_ttl(), mx.iter().map(|m| m.2).max());
+    prop_assert_eq!(o.targets_line().is_some(), !mx.is_empty());
+    for e in o.targets().unwrap() {
+        prop_assert!(!e.ends_with('.') && !e.bytes().any(|b| b.is_ascii_uppercase()));
     }
     Ok(())
 }
 
-/// `bytes` as the watcher would read them off the socket, when they decode.
+/// `bytes` as the watcher would read them off the socket, when they decode; asked about the
+/// first answer record's owner (so that records match), else the question's name.
 fn check_bytes(bytes: Vec<u8>) -> Result<(), TestCaseError> {
     if let Ok(r) = DnsResponse::from_buffer(bytes) {
-        let o = outcome_of(&r);
-        check_outcome(&r, &o)?;
+        let asked = r
+            .answers()
+            .first()
+            .map(|a| a.name().clone())
+            .or_else(|| r.queries().first().map(|q| q.name().clone()))
+            .unwrap_or_else(Name::root);
+        let o = outcome_of(&r, &asked);
+        check_outcome(&r, &asked, &o)?;
         let _ = check_rcode(&r);
     }
     Ok(())
+}
+
+/// What was generated says: the pool indexes of the chain, how many distinct CNAME records
+/// it reads, and the MX of its end.
+type GenChain<'a> = (Vec<usize>, usize, Option<Vec<&'a (u16, GenName, u32)>>);
+
+fn generated_chain(g: &GenMessage) -> GenChain<'_> {
+    let mut chain: Vec<usize> = Vec::new();
+    let mut read = std::collections::BTreeSet::new();
+    loop {
+        let at = chain.last().copied().unwrap_or(0);
+        let next = g.answers.iter().enumerate().find_map(|(i, a)| match a {
+            GenAnswer::Cname { owner, target, .. } if *owner == at => Some((i, *target)),
+            _ => None,
+        });
+        match next {
+            Some((i, t)) if chain.len() <= MAX_CNAMES => {
+                read.insert(i);
+                chain.push(t);
+            }
+            _ => break,
+        }
+    }
+    if chain.len() > MAX_CNAMES {
+        return (chain, read.len(), None);
+    }
+    let end = chain.last().copied().unwrap_or(0);
+    let mx = g
+        .answers
+        .iter()
+        .filter_map(|a| match a {
+            GenAnswer::Mx { owner, mx, .. } if *owner == end => Some(mx),
+            _ => None,
+        })
+        .collect();
+    (chain, read.len(), Some(mx))
 }
 
 proptest! {
@@ -236,26 +468,22 @@ proptest! {
 
     #[test]
     fn generated_messages(g in gen_message()) {
-        let r = DnsResponse::from_message(g.message).expect("a generated message encodes");
-        let o = outcome_of(&r);
-        check_outcome(&r, &o)?;
+        let r = DnsResponse::from_message(g.message.clone()).expect("a generated message encodes");
+        let o = outcome_of(&r, &g.asked);
+        check_outcome(&r, &g.asked, &o)?;
         // Against what was generated, not against hickory's reading of it.
         let header = r.header();
         prop_assert_eq!(o.is_authoritative_answer(), header.authoritative() && header.response_code() == ResponseCode::NoError);
-        if let Some(t) = o.targets() {
-            let mut want = g.answer_mx.clone();
-            want.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            prop_assert_eq!(t.len(), want.len());
-            prop_assert_eq!(o.max_ttl(), want.iter().map(|m| m.2).max());
-            // The order among equal preferences is by name: check where the names are known.
-            let mut prefs: Vec<u16> = want.iter().map(|m| m.0).collect();
-            prefs.sort();
-            let Outcome::Answer { records, .. } = &o else { unreachable!() };
-            let mut got_prefs: Vec<u16> = records.iter().map(|m| m.preference).collect();
-            got_prefs.sort();
-            prop_assert_eq!(got_prefs, prefs);
-            for (pref, shown, ttl) in &g.answer_mx {
-                if let Some(s) = shown {
+        if let Outcome::Answer { records, cname_chain, ignored, .. } = &o {
+            let (chain, cname_records, mx) = generated_chain(&g);
+            let names: Vec<String> = chain.iter().map(|i| format!("_p{i}.chain.example")).collect();
+            prop_assert_eq!(cname_chain, &names);
+            let mx = mx.unwrap_or_default();
+            prop_assert_eq!(records.len(), mx.len());
+            prop_assert_eq!(*ignored, g.answers.len() - cname_records - mx.len());
+            prop_assert_eq!(o.max_ttl(), mx.iter().map(|m| m.2).max());
+            for (pref, name, ttl) in mx {
+                if let Some(s) = &name.shown {
                     let rec = MxRecord { preference: *pref, exchange: s.clone(), ttl: *ttl };
                     prop_assert!(records.contains(&rec), "{:?} not in {:?}", rec, records);
                 }
@@ -263,7 +491,7 @@ proptest! {
         }
         // The same message off the wire.
         let decoded = DnsResponse::from_buffer(r.as_buffer().to_vec()).expect("own encoding decodes");
-        prop_assert_eq!(&outcome_of(&decoded), &o);
+        prop_assert_eq!(&outcome_of(&decoded, &g.asked), &o);
     }
 
     #[test]
@@ -391,9 +619,9 @@ fn raw_message() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// An answer from a lame server (AA off) never counts as authoritative, and an MX record owned by
-/// another name still counts (the code does not compare owners), while one in the authority
-/// section does not.
+/// An answer from a lame server (AA off) never counts as authoritative, an MX record owned by
+/// another name does not count (and is counted as ignored), and one in the authority section
+/// neither counts nor is ignored: only the answer section is read.
 #[test]
 fn lame_answer_and_sections() {
     let name = |s: &str| Name::from_ascii(s).unwrap();
@@ -405,18 +633,23 @@ fn lame_answer_and_sections() {
         60,
         RData::MX(MX::new(5, name("MX.Other.Example."))),
     ));
+    m.add_answer(Record::from_rdata(
+        name("Example.COM."),
+        90,
+        RData::MX(MX::new(10, name("MX.Example.NET."))),
+    ));
     m.add_name_server(Record::from_rdata(
         name("example.com."),
         900,
         RData::MX(MX::new(1, name("authority.example."))),
     ));
     let r = DnsResponse::from_message(m).unwrap();
-    let o = outcome_of(&r);
+    let o = outcome_of(&r, &name("example.com."));
     assert!(!o.is_authoritative_answer());
-    assert_eq!(o.targets().unwrap(), vec!["mx.other.example"]);
-    assert_eq!(o.max_ttl(), Some(60));
+    assert_eq!(o.targets().unwrap(), vec!["mx.example.net"]);
+    assert_eq!(o.max_ttl(), Some(90));
     assert_eq!(
         o.describe(),
-        "5 mx.other.example (ttl 60) [not authoritative: lame?]"
+        "10 mx.example.net (ttl 90) [not authoritative: lame?] [1 stray answer record(s) ignored: other names, or beside a CNAME]"
     );
 }

@@ -289,18 +289,7 @@ impl ImapSession {
         };
         let mut wire = Wire::new(SessionIo(session), t, label.clone());
         let done = wire.command(&[Arg::Raw("CAPABILITY")]).await?;
-        let mut caps = BTreeSet::new();
-        for r in &done.untagged {
-            if let Response::Data { kind, rest } = r {
-                if kind == "CAPABILITY" {
-                    caps.extend(
-                        rest.iter()
-                            .filter_map(|v| v.as_atom())
-                            .map(str::to_ascii_uppercase),
-                    );
-                }
-            }
-        }
+        let mut caps = wire::replies::capabilities(&done.untagged);
         // Capabilities the configuration says the server does not honour are not seen at all.
         caps.retain(|c| !server.quirks.ignore_capabilities.contains(c));
         wire.literal_plus = caps.contains("LITERAL+");
@@ -1598,45 +1587,7 @@ impl MailStore for ImapSession {
                 Scope::Folder,
             ));
         }
-        // * QUOTA "root" (STORAGE used limit [MESSAGE used limit ...]), in KiB.
-        let mut best: Option<crate::store::StorageQuota> = None;
-        for r in &done.untagged {
-            let Response::Data { kind, rest } = r else {
-                continue;
-            };
-            if kind != "QUOTA" {
-                continue;
-            }
-            let Some(list) = rest.get(1).and_then(Value::as_list) else {
-                return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-            };
-            for triple in list.chunks(3) {
-                let [name, used, limit] = triple else {
-                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-                };
-                if !name
-                    .as_text()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("STORAGE"))
-                {
-                    continue;
-                }
-                let num = |v: &Value| v.as_text().and_then(|t| t.parse::<u64>().ok());
-                let (Some(u), Some(l)) = (num(used), num(limit)) else {
-                    return Err(self.malformed(format!("QUOTA reply {rest:?}")));
-                };
-                let q = crate::store::StorageQuota {
-                    used: u.saturating_mul(1024),
-                    limit: l.saturating_mul(1024),
-                };
-                // Several roots: the tightest one counts.
-                if best
-                    .is_none_or(|b| q.limit.saturating_sub(q.used) < b.limit.saturating_sub(b.used))
-                {
-                    best = Some(q);
-                }
-            }
-        }
-        Ok(best)
+        wire::replies::storage_quota(&done.untagged).map_err(|e| self.malformed(e))
     }
 
     async fn idle(&mut self, max: std::time::Duration) -> Result<Option<bool>> {

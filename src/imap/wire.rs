@@ -8,6 +8,8 @@
 //! small generic value tree, and any malformed reply makes the connection unusable
 //! ([`Wire::is_broken`]) so the caller reconnects instead of trusting an empty result.
 
+pub mod replies;
+
 use crate::error::{Error, Retry, Scope};
 use crate::imap::stream::Buffered;
 use std::collections::VecDeque;
@@ -462,18 +464,12 @@ impl<S: Io> Wire<S> {
         // New mail may be reported before the continuation too.
         let mut changed = false;
         loop {
-            match self.read_wire().await? {
+            let r = self.read_wire().await?;
+            if let Some((status, text)) = self.idle_ended(&r, &tag) {
+                return Err(self.fail(format!("IDLE refused: {} {text}", status.word())));
+            }
+            match r {
                 Response::Continue(_) => break,
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                    ..
-                } if t == tag => {
-                    self.outstanding.remove(&tag);
-                    self.idling = false;
-                    return Err(self.fail(format!("IDLE refused: {} {text}", status.word())));
-                }
                 other => {
                     changed |= new_mail(&other);
                     self.held.push_back(other);
@@ -489,22 +485,16 @@ impl<S: Io> Wire<S> {
                 Ok(Ok([])) => return Err(self.fail("server closed the connection while idling")),
                 Ok(Ok(_)) => {}
             }
-            match self.read_wire().await? {
-                r if new_mail(&r) => changed = true,
-                // The server ended IDLE itself (some do after a while): no DONE then.
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                    ..
-                } if t == tag => {
-                    self.outstanding.remove(&tag);
-                    self.idling = false;
-                    if status != Status::Ok {
-                        return Err(self.fail(format!("IDLE ended with {} {text}", status.word())));
-                    }
-                    return Ok(false);
+            let r = self.read_wire().await?;
+            // The server ended IDLE itself (some do after a while): no DONE then.
+            if let Some((status, text)) = self.idle_ended(&r, &tag) {
+                if status != Status::Ok {
+                    return Err(self.fail(format!("IDLE ended with {} {text}", status.word())));
                 }
+                return Ok(false);
+            }
+            match r {
+                r if new_mail(&r) => changed = true,
                 Response::State {
                     status: Status::Bye,
                     text,
@@ -521,6 +511,26 @@ impl<S: Io> Wire<S> {
             return Err(self.fail(format!("IDLE ended with {}", done.describe())));
         }
         Ok(changed)
+    }
+
+    /// Whether `r` is the tagged reply to the IDLE `tag`, which ends it (no DONE follows): then
+    /// the command is over, and its status and text are given back.
+    fn idle_ended(&mut self, r: &Response, tag: &str) -> Option<(Status, String)> {
+        let Response::Tagged {
+            tag: t,
+            status,
+            text,
+            ..
+        } = r
+        else {
+            return None;
+        };
+        if t != tag {
+            return None;
+        }
+        self.outstanding.remove(tag);
+        self.idling = false;
+        Some((*status, text.clone()))
     }
 
     /// Reads and parses one response from the stream.

@@ -244,22 +244,28 @@ fn same(a: &Outcome, b: &Outcome) -> bool {
             Outcome::Answer {
                 records: ra,
                 authoritative: false,
+                ..
             },
             Outcome::Answer {
                 records: rb,
                 authoritative: false,
+                ..
             },
         ) => a.targets() == b.targets() && ra.len() == rb.len(),
         (
             Outcome::Answer {
                 records: ra,
                 authoritative: true,
+                cname_chain: ca,
+                ignored: ia,
             },
             Outcome::Answer {
                 records: rb,
                 authoritative: true,
+                cname_chain: cb,
+                ignored: ib,
             },
-        ) => sorted(ra) == sorted(rb),
+        ) => sorted(ra) == sorted(rb) && ca == cb && ia == ib,
         _ => a == b,
     }
 }
@@ -580,8 +586,8 @@ mod tests {
     use crate::dns::MxRecord;
 
     fn answer(targets: &[&str], ttl: u32) -> Outcome {
-        Outcome::Answer {
-            records: targets
+        Outcome::answer(
+            targets
                 .iter()
                 .enumerate()
                 .map(|(i, t)| MxRecord {
@@ -590,8 +596,8 @@ mod tests {
                     ttl,
                 })
                 .collect(),
-            authoritative: true,
-        }
+            true,
+        )
     }
 
     #[test]
@@ -630,10 +636,7 @@ mod tests {
 
     fn lame(o: Outcome) -> Outcome {
         match o {
-            Outcome::Answer { records, .. } => Outcome::Answer {
-                records,
-                authoritative: false,
-            },
+            Outcome::Answer { records, .. } => Outcome::answer(records, false),
             o => o,
         }
     }

@@ -216,14 +216,14 @@ mod tests {
             asked: vec![Asked {
                 domain: "example.com".into(),
                 nameserver: "ns1".into(),
-                outcome: Outcome::Answer {
-                    records: vec![MxRecord {
+                outcome: Outcome::answer(
+                    vec![MxRecord {
                         preference: 10,
                         exchange: "old-mx.example.net".into(),
                         ttl,
                     }],
                     authoritative,
-                },
+                ),
             }],
         }
     }

@@ -132,32 +132,24 @@ pub async fn compare<O: MailStore, N: MailStore>(
             age: None,
             ..old_side
         };
-        v.new_messages = list_side(new, st, &new_side, &mut part, &mut not_taken)
+        v.counts.new_messages = list_side(new, st, &new_side, &mut part, &mut not_taken)
             .await?
             .compared;
     } else {
         not_taken.held.clear();
     }
     let listed = list_side(old, &old_st, &old_side, &mut part, &mut not_taken).await?;
-    v.old_messages = listed.compared;
-    v.filtered_size = listed.filtered_size;
-    v.filtered_age = listed.filtered_age;
-    v.filtered = listed.filtered_size + listed.filtered_age;
+    v.counts.old_messages = listed.compared;
+    v.counts.filtered_size = listed.filtered_size;
+    v.counts.filtered_age = listed.filtered_age;
+    v.counts.filtered = listed.filtered_size + listed.filtered_age;
     let reduced = not_taken.reduced;
     (v.buckets, v.spilled) = (part.buckets(), part.spilled());
     let mut kept = Kept::new(c.room);
     for i in 0..part.buckets() {
         let (olds, news) = part.take(i)?;
         join(&olds, &news, c.deep, &reduced, &mut |f| {
-            match f.kind {
-                Found::Missing => v.missing += 1,
-                Found::Flags => v.flags_differ += 1,
-                Found::KeywordsRefused => v.keywords_refused += 1,
-                Found::Body => v.body_differs += 1,
-                Found::Altered => v.altered += 1,
-                Found::Duplicate => v.duplicates += 1,
-                Found::OnlyNew => v.only_new += 1,
-            }
+            v.counts.count(f.kind);
             kept.add(f);
         });
     }

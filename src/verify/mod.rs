@@ -100,11 +100,10 @@ pub struct OnlyNew {
     pub size: u32,
 }
 
-/// One folder's counts.
+/// What a comparison of messages found, one folder's or summed over folders (the same fields
+/// in the JSON report, flattened into [`FolderVerdict`] and [`Counts`]).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct FolderVerdict {
-    pub old: String,
-    pub new: String,
+pub struct MessageCounts {
     pub old_messages: usize,
     pub new_messages: usize,
     pub missing: usize,
@@ -123,6 +122,59 @@ pub struct FolderVerdict {
     pub filtered_size: usize,
     /// Of those, outside the age window.
     pub filtered_age: usize,
+}
+
+impl MessageCounts {
+    fn add(&mut self, o: &MessageCounts) {
+        self.old_messages += o.old_messages;
+        self.new_messages += o.new_messages;
+        self.missing += o.missing;
+        self.flags_differ += o.flags_differ;
+        self.keywords_refused += o.keywords_refused;
+        self.body_differs += o.body_differs;
+        self.altered += o.altered;
+        self.duplicates += o.duplicates;
+        self.only_new += o.only_new;
+        self.filtered += o.filtered;
+        self.filtered_size += o.filtered_size;
+        self.filtered_age += o.filtered_age;
+    }
+
+    /// Counts one message the matching found.
+    fn count(&mut self, found: folder::Found) {
+        use folder::Found;
+        *match found {
+            Found::Missing => &mut self.missing,
+            Found::Flags => &mut self.flags_differ,
+            Found::KeywordsRefused => &mut self.keywords_refused,
+            Found::Body => &mut self.body_differs,
+            Found::Altered => &mut self.altered,
+            Found::Duplicate => &mut self.duplicates,
+            Found::OnlyNew => &mut self.only_new,
+        } += 1;
+    }
+
+    /// Message differences found (listed or not), and messages only on the new side.
+    fn found(&self) -> (usize, usize) {
+        (
+            self.missing
+                + self.flags_differ
+                + self.keywords_refused
+                + self.body_differs
+                + self.altered
+                + self.duplicates,
+            self.only_new,
+        )
+    }
+}
+
+/// One folder's counts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FolderVerdict {
+    pub old: String,
+    pub new: String,
+    #[serde(flatten)]
+    pub counts: MessageCounts,
     /// The old folder has no counterpart on the new server.
     pub new_folder_missing: bool,
     /// Buckets the folder's messages were matched in (1 unless large, see docs/verify.md).
@@ -173,11 +225,12 @@ impl UserVerdict {
     /// Differences that count (everything but mail only on the new side), listed or not.
     pub fn problems(&self) -> usize {
         let c = &self.counts;
-        c.missing
-            + c.flags_differ
-            + c.body_differs
-            + c.altered
-            + c.duplicates
+        let m = &c.messages;
+        m.missing
+            + m.flags_differ
+            + m.body_differs
+            + m.altered
+            + m.duplicates
             + c.folders_missing
             + c.subscriptions_lost
     }
@@ -252,25 +305,10 @@ pub struct Totals {
 /// What a user's comparison found, and the sum over users (same fields in the JSON report).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Counts {
-    pub old_messages: usize,
-    pub new_messages: usize,
-    pub missing: usize,
-    pub flags_differ: usize,
-    /// Copies without keywords the new folder does not take (not a problem).
-    pub keywords_refused: usize,
-    pub body_differs: usize,
-    /// Copies whose 8-bit header bytes the new server replaced by `X`.
-    pub altered: usize,
-    pub duplicates: usize,
+    #[serde(flatten)]
+    pub messages: MessageCounts,
     pub folders_missing: usize,
     pub subscriptions_lost: usize,
-    pub only_new: usize,
-    /// Old messages left out by `[filters]` (size and age), in the folders compared.
-    pub filtered: usize,
-    /// Of those, larger than `max_size`.
-    pub filtered_size: usize,
-    /// Of those, outside the age window.
-    pub filtered_age: usize,
     /// Old folders left out by `[filters]` include/exclude.
     pub folders_excluded: usize,
     /// The messages in those folders.
@@ -279,38 +317,28 @@ pub struct Counts {
 
 impl Counts {
     fn add(&mut self, o: &Counts) {
-        self.old_messages += o.old_messages;
-        self.new_messages += o.new_messages;
-        self.missing += o.missing;
-        self.flags_differ += o.flags_differ;
-        self.keywords_refused += o.keywords_refused;
-        self.body_differs += o.body_differs;
-        self.altered += o.altered;
-        self.duplicates += o.duplicates;
+        self.messages.add(&o.messages);
         self.folders_missing += o.folders_missing;
         self.subscriptions_lost += o.subscriptions_lost;
-        self.only_new += o.only_new;
-        self.filtered += o.filtered;
-        self.filtered_size += o.filtered_size;
-        self.filtered_age += o.filtered_age;
         self.folders_excluded += o.folders_excluded;
         self.excluded_messages += o.excluded_messages;
     }
 
     /// Whether `[filters]` left anything out (then OK covers only what was compared).
     pub fn left_out(&self) -> bool {
-        self.filtered + self.folders_excluded > 0
+        self.messages.filtered + self.folders_excluded > 0
     }
 
     /// Copies whose flags, content or subscription differ, or that the new server altered.
     pub fn changed(&self) -> usize {
-        self.flags_differ + self.body_differs + self.altered + self.subscriptions_lost
+        let m = &self.messages;
+        m.flags_differ + m.body_differs + m.altered + self.subscriptions_lost
     }
 }
 
 impl Verdict {
     pub fn missing(&self) -> usize {
-        self.totals.counts.missing
+        self.totals.counts.messages.missing
     }
 
     /// 0 when nothing is missing or changed; 7 when something is; 3 when a user could not be
@@ -548,18 +576,7 @@ fn sum_up(v: &mut UserVerdict) {
         ..Default::default()
     };
     for f in &v.folders {
-        c.old_messages += f.old_messages;
-        c.new_messages += f.new_messages;
-        c.filtered += f.filtered;
-        c.filtered_size += f.filtered_size;
-        c.filtered_age += f.filtered_age;
-        c.missing += f.missing;
-        c.flags_differ += f.flags_differ;
-        c.keywords_refused += f.keywords_refused;
-        c.body_differs += f.body_differs;
-        c.altered += f.altered;
-        c.duplicates += f.duplicates;
-        c.only_new += f.only_new;
+        c.messages.add(&f.counts);
     }
     let count = |k: Kind| v.differences.iter().filter(|d| d.kind == k).count();
     c.folders_missing = count(Kind::FolderMissing);
@@ -622,7 +639,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         if new_info.is_none() {
             let detail = format!(
                 "{} has {} messages; {} does not exist",
-                m.old, r.verdict.old_messages, m.new
+                m.old, r.verdict.counts.old_messages, m.new
             );
             v.differences
                 .push(folder_difference(Kind::FolderMissing, &m.old, detail));
@@ -649,7 +666,7 @@ pub async fn compare_account<O: MailStore, N: MailStore>(
         let r = compare_one(ctx, old, new, name, None, &mut room).await?;
         let detail = format!(
             "{name} has {} messages and no new folder: {why}",
-            r.verdict.old_messages
+            r.verdict.counts.old_messages
         );
         v.differences
             .push(folder_difference(Kind::FolderMissing, name, detail));
@@ -700,15 +717,7 @@ impl ListRoom {
     }
 
     fn take(&mut self, f: &FolderVerdict, listed: (usize, usize)) {
-        let found = (
-            f.missing
-                + f.flags_differ
-                + f.keywords_refused
-                + f.body_differs
-                + f.altered
-                + f.duplicates,
-            f.only_new,
-        );
+        let found = f.counts.found();
         self.left.0 -= listed.0;
         self.left.1 -= listed.1;
         self.omitted.0 += found.0 - listed.0;
@@ -782,21 +791,16 @@ pub fn compare_folder(
     let mut f = FolderVerdict {
         old: old_name.to_string(),
         new: new_name.to_string(),
-        old_messages: olds.len(),
-        new_messages: news.len(),
+        counts: MessageCounts {
+            old_messages: olds.len(),
+            new_messages: news.len(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut kept = folder::Kept::new((usize::MAX, usize::MAX));
     folder::join(&o, &n, sums.is_some(), &Default::default(), &mut |h| {
-        match h.kind {
-            folder::Found::Missing => f.missing += 1,
-            folder::Found::Flags => f.flags_differ += 1,
-            folder::Found::KeywordsRefused => f.keywords_refused += 1,
-            folder::Found::Body => f.body_differs += 1,
-            folder::Found::Altered => f.altered += 1,
-            folder::Found::Duplicate => f.duplicates += 1,
-            folder::Found::OnlyNew => f.only_new += 1,
-        }
+        f.counts.count(h.kind);
         kept.add(h);
     });
     let (diffs, only) = kept.finish();
@@ -816,17 +820,17 @@ pub fn left_out(c: &Counts, folders: &[&ExcludedFolder], f: &FiltersUsed) -> Opt
         return None;
     }
     let mut parts = Vec::new();
-    if c.filtered_size > 0 {
+    if c.messages.filtered_size > 0 {
         parts.push(format!(
             "{} messages over max_size ({} bytes)",
-            c.filtered_size,
+            c.messages.filtered_size,
             f.max_size.unwrap_or(0)
         ));
     }
-    if c.filtered_age > 0 {
+    if c.messages.filtered_age > 0 {
         parts.push(format!(
             "{} messages outside the age window ({})",
-            c.filtered_age,
+            c.messages.filtered_age,
             f.age_window.as_deref().unwrap_or("")
         ));
     }
@@ -890,25 +894,28 @@ pub fn render(v: &Verdict) -> String {
             "differs" => "DIFFERS",
             _ => "ERROR  ",
         };
-        let mut parts = vec![format!("{} messages", u.counts.old_messages)];
+        let mut parts = vec![format!("{} messages", u.counts.messages.old_messages)];
         for (n, what) in [
-            (u.counts.missing, "missing"),
+            (u.counts.messages.missing, "missing"),
             (u.counts.folders_missing, "folders missing"),
-            (u.counts.flags_differ, "with other flags"),
+            (u.counts.messages.flags_differ, "with other flags"),
             (
-                u.counts.keywords_refused,
+                u.counts.messages.keywords_refused,
                 "without keywords the new folder does not take",
             ),
-            (u.counts.body_differs, "with other content"),
-            (u.counts.altered, "altered by the new server"),
-            (u.counts.duplicates, "duplicates"),
+            (u.counts.messages.body_differs, "with other content"),
+            (u.counts.messages.altered, "altered by the new server"),
+            (u.counts.messages.duplicates, "duplicates"),
             (u.counts.subscriptions_lost, "subscriptions lost"),
         ] {
             if n > 0 || what == "missing" {
                 parts.push(format!("{n} {what}"));
             }
         }
-        parts.push(format!("{} only on the new server", u.counts.only_new));
+        parts.push(format!(
+            "{} only on the new server",
+            u.counts.messages.only_new
+        ));
         s.push_str(&format!(
             "{word} {} -> {}: {}{}\n",
             u.old_login,
@@ -951,8 +958,11 @@ pub fn render(v: &Verdict) -> String {
                 }
             ));
         }
-        if u.counts.altered > 0 {
-            s.push_str(&format!("          {}\n", altered_hint(u.counts.altered)));
+        if u.counts.messages.altered > 0 {
+            s.push_str(&format!(
+                "          {}\n",
+                altered_hint(u.counts.messages.altered)
+            ));
         }
         let excluded: Vec<&ExcludedFolder> = u.excluded_folders.iter().collect();
         if let Some(l) = left_out(&u.counts, &excluded, &v.filters) {
@@ -971,11 +981,11 @@ pub fn render(v: &Verdict) -> String {
         if v.ok { "VERIFIED" } else { "NOT VERIFIED" },
         t.users_ok,
         t.users,
-        t.counts.old_messages,
-        t.counts.missing,
+        t.counts.messages.old_messages,
+        t.counts.messages.missing,
         t.counts.changed(),
-        t.counts.duplicates,
-        t.counts.only_new,
+        t.counts.messages.duplicates,
+        t.counts.messages.only_new,
         if v.deep { " (deep: message contents compared)" } else { "" }
     ));
     if let Some(l) = left_out(&t.counts, &[], &v.filters) {
@@ -1054,7 +1064,12 @@ mod tests {
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].new_uid, 12);
         assert_eq!(
-            (f.missing, f.flags_differ, f.duplicates, f.only_new),
+            (
+                f.counts.missing,
+                f.counts.flags_differ,
+                f.counts.duplicates,
+                f.counts.only_new
+            ),
             (2, 1, 1, 1)
         );
     }
@@ -1120,10 +1135,10 @@ mod tests {
             assert_eq!(kinds, want, "deep {deep}");
             assert_eq!(
                 (
-                    f.missing,
-                    f.altered,
-                    f.body_differs,
-                    f.duplicates,
+                    f.counts.missing,
+                    f.counts.altered,
+                    f.counts.body_differs,
+                    f.counts.duplicates,
                     only.len()
                 ),
                 (0, 2, usize::from(deep), 1, 0),
@@ -1147,7 +1162,7 @@ mod tests {
             ..Default::default()
         };
         sum_up(&mut u);
-        assert_eq!((u.counts.altered, u.problems()), (2, 3));
+        assert_eq!((u.counts.messages.altered, u.problems()), (2, 3));
         let v = Verdict {
             users: vec![UserVerdict {
                 status: "differs".into(),
@@ -1166,9 +1181,9 @@ mod tests {
         let os: HashMap<Uid, u128> = [(Uid::new(1).unwrap(), 0xaaaa)].into();
         let ns: HashMap<Uid, u128> = [(Uid::new(7).unwrap(), 0xbbbb)].into();
         let (f, diffs, _) = compare_folder("INBOX", "INBOX", &olds, &news, Some((&os, &ns)));
-        assert_eq!(f.body_differs, 1);
+        assert_eq!(f.counts.body_differs, 1);
         assert_eq!(diffs[0].kind, Kind::Body);
         let (f, _, _) = compare_folder("INBOX", "INBOX", &olds, &news, None);
-        assert_eq!(f.body_differs, 0, "headers alone cannot see it");
+        assert_eq!(f.counts.body_differs, 0, "headers alone cannot see it");
     }
 }

@@ -3,14 +3,19 @@
 //! Bytes go through the real reader ([`read_parts`], lines plus `{n}` / `~{n}` literals, over a
 //! loopback TCP connection) and the real parser ([`parse_response`]); parsed replies go through
 //! the interpreters of `imap/mod.rs` (FETCH items, STATUS, NAMESPACE, the status codes of a
-//! SELECT, APPENDUID / COPYUID uid-sets, FLAGS and PERMANENTFLAGS). Properties:
+//! SELECT, APPENDUID / COPYUID uid-sets, FLAGS and PERMANENTFLAGS) and of `wire/replies.rs`
+//! (CAPABILITY, the QUOTA of GETQUOTAROOT). Properties:
 //! - no input panics or hangs: arbitrary bytes, and IMAP-shaped garbage (random tokens, literals
 //!   whose `{n}` is wrong, unbalanced parentheses, truncated lines, huge numbers, NIL where a list
 //!   belongs, nesting deeper than any server sends);
 //! - value trees round-trip: a tree written the way a server writes it parses back to itself;
-//! - differential: valid generated FETCH, STATUS, LIST, NAMESPACE, SEARCH, SELECT status codes
-//!   and tagged APPENDUID / COPYUID replies give the same fields from our parser as from
-//!   imap-codec (and as generated).
+//! - differential: valid generated FETCH, STATUS, LIST, NAMESPACE, SEARCH, SELECT status codes,
+//!   tagged APPENDUID / COPYUID, CAPABILITY and QUOTA replies give the same fields from our
+//!   parser as from imap-codec (and as generated);
+//! - CAPABILITY and QUOTA replies of any values (and garbage after `* CAPABILITY` / `* QUOTA`):
+//!   the capabilities are exactly the upper-cased atoms; the quota is an error exactly when a
+//!   QUOTA reply is not whole (no list, not whole triples, a STORAGE figure that is no number),
+//!   else the STORAGE triple with the least room left.
 //!
 //! Default case counts keep this module to seconds in a debug build; `PROPTEST_CASES=100000
 //! cargo test --release --lib imap::wire::fuzz` runs longer. Failures are kept in
@@ -18,12 +23,14 @@
 
 use super::*;
 use crate::imap::stream::Stream;
+use crate::imap::wire::replies::{capabilities, storage_quota};
 use crate::imap::{fetch_items, keywords, parse_namespaces, parse_status_items, status_from};
 use crate::types::is_copyable_flag;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::response as theirs;
 use imap_codec::ResponseCodec;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 /// `default_cases` unless `PROPTEST_CASES` says otherwise.
 pub(crate) fn cases(default_cases: u32) -> ProptestConfig {
@@ -89,6 +96,8 @@ fn interpret_all(replies: Vec<Result<Response, String>>) {
     let ok: Vec<Response> = replies.into_iter().filter_map(Result::ok).collect();
     let _ = status_from(&ok, true);
     let _ = keywords::flags_reply_keywords(&ok);
+    let _ = capabilities(&ok);
+    let _ = storage_quota(&ok);
     for r in ok {
         match r {
             Response::Numbered { mut rest, .. } => {
@@ -786,6 +795,230 @@ proptest! {
             panic!("imap-codec: not a SEARCH")
         };
         prop_assert_eq!(t.iter().map(|u| u.get()).collect::<Vec<_>>(), hits);
+    }
+}
+
+// ---- CAPABILITY and QUOTA (`wire/replies.rs`) ----
+
+/// A quota resource name: STORAGE in any case, another resource, or any value.
+fn quota_resource() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => prop::sample::select(vec!["STORAGE", "storage", "Storage", "MESSAGE", "MAILBOX", "X"])
+            .prop_map(|a| Value::Atom(a.into())),
+        1 => Just(Value::Str(b"STORAGE".to_vec())),
+        1 => value(),
+    ]
+}
+
+/// A quota figure: a number (often small, sometimes past u64, signed), as an atom or a string,
+/// or any value.
+fn quota_figure() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..100).prop_map(|n| n.to_string()),
+            Just(u64::MAX.to_string()),
+            "[+-]?[0-9]{1,25}",
+        ]
+        .prop_map(Value::Atom),
+        1 => "[0-9]{1,5}".prop_map(|n| Value::Str(n.into_bytes())),
+        1 => value(),
+    ]
+}
+
+/// Any value a QUOTA reply may carry.
+fn quota_value() -> impl Strategy<Value = Value> {
+    prop_oneof![quota_resource(), quota_figure()]
+}
+
+/// A QUOTA reply's values: a root, then mostly a list of (resource, used, limit) triples.
+fn quota_rest() -> impl Strategy<Value = Vec<Value>> {
+    let triples = prop::collection::vec((quota_resource(), quota_figure(), quota_figure()), 0..4)
+        .prop_map(|t| Value::List(t.into_iter().flat_map(|(r, u, l)| [r, u, l]).collect()));
+    let shaped = (
+        prop_oneof![4 => Just(Value::Atom("root".into())), 1 => value()],
+        prop_oneof![
+            6 => triples,
+            1 => prop::collection::vec(quota_value(), 0..8).prop_map(Value::List),
+            1 => quota_value(),
+        ],
+        prop::collection::vec(value(), 0..2),
+    )
+        .prop_map(|(root, list, more)| [vec![root, list], more].concat());
+    prop_oneof![
+        5 => shaped,
+        1 => prop::collection::vec(quota_value(), 0..3),
+    ]
+}
+
+/// Which replies' values a session's reading reaches: CAPABILITY, QUOTA and other kinds.
+fn capability_and_quota_replies() -> impl Strategy<Value = Vec<Response>> {
+    let reply = prop_oneof![
+        3 => quota_rest().prop_map(|rest| Response::Data { kind: "QUOTA".into(), rest }),
+        2 => prop::collection::vec(prop_oneof![3 => "[A-Za-z0-9=+.-]{1,12}".prop_map(Value::Atom), 1 => value()], 0..8)
+            .prop_map(|rest| Response::Data { kind: "CAPABILITY".into(), rest }),
+        1 => (prop::sample::select(vec!["QUOTAROOT", "LIST", "STATUS"]), prop::collection::vec(quota_value(), 0..6))
+            .prop_map(|(k, rest)| Response::Data { kind: k.into(), rest }),
+        1 => (any::<u32>(), prop::collection::vec(quota_value(), 0..4))
+            .prop_map(|(n, rest)| Response::Numbered { n, kind: "QUOTA".into(), rest }),
+    ];
+    prop::collection::vec(reply, 0..5)
+}
+
+/// Room left under a quota.
+fn room(q: &crate::store::StorageQuota) -> u64 {
+    q.limit.saturating_sub(q.used)
+}
+
+/// The properties of [`capabilities`] and [`storage_quota`] on `replies`, stated from RFC 9208's
+/// shape rather than from the code's loop.
+fn check_capability_and_quota(replies: &[Response]) -> Result<(), TestCaseError> {
+    let data = |k: &'static str| {
+        replies.iter().filter_map(move |r| match r {
+            Response::Data { kind, rest } if kind == k => Some(rest),
+            _ => None,
+        })
+    };
+    let atoms: BTreeSet<String> = data("CAPABILITY")
+        .flatten()
+        .filter_map(|v| v.as_atom().map(str::to_ascii_uppercase))
+        .collect();
+    prop_assert_eq!(capabilities(replies), atoms);
+
+    let figure = |v: &Value| v.as_text().and_then(|t| t.parse::<u64>().ok());
+    let is_storage = |v: &Value| {
+        v.as_text()
+            .is_some_and(|t| t.eq_ignore_ascii_case("storage"))
+    };
+    // Whole: every QUOTA reply has a list of whole triples, each STORAGE one with figures.
+    let whole = data("QUOTA").all(|rest| {
+        rest.get(1).and_then(Value::as_list).is_some_and(|l| {
+            l.len() % 3 == 0
+                && l.chunks(3).all(|t| {
+                    !is_storage(&t[0]) || (figure(&t[1]).is_some() && figure(&t[2]).is_some())
+                })
+        })
+    });
+    let storage: Vec<crate::store::StorageQuota> = data("QUOTA")
+        .filter_map(|rest| rest.get(1).and_then(Value::as_list))
+        .flat_map(|l| l.chunks(3))
+        .filter(|t| t.len() == 3 && is_storage(&t[0]))
+        .filter_map(|t| {
+            Some(crate::store::StorageQuota {
+                used: figure(&t[1])?.saturating_mul(1024),
+                limit: figure(&t[2])?.saturating_mul(1024),
+            })
+        })
+        .collect();
+    match storage_quota(replies) {
+        Err(e) => {
+            prop_assert!(!whole, "a whole reply refused: {}", e);
+            prop_assert!(e.starts_with("QUOTA reply ["), "{}", e);
+        }
+        Ok(got) => {
+            prop_assert!(whole, "a broken QUOTA reply taken: {:?}", got);
+            match got {
+                None => prop_assert!(storage.is_empty(), "{:?}", storage),
+                Some(q) => {
+                    // The first of the tightest.
+                    let least = storage.iter().map(room).min();
+                    prop_assert_eq!(Some(room(&q)), least);
+                    prop_assert_eq!(storage.iter().find(|s| room(s) == room(&q)), Some(&q));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A capability as servers name them: the common ones, `AUTH=`, `QUOTA=RES-` and plain atoms.
+fn capability_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "IMAP4rev1", "IMAP4rev2", "LITERAL+", "LITERAL-", "IDLE", "UIDPLUS", "MOVE", "QUOTA",
+            "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "CONDSTORE", "QRESYNC", "NAMESPACE",
+            "ENABLE", "SASL-IR", "APPENDLIMIT=35651584", "LOGINDISABLED", "STARTTLS",
+            "AUTH=PLAIN", "AUTH=SCRAM-SHA-256", "UTF8=ACCEPT", "SPECIAL-USE",
+        ])
+        .prop_map(String::from),
+        1 => "[A-Za-z][A-Za-z0-9.-]{0,12}".prop_filter("NIL is not an atom", |a| !a.eq_ignore_ascii_case("nil")),
+        1 => "[A-Za-z0-9-]{1,10}".prop_map(|a| format!("X-{a}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
+
+    #[test]
+    fn capability_and_quota_values(replies in capability_and_quota_replies()) {
+        check_capability_and_quota(&replies)?;
+    }
+
+    /// Garbage after the start of a CAPABILITY or QUOTA reply, through the real reader.
+    #[test]
+    fn capability_and_quota_garbage(
+        start in prop::sample::select(vec!["* CAPABILITY ", "* QUOTA ", "* QUOTA \"\" (", "* QUOTA r (STORAGE ", "* quota r (MESSAGE 1 2 STORAGE "]),
+        bytes in garbage(),
+    ) {
+        let replies = responses_of([start.as_bytes(), &bytes].concat());
+        let ok: Vec<Response> = replies.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        check_capability_and_quota(&ok)?;
+        interpret_all(replies);
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(300))]
+
+    #[test]
+    fn capability_agrees_with_imap_codec(caps in prop::collection::vec(capability_name(), 0..10)) {
+        let line = format!("* CAPABILITY IMAP4rev1{}\r\n", caps.iter().map(|c| format!(" {c}")).collect::<String>());
+        let mut want: BTreeSet<String> = caps.iter().map(|c| c.to_ascii_uppercase()).collect();
+        want.insert("IMAP4REV1".into());
+        let r = ours(line.as_bytes());
+        prop_assert_eq!(capabilities(&[r]), want.clone());
+        let theirs::Response::Data(theirs::Data::Capability(t)) = codec(line.as_bytes()) else {
+            panic!("imap-codec: not a CAPABILITY")
+        };
+        let got: BTreeSet<String> = t.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn quota_agrees_with_imap_codec(
+        (wire, root) in astring(),
+        resources in prop::collection::vec((prop::sample::select(vec!["STORAGE", "storage", "MESSAGE", "MAILBOX", "ANNOTATION-STORAGE"]), 0u64..=i64::MAX as u64, 0u64..=i64::MAX as u64), 1..4),
+    ) {
+        let mut bytes = b"* QUOTA ".to_vec();
+        bytes.extend_from_slice(&wire);
+        let list: Vec<String> = resources.iter().map(|(r, u, l)| format!("{r} {u} {l}")).collect();
+        bytes.extend_from_slice(format!(" ({})\r\n", list.join(" ")).as_bytes());
+        // What was generated: the first STORAGE with the least room.
+        let mut want: Option<crate::store::StorageQuota> = None;
+        for (r, u, l) in &resources {
+            let q = crate::store::StorageQuota { used: u.saturating_mul(1024), limit: l.saturating_mul(1024) };
+            if r.eq_ignore_ascii_case("storage") && want.is_none_or(|w| room(&q) < room(&w)) {
+                want = Some(q);
+            }
+        }
+        let r = ours(&bytes);
+        let Response::Data { kind, rest } = &r else { panic!() };
+        prop_assert_eq!(kind, "QUOTA");
+        prop_assert_eq!(str_bytes(&rest[0]), root.clone());
+        prop_assert_eq!(storage_quota(&[r]), Ok(want));
+        use imap_codec::imap_types::extensions::quota::Resource;
+        let theirs::Response::Data(theirs::Data::Quota { root: troot, quotas }) = codec(&bytes) else {
+            panic!("imap-codec: not a QUOTA")
+        };
+        prop_assert_eq!(troot.as_ref(), &root[..]);
+        let theirs_got: Vec<(String, u64, u64)> = quotas
+            .as_ref()
+            .iter()
+            .map(|q| (q.resource.to_string(), q.usage, q.limit))
+            .collect();
+        let generated: Vec<(String, u64, u64)> = resources.iter().map(|(r, u, l)| (r.to_ascii_uppercase(), *u, *l)).collect();
+        prop_assert_eq!(theirs_got, generated);
+        prop_assert!(quotas.as_ref().iter().any(|q| q.resource == Resource::Storage) == want.is_some());
     }
 }
 

@@ -73,14 +73,42 @@ struct IntentBatch {
 /// An intents record as stored: a batch (written now; its key names the batch's first UID),
 /// or a single intent (moved from the per-message tree of an earlier version; its key names
 /// its UID).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 enum IntentRecord {
     Batch(IntentBatch),
     One(Intent),
 }
 
+/// Only the UIDs of a batch record: what a commit needs to see whether it holds a message
+/// just done, without decoding every fingerprint.
+#[derive(Deserialize)]
+struct BatchUids {
+    items: Vec<(u32, serde::de::IgnoredAny, serde::de::IgnoredAny)>,
+}
+
 impl IntentRecord {
+    /// Decodes a stored record: a batch, else a single intent (never serde's untagged
+    /// guessing, which buffers the whole record first).
+    fn decode(v: &[u8]) -> Result<IntentRecord> {
+        match serde_json::from_slice::<IntentBatch>(v) {
+            Ok(b) => Ok(IntentRecord::Batch(b)),
+            Err(_) => dec(v).map(IntentRecord::One),
+        }
+    }
+
+    /// The UIDs of the stored record under a key naming `key_uid`.
+    fn uids(v: &[u8], key_uid: Uid) -> Vec<Uid> {
+        match serde_json::from_slice::<BatchUids>(v) {
+            Ok(b) => b
+                .items
+                .into_iter()
+                .filter_map(|(u, _, _)| Uid::new(u))
+                .collect(),
+            Err(_) => vec![key_uid],
+        }
+    }
+
     /// The (UID, intent) pairs of the record stored under a key naming `key_uid`.
     fn expand(self, key_uid: Uid) -> Vec<(Uid, Intent)> {
         match self {
@@ -613,7 +641,7 @@ impl StateStore {
         let isrc = intent_prefix(&src);
         for kv in self.maps.scan_prefix(&isrc) {
             let (k, v) = kv.in_store(self)?;
-            let mut r: IntentRecord = dec(&v)?;
+            let mut r = IntentRecord::decode(&v)?;
             match &mut r {
                 IntentRecord::One(i) => i.new_folder = nf.clone(),
                 IntentRecord::Batch(b) => b.new_folder = nf.clone(),
@@ -714,7 +742,7 @@ impl StateStore {
             let (k, v) = kv.in_store(self)?;
             // [INTENT] account folder 0 uidvalidity uid: the last 8 bytes.
             if let Some((uv, uid)) = k.len().checked_sub(8).and_then(|at| uv_uid(&k[at..])) {
-                out.push((k.to_vec(), uv, uid, dec(&v)?));
+                out.push((k.to_vec(), uv, uid, IntentRecord::decode(&v)?));
             }
         }
         Ok(out)
@@ -781,27 +809,32 @@ impl StateStore {
             // The folder's pending records are few (the batches in flight): each that holds a
             // message done here loses it, and goes when nothing is left.
             let prefix = intent_prefix(&msg_key(acct, folder, uv, None));
-            for (key, _, key_uid, r) in self.intent_records(&prefix)? {
-                let all = r.expand(key_uid);
-                if !all.iter().any(|(u, _)| done.contains(u)) {
+            for kv in self.maps.scan_prefix(&prefix) {
+                let (key, v) = kv.in_store(self)?;
+                let Some(key_uid) = key
+                    .len()
+                    .checked_sub(4)
+                    .and_then(|at| uid_of_key(&key[at..]))
+                else {
+                    continue;
+                };
+                let uids = IntentRecord::uids(&v, key_uid);
+                if !uids.iter().any(|u| done.contains(u)) {
                     continue;
                 }
-                let left: Vec<(Uid, Intent)> =
-                    all.into_iter().filter(|(u, _)| !done.contains(u)).collect();
-                if left.is_empty() {
+                if uids.iter().all(|u| done.contains(u)) {
                     b.remove(key);
                 } else {
-                    // Still under its key (which names the record's first UID when written):
-                    // the UIDs are in the record.
-                    let mut it = IntentRecord::group(&left).into_iter();
-                    match (it.next(), it.next()) {
-                        (Some((_, one)), None) => b.insert(key, enc(&one)),
-                        (first, second) => {
-                            for (u, rec) in first.into_iter().chain(second).chain(it) {
-                                b.insert(intent_key(acct, folder, uv, u), enc(&rec));
-                            }
-                            b.remove(key);
-                        }
+                    let left: Vec<(Uid, Intent)> = IntentRecord::decode(&v)?
+                        .expand(key_uid)
+                        .into_iter()
+                        .filter(|(u, _)| !done.contains(u))
+                        .collect();
+                    // What is left, under the key of its first UID (removed first: that key
+                    // may be this record's own).
+                    b.remove(key);
+                    for (u, rec) in IntentRecord::group(&left) {
+                        b.insert(intent_key(acct, folder, uv, u), enc(&rec));
                     }
                 }
             }
@@ -986,10 +1019,11 @@ mod tests {
             fp: fp(),
             flags: vec![],
         };
-        s.commit(&a, &f, uv, &[(u(3), e.clone())], &[u(5)]).unwrap();
-        assert_eq!(pending(&s), vec![(4, 1), (9, 4)]);
+        // What is left keeps the record's own key (its first UID): removed, then written again.
+        s.commit(&a, &f, uv, &[(u(4), e.clone())], &[u(5)]).unwrap();
+        assert_eq!(pending(&s), vec![(3, 1), (9, 4)]);
         assert_eq!(s.intent_count(&a), 2);
-        s.commit(&a, &f, uv, &[(u(4), e.clone()), (u(9), e)], &[])
+        s.commit(&a, &f, uv, &[(u(3), e.clone()), (u(9), e)], &[])
             .unwrap();
         assert!(pending(&s).is_empty());
         assert_eq!(s.maps.scan_prefix([INTENT]).count(), 0, "no record left");

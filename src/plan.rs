@@ -556,15 +556,35 @@ pub fn plan_messages(
     plan
 }
 
+/// How many batches of a folder start smaller: the first has an eighth of the limits, the
+/// next a quarter, then a half, then the full limits.
+const RAMP_STEPS: u32 = 3;
+/// A ramped limit never goes below this many bytes or messages (nor above the limit itself).
+const RAMP_FLOOR_BYTES: u64 = 256 * 1024;
+const RAMP_FLOOR_MSGS: usize = 32;
+
 /// Splits messages into batches of at most `max_bytes` (a larger message goes alone) and
-/// `max_msgs` messages, keeping UID order.
+/// `max_msgs` messages, keeping UID order. The first batches are smaller (an eighth, a quarter,
+/// a half of the limits, never below 256 KiB / 32 messages): the APPEND of the first batch
+/// starts while the next is fetched, instead of a folder that fits one batch being fetched
+/// whole before anything is appended (on a link with 50 ms round trips that serialised the
+/// two servers' transfers; docs/performance.md).
 pub fn batches(msgs: &[MsgSummary], max_bytes: u64, max_msgs: usize) -> Vec<Vec<MsgSummary>> {
+    let max_msgs = max_msgs.max(1);
+    let limits = |i: usize| -> (u64, usize) {
+        let shift = RAMP_STEPS.saturating_sub(i as u32);
+        (
+            (max_bytes >> shift).max(RAMP_FLOOR_BYTES.min(max_bytes)),
+            (max_msgs >> shift).max(RAMP_FLOOR_MSGS.min(max_msgs)),
+        )
+    };
     let mut out = Vec::new();
     let mut cur: Vec<MsgSummary> = Vec::new();
     let mut bytes = 0u64;
     for m in msgs {
         let sz = m.size as u64;
-        if !cur.is_empty() && (bytes + sz > max_bytes || cur.len() >= max_msgs.max(1)) {
+        let (lim_bytes, lim_msgs) = limits(out.len());
+        if !cur.is_empty() && (bytes + sz > lim_bytes || cur.len() >= lim_msgs) {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -1250,5 +1270,30 @@ mod tests {
         let b = batches(&msgs, 10_000, 2);
         assert_eq!(b.len(), 3);
         assert!(batches(&[], 100, 10).is_empty());
+    }
+
+    /// With the default limits (8 MiB, 1000 messages) a folder's first batches ramp up: 1/8,
+    /// 1/4, 1/2 of the limits, then the full ones; every message once, in UID order.
+    #[test]
+    fn first_batches_ramp_up() {
+        let msgs: Vec<MsgSummary> = (1..=3000).map(|u| ms(u, 1000)).collect();
+        let b = batches(&msgs, 8 * 1024 * 1024, 1000);
+        let lens: Vec<usize> = b.iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![125, 250, 500, 1000, 1000, 125]);
+        let uids: Vec<u32> = b.iter().flatten().map(|m| m.uid.get()).collect();
+        assert_eq!(uids, (1..=3000).collect::<Vec<u32>>());
+        // By bytes: 64 KiB messages, 1 MiB then 2 MiB then 4 MiB then 8 MiB.
+        let big: Vec<MsgSummary> = (1..=200).map(|u| ms(u, 64 * 1024)).collect();
+        let lens: Vec<usize> = batches(&big, 8 * 1024 * 1024, 1000)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lens, vec![16, 32, 64, 88]);
+        // Small limits are not ramped below the floor (nor above themselves).
+        let lens: Vec<usize> = batches(&msgs[..100], 8 * 1024 * 1024, 40)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lens, vec![32, 32, 32, 4]);
     }
 }
